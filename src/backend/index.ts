@@ -1,0 +1,119 @@
+/**
+ * The one place that picks the TF.js backend. `auto` prefers the native TensorFlow addon (GPU, then
+ * CPU build) when it is installed and loads, then WebAssembly, then the pure-JS cpu backend.
+ */
+import { createRequire } from "node:module";
+import * as tf from "@tensorflow/tfjs";
+import { BackendError, UsageError } from "../errors.js";
+
+export const BACKEND_NAMES = ["auto", "tensorflow", "wasm", "cpu"] as const;
+export type BackendChoice = (typeof BACKEND_NAMES)[number];
+
+export interface BackendStatus {
+  name: "tensorflow" | "wasm" | "cpu";
+  /** npm package that provides it */
+  package: string;
+  installed: boolean;
+  available: boolean;
+  version?: string;
+  /** why it cannot be used */
+  reason?: string;
+}
+
+const require = createRequire(import.meta.url);
+const TENSORFLOW_PACKAGES = ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"];
+
+function packageVersion(pkg: string): string | undefined {
+  try {
+    return (require(`${pkg}/package.json`) as { version: string }).version;
+  } catch {
+    return undefined;
+  }
+}
+
+function firstLine(err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  return msg.split("\n")[0];
+}
+
+async function loadTensorflow(): Promise<BackendStatus> {
+  let last: BackendStatus | undefined;
+  for (const pkg of TENSORFLOW_PACKAGES) {
+    const version = packageVersion(pkg);
+    if (!version) continue;
+    try {
+      await import(pkg);
+      return { name: "tensorflow", package: pkg, installed: true, available: true, version };
+    } catch (err) {
+      last = { name: "tensorflow", package: pkg, installed: true, available: false, version, reason: firstLine(err) };
+    }
+  }
+  return (
+    last ?? {
+      name: "tensorflow",
+      package: TENSORFLOW_PACKAGES[1],
+      installed: false,
+      available: false,
+      reason: "@tensorflow/tfjs-node is not installed (run `npm run setup:tensorflow`)",
+    }
+  );
+}
+
+async function loadWasm(): Promise<BackendStatus> {
+  const pkg = "@tensorflow/tfjs-backend-wasm";
+  const version = packageVersion(pkg);
+  try {
+    await import(pkg);
+    const { registerWasmKernels } = await import("./wasm-kernels.js");
+    registerWasmKernels();
+    return { name: "wasm", package: pkg, installed: true, available: true, version };
+  } catch (err) {
+    return { name: "wasm", package: pkg, installed: !!version, available: false, version, reason: firstLine(err) };
+  }
+}
+
+function cpuStatus(): BackendStatus {
+  return { name: "cpu", package: "@tensorflow/tfjs", installed: true, available: true, version: tf.version_core };
+}
+
+const loaders = { tensorflow: loadTensorflow, wasm: loadWasm, cpu: async () => cpuStatus() };
+
+/** Load every backend that can be loaded and report on each (for `llmctl doctor`). */
+export async function probeBackends(): Promise<BackendStatus[]> {
+  return [await loadTensorflow(), await loadWasm(), cpuStatus()];
+}
+
+async function activate(status: BackendStatus): Promise<boolean> {
+  if (!status.available) return false;
+  try {
+    const ok = await tf.setBackend(status.name);
+    if (ok) await tf.ready();
+    if (!ok) status.reason = "the backend failed to initialise";
+    return ok;
+  } catch (err) {
+    status.reason = firstLine(err);
+    return false;
+  }
+}
+
+let selected: BackendStatus | undefined;
+
+/** Select and initialise a backend. Throws BackendError when an explicitly requested backend cannot load. */
+export async function useBackend(choice: string = process.env.LLMCTL_BACKEND ?? "auto"): Promise<BackendStatus> {
+  if (!(BACKEND_NAMES as readonly string[]).includes(choice)) {
+    throw new UsageError(`unknown backend '${choice}'`, `use one of ${BACKEND_NAMES.join(", ")}`);
+  }
+  if (selected && (choice === "auto" || choice === selected.name)) return selected;
+  const order = choice === "auto" ? (["tensorflow", "wasm", "cpu"] as const) : [choice as BackendStatus["name"]];
+  for (const name of order) {
+    const status = await loaders[name]();
+    if (await activate(status)) {
+      selected = status;
+      return status;
+    }
+    if (choice !== "auto") {
+      throw new BackendError(`backend '${name}' cannot be used: ${status.reason}`, "run `llmctl doctor` to see which backends load");
+    }
+  }
+  throw new BackendError("no TF.js backend could be initialised", "run `llmctl doctor`");
+}

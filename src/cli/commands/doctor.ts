@@ -1,0 +1,66 @@
+import type { CommandModule } from "yargs";
+import * as tf from "@tensorflow/tfjs";
+import { probeBackends, useBackend, type BackendStatus } from "../../backend/index.js";
+import { printJson, printLine, type GlobalOptions } from "../output.js";
+
+interface DoctorArgs extends GlobalOptions {
+  speed: boolean;
+}
+
+/** Matmul throughput for ~`seconds` on the currently selected backend. */
+async function matmulGflops(seconds: number): Promise<number> {
+  const [m, k, n] = [512, 768, 3072];
+  const a = tf.randomNormal([m, k]);
+  const b = tf.randomNormal([k, n]);
+  tf.tidy(() => tf.matMul(a, b)).dispose(); // warm-up (kernel compilation, allocation)
+  let runs = 0;
+  const start = performance.now();
+  while (performance.now() - start < seconds * 1000) {
+    const c = tf.matMul(a, b);
+    await c.data();
+    c.dispose();
+    runs++;
+  }
+  const elapsed = (performance.now() - start) / 1000;
+  a.dispose();
+  b.dispose();
+  return (2 * m * k * n * runs) / elapsed / 1e9;
+}
+
+export const doctorCommand: CommandModule<GlobalOptions, DoctorArgs> = {
+  command: "doctor",
+  describe: "list the TF.js backends: installed, loadable, version, speed",
+  builder: (y) =>
+    y
+      .option("speed", { type: "boolean", default: true, describe: "measure matmul GFLOP/s on each backend (~2 s each)" })
+      .example("$0 doctor", "which backends load here, and how fast they are")
+      .example("$0 doctor --json --no-speed", "the same as JSON, without the speed test"),
+  handler: async (args) => {
+    const selected = (await useBackend(args.backend)).name;
+    const backends: (BackendStatus & { threads?: number; matmul_gflops?: number })[] = await probeBackends();
+    for (const b of backends) {
+      if (!b.available) continue;
+      await useBackend(b.name);
+      if (b.name === "wasm") {
+        const { getThreadsCount } = await import("@tensorflow/tfjs-backend-wasm");
+        b.threads = getThreadsCount();
+      }
+      if (args.speed) b.matmul_gflops = Number((await matmulGflops(2)).toFixed(2));
+    }
+    if (args.json) {
+      printJson({ backends, selected });
+      return;
+    }
+    for (const b of backends) {
+      const state = b.available ? "ok" : b.installed ? "installed, not loadable" : "not installed";
+      const extra = [
+        b.version && `v${b.version}`,
+        b.threads !== undefined && `${b.threads} thread(s)`,
+        b.matmul_gflops !== undefined && `${b.matmul_gflops} GFLOP/s matmul`,
+        b.reason,
+      ].filter(Boolean);
+      printLine(`${b.name.padEnd(11)} ${state.padEnd(24)} ${extra.join(", ")}`);
+    }
+    printLine(`selected: ${selected}`);
+  },
+};

@@ -1,0 +1,29 @@
+import type { CommandModule } from "yargs";
+import { tokenizeCommand } from "./tokenize.js";
+import { pretrainCommand } from "./pretrain.js";
+import { generateCommand } from "./generate.js";
+import { loadGpt2Command } from "./load-gpt2.js";
+import { exportCommand } from "./export.js";
+import { finetuneCommand } from "./finetune.js";
+import { classifyCommand } from "./classify.js";
+import { instructCommand } from "./instruct.js";
+import { evaluateCommand } from "./evaluate.js";
+import { infoCommand } from "./info.js";
+import { benchCommand } from "./bench.js";
+import { doctorCommand } from "./doctor.js";
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export const commands: CommandModule<any, any>[] = [
+  tokenizeCommand,
+  pretrainCommand,
+  generateCommand,
+  loadGpt2Command,
+  exportCommand,
+  finetuneCommand,
+  classifyCommand,
+  instructCommand,
+  evaluateCommand,
+  infoCommand,
+  benchCommand,
+  doctorCommand,
+];

@@ -1,0 +1,55 @@
+/**
+ * The llmctl command line: parses arguments and dispatches to one module per command in ./commands.
+ * Library modules never print or exit; this file turns their typed errors into one-line messages.
+ */
+import yargs from "yargs";
+import { hideBin } from "yargs/helpers";
+import { LlmctlError, UsageError, formatError } from "../errors.js";
+import { BACKEND_NAMES } from "../backend/index.js";
+import { commands } from "./commands/index.js";
+
+async function main(argv: string[]): Promise<number> {
+  const verboseRequested = argv.includes("--verbose") || argv.includes("-v");
+  const cli = yargs(argv)
+    .scriptName("llmctl")
+    .usage("$0 <command> [options]\n\nBuild a GPT-style language model from scratch on TensorFlow.js.")
+    .option("backend", {
+      choices: BACKEND_NAMES,
+      default: process.env.LLMCTL_BACKEND ?? "auto",
+      describe: "TF.js backend (env LLMCTL_BACKEND)",
+      global: true,
+    })
+    .option("seed", { type: "number", describe: "random seed", global: true })
+    .option("json", { type: "boolean", default: false, describe: "machine-readable output on stdout", global: true })
+    .option("verbose", { alias: "v", type: "boolean", default: false, describe: "more detail, stack traces", global: true })
+    .command(commands)
+    .demandCommand(1, "name a command (see the list above)")
+    .recommendCommands()
+    .strict()
+    .help()
+    .alias("help", "h")
+    .version()
+    .wrap(Math.min(110, process.stdout.columns ?? 100))
+    .epilogue("Each command has its own --help with examples. Docs: README.md and docs/.")
+    .fail((msg, err) => {
+      if (err) throw err;
+      throw new UsageError(msg ?? "invalid arguments", "see `llmctl --help`");
+    });
+  try {
+    await cli.parseAsync();
+    return process.exitCode === undefined ? 0 : Number(process.exitCode);
+  } catch (err) {
+    if (err instanceof LlmctlError) {
+      process.stderr.write(`llmctl: ${formatError(err)}\n`);
+      if (verboseRequested && err.stack) process.stderr.write(err.stack + "\n");
+      return err.exitCode;
+    }
+    const e = err as Error;
+    process.stderr.write(`llmctl: unexpected error: ${e?.message ?? String(err)}\n`);
+    if (verboseRequested && e?.stack) process.stderr.write(e.stack + "\n");
+    else process.stderr.write("(run again with --verbose for the stack trace, and please report it)\n");
+    return 1;
+  }
+}
+
+process.exitCode = await main(hideBin(process.argv));

@@ -1,0 +1,44 @@
+/**
+ * How commands talk to people and scripts: results on stdout (JSON with --json), progress and notes on
+ * stderr, quiet unless --verbose.
+ */
+import ora, { type Ora } from "ora";
+
+export interface GlobalOptions {
+  backend: string;
+  seed?: number;
+  json: boolean;
+  verbose: boolean;
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(JSON.stringify(value) + "\n");
+}
+
+export function printLine(text = ""): void {
+  process.stdout.write(text + "\n");
+}
+
+/** A note for people, on stderr, shown only with --verbose. */
+export function verbose(opts: GlobalOptions, text: string): void {
+  if (opts.verbose) process.stderr.write(text + "\n");
+}
+
+/** A note for people on stderr (never stdout, so --json output stays parseable). */
+export function note(text: string): void {
+  process.stderr.write(text + "\n");
+}
+
+/** A spinner on stderr; silent when stderr is not a terminal. */
+export function spinner(text: string): Ora {
+  return ora({ text, stream: process.stderr, isSilent: process.stderr.isTTY !== true }).start();
+}
+
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds) || seconds < 0) return "?";
+  const s = Math.round(seconds);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = s % 60;
+  return h > 0 ? `${h}h${String(m).padStart(2, "0")}m` : m > 0 ? `${m}m${String(sec).padStart(2, "0")}s` : `${sec}s`;
+}

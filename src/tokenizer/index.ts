@@ -1,0 +1,114 @@
+/**
+ * GPT-2 byte-pair encoding through js-tiktoken (its ranks ship inside the package, so this works offline),
+ * plus the token file format that `tokenize --out` writes and `pretrain` reads.
+ */
+import { getEncoding, type Tiktoken } from "js-tiktoken";
+import { createReadStream } from "node:fs";
+import { UsageError } from "../errors.js";
+
+export const END_OF_TEXT = "<|endoftext|>";
+export const END_OF_TEXT_ID = 50256;
+export const GPT2_VOCAB_SIZE = 50257;
+
+export interface EncodeOptions {
+  /**
+   * Special tokens that encode to their ids. Default: `<|endoftext|>` (as the book does). With `[]`, special
+   * tokens in the text are encoded as ordinary text.
+   */
+  allowedSpecial?: string[];
+}
+
+export class Tokenizer {
+  readonly name = "gpt2";
+  readonly vocabSize = GPT2_VOCAB_SIZE;
+  readonly endOfTextId = END_OF_TEXT_ID;
+  private readonly enc: Tiktoken = getEncoding("gpt2");
+
+  encode(text: string, opts: EncodeOptions = {}): number[] {
+    const allowed = opts.allowedSpecial ?? [END_OF_TEXT];
+    return this.enc.encode(text, allowed, []);
+  }
+
+  decode(ids: ArrayLike<number>): string {
+    const list = Array.from(ids);
+    for (const id of list) {
+      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
+        throw new UsageError(`token id ${id} is outside the GPT-2 vocabulary (0..${this.vocabSize - 1})`);
+      }
+    }
+    return this.enc.decode(list);
+  }
+
+  /** The bytes a token stands for (tokens can end mid-character, so streaming decodes bytes). */
+  tokenBytes(id: number): Uint8Array {
+    return new TextEncoder().encode(this.enc.decode([id]));
+  }
+}
+
+let shared: Tokenizer | undefined;
+
+/** The tokenizer is stateless after construction; building its rank table takes ~100 ms, so share one. */
+export function getTokenizer(name = "gpt2"): Tokenizer {
+  if (name !== "gpt2") throw new UsageError(`unknown tokenizer '${name}'`, "llmctl supports 'gpt2'");
+  shared ??= new Tokenizer();
+  return shared;
+}
+
+/**
+ * A place where cutting the text cannot change the BPE result: a single space between two non-space
+ * characters always starts a new pre-token (" word", " 42", " !"), and no special token contains a space.
+ */
+function lastSafeCut(text: string): number {
+  for (let i = text.length - 2; i > 0; i--) {
+    if (text.charCodeAt(i) === 32 && !/\s/.test(text[i - 1]) && !/\s/.test(text[i + 1])) return i;
+  }
+  return -1;
+}
+
+/** A growable typed id array: no per-token JS objects, memory about 2x the final id array at most. */
+export class IdBuffer {
+  private data: Uint16Array | Uint32Array;
+  length = 0;
+  constructor(private readonly wide: boolean, capacity = 1 << 16) {
+    this.data = wide ? new Uint32Array(capacity) : new Uint16Array(capacity);
+  }
+  push(ids: number[]): void {
+    if (this.length + ids.length > this.data.length) {
+      const bigger = this.wide
+        ? new Uint32Array(Math.max(this.data.length * 2, this.length + ids.length))
+        : new Uint16Array(Math.max(this.data.length * 2, this.length + ids.length));
+      bigger.set(this.data.subarray(0, this.length));
+      this.data = bigger;
+    }
+    this.data.set(ids, this.length);
+    this.length += ids.length;
+  }
+  toArray(): Uint16Array | Uint32Array {
+    return this.data.slice(0, this.length);
+  }
+}
+
+/**
+ * Tokenize a text file of any size by streaming it in ~1 MB pieces cut only at safe places.
+ * Reports progress as (bytes read, total bytes).
+ */
+export async function tokenizeFile(
+  path: string,
+  opts: EncodeOptions & { onProgress?: (bytesRead: number) => void } = {},
+): Promise<Uint16Array | Uint32Array> {
+  const tok = getTokenizer();
+  const out = new IdBuffer(tok.vocabSize > 65536);
+  let pending = "";
+  const stream = createReadStream(path, { encoding: "utf8", highWaterMark: 1 << 20 });
+  for await (const chunk of stream as AsyncIterable<string>) {
+    pending += chunk;
+    const cut = lastSafeCut(pending);
+    if (cut > 0) {
+      out.push(tok.encode(pending.slice(0, cut), opts));
+      pending = pending.slice(cut);
+    }
+    opts.onProgress?.(stream.bytesRead);
+  }
+  if (pending.length > 0) out.push(tok.encode(pending, opts));
+  return out.toArray();
+}
