@@ -85,6 +85,8 @@ export async function probeBackends(): Promise<BackendStatus[]> {
 
 async function activate(status: BackendStatus): Promise<boolean> {
   if (!status.available) return false;
+  // Production mode: no console banners (e.g. the cpu backend's "install tfjs-node" notice) on our stdout/stderr.
+  tf.enableProdMode();
   try {
     const ok = await tf.setBackend(status.name);
     if (ok) await tf.ready();
