@@ -1,0 +1,88 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { runCli } from "./helpers/cli.js";
+import { sharedPath } from "./helpers/shared.js";
+import { readTokenFile } from "../src/tokenizer/token-file.js";
+
+test("--help lists every command", async () => {
+  const r = await runCli(["--help"]);
+  assert.equal(r.code, 0);
+  for (const c of ["tokenize", "pretrain", "generate", "load-gpt2", "export", "finetune", "classify", "instruct", "evaluate", "info", "bench", "doctor"]) {
+    assert.match(r.stdout, new RegExp(`llmctl ${c}`));
+  }
+});
+
+test("unknown command: usage error with a suggestion, exit 2, no stack trace", async () => {
+  const r = await runCli(["tokenise", "x"]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /Did you mean tokenize/);
+  assert.doesNotMatch(r.stderr, /\n\s+at /);
+});
+
+test("unknown option: exit 2", async () => {
+  const r = await runCli(["tokenize", "hi", "--colour"]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /Unknown argument/i);
+});
+
+test("tokenize: ids, --count, --json, --decode", async () => {
+  assert.equal((await runCli(["tokenize", "Every effort moves you"])).stdout, "6109 3626 6100 345\n");
+  assert.equal((await runCli(["tokenize", "--file", sharedPath("datasets", "the-verdict.txt"), "--count"])).stdout, "5145\n");
+  const j = JSON.parse((await runCli(["tokenize", "Akwirw ier", "--json"])).stdout);
+  assert.deepEqual(j, { count: 6, ids: [33901, 86, 343, 86, 220, 959] });
+  assert.equal((await runCli(["tokenize", "--decode", "6109 3626 6100 345"])).stdout, "Every effort moves you\n");
+});
+
+test("tokenize --out writes a token file pretrain can read", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "llmctl-cli-"));
+  try {
+    const out = join(dir, "verdict.bin");
+    const r = await runCli(["tokenize", "--file", sharedPath("datasets", "the-verdict.txt"), "--out", out, "--json"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), { count: 5145, out });
+    const { ids } = readTokenFile(out);
+    assert.equal(ids.length, 5145);
+    assert.deepEqual(Array.from(ids.subarray(0, 4)), [40, 367, 2885, 1464]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("tokenize: missing file and bad ids are one-line errors", async () => {
+  const missing = await runCli(["tokenize", "--file", "/no/such/file.txt"]);
+  assert.equal(missing.code, 1);
+  assert.equal(missing.stderr.trim().split("\n").length, 1);
+  assert.match(missing.stderr, /file not found: \/no\/such\/file.txt/);
+  const bad = await runCli(["tokenize", "--decode", "12 abc"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /'abc' is not a token id/);
+  const none = await runCli(["tokenize"]);
+  assert.equal(none.code, 2);
+});
+
+test("doctor --json lists backends and the selected one", async () => {
+  const r = await runCli(["doctor", "--json", "--no-speed"]);
+  assert.equal(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout);
+  const names = j.backends.map((b: { name: string }) => b.name);
+  assert.deepEqual(names, ["tensorflow", "wasm", "cpu"]);
+  for (const b of j.backends) assert.equal(typeof b.available, "boolean");
+  assert.equal(j.backends.find((b: { name: string }) => b.name === "wasm").available, true);
+  assert.ok(names.includes(j.selected));
+});
+
+test("--backend tensorflow: selected when doctor says it loads, else an error saying why", async () => {
+  const doctor = JSON.parse((await runCli(["doctor", "--json", "--no-speed"])).stdout);
+  const tensorflow = doctor.backends.find((b: { name: string }) => b.name === "tensorflow");
+  const r = await runCli(["doctor", "--json", "--no-speed", "--backend", "tensorflow"]);
+  if (tensorflow.available) {
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).selected, "tensorflow");
+  } else {
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /backend 'tensorflow' cannot be used: .+ — run `llmctl doctor`/);
+  }
+});
