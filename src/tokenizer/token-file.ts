@@ -1,7 +1,7 @@
 /**
  * The token file (`llmctl tokenize --out F.bin`), read directly by `pretrain --data F.bin`.
  *
- * Layout (little-endian), documented in docs/formats.md:
+ * Layout (little-endian), documented in docs/token-file.md:
  *   bytes 0..7    magic "LLMCTLTK"
  *   bytes 8..11   uint32 format version (1)
  *   bytes 12..15  uint32 bytes per id (2 = uint16 when the vocabulary fits, else 4 = uint32)
