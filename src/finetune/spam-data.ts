@@ -1,0 +1,347 @@
+/**
+ * The book's chapter 6 data pipeline for the UCI SMS Spam Collection: read the tab-separated file the way
+ * pandas does, balance the classes (`create_balanced_dataset`), shuffle and split 70/10/20 (`random_split`),
+ * write/read `train.csv` / `validation.csv` / `test.csv`, and turn texts into padded token id rows
+ * (`SpamDataset`) that a `SpamDataLoader` batches.
+ *
+ * Labels are class ids: 0 = ham ("not spam"), 1 = spam, as the book's `map({"ham": 0, "spam": 1})`.
+ */
+import { readFile, mkdir } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { parse as parseCsv } from "csv-parse/sync";
+import { stringify as stringifyCsv } from "csv-stringify/sync";
+import { Rng } from "../data/rng.js";
+import { END_OF_TEXT_ID, type Tokenizer } from "../tokenizer/index.js";
+import { FileFormatError, UsageError } from "../errors.js";
+import { writeFileAtomic } from "../fs-atomic.js";
+
+/** Class names by class id, as the book's `classify_review` prints them. */
+export const SPAM_LABELS = ["not spam", "spam"] as const;
+
+export interface SmsMessage {
+  /** 0 = ham, 1 = spam */
+  label: number;
+  text: string;
+}
+
+export interface SpamSplit {
+  train: SmsMessage[];
+  validation: SmsMessage[];
+  test: SmsMessage[];
+}
+
+export const SPLIT_FILES = { train: "train.csv", validation: "validation.csv", test: "test.csv" } as const;
+
+/**
+ * Parse delimited text exactly as Python's `csv` module (and pandas' C parser) do with their defaults:
+ * quotechar `"`, doublequote on, no escape char, not strict. The rules that matter:
+ *
+ * - a quote opens a quoted field only as the field's first character; anywhere else it is a literal;
+ * - inside a quoted field, delimiters and newlines are literal and `""` is one quote;
+ * - a closing quote followed by anything but a delimiter or line end does not end the field: the quotes are
+ *   dropped and the rest of the field is read as unquoted text (`"Hi" there` → `Hi there`).
+ *
+ * The SMS Spam Collection depends on this: the message on physical line 5082 starts with `"` and the next
+ * quote comes at the start of line 5084's message, so lines 5082–5084 become one row and the book (pandas
+ * `read_csv(sep="\t", header=None)`) gets 5,572 rows (4,825 ham, 747 spam), not the file's 5,574 lines.
+ *
+ * Why not csv-parse here: its `relax_quotes` reproduces the row structure but keeps the quotes in the last
+ * rule's case (`"Hi" there` stays as is), which changes the text, and so the tokens, of ten messages. We use
+ * csv-parse/csv-stringify for the split CSVs we write ourselves, which are plain RFC 4180.
+ *
+ * Blank lines are skipped (pandas' `skip_blank_lines`). End of input inside a quoted field is an error.
+ */
+export function parsePythonCsv(text: string, delimiter = "\t"): string[][] {
+  const rows: string[][] = [];
+  let row: string[] = [];
+  let field = "";
+  type State = "startRecord" | "startField" | "inField" | "inQuoted" | "quoteInQuoted";
+  let state = "startRecord" as State;
+  let line = 1; // physical line, for error messages
+  let quotedFrom = 0;
+  const endRecord = () => {
+    row.push(field);
+    rows.push(row);
+    row = [];
+    field = "";
+    state = "startRecord";
+  };
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    const eol = c === "\n" || c === "\r";
+    if (c === "\n") line++;
+    // \r\n ends a record as one terminator; inside quotes both characters are kept
+    if (c === "\r" && text[i + 1] === "\n" && state !== "inQuoted") {
+      i++;
+      line++;
+    }
+    if (state === "startRecord") {
+      if (eol) continue; // a blank line
+      state = "startField";
+    }
+    switch (state) {
+      case "startField":
+        if (eol) endRecord();
+        else if (c === '"') {
+          state = "inQuoted";
+          quotedFrom = line;
+        } else if (c === delimiter) row.push("");
+        else {
+          field += c;
+          state = "inField";
+        }
+        break;
+      case "inField":
+        if (eol) endRecord();
+        else if (c === delimiter) {
+          row.push(field);
+          field = "";
+          state = "startField";
+        } else field += c;
+        break;
+      case "inQuoted":
+        if (c === '"') state = "quoteInQuoted";
+        else field += c;
+        break;
+      case "quoteInQuoted":
+        if (c === '"') {
+          field += c;
+          state = "inQuoted";
+        } else if (c === delimiter) {
+          row.push(field);
+          field = "";
+          state = "startField";
+        } else if (eol) endRecord();
+        else {
+          field += c;
+          state = "inField";
+        }
+        break;
+    }
+  }
+  if (state === "inQuoted") {
+    throw new FileFormatError(`unterminated quoted field starting on line ${quotedFrom}`, "check the file's quotes");
+  }
+  if (state !== "startRecord") endRecord();
+  return rows;
+}
+
+/** Parse the SMS Spam Collection (`ham|spam<TAB>text` per record) into labelled messages. */
+export function parseSmsSpamCollection(content: string, source = "SMSSpamCollection"): SmsMessage[] {
+  const rows = parsePythonCsv(content, "\t");
+  if (rows.length === 0) throw new FileFormatError(`${source} is empty`, "pass the UCI SMSSpamCollection file with --data");
+  return rows.map((r, i) => {
+    const label = r[0] === "ham" ? 0 : r[0] === "spam" ? 1 : -1;
+    if (r.length !== 2 || label < 0) {
+      throw new FileFormatError(
+        `${source}: record ${i + 1} is not "ham|spam<TAB>text" (found ${JSON.stringify(r.join("\t").slice(0, 60))})`,
+        "pass the UCI SMSSpamCollection file with --data",
+      );
+    }
+    return { label, text: r[1] };
+  });
+}
+
+export async function readSmsSpamCollection(path: string): Promise<SmsMessage[]> {
+  let content: string;
+  try {
+    content = await readFile(path, "utf8");
+  } catch (err) {
+    throw new FileFormatError(`cannot read ${path}: ${(err as Error).message}`, "check the --data path", { cause: err });
+  }
+  return parseSmsSpamCollection(content, path);
+}
+
+/** `{ham, spam}` counts. */
+export function labelCounts(messages: SmsMessage[]): { ham: number; spam: number } {
+  let spam = 0;
+  for (const m of messages) spam += m.label;
+  return { ham: messages.length - spam, spam };
+}
+
+/**
+ * The book's `create_balanced_dataset`: a random sample of as many ham messages as there are spam ones
+ * (in sampled order), followed by all spam messages in file order.
+ */
+export function balanceSpam(messages: SmsMessage[], rng: Rng): SmsMessage[] {
+  const ham = messages.filter((m) => m.label === 0);
+  const spam = messages.filter((m) => m.label === 1);
+  if (spam.length === 0 || ham.length < spam.length) {
+    throw new UsageError(`cannot balance ${ham.length} ham and ${spam.length} spam messages`, "the data needs at least as many ham as spam messages, and some spam");
+  }
+  const order = rng.permutation(ham.length);
+  const sample = Array.from(order.subarray(0, spam.length), (i) => ham[i]);
+  return [...sample, ...spam];
+}
+
+/**
+ * The book's `random_split`: shuffle everything, then cut at int(n·train) and int(n·train) + int(n·validation);
+ * the rest is the test set. 1,494 balanced messages → 1,045 / 149 / 300.
+ */
+export function randomSplit(messages: SmsMessage[], rng: Rng, trainFrac = 0.7, validationFrac = 0.1): SpamSplit {
+  if (!(trainFrac > 0 && validationFrac >= 0 && trainFrac + validationFrac < 1)) {
+    throw new UsageError(`bad split fractions ${trainFrac} / ${validationFrac}`, "train > 0, validation ≥ 0, and together < 1");
+  }
+  const shuffled = rng.shuffle([...messages]) as SmsMessage[];
+  const trainEnd = Math.floor(shuffled.length * trainFrac);
+  const validationEnd = trainEnd + Math.floor(shuffled.length * validationFrac);
+  return { train: shuffled.slice(0, trainEnd), validation: shuffled.slice(trainEnd, validationEnd), test: shuffled.slice(validationEnd) };
+}
+
+/** Balance then split, each step with its own generator seeded `seed` (the book seeds both with 123). */
+export function makeSpamSplit(messages: SmsMessage[], seed = 123): SpamSplit {
+  return randomSplit(balanceSpam(messages, new Rng(seed)), new Rng(seed));
+}
+
+/** Write `train.csv`, `validation.csv`, `test.csv` (header `Label,Text`, as the book's `to_csv`) into `dir`. */
+export async function writeSplitCsvs(dir: string, split: SpamSplit): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  for (const part of ["train", "validation", "test"] as const) {
+    const records = split[part].map((m) => [m.label, m.text]);
+    await writeFileAtomic(join(dir, SPLIT_FILES[part]), stringifyCsv(records, { header: true, columns: ["Label", "Text"] }));
+  }
+}
+
+function parseSplitCsv(path: string, content: string): SmsMessage[] {
+  let records: string[][];
+  try {
+    records = parseCsv(content, { relax_column_count: false, skip_empty_lines: true }) as string[][];
+  } catch (err) {
+    throw new FileFormatError(`${path} is not a valid CSV: ${(err as Error).message}`, "rebuild the split (omit --split-dir)", { cause: err });
+  }
+  const [header, ...rows] = records;
+  if (!header || header.length !== 2 || header[0] !== "Label" || header[1] !== "Text") {
+    throw new FileFormatError(`${path} does not start with the header Label,Text`, "rebuild the split (omit --split-dir)");
+  }
+  return rows.map((r, i) => {
+    if (r[0] !== "0" && r[0] !== "1") {
+      throw new FileFormatError(`${path}: row ${i + 2} has label ${JSON.stringify(r[0])}, expected 0 or 1`, "rebuild the split (omit --split-dir)");
+    }
+    return { label: Number(r[0]), text: r[1] };
+  });
+}
+
+/** Read a split written by `writeSplitCsvs` (or the book's own CSVs). */
+export async function readSplitCsvs(dir: string): Promise<SpamSplit> {
+  const out: Partial<SpamSplit> = {};
+  for (const part of ["train", "validation", "test"] as const) {
+    const path = join(dir, SPLIT_FILES[part]);
+    if (!existsSync(path)) {
+      throw new FileFormatError(`${path} not found`, `--split-dir needs ${Object.values(SPLIT_FILES).join(", ")}`);
+    }
+    out[part] = parseSplitCsv(path, await readFile(path, "utf8"));
+    if (out[part].length === 0) throw new FileFormatError(`${path} has no rows`, "rebuild the split (omit --split-dir)");
+  }
+  return out as SpamSplit;
+}
+
+export interface SpamDatasetOptions {
+  /** Pad/truncate every text to this many tokens; default: the longest text here (the book's `max_length=None`). */
+  maxLength?: number;
+  /** The model's context length: texts and `maxLength` are cut to it. */
+  contextLength?: number;
+  /** The book pads with `<|endoftext|>`. */
+  padTokenId?: number;
+}
+
+/** Token ids for one message as the book encodes it; special-token strings in SMS text are ordinary text. */
+export function encodeMessage(tokenizer: Tokenizer, text: string): number[] {
+  return tokenizer.encode(text, { allowedSpecial: [] });
+}
+
+/**
+ * The book's `SpamDataset`: every text encoded, truncated to `maxLength` and right-padded to it.
+ * Rows live in one flat int32 array [count, maxLength]; `lengths` keeps each text's real token count
+ * (before padding) for the last-non-padding and mean pooling.
+ */
+export class SpamDataset {
+  readonly ids: Int32Array; // [count, maxLength]
+  readonly lengths: Int32Array; // [count]
+  readonly labels: Int32Array; // [count]
+  readonly maxLength: number;
+  readonly count: number;
+  /** How many texts were longer than maxLength and got cut. */
+  readonly truncated: number;
+
+  constructor(messages: SmsMessage[], tokenizer: Tokenizer, opts: SpamDatasetOptions = {}) {
+    const pad = opts.padTokenId ?? END_OF_TEXT_ID;
+    const encoded = messages.map((m) => encodeMessage(tokenizer, m.text));
+    let maxLength = opts.maxLength ?? encoded.reduce((a, e) => Math.max(a, e.length), 0);
+    if (opts.contextLength !== undefined) maxLength = Math.min(maxLength, opts.contextLength);
+    if (!Number.isInteger(maxLength) || maxLength < 1) {
+      throw new UsageError(`max length must be a positive integer, got ${maxLength}`, "the texts may all be empty");
+    }
+    this.maxLength = maxLength;
+    this.count = messages.length;
+    this.ids = new Int32Array(this.count * maxLength).fill(pad);
+    this.lengths = new Int32Array(this.count);
+    this.labels = new Int32Array(this.count);
+    let truncated = 0;
+    encoded.forEach((e, i) => {
+      const n = Math.min(e.length, maxLength);
+      if (e.length > maxLength) truncated++;
+      this.ids.set(e.slice(0, n), i * maxLength);
+      // An empty text still has one position to pool from (a pad token), as the book's last-token pooling does.
+      this.lengths[i] = Math.max(n, 1);
+      this.labels[i] = messages[i].label;
+    });
+    this.truncated = truncated;
+  }
+}
+
+/** One batch as flat arrays ready for tf.tensor: inputs [batchSize, seqLen], labels/lengths [batchSize]. */
+export interface SpamBatch {
+  inputs: Int32Array;
+  labels: Int32Array;
+  lengths: Int32Array;
+  batchSize: number;
+  seqLen: number;
+}
+
+/** The book's DataLoader over a SpamDataset (train: shuffle + drop_last; validation/test: neither). */
+export class SpamDataLoader {
+  constructor(
+    readonly dataset: SpamDataset,
+    readonly batchSize: number,
+    readonly shuffle = false,
+    readonly dropLast = false,
+  ) {
+    if (!Number.isInteger(batchSize) || batchSize < 1) throw new UsageError(`batch size must be a positive integer, got ${batchSize}`);
+  }
+
+  get numBatches(): number {
+    const n = this.dataset.count / this.batchSize;
+    return this.dropLast ? Math.floor(n) : Math.ceil(n);
+  }
+
+  /** The example order for one epoch, drawn from `rng` when shuffling (so a trainer can save and resume it). */
+  epochOrder(rng?: Rng): Int32Array {
+    if (this.shuffle) {
+      if (!rng) throw new Error("SpamDataLoader: shuffle needs an Rng");
+      return rng.permutation(this.dataset.count);
+    }
+    return Int32Array.from({ length: this.dataset.count }, (_, i) => i);
+  }
+
+  batch(order: Int32Array, batchIndex: number): SpamBatch {
+    const d = this.dataset;
+    const T = d.maxLength;
+    const start = batchIndex * this.batchSize;
+    const size = Math.min(this.batchSize, order.length - start);
+    const inputs = new Int32Array(size * T);
+    const labels = new Int32Array(size);
+    const lengths = new Int32Array(size);
+    for (let b = 0; b < size; b++) {
+      const k = order[start + b];
+      inputs.set(d.ids.subarray(k * T, (k + 1) * T), b * T);
+      labels[b] = d.labels[k];
+      lengths[b] = d.lengths[k];
+    }
+    return { inputs, labels, lengths, batchSize: size, seqLen: T };
+  }
+
+  *batches(order: Int32Array = this.epochOrder(), fromBatch = 0): Generator<SpamBatch> {
+    for (let i = fromBatch; i < this.numBatches; i++) yield this.batch(order, i);
+  }
+}
