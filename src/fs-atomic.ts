@@ -2,12 +2,12 @@
 import { open, rename, rm, mkdir } from "node:fs/promises";
 import { dirname, basename, join } from "node:path";
 
-export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
+export async function writeFileAtomic(path: string, data: Uint8Array | string | Uint8Array[]): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
   const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${Date.now()}`);
   const fh = await open(tmp, "w");
   try {
-    await fh.writeFile(data);
+    for (const part of Array.isArray(data) ? data : [data]) await fh.writeFile(part); // each call continues where the last ended
     await fh.sync();
   } catch (err) {
     await fh.close();

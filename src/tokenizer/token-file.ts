@@ -17,20 +17,33 @@ import { writeFileAtomic } from "../fs-atomic.js";
 const MAGIC = "LLMCTLTK";
 export const TOKEN_FILE_HEADER_BYTES = 32;
 
-export function encodeTokenFile(ids: Uint16Array | Uint32Array, vocabSize: number): Buffer {
-  const itemSize = vocabSize <= 65536 ? 2 : 4;
-  const header = Buffer.alloc(TOKEN_FILE_HEADER_BYTES);
-  header.write(MAGIC, 0, "latin1");
-  header.writeUInt32LE(1, 8);
-  header.writeUInt32LE(itemSize, 12);
-  header.writeBigUInt64LE(BigInt(ids.length), 16);
-  header.writeUInt32LE(vocabSize, 24);
-  const body = itemSize === 2 ? Uint16Array.from(ids) : Uint32Array.from(ids);
-  return Buffer.concat([header, Buffer.from(body.buffer, body.byteOffset, body.byteLength)]);
+function header(count: number, itemSize: number, vocabSize: number): Buffer {
+  const h = Buffer.alloc(TOKEN_FILE_HEADER_BYTES);
+  h.write(MAGIC, 0, "latin1");
+  h.writeUInt32LE(1, 8);
+  h.writeUInt32LE(itemSize, 12);
+  h.writeBigUInt64LE(BigInt(count), 16);
+  h.writeUInt32LE(vocabSize, 24);
+  return h;
 }
 
-export async function writeTokenFile(path: string, ids: Uint16Array | Uint32Array, vocabSize: number): Promise<void> {
-  await writeFileAtomic(path, encodeTokenFile(ids, vocabSize));
+/** The ids at the file's width, without a copy when they already have it. */
+function body(ids: ArrayLike<number>, itemSize: number): Uint8Array {
+  const typed =
+    itemSize === 2
+      ? ids instanceof Uint16Array ? ids : Uint16Array.from(ids)
+      : ids instanceof Uint32Array ? ids : Uint32Array.from(ids);
+  return new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
+}
+
+export function encodeTokenFile(ids: ArrayLike<number>, vocabSize: number): Buffer {
+  const itemSize = vocabSize <= 65536 ? 2 : 4;
+  return Buffer.concat([header(ids.length, itemSize, vocabSize), body(ids, itemSize)]);
+}
+
+export async function writeTokenFile(path: string, ids: ArrayLike<number>, vocabSize: number): Promise<void> {
+  const itemSize = vocabSize <= 65536 ? 2 : 4;
+  await writeFileAtomic(path, [header(ids.length, itemSize, vocabSize), body(ids, itemSize)]);
 }
 
 /** Does this file start with the token-file magic? */

@@ -81,7 +81,7 @@ export const tokenizeCommand: CommandModule<GlobalOptions, TokenizeArgs> = {
       ids = tok.encode(args.text ?? "", { allowedSpecial });
     }
     if (args.out) {
-      await writeTokenFile(args.out, Uint32Array.from(ids), tok.vocabSize);
+      await writeTokenFile(args.out, ids, tok.vocabSize);
     }
     if (args.count) {
       if (args.json) printJson({ count: ids.length });
