@@ -1,0 +1,169 @@
+/**
+ * The model configuration: the book's GPT_CONFIG_124M in snake_case, plus `tied_head`. Config files in
+ * configs/*.json hold `{ "model": GPTConfig, "train": {...} }`; the train section's keys belong to src/train
+ * and are passed through here untouched.
+ */
+import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { join, resolve } from "node:path";
+import { ConfigError } from "../errors.js";
+
+export interface GPTConfig {
+  /** tokens in the vocabulary (50257 for GPT-2) */
+  vocab_size: number;
+  /** the longest sequence the model sees (size of the position table) */
+  context_length: number;
+  /** width of the residual stream D */
+  emb_dim: number;
+  /** attention heads; emb_dim must divide by it */
+  n_heads: number;
+  /** transformer blocks */
+  n_layers: number;
+  /** dropout on embeddings, attention weights and both residual branches, only while training */
+  drop_rate: number;
+  /** bias on the query/key/value projection (GPT-2 has one; the book trains without) */
+  qkv_bias: boolean;
+  /** output head shares the token embedding (GPT-2 ships tied; the book trains untied) */
+  tied_head: boolean;
+}
+
+/** The train section of a config file; its keys are documented and validated by src/train. */
+export type TrainSettings = Record<string, unknown>;
+
+export interface ConfigFile {
+  model: GPTConfig;
+  train: TrainSettings;
+}
+
+/** The output head: next-token logits, or a classifier over numClasses labels (chapter 6). */
+export type HeadSpec = { kind: "lm" } | { kind: "classifier"; numClasses: number };
+
+const INT_KEYS = ["vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"] as const;
+const KNOWN_KEYS = new Set<string>([...INT_KEYS, "drop_rate", "qkv_bias", "tied_head"]);
+
+/**
+ * Check a parsed model config and fill in defaults (qkv_bias and tied_head default to false, as the book).
+ * `where` names the source in error messages, e.g. "configs/gpt2-tiny.json".
+ */
+export function validateGPTConfig(raw: unknown, where = "model config"): GPTConfig {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new ConfigError(`${where}: the model config must be a JSON object`, `give ${[...KNOWN_KEYS].join(", ")}`);
+  }
+  const obj = raw as Record<string, unknown>;
+  for (const key of Object.keys(obj)) {
+    if (!KNOWN_KEYS.has(key)) {
+      throw new ConfigError(`${where}: unknown model key '${key}'`, `the model keys are ${[...KNOWN_KEYS].join(", ")}`);
+    }
+  }
+  for (const key of INT_KEYS) {
+    const v = obj[key];
+    if (v === undefined) throw new ConfigError(`${where}: model key '${key}' is missing`, `add "${key}": <positive integer>`);
+    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) {
+      throw new ConfigError(`${where}: model key '${key}' must be a positive integer, got ${JSON.stringify(v)}`);
+    }
+  }
+  const drop = obj.drop_rate ?? 0;
+  if (typeof drop !== "number" || !(drop >= 0 && drop < 1)) {
+    throw new ConfigError(`${where}: model key 'drop_rate' must be a number in [0, 1), got ${JSON.stringify(obj.drop_rate)}`);
+  }
+  for (const key of ["qkv_bias", "tied_head"] as const) {
+    if (obj[key] !== undefined && typeof obj[key] !== "boolean") {
+      throw new ConfigError(`${where}: model key '${key}' must be true or false, got ${JSON.stringify(obj[key])}`);
+    }
+  }
+  const cfg: GPTConfig = {
+    vocab_size: obj.vocab_size as number,
+    context_length: obj.context_length as number,
+    emb_dim: obj.emb_dim as number,
+    n_heads: obj.n_heads as number,
+    n_layers: obj.n_layers as number,
+    drop_rate: drop,
+    qkv_bias: (obj.qkv_bias as boolean | undefined) ?? false,
+    tied_head: (obj.tied_head as boolean | undefined) ?? false,
+  };
+  if (cfg.emb_dim % cfg.n_heads !== 0) {
+    throw new ConfigError(
+      `${where}: emb_dim ${cfg.emb_dim} does not divide into n_heads ${cfg.n_heads}`,
+      "choose n_heads that divides emb_dim (head size = emb_dim / n_heads)",
+    );
+  }
+  return cfg;
+}
+
+/** configs/ of the installed package (dist/src/model → ../../../configs, or src/model → ../../configs). */
+export function configsDir(): string {
+  const here = fileURLToPath(new URL(".", import.meta.url));
+  for (const up of ["../../../configs", "../../configs"]) {
+    const dir = resolve(here, up);
+    if (existsSync(dir)) return dir;
+  }
+  return resolve(here, "../../../configs");
+}
+
+/** A path to a config file, or the name of a bundled one ("gpt2-tiny" → configs/gpt2-tiny.json). */
+export function resolveConfigPath(nameOrPath: string): string {
+  if (existsSync(nameOrPath)) return nameOrPath;
+  const bundled = join(configsDir(), nameOrPath.endsWith(".json") ? nameOrPath : `${nameOrPath}.json`);
+  if (!nameOrPath.includes("/") && existsSync(bundled)) return bundled;
+  throw new ConfigError(
+    `config not found: ${nameOrPath}`,
+    `give a path to a JSON config, or a bundled name (${bundledConfigNames().join(", ")})`,
+  );
+}
+
+export function bundledConfigNames(): string[] {
+  const dir = configsDir();
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .filter((f) => f.endsWith(".json"))
+    .map((f) => f.slice(0, -5))
+    .sort();
+}
+
+/** Read and validate a config file (`{ "model": {...}, "train": {...} }`); a bundled name works too. */
+export function loadConfigFile(nameOrPath: string): ConfigFile {
+  const path = resolveConfigPath(nameOrPath);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, "utf8"));
+  } catch (err) {
+    throw new ConfigError(`${path} is not valid JSON: ${(err as Error).message}`, "fix the JSON syntax");
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new ConfigError(`${path}: a config file must be a JSON object`, 'write { "model": {...}, "train": {...} }');
+  }
+  const obj = raw as Record<string, unknown>;
+  if (obj.model === undefined) {
+    throw new ConfigError(`${path}: the 'model' section is missing`, 'write { "model": {...}, "train": {...} }');
+  }
+  for (const key of Object.keys(obj)) {
+    if (key !== "model" && key !== "train" && key !== "description") {
+      throw new ConfigError(`${path}: unknown top-level key '${key}'`, "a config file has 'model', 'train' and optionally 'description'");
+    }
+  }
+  const train = obj.train ?? {};
+  if (typeof train !== "object" || train === null || Array.isArray(train)) {
+    throw new ConfigError(`${path}: the 'train' section must be a JSON object`);
+  }
+  return { model: validateGPTConfig(obj.model, path), train: train as TrainSettings };
+}
+
+/**
+ * Parameters of the model `buildGPT(cfg, { head })` builds, computed from the shapes alone (no allocation).
+ * For the book's 124M config: 163,009,536 untied, 124,412,160 tied.
+ */
+export function countParameters(cfg: GPTConfig, head: HeadSpec = { kind: "lm" }): number {
+  const V = cfg.vocab_size;
+  const D = cfg.emb_dim;
+  const embeddings = V * D + cfg.context_length * D; // wte + wpe
+  const block =
+    2 * D + // ln_1
+    D * 3 * D + (cfg.qkv_bias ? 3 * D : 0) + // attn.c_attn
+    D * D + D + // attn.c_proj
+    2 * D + // ln_2
+    D * 4 * D + 4 * D + // mlp.c_fc
+    4 * D * D + D; // mlp.c_proj
+  const lnF = 2 * D;
+  const headParams = head.kind === "classifier" ? head.numClasses * D + head.numClasses : cfg.tied_head ? 0 : V * D;
+  return embeddings + cfg.n_layers * block + lnF + headParams;
+}
