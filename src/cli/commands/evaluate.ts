@@ -1,8 +1,95 @@
 import type { CommandModule } from "yargs";
-import { notYet } from "./not-yet.js";
+import { basename, dirname, join } from "node:path";
+import { writeFileAtomic } from "../../fs-atomic.js";
+import { UsageError } from "../../errors.js";
+import { DEFAULT_JUDGE_MODEL, DEFAULT_JUDGE_URL, JUDGE_OPTIONS, OllamaClient } from "../../judge/ollama.js";
+import { loadResponses, scoreResponses, RESPONSE_KEY } from "../../judge/evaluate.js";
+import { note, printJson, printLine, spinner, type GlobalOptions } from "../output.js";
 
-export const evaluateCommand: CommandModule = {
+interface EvaluateArgs extends GlobalOptions {
+  responses: string;
+  "judge-url": string;
+  "judge-model": string;
+  concurrency: number;
+  retries: number;
+  key: string;
+  out?: string;
+}
+
+/** instruction-data-with-response.json → instruction-data-with-response.scores.json */
+function defaultScoresPath(responses: string): string {
+  const name = basename(responses).replace(/\.jsonl?$/i, "");
+  return join(dirname(responses), `${name}.scores.json`);
+}
+
+export const evaluateCommand: CommandModule<GlobalOptions, EvaluateArgs> = {
   command: "evaluate",
   describe: "score responses with an LLM judge through Ollama",
-  handler: () => notYet("evaluate", 8),
+  builder: (y) =>
+    y
+      .option("responses", {
+        alias: "r",
+        type: "string",
+        demandOption: true,
+        describe: "JSON/JSONL with instruction, input, output and model_response (written by finetune instruct)",
+      })
+      .option("judge-url", { type: "string", default: DEFAULT_JUDGE_URL, describe: "Ollama server" })
+      .option("judge-model", { type: "string", default: DEFAULT_JUDGE_MODEL, describe: "Ollama model that scores" })
+      .option("concurrency", { alias: "c", type: "number", default: 1, describe: "requests in flight at once" })
+      .option("retries", { type: "number", default: 2, describe: "retries per request after a dropped connection or server error" })
+      .option("key", { type: "string", default: RESPONSE_KEY, describe: "the field holding the response to score" })
+      .option("out", { alias: "o", type: "string", describe: "where to save the scores (default: RESPONSES.scores.json)" })
+      .example("$0 evaluate --responses sft/instruction-data-with-response.json", "score each test response 0-100, print the average")
+      .example("$0 evaluate -r responses.json --judge-model llama3.1 --concurrency 2 --json", 'prints {"scored":110,"skipped":0,"average":...}')
+      .epilogue("Needs a running Ollama (`ollama serve`) with the judge model pulled (`ollama pull llama3`).")
+      .check((a) => {
+        if (!Number.isInteger(a.concurrency) || a.concurrency < 1) throw new UsageError(`--concurrency must be a positive integer, got ${a.concurrency}`);
+        if (!Number.isInteger(a.retries) || a.retries < 0) throw new UsageError(`--retries must be a whole number, got ${a.retries}`);
+        return true;
+      }),
+  handler: async (args) => {
+    const entries = await loadResponses(args.responses, args.key);
+    const client = new OllamaClient({ url: args["judge-url"], model: args["judge-model"], attempts: args.retries + 1 });
+    const spin = spinner(`scoring ${entries.length} responses with ${client.model}`);
+    const start = performance.now();
+    let result;
+    try {
+      result = await scoreResponses(entries, client, {
+        responseKey: args.key,
+        concurrency: args.concurrency,
+        onProgress: (done, total, last) => {
+          spin.text = `scoring responses: ${done}/${total}`;
+          if (last.score === undefined) {
+            spin.clear();
+            note(`entry ${last.index}: could not convert score: ${JSON.stringify(last.reply)}`);
+          } else if (args.verbose) {
+            spin.clear();
+            note(`entry ${last.index}: ${last.score}`);
+          }
+        },
+      });
+    } finally {
+      spin.stop();
+    }
+    const seconds = (performance.now() - start) / 1000;
+    const average = result.average === null ? null : Math.round(result.average * 100) / 100;
+    const out = args.out ?? defaultScoresPath(args.responses);
+    const saved = {
+      responses: args.responses,
+      judge: { url: client.url.origin, model: client.model, options: JUDGE_OPTIONS },
+      scored: result.scored,
+      skipped: result.skipped,
+      average: result.average,
+      seconds: Math.round(seconds * 10) / 10,
+      entries: result.entries,
+    };
+    await writeFileAtomic(out, JSON.stringify(saved, null, 2) + "\n");
+    if (args.json) {
+      printJson({ scored: result.scored, skipped: result.skipped, average: result.average });
+      return;
+    }
+    printLine(`Number of scores: ${result.scored} of ${entries.length}`);
+    printLine(`Average score: ${average === null ? "n/a (nothing could be scored)" : average.toFixed(2)}`);
+    note(`scores saved to ${out}`);
+  },
 };

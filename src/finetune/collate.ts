@@ -1,0 +1,152 @@
+/**
+ * The book's `InstructionDataset` and `custom_collate_fn` (chapter 7): tokenized examples of different lengths
+ * become one padded batch whose padding is ignored by the loss, plus a loader with the DataLoader interface
+ * (numBatches / epochOrder / batch) that the Trainer drives.
+ */
+import type { Rng } from "../data/rng.js";
+import type { TokenBatch } from "../data/sliding-window.js";
+import { UsageError } from "../errors.js";
+import type { Tokenizer } from "../tokenizer/index.js";
+import { END_OF_TEXT_ID } from "../tokenizer/index.js";
+import { formatExample, formatPrompt, type InstructionEntry, type PromptStyle } from "./prompt-style.js";
+
+/** The target id the loss skips (PyTorch's cross_entropy default, the book's ignore_index). */
+export const IGNORE_INDEX = -100;
+
+/** One tokenized example: prompt + response header + output (no end-of-text yet). */
+export interface InstructionItem {
+  ids: ArrayLike<number>;
+  /** tokens of the prompt alone (instruction + input), for --mask-instruction (exercise 7.2) */
+  promptLength: number;
+}
+
+export interface CollateOptions {
+  padId?: number;
+  ignoreIndex?: number;
+  /** truncate inputs and targets to this many tokens (the book's allowed_max_length) */
+  maxLength?: number;
+  /** also ignore the targets that predict prompt tokens (exercise 7.2) */
+  maskInstruction?: boolean;
+}
+
+/**
+ * `custom_collate_fn`: append one end-of-text, pad with it to the batch's longest + 1, inputs = padded[:-1],
+ * targets = padded[1:], every padding target after the first → ignoreIndex, optionally mask the prompt's
+ * targets, then truncate to maxLength. Returns row-major [B, T] int32 arrays.
+ */
+export function collateInstructions(items: readonly InstructionItem[], opts: CollateOptions = {}): TokenBatch {
+  if (items.length === 0) throw new UsageError("cannot collate an empty batch");
+  const pad = opts.padId ?? END_OF_TEXT_ID;
+  const ignore = opts.ignoreIndex ?? IGNORE_INDEX;
+  if (opts.maxLength !== undefined && (!Number.isInteger(opts.maxLength) || opts.maxLength < 1)) {
+    throw new UsageError(`max length must be a positive integer, got ${opts.maxLength}`);
+  }
+  // padded rows are (longest + 1) long; inputs and targets drop one token each
+  let longest = 0;
+  for (const item of items) longest = Math.max(longest, item.ids.length);
+  const T = Math.min(longest, opts.maxLength ?? longest);
+  const B = items.length;
+  const inputs = new Int32Array(B * T);
+  const targets = new Int32Array(B * T);
+  for (let b = 0; b < B; b++) {
+    const { ids, promptLength } = items[b];
+    const n = ids.length;
+    // padded[j] = ids[j] for j < n, else pad (position n is the appended end-of-text)
+    const at = (j: number): number => (j < n ? ids[j] : pad);
+    // The book masks every target equal to the pad id except the first, which also catches an end-of-text
+    // inside the text itself; we reproduce that exactly rather than only masking positions ≥ n.
+    let padsSeen = 0;
+    const row = b * T;
+    for (let j = 0; j < longest; j++) {
+      let target = at(j + 1);
+      if (target === pad && padsSeen++ > 0) target = ignore;
+      // targets[:promptLength-1]: the targets that predict tokens 1..promptLength-1 of the prompt
+      if (opts.maskInstruction && j < promptLength - 1) target = ignore;
+      if (j < T) {
+        inputs[row + j] = at(j);
+        targets[row + j] = target;
+      }
+    }
+  }
+  return { inputs, targets, batchSize: B, seqLen: T };
+}
+
+/** The book's `InstructionDataset`: every entry formatted with a prompt style and tokenized once. */
+export class InstructionDataset {
+  readonly items: InstructionItem[];
+
+  constructor(
+    readonly entries: readonly InstructionEntry[],
+    tokenizer: Tokenizer,
+    readonly style: PromptStyle,
+  ) {
+    // allowedSpecial [] : a literal "<|endoftext|>" inside the data is text, not the end of the example
+    this.items = entries.map((e) => ({
+      ids: tokenizer.encode(formatExample(e, style), { allowedSpecial: [] }),
+      promptLength: tokenizer.encode(formatPrompt(e, style), { allowedSpecial: [] }).length,
+    }));
+  }
+
+  get length(): number {
+    return this.items.length;
+  }
+
+  /** Tokens in the longest example plus its end-of-text: the context a model needs to see it whole. */
+  get longestExample(): number {
+    return this.items.reduce((m, it) => Math.max(m, it.ids.length + 1), 0);
+  }
+}
+
+export interface InstructionLoaderOptions extends CollateOptions {
+  batchSize: number;
+  shuffle?: boolean;
+  dropLast?: boolean;
+}
+
+/**
+ * Batches of collated examples with the same interface as `DataLoader` (sliding-window.ts), so the Trainer
+ * treats pretraining windows and instruction examples alike. Training in the book: shuffle, drop_last;
+ * validation: in order, keep the last partial batch.
+ */
+export class InstructionLoader {
+  readonly batchSize: number;
+  readonly shuffle: boolean;
+  readonly dropLast: boolean;
+
+  constructor(
+    readonly dataset: InstructionDataset,
+    private readonly opts: InstructionLoaderOptions,
+  ) {
+    if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) {
+      throw new UsageError(`batch size must be a positive integer, got ${opts.batchSize}`);
+    }
+    this.batchSize = opts.batchSize;
+    this.shuffle = opts.shuffle ?? false;
+    this.dropLast = opts.dropLast ?? false;
+  }
+
+  get numBatches(): number {
+    const n = this.dataset.length / this.batchSize;
+    return this.dropLast ? Math.floor(n) : Math.ceil(n);
+  }
+
+  epochOrder(rng?: Rng): Int32Array {
+    if (this.shuffle) {
+      if (!rng) throw new Error("InstructionLoader: shuffle needs an Rng");
+      return rng.permutation(this.dataset.length);
+    }
+    return Int32Array.from({ length: this.dataset.length }, (_, i) => i);
+  }
+
+  batch(order: Int32Array, batchIndex: number): TokenBatch {
+    const start = batchIndex * this.batchSize;
+    const end = Math.min(start + this.batchSize, order.length);
+    const items: InstructionItem[] = [];
+    for (let i = start; i < end; i++) items.push(this.dataset.items[order[i]]);
+    return collateInstructions(items, this.opts);
+  }
+
+  *batches(order: Int32Array = this.epochOrder(), fromBatch = 0): Generator<TokenBatch> {
+    for (let i = fromBatch; i < this.numBatches; i++) yield this.batch(order, i);
+  }
+}
