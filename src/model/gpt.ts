@@ -122,14 +122,16 @@ export class GPTModel {
     if (zeros) {
       // fast init only fills with zeros; LayerNorm scales must still start at one
       for (const ln of [this.lnF, ...this.blocks.flatMap((b) => [b.ln1, b.ln2])]) {
-        tf.tidy(() => ln.weight.write(tf.onesLike(ln.weight.read())));
+        tf.tidy(() => {
+          ln.weight.write(tf.onesLike(ln.weight.read()));
+        });
       }
     }
   }
 
   private checkIds(ids: tf.Tensor): void {
     if (ids.rank !== 2) throw new UsageError(`token ids must be a [batch, time] tensor, got shape [${ids.shape}]`);
-    if (ids.shape[1] > this.config.context_length) {
+    if ((ids.shape[1] ?? 0) > this.config.context_length) {
       throw new UsageError(
         `a sequence of ${ids.shape[1]} tokens is longer than the model's context of ${this.config.context_length}`,
         `crop inputs to the last ${this.config.context_length} tokens`,

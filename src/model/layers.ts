@@ -25,13 +25,13 @@ function singleShape(shape: Shape | Shape[]): Shape {
   return Array.isArray(shape[0]) ? (shape[0] as Shape) : (shape as Shape);
 }
 
-function normal(seed: number, stddev = INIT_STD): tf.initializers.Initializer {
+function normal(seed: number, stddev = INIT_STD): ReturnType<typeof tf.initializers.randomNormal> {
   return tf.initializers.randomNormal({ mean: 0, stddev, seed });
 }
 
 /** Dropout only while training (inverted dropout: kept values are scaled by 1/(1-rate)). */
 export function dropout<T extends tf.Tensor>(x: T, rate: number, training: boolean): T {
-  return training && rate > 0 ? tf.dropout(x, rate) : x;
+  return training && rate > 0 ? (tf.dropout(x, rate) as T) : x;
 }
 
 /** GELU, tanh approximation (GPT-2's "gelu_new"): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
