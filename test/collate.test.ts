@@ -72,3 +72,23 @@ test("InstructionLoader: shuffled training batches drop the last partial batch, 
   // each batch is only as long as its own longest example
   assert.equal(batches[2].seqLen, Math.max(ds.items[8].ids.length, ds.items[9].ids.length));
 });
+
+test("loss with the ignore index (the book's golden values), on collated targets", async () => {
+  const tf = await import("@tensorflow/tfjs");
+  const { useBackend } = await import("../src/backend/index.js");
+  const { sparseCrossEntropy } = await import("../src/train/loss.js");
+  await useBackend("cpu");
+  const loss = (logits: number[][], targets: number[]) =>
+    tf.tidy(() => sparseCrossEntropy(tf.tensor2d(logits), tf.tensor1d(targets, "int32")).dataSync()[0]);
+  assert.ok(Math.abs(loss([[-1, 1], [-0.5, 1.5]], [0, 1]) - 1.1269) < 1e-4);
+  assert.ok(Math.abs(loss([[-1, 1], [-0.5, 1.5], [-0.5, 1.5]], [0, 1, -100]) - 1.1269) < 1e-4);
+  assert.ok(Math.abs(loss([[-1, 1], [-0.5, 1.5], [-0.5, 1.5]], [0, 1, 1]) - 0.7936) < 1e-4);
+  // a collated batch: the padding targets after the first end-of-text carry no loss
+  const batch = collateInstructions([{ ids: [0, 1], promptLength: 0 }, { ids: [1], promptLength: 0 }], { padId: 2 });
+  // targets [[1,2],[2,-100]]; logits for every position alike → mean over the 3 kept targets
+  const logits = tf.tensor3d([[[0, 1, 2], [0, 1, 2]], [[0, 1, 2], [0, 1, 2]]]);
+  const got = tf.tidy(() => sparseCrossEntropy(logits, tf.tensor2d(batch.targets, [2, 2], "int32")).dataSync()[0]);
+  const lse = Math.log(1 + Math.E + Math.E ** 2);
+  assert.ok(Math.abs(got - ((lse - 1) + (lse - 2) + (lse - 2)) / 3) < 1e-5);
+  logits.dispose();
+});
