@@ -1,0 +1,130 @@
+/**
+ * Checkpoints in a run directory, committed as one unit.
+ *
+ * A checkpoint is several files (the model directory's config.json + model.safetensors, optimizer.safetensors,
+ * trainer-state.json) that must agree with each other. Renaming each file atomically is not enough: a crash
+ * between two renames would pair new weights with an old optimizer. So a checkpoint is written in three steps:
+ *
+ *   1. every file goes into a fresh staging directory `DIR/.checkpoint-stage-*` (fsynced);
+ *   2. a journal `DIR/.checkpoint-commit.json` naming the staged files is written atomically — the commit point;
+ *   3. the files are renamed into DIR, then the journal and the staging directory are removed.
+ *
+ * A crash before step 2 leaves the previous checkpoint untouched (the stale staging directory is deleted on the
+ * next open); a crash during step 3 is finished by `recoverCheckpoint`, which redoes the remaining renames. Either
+ * way DIR holds one complete checkpoint.
+ */
+import { existsSync } from "node:fs";
+import { mkdir, readFile, readdir, rename, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { writeFileAtomic } from "../fs-atomic.js";
+import { FileFormatError } from "../errors.js";
+
+export const TRAINER_STATE_FILE = "trainer-state.json";
+export const OPTIMIZER_FILE = "optimizer.safetensors";
+const JOURNAL = ".checkpoint-commit.json";
+const STAGE_PREFIX = ".checkpoint-stage-";
+
+/** What `trainer-state.json` holds: everything besides tensors needed to continue a run exactly. */
+export interface TrainerState {
+  format: "llmctl-trainer-state";
+  version: 1;
+  /** optimizer updates done */
+  step: number;
+  /** the epoch in progress (0-based) and the next micro-batch in it */
+  epoch: number;
+  batch_index: number;
+  /** the current epoch's window order, or null when the next epoch has not drawn one yet */
+  order: number[] | null;
+  /** the data RNG's state (4 uint32) after drawing `order` */
+  rng: number[];
+  tokens_seen: number;
+  /** training time so far, for throughput and ETA across resumes */
+  elapsed_seconds: number;
+  /** the run ended (all epochs or max_steps) rather than being interrupted */
+  finished: boolean;
+  /** the resolved train settings of the run */
+  settings: Record<string, unknown>;
+}
+
+/** Test hook: called before each rename of the commit, to simulate a crash part-way. */
+export type CommitHook = (file: string) => void;
+
+/**
+ * Write a checkpoint into `runDir`: `write(stageDir)` writes every file of it into `stageDir`. Files not in the
+ * stage (logs, plots) are left alone. trainer-state.json, when present, is moved last.
+ */
+export async function writeCheckpoint(runDir: string, write: (stageDir: string) => Promise<void>, beforeRename?: CommitHook): Promise<void> {
+  await mkdir(runDir, { recursive: true });
+  await recoverCheckpoint(runDir);
+  const stageName = `${STAGE_PREFIX}${process.pid}-${Date.now()}`;
+  const stage = join(runDir, stageName);
+  await mkdir(stage);
+  try {
+    await write(stage);
+  } catch (err) {
+    await rm(stage, { recursive: true, force: true });
+    throw err;
+  }
+  const files = (await readdir(stage)).filter((f) => !f.startsWith("."));
+  files.sort((a, b) => Number(a === TRAINER_STATE_FILE) - Number(b === TRAINER_STATE_FILE));
+  await writeFileAtomic(join(runDir, JOURNAL), JSON.stringify({ stage: stageName, files }));
+  await finishCommit(runDir, stageName, files, beforeRename);
+}
+
+async function finishCommit(runDir: string, stageName: string, files: string[], beforeRename?: CommitHook): Promise<void> {
+  for (const f of files) {
+    const from = join(runDir, stageName, f);
+    if (!existsSync(from)) continue; // moved before a crash
+    beforeRename?.(f);
+    await rename(from, join(runDir, f));
+  }
+  await rm(join(runDir, JOURNAL), { force: true });
+  await rm(join(runDir, stageName), { recursive: true, force: true });
+}
+
+/**
+ * Bring `runDir` to a consistent checkpoint after a crash: finish a committed checkpoint, drop uncommitted
+ * staging directories. Returns true when a half-moved checkpoint was completed.
+ */
+export async function recoverCheckpoint(runDir: string): Promise<boolean> {
+  if (!existsSync(runDir)) return false;
+  let rolledForward = false;
+  const journal = join(runDir, JOURNAL);
+  if (existsSync(journal)) {
+    let parsed: { stage: string; files: string[] };
+    try {
+      parsed = JSON.parse(await readFile(journal, "utf8"));
+    } catch {
+      throw new FileFormatError(`${journal} is corrupt`, `delete it and resume from the files in ${runDir}`);
+    }
+    await finishCommit(runDir, parsed.stage, parsed.files);
+    rolledForward = true;
+  }
+  for (const entry of await readdir(runDir)) {
+    if (entry.startsWith(STAGE_PREFIX)) await rm(join(runDir, entry), { recursive: true, force: true });
+  }
+  return rolledForward;
+}
+
+/** Read and check trainer-state.json of a run directory (after recovering it). */
+export async function readTrainerState(runDir: string): Promise<TrainerState> {
+  await recoverCheckpoint(runDir);
+  const path = join(runDir, TRAINER_STATE_FILE);
+  if (!existsSync(path)) {
+    throw new FileFormatError(`${runDir} has no ${TRAINER_STATE_FILE}, so it is not a resumable run directory`, "pass the --out directory of an earlier `llmctl pretrain` run");
+  }
+  let s: TrainerState;
+  try {
+    s = JSON.parse(await readFile(path, "utf8"));
+  } catch (err) {
+    throw new FileFormatError(`${path} is not valid JSON: ${(err as Error).message}`, "the checkpoint is damaged; start a new run");
+  }
+  if (s.format !== "llmctl-trainer-state" || s.version !== 1) {
+    throw new FileFormatError(`${path} is not an llmctl trainer state (version 1)`, "pass the --out directory of an earlier `llmctl pretrain` run");
+  }
+  for (const key of ["step", "epoch", "batch_index", "tokens_seen", "elapsed_seconds"] as const) {
+    if (typeof s[key] !== "number" || !(s[key] >= 0)) throw new FileFormatError(`${path}: '${key}' is missing or invalid`, "the checkpoint is damaged; start a new run");
+  }
+  if (!Array.isArray(s.rng) || s.rng.length !== 4) throw new FileFormatError(`${path}: 'rng' must hold 4 numbers`, "the checkpoint is damaged; start a new run");
+  return s;
+}

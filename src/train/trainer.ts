@@ -1,0 +1,483 @@
+/**
+ * The training loop, shared by `pretrain`, `finetune spam` and `finetune instruct`: the book's
+ * `train_model_simple` / `train_classifier_simple` with AdamW, an lr schedule, gradient accumulation and
+ * clipping, periodic evaluation (`evaluate_model` over `eval_iter` batches), a JSONL log, an SVG loss plot and
+ * exact resume from atomic checkpoints.
+ *
+ * What a caller provides (see TrainerOptions): the parameters to train under stable names, a loss function
+ * for one batch, the train (and validation) batch sources, how to save the model into a directory, and
+ * optionally what to do after each epoch (a greedy sample, an accuracy). The trainer owns the rest.
+ *
+ * Exactness on resume: the data order, the data RNG, the optimizer moments and the step counter are saved;
+ * dropout randomness is derived from (seed, step, micro-batch), so it does not depend on what ran before.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { existsSync } from "node:fs";
+import { appendFile, mkdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { AdamW, clipByGlobalNorm, type NamedVariable } from "./adamw.js";
+import { learningRate, makeSchedule, type LrSchedule } from "./schedule.js";
+import type { TrainSettings } from "./settings.js";
+import { OPTIMIZER_FILE, TRAINER_STATE_FILE, readTrainerState, writeCheckpoint, type CommitHook, type TrainerState } from "./checkpoint.js";
+import { Rng } from "../data/rng.js";
+import { readAllSafetensors, writeSafetensors } from "../weights/safetensors.js";
+import { writeFileAtomic } from "../fs-atomic.js";
+import { InterruptedError, TrainingError, UsageError } from "../errors.js";
+import { linePlotSvg } from "../plot/svg.js";
+
+export const LOG_FILE = "log.jsonl";
+export const PLOT_FILE = "loss.svg";
+
+/** Anything that yields numbered batches in an epoch order; `DataLoader` is one. */
+export interface BatchSource<B> {
+  readonly numBatches: number;
+  /** the batch order for one epoch; a shuffling source draws it from `rng` */
+  epochOrder(rng?: Rng): Int32Array;
+  batch(order: Int32Array, index: number): B;
+}
+
+/** One evaluation, as written to log.jsonl. */
+export interface EvalRecord {
+  type: "eval";
+  step: number;
+  /** 0-based epoch in progress when evaluated */
+  epoch: number;
+  tokens_seen: number;
+  train_loss: number;
+  val_loss: number | null;
+  lr: number;
+  elapsed_seconds: number;
+}
+
+/** What `afterEpoch` returned, as written to log.jsonl (e.g. `{ sample: "…" }` or `{ val_accuracy: 0.95 }`). */
+export interface EpochRecord {
+  type: "epoch";
+  epoch: number;
+  step: number;
+  tokens_seen: number;
+  [key: string]: unknown;
+}
+
+export interface TrainProgress {
+  step: number;
+  totalSteps: number;
+  /** 0-based epoch and the next micro-batch within it */
+  epoch: number;
+  epochs: number;
+  batch: number;
+  batchesPerEpoch: number;
+  loss: number;
+  lr: number;
+  tokensSeen: number;
+  tokensPerSecond: number;
+  etaSeconds: number;
+}
+
+export type TrainEvent =
+  | { kind: "step"; progress: TrainProgress }
+  | { kind: "eval"; record: EvalRecord }
+  | { kind: "epoch"; record: EpochRecord }
+  | { kind: "checkpoint"; step: number; dir: string; final: boolean };
+
+export interface TrainerOptions<B> {
+  /** the parameters to train (frozen ones left out), under names that are stable across processes */
+  params: NamedVariable[];
+  /** mean loss of one batch; `training` turns dropout on. Called inside a gradient tape and tf.tidy. */
+  loss: (batch: B, training: boolean) => tf.Scalar;
+  train: BatchSource<B>;
+  validation?: BatchSource<B>;
+  /** tokens in a batch (for tokens seen and tokens/s) */
+  batchTokens: (batch: B) => number;
+  settings: TrainSettings;
+  /** the run directory: checkpoints, log.jsonl, loss.svg */
+  runDir: string;
+  /** write the model directory files (config.json, model.safetensors) into `dir` */
+  saveModel: (dir: string) => Promise<void>;
+  /** after each epoch, e.g. a greedy sample; the returned fields are logged and reported */
+  afterEpoch?: (epoch: number) => Promise<Record<string, unknown> | void> | Record<string, unknown> | void;
+  onEvent?: (event: TrainEvent) => void;
+  /** abort → save a resumable checkpoint at the next step boundary and throw InterruptedError */
+  signal?: AbortSignal;
+  /** continue the run saved in `runDir` (the model passed in must already hold its weights) */
+  resume?: boolean;
+  /** test hook: called before each file of a checkpoint is moved into place */
+  beforeCommitRename?: CommitHook;
+}
+
+export interface TrainResult {
+  step: number;
+  epoch: number;
+  tokensSeen: number;
+  evals: EvalRecord[];
+  /** the last evaluation's losses */
+  trainLoss: number | null;
+  valLoss: number | null;
+  /** wall time of this process's part of the run, and its throughput */
+  seconds: number;
+  tokensPerSecond: number;
+}
+
+/** Per-step seed for dropout: a fixed function of (seed, step, micro-batch), so resuming reproduces it. */
+function mixSeed(seed: number, step: number, part: number): number {
+  let h = (seed ^ 0x9e3779b9) >>> 0;
+  for (const v of [step, part]) {
+    h = Math.imul(h ^ v, 0x85ebca6b) >>> 0;
+    h = (h ^ (h >>> 13)) >>> 0;
+    h = Math.imul(h, 0xc2b2ae35) >>> 0;
+    h = (h ^ (h >>> 16)) >>> 0;
+  }
+  return h;
+}
+
+/**
+ * Run `fn` with Math.random replaced by a seeded generator. TF.js random ops without an explicit seed
+ * (tf.dropout, and tf.layers' Dropout without a `seed`) take their seed from Math.random, so this makes a
+ * training step's dropout masks a pure function of `seed`. `fn` must be synchronous.
+ */
+export function withSeededRandom<T>(seed: number, fn: () => T): T {
+  const rng = new Rng(seed);
+  const original = Math.random;
+  Math.random = () => rng.random();
+  try {
+    return fn();
+  } finally {
+    Math.random = original;
+  }
+}
+
+/** The book's `calc_loss_loader`: mean loss over the first min(maxBatches, numBatches) batches of `order`. */
+export function meanLoss<B>(source: BatchSource<B>, loss: (batch: B, training: boolean) => tf.Scalar, maxBatches: number, order = source.epochOrder()): number {
+  const n = Math.min(maxBatches, source.numBatches);
+  if (n === 0) return NaN;
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    const batch = source.batch(order, i);
+    const value = tf.tidy(() => loss(batch, false));
+    sum += value.dataSync()[0];
+    value.dispose();
+  }
+  return sum / n;
+}
+
+/** The model's trainable variables under their stable names (for models exposing `namedWeights`). */
+export function namedParameters(model: {
+  namedWeights(): Map<string, { name: string; trainable: boolean }>;
+  trainableVariables(): tf.Variable[];
+}): NamedVariable[] {
+  const byVarName = new Map(model.trainableVariables().map((v) => [v.name, v]));
+  const out: NamedVariable[] = [];
+  const seen = new Set<string>();
+  for (const [name, lv] of model.namedWeights()) {
+    const variable = byVarName.get(lv.name);
+    if (!variable || !lv.trainable || seen.has(variable.name)) continue;
+    seen.add(variable.name);
+    out.push({ name, variable });
+  }
+  return out;
+}
+
+export class Trainer<B> {
+  private readonly opts: TrainerOptions<B>;
+  private readonly s: TrainSettings;
+  private readonly optimizer: AdamW;
+  private readonly schedule: LrSchedule;
+  private readonly stepsPerEpoch: number;
+  readonly totalSteps: number;
+  private readonly nameOfVar: Map<string, string>;
+  private readonly varList: tf.Variable[];
+
+  // the resumable state, always as of the last completed optimizer step
+  private step = 0;
+  private epoch = 0;
+  private batchIndex = 0;
+  private order: Int32Array | null = null;
+  private rng: Rng;
+  private tokensSeen = 0;
+  private elapsedBefore = 0;
+  private evals: EvalRecord[] = [];
+
+  constructor(opts: TrainerOptions<B>) {
+    this.opts = opts;
+    this.s = opts.settings;
+    if (opts.train.numBatches === 0) {
+      throw new TrainingError("there are no training batches", "give more text, or lower max_length / batch_size (a batch needs batch_size windows of max_length + 1 tokens)");
+    }
+    if (opts.params.length === 0) throw new TrainingError("there are no trainable parameters", "unfreeze at least one layer");
+    this.stepsPerEpoch = Math.ceil(opts.train.numBatches / this.s.grad_accum);
+    this.totalSteps = Math.min(this.s.epochs * this.stepsPerEpoch, this.s.max_steps ?? Infinity);
+    // the schedule spans all epochs (the book's len(train_loader) · n_epochs); max_steps only stops early,
+    // so a run stopped by max_steps and resumed without it follows the same rates as one straight run
+    this.schedule = makeSchedule({
+      peakLr: this.s.lr,
+      warmupSteps: this.s.warmup_steps,
+      totalSteps: this.s.epochs * this.stepsPerEpoch,
+      decay: this.s.lr_schedule,
+      initialLr: this.s.initial_lr ?? undefined,
+      minLr: this.s.min_lr ?? undefined,
+    });
+    this.optimizer = new AdamW(opts.params, { beta1: this.s.beta1, beta2: this.s.beta2, epsilon: this.s.eps, weightDecay: this.s.weight_decay });
+    this.nameOfVar = new Map(opts.params.map((p) => [p.variable.name, p.name]));
+    this.varList = opts.params.map((p) => p.variable);
+    this.rng = new Rng(this.s.seed);
+  }
+
+  /** Train until all epochs (or max_steps) are done. Frees the optimizer state when it returns or throws. */
+  async run(): Promise<TrainResult> {
+    try {
+      if (this.opts.resume) await this.restore();
+      else await this.start();
+      return await this.loop();
+    } finally {
+      this.optimizer.dispose();
+    }
+  }
+
+  private async loop(): Promise<TrainResult> {
+    const { train, signal } = this.opts;
+    const started = performance.now();
+    const stepAtStart = this.step;
+    const tokensAtStart = this.tokensSeen;
+    let lastEvalStep = this.evals.length ? this.evals[this.evals.length - 1].step : -1;
+    const seconds = () => (performance.now() - started) / 1000;
+
+    while (this.step < this.totalSteps) {
+      if (this.order === null) this.order = train.epochOrder(this.rng);
+      const group = Math.min(this.s.grad_accum, train.numBatches - this.batchIndex);
+      const lr = learningRate(this.step, this.schedule);
+      const loss = this.update(group, lr);
+      this.step += 1;
+      this.batchIndex += group;
+
+      const segSeconds = seconds();
+      const segSteps = this.step - stepAtStart;
+      this.emit({
+        kind: "step",
+        progress: {
+          step: this.step,
+          totalSteps: this.totalSteps,
+          epoch: this.epoch,
+          epochs: this.s.epochs,
+          batch: this.batchIndex,
+          batchesPerEpoch: train.numBatches,
+          loss,
+          lr,
+          tokensSeen: this.tokensSeen,
+          tokensPerSecond: (this.tokensSeen - tokensAtStart) / Math.max(segSeconds, 1e-9),
+          etaSeconds: ((this.totalSteps - this.step) * segSeconds) / segSteps,
+        },
+      });
+
+      // the book evaluates when global_step % eval_freq == 0 with global_step starting at 0 for the first update
+      if ((this.step - 1) % this.s.eval_freq === 0) {
+        await this.evaluate(lr, this.elapsedBefore + seconds());
+        lastEvalStep = this.step;
+      }
+      if (this.batchIndex >= train.numBatches) {
+        await this.endEpoch();
+      }
+      if (this.step < this.totalSteps && this.s.checkpoint_every > 0 && this.step % this.s.checkpoint_every === 0) {
+        await this.checkpoint(this.elapsedBefore + seconds(), false);
+      }
+      if (signal?.aborted && this.step < this.totalSteps) {
+        await this.checkpoint(this.elapsedBefore + seconds(), false);
+        throw new InterruptedError(`training interrupted at step ${this.step} of ${this.totalSteps}; checkpoint saved in ${this.opts.runDir}`, `continue with --resume ${this.opts.runDir}`);
+      }
+    }
+    if (lastEvalStep !== this.step && this.step > 0) {
+      await this.evaluate(learningRate(Math.max(0, this.step - 1), this.schedule), this.elapsedBefore + seconds());
+    }
+    await this.checkpoint(this.elapsedBefore + seconds(), true);
+    const last = this.evals[this.evals.length - 1];
+    const segSeconds = seconds();
+    return {
+      step: this.step,
+      epoch: this.epoch,
+      tokensSeen: this.tokensSeen,
+      evals: this.evals,
+      trainLoss: last?.train_loss ?? null,
+      valLoss: last?.val_loss ?? null,
+      seconds: segSeconds,
+      tokensPerSecond: (this.tokensSeen - tokensAtStart) / Math.max(segSeconds, 1e-9),
+    };
+  }
+
+  /** One optimizer update over `group` micro-batches; returns their mean loss. */
+  private update(group: number, lr: number): number {
+    const { train, loss, batchTokens } = this.opts;
+    let acc: Map<string, tf.Tensor> | null = null;
+    let lossSum = 0;
+    try {
+      for (let k = 0; k < group; k++) {
+        const batch = train.batch(this.order!, this.batchIndex + k);
+        const { value, grads } = withSeededRandom(mixSeed(this.s.seed, this.step, k), () =>
+          tf.variableGrads(() => tf.tidy(() => loss(batch, true)), this.varList),
+        );
+        const v = value.dataSync()[0];
+        value.dispose();
+        lossSum += v;
+        this.tokensSeen += batchTokens(batch);
+        if (acc === null) {
+          acc = new Map();
+          for (const [varName, g] of Object.entries(grads)) acc.set(this.nameOfVar.get(varName)!, g);
+        } else {
+          for (const [varName, g] of Object.entries(grads)) {
+            const name = this.nameOfVar.get(varName)!;
+            const prev = acc.get(name)!;
+            acc.set(name, tf.add(prev, g));
+            prev.dispose();
+            g.dispose();
+          }
+        }
+        if (!Number.isFinite(v)) {
+          throw new TrainingError(
+            `the loss became ${v} at step ${this.step + 1} (lr ${lr.toPrecision(3)})`,
+            `lower the learning rate (e.g. --lr ${(this.s.lr / 10).toPrecision(2)}) or set train.grad_clip to 1.0`,
+          );
+        }
+      }
+      let grads = acc!;
+      if (group > 1) {
+        const scaled = new Map<string, tf.Tensor>();
+        for (const [name, g] of grads) {
+          scaled.set(name, tf.div(g, group));
+          g.dispose();
+        }
+        grads = scaled;
+      }
+      acc = grads;
+      if (this.s.grad_clip !== null) {
+        acc = clipByGlobalNorm(grads, this.s.grad_clip).grads;
+      }
+      this.optimizer.applyGradients(acc, lr);
+    } finally {
+      if (acc) for (const g of acc.values()) g.dispose();
+    }
+    return lossSum / group;
+  }
+
+  private async evaluate(lr: number, elapsed: number): Promise<void> {
+    const { train, validation, loss } = this.opts;
+    // a fresh random subset of training batches each time (the book re-iterates its shuffled loader),
+    // drawn from a generator seeded by the step so resuming does not change it
+    const trainOrder = train.epochOrder(new Rng(mixSeed(this.s.seed, this.step, 0xe7a1)));
+    const record: EvalRecord = {
+      type: "eval",
+      step: this.step,
+      epoch: this.epoch,
+      tokens_seen: this.tokensSeen,
+      train_loss: meanLoss(train, loss, this.s.eval_iter, trainOrder),
+      val_loss: validation && validation.numBatches > 0 ? meanLoss(validation, loss, this.s.eval_iter) : null,
+      lr,
+      elapsed_seconds: Math.round(elapsed * 1000) / 1000,
+    };
+    this.evals.push(record);
+    await appendFile(join(this.opts.runDir, LOG_FILE), JSON.stringify(record) + "\n");
+    this.emit({ kind: "eval", record });
+  }
+
+  private async endEpoch(): Promise<void> {
+    const extra = (await this.opts.afterEpoch?.(this.epoch)) ?? {};
+    const record: EpochRecord = { type: "epoch", epoch: this.epoch, step: this.step, tokens_seen: this.tokensSeen, ...extra };
+    await appendFile(join(this.opts.runDir, LOG_FILE), JSON.stringify(record) + "\n");
+    this.emit({ kind: "epoch", record });
+    this.epoch += 1;
+    this.batchIndex = 0;
+    this.order = null;
+  }
+
+  private async checkpoint(elapsed: number, final: boolean): Promise<void> {
+    const state: TrainerState = {
+      format: "llmctl-trainer-state",
+      version: 1,
+      step: this.step,
+      epoch: this.epoch,
+      batch_index: this.batchIndex,
+      order: this.order ? Array.from(this.order) : null,
+      rng: this.rng.state,
+      tokens_seen: this.tokensSeen,
+      elapsed_seconds: Math.round(elapsed * 1000) / 1000,
+      finished: final,
+      settings: { ...this.s },
+    };
+    const opt = this.optimizer;
+    await writeCheckpoint(
+      this.opts.runDir,
+      async (stage) => {
+        await this.opts.saveModel(stage);
+        const entries = [...opt.stateTensors()].map(([name, t]) => ({
+          name,
+          shape: t.shape,
+          data: async () => (await t.data()) as Float32Array,
+        }));
+        await writeSafetensors(join(stage, OPTIMIZER_FILE), entries, { format: "llmctl-adamw", step: String(opt.step) });
+        await writeFileAtomic(join(stage, TRAINER_STATE_FILE), JSON.stringify(state, null, 1) + "\n");
+      },
+      this.opts.beforeCommitRename,
+    );
+    await writeFileAtomic(join(this.opts.runDir, PLOT_FILE), lossPlot(this.evals));
+    this.emit({ kind: "checkpoint", step: this.step, dir: this.opts.runDir, final });
+  }
+
+  private async start(): Promise<void> {
+    const dir = this.opts.runDir;
+    if (existsSync(join(dir, TRAINER_STATE_FILE))) {
+      throw new UsageError(`${dir} already holds a training run`, `continue it with --resume ${dir}, or choose another output directory`);
+    }
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, LOG_FILE), "");
+  }
+
+  private async restore(): Promise<void> {
+    const dir = this.opts.runDir;
+    const st = await readTrainerState(dir);
+    const optFile = join(dir, OPTIMIZER_FILE);
+    if (!existsSync(optFile)) throw new TrainingError(`${dir} has no ${OPTIMIZER_FILE}`, "the checkpoint is incomplete; start a new run");
+    const { tensors } = await readAllSafetensors(optFile);
+    this.optimizer.loadState(st.step, (key) => tensors.get(key)?.data);
+    this.step = st.step;
+    this.epoch = st.epoch;
+    this.batchIndex = st.batch_index;
+    this.order = st.order ? Int32Array.from(st.order) : null;
+    this.rng = new Rng(st.rng);
+    this.tokensSeen = st.tokens_seen;
+    this.elapsedBefore = st.elapsed_seconds;
+    // keep the log up to the checkpoint: entries written after it (before a crash) will be written again
+    const logPath = join(dir, LOG_FILE);
+    const lines = existsSync(logPath) ? (await readFile(logPath, "utf8")).split("\n").filter(Boolean) : [];
+    const kept: string[] = [];
+    for (const line of lines) {
+      let rec: EvalRecord | EpochRecord;
+      try {
+        rec = JSON.parse(line);
+      } catch {
+        continue; // a line torn by a crash
+      }
+      if (rec.step > st.step || (rec.type === "epoch" && rec.epoch >= st.epoch)) continue;
+      kept.push(line);
+      if (rec.type === "eval") this.evals.push(rec);
+    }
+    await writeFileAtomic(logPath, kept.map((l) => l + "\n").join(""));
+  }
+
+  private emit(event: TrainEvent): void {
+    this.opts.onEvent?.(event);
+  }
+}
+
+/** The book's plot_losses: train and validation loss against tokens seen. */
+export function lossPlot(evals: EvalRecord[]): string {
+  return linePlotSvg({
+    title: "Loss",
+    xLabel: "tokens seen",
+    yLabel: "loss",
+    series: [
+      { label: "training loss", color: "#1f77b4", points: evals.map((e) => [e.tokens_seen, e.train_loss]) },
+      {
+        label: "validation loss",
+        color: "#ff7f0e",
+        dashed: true,
+        points: evals.filter((e) => e.val_loss !== null).map((e) => [e.tokens_seen, e.val_loss as number]),
+      },
+    ],
+  });
+}
