@@ -28,11 +28,11 @@ export interface GPTConfig {
 }
 
 /** The train section of a config file; its keys are documented and validated by src/train. */
-export type TrainSettings = Record<string, unknown>;
+export type TrainSection = Record<string, unknown>;
 
 export interface ConfigFile {
   model: GPTConfig;
-  train: TrainSettings;
+  train: TrainSection;
 }
 
 /** The output head: next-token logits, or a classifier over numClasses labels (chapter 6). */
@@ -145,7 +145,7 @@ export function loadConfigFile(nameOrPath: string): ConfigFile {
   if (typeof train !== "object" || train === null || Array.isArray(train)) {
     throw new ConfigError(`${path}: the 'train' section must be a JSON object`);
   }
-  return { model: validateGPTConfig(obj.model, path), train: train as TrainSettings };
+  return { model: validateGPTConfig(obj.model, path), train: train as TrainSection };
 }
 
 /**

@@ -237,33 +237,9 @@ export class GPTModel {
    */
   setWeights(tensors: Map<string, Float32Array | tf.Tensor>): void {
     const named = this.namedWeights();
-    const missing = [...named.keys()].filter((k) => !tensors.has(k));
-    if (missing.length > 0) {
-      throw new FileFormatError(
-        `the weights lack ${missing.length} tensor(s) the model needs: ${listNames(missing)}`,
-        "load weights written for this model config (check qkv_bias, tied_head, n_layers and the head)",
-      );
-    }
-    const extra = [...tensors.keys()].filter((k) => !named.has(k));
-    if (extra.length > 0) {
-      throw new FileFormatError(
-        `the weights hold ${extra.length} tensor(s) this model has no place for: ${listNames(extra)}`,
-        "load weights written for this model config (check qkv_bias, tied_head, n_layers and the head)",
-      );
-    }
-    for (const [name, variable] of named) {
-      const value = tensors.get(name)!;
-      const expected = variable.shape as number[];
-      const size = expected.reduce((a, b) => a * b, 1);
-      const ok = value instanceof tf.Tensor ? arraysEqual(value.shape, expected) : value.length === size;
-      if (!ok) {
-        const found = value instanceof tf.Tensor ? `[${value.shape.join(", ")}]` : `${value.length} values`;
-        throw new FileFormatError(
-          `tensor '${name}' has shape ${found}, the model expects [${expected.join(", ")}]`,
-          "load weights written for this model config",
-        );
-      }
-    }
+    const found = new Map<string, number[] | number>();
+    for (const [name, value] of tensors) found.set(name, value instanceof tf.Tensor ? value.shape : value.length);
+    checkWeightShapes(this.weightShapes(), found, "the weights");
     for (const [name, variable] of named) {
       const value = tensors.get(name)!;
       tf.tidy(() => {
@@ -271,6 +247,13 @@ export class GPTModel {
         variable.write(t);
       });
     }
+  }
+
+  /** name → shape of every weight namedWeights() holds */
+  weightShapes(): Map<string, number[]> {
+    const m = new Map<string, number[]>();
+    for (const [name, v] of this.namedWeights()) m.set(name, v.shape as number[]);
+    return m;
   }
 
   /** The variables an optimizer should update: those of layers (and weights) marked trainable, each once. */
@@ -292,6 +275,26 @@ export class GPTModel {
 
   dispose(): void {
     this.model.dispose();
+  }
+}
+
+/**
+ * Check a set of tensors against the weights a model needs: every name present, none extra, every shape equal
+ * (a bare number is an element count, for data without a shape). Throws FileFormatError naming the tensor.
+ */
+export function checkWeightShapes(expected: Map<string, number[]>, found: Map<string, number[] | number>, where: string): void {
+  const fix = "load weights written for this model config (check qkv_bias, tied_head, n_layers, emb_dim and the head)";
+  const missing = [...expected.keys()].filter((k) => !found.has(k));
+  if (missing.length > 0) throw new FileFormatError(`${where} lack ${missing.length} tensor(s) the model needs: ${listNames(missing)}`, fix);
+  const extra = [...found.keys()].filter((k) => !expected.has(k));
+  if (extra.length > 0) throw new FileFormatError(`${where} hold ${extra.length} tensor(s) this model has no place for: ${listNames(extra)}`, fix);
+  for (const [name, shape] of expected) {
+    const got = found.get(name)!;
+    const size = shape.reduce((a, b) => a * b, 1);
+    if (typeof got === "number" ? got !== size : !arraysEqual(got, shape)) {
+      const desc = typeof got === "number" ? `${got} values` : `shape [${got.join(", ")}]`;
+      throw new FileFormatError(`${where}: tensor '${name}' has ${desc}, the model expects [${shape.join(", ")}]`, fix);
+    }
   }
 }
 

@@ -1,8 +1,68 @@
 import type { CommandModule } from "yargs";
-import { notYet } from "./not-yet.js";
+import { existsSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { loadConfigFile } from "../../model/config.js";
+import { readModelMeta, headSpecOf, WEIGHTS_FILE } from "../../model/model-dir.js";
+import { summarize } from "../../model/summary.js";
+import { printJson, printLine, type GlobalOptions } from "../output.js";
 
-export const infoCommand: CommandModule = {
-  command: "info",
-  describe: "show a model's layers, parameter count and size",
-  handler: () => notYet("info", 3),
+interface InfoArgs extends GlobalOptions {
+  target: string;
+}
+
+const fmt = (n: number) => n.toLocaleString("en-US");
+
+export const infoCommand: CommandModule<GlobalOptions, InfoArgs> = {
+  command: "info <target>",
+  describe: "show a model's layers, parameter count and size (from a config or a model directory)",
+  builder: (y) =>
+    y
+      .positional("target", { type: "string", demandOption: true, describe: "a config file, a bundled config name, or a model directory" })
+      .example("$0 info gpt2-124m", "163,009,536 parameters, 621.83 MB in fp32 (no weights are allocated)")
+      .example("$0 info configs/gpt2-tiny.json --json", '{"parameters": ..., "fp32_mb": ...}')
+      .example("$0 info runs/tiny", "the model directory written by pretrain"),
+  handler: async (args) => {
+    const target = args.target;
+    const isDir = existsSync(target) && statSync(target).isDirectory();
+    // Only shapes are needed: neither a config nor a model directory's weights are loaded.
+    const { model, head, kind, meta } = isDir
+      ? await readModelMeta(target).then((m) => ({ model: m.model, head: headSpecOf(m.head), kind: "model-dir" as const, meta: m }))
+      : { model: loadConfigFile(target).model, head: { kind: "lm" as const }, kind: "config" as const, meta: undefined };
+    const s = summarize(model, head);
+    const weightsBytes = isDir && existsSync(join(target, WEIGHTS_FILE)) ? statSync(join(target, WEIGHTS_FILE)).size : undefined;
+    if (args.json) {
+      printJson({
+        path: target,
+        kind,
+        parameters: s.parameters,
+        fp32_bytes: s.fp32_bytes,
+        fp32_mb: s.fp32_mb,
+        config: model,
+        head: meta ? meta.head : { kind: "lm" },
+        ...(meta?.source ? { source: meta.source } : {}),
+        ...(meta?.prompt_style ? { prompt_style: meta.prompt_style } : {}),
+        ...(weightsBytes !== undefined ? { weights_file_bytes: weightsBytes } : {}),
+        layers: s.layers,
+      });
+      return;
+    }
+    const rows = s.layers.map((l) => [l.name, l.type, `[${l.output_shape.join(", ")}]`, fmt(l.parameters)]);
+    const header = ["layer", "type", "output shape", "parameters"];
+    const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+    const line = (r: string[]) => r.map((c, i) => (i === 3 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join("  ");
+    printLine(`${target} (${kind === "config" ? "config" : "model directory"})`);
+    printLine(
+      `vocab ${model.vocab_size}, context ${model.context_length}, emb ${model.emb_dim}, ${model.n_layers} layers, ${model.n_heads} heads, ` +
+        `drop ${model.drop_rate}, qkv_bias ${model.qkv_bias}, head ${head.kind === "classifier" ? `classifier (${head.numClasses} classes)` : model.tied_head ? "tied" : "untied"}`,
+    );
+    if (meta?.source) printLine(`source: ${meta.source}`);
+    printLine();
+    printLine(line(header));
+    printLine(widths.map((w) => "-".repeat(w)).join("  "));
+    for (const r of rows) printLine(line(r));
+    printLine();
+    printLine(`parameters: ${fmt(s.parameters)}`);
+    printLine(`fp32 size:  ${s.fp32_mb.toFixed(2)} MB`);
+    if (weightsBytes !== undefined) printLine(`weights file: ${(weightsBytes / 2 ** 20).toFixed(2)} MB`);
+  },
 };
