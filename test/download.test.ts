@@ -188,6 +188,24 @@ test("an aborted download throws InterruptedError", T, async () => {
   await assert.rejects(download(server.url("/v.txt"), join(dir, "v.txt"), { signal: AbortSignal.abort() }), InterruptedError);
 });
 
+test("Ctrl-C mid-body keeps the part file, and the next call resumes from it", T, async () => {
+  const big = Buffer.alloc(8 << 20, 7); // several chunks on any machine
+  const bigSha = createHash("sha256").update(big).digest("hex");
+  server.set("/big.bin", big);
+  const dest = join(dir, "big.bin");
+  const ctl = new AbortController();
+  await assert.rejects(
+    download(server.url("/big.bin"), dest, { sha256: bigSha, onProgress: (r) => r > 0 && ctl.abort(), signal: ctl.signal, ...FAST }),
+    InterruptedError,
+  );
+  assert.equal(existsSync(dest), false);
+  const kept = readFileSync(dest + ".part").length;
+  assert.ok(kept > 0 && kept < big.length, `part file holds ${kept} bytes`);
+  await download(server.url("/big.bin"), dest, { sha256: bigSha, ...FAST });
+  assert.equal(await sha256File(dest), bigSha);
+  assert.deepEqual(server.requests.map((r) => r.range), [undefined, `bytes=${kept}-`]);
+});
+
 test("cacheRoot honours LLMCTL_CACHE, else ~/.cache/llmctl", () => {
   assert.equal(cacheRoot({ LLMCTL_CACHE: "/tmp/x" }), "/tmp/x");
   assert.match(cacheRoot({}), /[/\\]\.cache[/\\]llmctl$/);
