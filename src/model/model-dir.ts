@@ -20,7 +20,17 @@ export const WEIGHTS_FILE = "model.safetensors";
 
 export type PromptStyle = "alpaca" | "phi3";
 
-export type HeadMeta = { kind: "lm" } | { kind: "classifier"; num_classes: number; labels?: string[]; pool?: "last" };
+/** How a classifier turns per-position scores into one (see src/finetune/classifier.ts). */
+export type ClassifierPool = "last" | "last-nonpad" | "mean";
+const CLASSIFIER_POOLS: readonly string[] = ["last", "last-nonpad", "mean"];
+
+/**
+ * `max_length`: the token length texts were padded (and cut) to in training; classification pads to it
+ * too, since with `last` pooling the model learned to read through exactly that padding.
+ */
+export type HeadMeta =
+  | { kind: "lm" }
+  | { kind: "classifier"; num_classes: number; labels?: string[]; pool?: ClassifierPool; max_length?: number };
 
 export interface ModelMeta {
   format: typeof MODEL_FORMAT;
@@ -38,7 +48,9 @@ export interface ModelMeta {
 export interface ModelExtras {
   /** classifier labels and pooling (the class count comes from the model) */
   labels?: string[];
-  pool?: "last";
+  pool?: ClassifierPool;
+  /** classifier: the padded training length */
+  max_length?: number;
   prompt_style?: PromptStyle;
   source?: string;
 }
@@ -71,8 +83,20 @@ export function validateModelMeta(raw: unknown, path: string): ModelMeta {
     if (h.labels !== undefined && (!Array.isArray(h.labels) || h.labels.length !== n || !h.labels.every((l) => typeof l === "string"))) {
       throw bad(path, `head.labels must be ${n} strings`);
     }
-    if (h.pool !== undefined && h.pool !== "last") throw bad(path, `head.pool must be "last", got ${JSON.stringify(h.pool)}`);
-    head = { kind: "classifier", num_classes: n, ...(h.labels ? { labels: h.labels as string[] } : {}), pool: "last" };
+    if (h.pool !== undefined && !CLASSIFIER_POOLS.includes(h.pool as string)) {
+      throw bad(path, `head.pool must be one of ${CLASSIFIER_POOLS.join(", ")}, got ${JSON.stringify(h.pool)}`);
+    }
+    const ml = h.max_length;
+    if (ml !== undefined && (typeof ml !== "number" || !Number.isInteger(ml) || ml < 1 || ml > model.context_length)) {
+      throw bad(path, `head.max_length must be an integer from 1 to the context length ${model.context_length}, got ${JSON.stringify(ml)}`);
+    }
+    head = {
+      kind: "classifier",
+      num_classes: n,
+      ...(h.labels ? { labels: h.labels as string[] } : {}),
+      pool: (h.pool as ClassifierPool | undefined) ?? "last",
+      ...(ml !== undefined ? { max_length: ml as number } : {}),
+    };
   } else {
     throw bad(path, `head.kind must be "lm" or "classifier", got ${JSON.stringify(h.kind)}`);
   }
@@ -121,7 +145,13 @@ export async function readModelMeta(dir: string): Promise<ModelMeta> {
 export function modelMetaFor(gpt: GPTModel, extra: ModelExtras = {}): ModelMeta {
   const head: HeadMeta =
     gpt.head.kind === "classifier"
-      ? { kind: "classifier", num_classes: gpt.head.numClasses, ...(extra.labels ? { labels: extra.labels } : {}), pool: extra.pool ?? "last" }
+      ? {
+          kind: "classifier",
+          num_classes: gpt.head.numClasses,
+          ...(extra.labels ? { labels: extra.labels } : {}),
+          pool: extra.pool ?? "last",
+          ...(extra.max_length !== undefined ? { max_length: extra.max_length } : {}),
+        }
       : { kind: "lm" };
   if (head.kind === "classifier" && head.labels && head.labels.length !== head.num_classes) {
     throw new FileFormatError(`${head.labels.length} labels for a classifier with ${head.num_classes} classes`, "give one label per class");
