@@ -42,3 +42,15 @@ export function formatDuration(seconds: number): string {
   const sec = s % 60;
   return h > 0 ? `${h}h${String(m).padStart(2, "0")}m` : m > 0 ? `${m}m${String(sec).padStart(2, "0")}s` : `${sec}s`;
 }
+
+/** A spinner that shows download progress; pass `onProgress` to download()/fetchDataset(). */
+export function downloadSpinner(label: string): { onProgress: (received: number, total?: number) => void; stop: () => void } {
+  const s = spinner(label);
+  const mb = (n: number) => (n / 1e6).toFixed(1) + " MB";
+  return {
+    onProgress: (r, t) => {
+      s.text = t ? `${label} ${mb(r)} / ${mb(t)} (${Math.floor((100 * r) / t)}%)` : `${label} ${mb(r)}`;
+    },
+    stop: () => s.stop(),
+  };
+}
