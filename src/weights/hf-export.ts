@@ -1,0 +1,196 @@
+/**
+ * Export an llmctl model directory as a Hugging Face GPT-2 directory that transformers' GPT2LMHeadModel and
+ * GPT2Tokenizer load: config.json (GPT2Config keys), model.safetensors (HF names, [in, out] Conv1D layout,
+ * metadata format "pt" as transformers requires), and the tokenizer files vocab.json + merges.txt rebuilt
+ * from js-tiktoken's GPT-2 ranks.
+ *
+ * Our weights already carry HF names and layout, so the tensors are copied one at a time. Two gaps are
+ * filled: HF GPT-2 always has a c_attn bias (zeros when we train without one, which computes the same),
+ * and an untied head is written as lm_head.weight with tie_word_embeddings false.
+ */
+import { writeFile, mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import gpt2Ranks from "js-tiktoken/ranks/gpt2";
+import { UsageError } from "../errors.js";
+import { writeFileAtomic } from "../fs-atomic.js";
+import { type GPTConfig } from "../model/config.js";
+import { CONFIG_FILE, WEIGHTS_FILE, readModelMeta, type ModelMeta } from "../model/model-dir.js";
+import { readSafetensors, writeSafetensors, type SafetensorsEntry } from "./safetensors.js";
+import { gpt2WeightShapes } from "./gpt2.js";
+
+export const END_OF_TEXT = "<|endoftext|>";
+
+/** transformers' GPT2Config for our model config. */
+export function hfGpt2Config(cfg: GPTConfig): Record<string, unknown> {
+  return {
+    activation_function: "gelu_new",
+    architectures: ["GPT2LMHeadModel"],
+    attn_pdrop: cfg.drop_rate,
+    bos_token_id: 50256,
+    embd_pdrop: cfg.drop_rate,
+    eos_token_id: 50256,
+    initializer_range: 0.02,
+    layer_norm_epsilon: 1e-5,
+    model_type: "gpt2",
+    n_ctx: cfg.context_length,
+    n_embd: cfg.emb_dim,
+    n_head: cfg.n_heads,
+    n_inner: null,
+    n_layer: cfg.n_layers,
+    n_positions: cfg.context_length,
+    reorder_and_upcast_attn: false,
+    resid_pdrop: cfg.drop_rate,
+    scale_attn_by_inverse_layer_idx: false,
+    scale_attn_weights: true,
+    tie_word_embeddings: cfg.tied_head,
+    torch_dtype: "float32",
+    use_cache: true,
+    vocab_size: cfg.vocab_size,
+  };
+}
+
+// ---- Tokenizer files from js-tiktoken's ranks ----
+
+/**
+ * GPT-2's byte ↔ printable-character table (bytes_to_unicode in OpenAI's encoder.py): printable Latin-1
+ * bytes map to themselves, the other 68 bytes to U+0100 onwards, so every token is a visible string.
+ */
+export function byteToUnicode(): string[] {
+  const direct: number[] = [];
+  for (let b = 0x21; b <= 0x7e; b++) direct.push(b);
+  for (let b = 0xa1; b <= 0xac; b++) direct.push(b);
+  for (let b = 0xae; b <= 0xff; b++) direct.push(b);
+  const table = new Array<string>(256);
+  const isDirect = new Set(direct);
+  let n = 0;
+  for (let b = 0; b < 256; b++) table[b] = String.fromCodePoint(isDirect.has(b) ? b : 256 + n++);
+  return table;
+}
+
+/** Every GPT-2 token's bytes, indexed by id (0..50255), decoded from js-tiktoken's rank file. */
+export function gpt2TokenBytes(): Uint8Array[] {
+  const ranks = gpt2Ranks as { bpe_ranks: string };
+  const out: Uint8Array[] = [];
+  for (const line of ranks.bpe_ranks.split("\n")) {
+    if (!line) continue;
+    // "<marker> <first rank> <base64 token> <base64 token> …": consecutive ranks from the first.
+    const [, first, ...tokens] = line.split(" ");
+    tokens.forEach((t, i) => (out[Number(first) + i] = Buffer.from(t, "base64")));
+  }
+  return out;
+}
+
+/**
+ * vocab.json and merges.txt. A merge is recovered for each multi-byte token by running BPE on its bytes with
+ * only the merges ranked before it: what is left is the one pair that merges into it.
+ */
+export function gpt2TokenizerFiles(): { vocab: Record<string, number>; merges: string[] } {
+  const tokens = gpt2TokenBytes();
+  const b2u = byteToUnicode();
+  const text = (bytes: Uint8Array) => Array.from(bytes, (b) => b2u[b]).join("");
+  const rankOf = new Map<string, number>();
+  tokens.forEach((t, i) => rankOf.set(Buffer.from(t).toString("latin1"), i));
+  const vocab: Record<string, number> = {};
+  tokens.forEach((t, i) => (vocab[text(t)] = i));
+  vocab[END_OF_TEXT] = 50256;
+  const merges: string[] = [];
+  for (let rank = 0; rank < tokens.length; rank++) {
+    const t = tokens[rank]!;
+    if (t.length < 2) continue;
+    let parts = Array.from(t, (b) => String.fromCharCode(b)); // latin1 strings: one char per byte
+    for (;;) {
+      let best = -1;
+      let bestRank = rank;
+      for (let i = 0; i + 1 < parts.length; i++) {
+        const r = rankOf.get(parts[i]! + parts[i + 1]!);
+        if (r !== undefined && r < bestRank) {
+          bestRank = r;
+          best = i;
+        }
+      }
+      if (best < 0) break;
+      parts = [...parts.slice(0, best), parts[best]! + parts[best + 1]!, ...parts.slice(best + 2)];
+    }
+    if (parts.length !== 2) throw new Error(`token ${rank} does not split into one merge (${parts.length} parts)`);
+    merges.push(parts.map((p) => text(Buffer.from(p, "latin1"))).join(" "));
+  }
+  return { vocab, merges };
+}
+
+// ---- Export ----
+
+export interface ExportProgress {
+  done: number;
+  total: number;
+  name: string;
+}
+
+export interface ExportResult {
+  out: string;
+  config: Record<string, unknown>;
+  tensors: number;
+  files: string[];
+}
+
+export async function exportHuggingFace(
+  modelDir: string,
+  outDir: string,
+  opts: { tokenizer?: boolean; onProgress?: (p: ExportProgress) => void } = {},
+): Promise<ExportResult> {
+  const meta: ModelMeta = await readModelMeta(modelDir);
+  if (meta.head.kind !== "lm") {
+    throw new UsageError(
+      `${modelDir} is a classifier (head '${meta.head.kind}'); export --format hf writes language models (GPT2LMHeadModel)`,
+      "export the language model the classifier was finetuned from",
+    );
+  }
+  const cfg = meta.model;
+  const src = await readSafetensors(join(modelDir, WEIGHTS_FILE));
+  try {
+    const expected = gpt2WeightShapes(cfg);
+    for (const [name, shape] of expected) {
+      const info = src.tensors.get(name);
+      if (!info) throw new UsageError(`${join(modelDir, WEIGHTS_FILE)} lacks '${name}'`, "re-save the model directory");
+      if (info.shape.join(",") !== shape.join(",")) {
+        throw new UsageError(`${join(modelDir, WEIGHTS_FILE)}: '${name}' has shape [${info.shape.join(", ")}], expected [${shape.join(", ")}]`, "re-save the model directory");
+      }
+    }
+    const entries: SafetensorsEntry[] = [...expected].map(([name, shape]) => ({ name, shape, data: () => src.read(name) }));
+    if (!cfg.qkv_bias) {
+      // HF GPT-2 always adds a bias to q, k, v: zeros compute exactly what no bias does.
+      for (let i = 0; i < cfg.n_layers; i++) entries.push({ name: `h.${i}.attn.c_attn.bias`, shape: [3 * cfg.emb_dim], data: () => new Float32Array(3 * cfg.emb_dim) });
+    }
+    let done = 0;
+    const counted = entries.map((e) => ({
+      ...e,
+      data: async () => {
+        const d = typeof e.data === "function" ? await e.data() : e.data;
+        opts.onProgress?.({ done: ++done, total: entries.length, name: e.name });
+        return d;
+      },
+    }));
+    await mkdir(outDir, { recursive: true });
+    await writeSafetensors(join(outDir, "model.safetensors"), counted, { format: "pt" });
+    const config = hfGpt2Config(cfg);
+    await writeFileAtomic(join(outDir, CONFIG_FILE), JSON.stringify(config, null, 2) + "\n");
+    await writeFileAtomic(join(outDir, "generation_config.json"), JSON.stringify({ bos_token_id: 50256, eos_token_id: 50256 }, null, 2) + "\n");
+    const files = [CONFIG_FILE, "generation_config.json", "model.safetensors"];
+    if (opts.tokenizer !== false) {
+      const { vocab, merges } = gpt2TokenizerFiles();
+      await writeFile(join(outDir, "vocab.json"), JSON.stringify(vocab));
+      await writeFile(join(outDir, "merges.txt"), ["#version: 0.2", ...merges].join("\n") + "\n");
+      await writeFile(
+        join(outDir, "tokenizer_config.json"),
+        JSON.stringify(
+          { tokenizer_class: "GPT2Tokenizer", model_max_length: cfg.context_length, bos_token: END_OF_TEXT, eos_token: END_OF_TEXT, unk_token: END_OF_TEXT, add_prefix_space: false },
+          null,
+          2,
+        ) + "\n",
+      );
+      files.push("vocab.json", "merges.txt", "tokenizer_config.json");
+    }
+    return { out: outDir, config, tensors: entries.length, files };
+  } finally {
+    await src.close();
+  }
+}

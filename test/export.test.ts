@@ -1,0 +1,199 @@
+import { test, before } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as tf from "@tensorflow/tfjs";
+import { useBackend } from "../src/backend/index.js";
+import { buildGPT, type GPTModel } from "../src/model/gpt.js";
+import { loadModelDir, saveModelDir } from "../src/model/model-dir.js";
+import { type GPTConfig } from "../src/model/config.js";
+import { openGpt2Checkpoint, writeModelDirFromCheckpoint } from "../src/weights/gpt2.js";
+import { readSafetensors } from "../src/weights/safetensors.js";
+import { exportHuggingFace, byteToUnicode } from "../src/weights/hf-export.js";
+import { getTokenizer } from "../src/tokenizer/index.js";
+import { runCli } from "./helpers/cli.js";
+import { sharedPath } from "./helpers/shared.js";
+
+before(async () => {
+  await useBackend("cpu");
+});
+
+const fixture = (...p: string[]) => sharedPath("fixtures", "gpt2-tiny", ...p);
+const env = { LLMCTL_BACKEND: "cpu" };
+
+async function convertFixture(out: string): Promise<void> {
+  const ck = await openGpt2Checkpoint(fixture("tf"));
+  try {
+    await writeModelDirFromCheckpoint(ck, out);
+  } finally {
+    await ck.close();
+  }
+}
+
+function logits(gpt: GPTModel, ids: number[]): Float32Array {
+  return tf.tidy(() => gpt.forward(tf.tensor2d([ids], [1, ids.length], "int32"), false).dataSync() as Float32Array);
+}
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  assert.equal(a.length, b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
+
+test("export --format hf writes the fixture's own HF tensors back, with a GPT2Config, and reads back identically", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "llmctl-export-"));
+  await convertFixture(join(dir, "model"));
+  const r = await runCli(["export", "--model", join(dir, "model"), "--format", "hf", "--out", join(dir, "hf"), "--json"], { env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout).files.sort(), ["config.json", "generation_config.json", "merges.txt", "model.safetensors", "tokenizer_config.json", "vocab.json"]);
+
+  const hfCfg = JSON.parse(await readFile(join(dir, "hf", "config.json"), "utf8"));
+  const orig = JSON.parse(await readFile(fixture("hf", "config.json"), "utf8"));
+  for (const key of ["model_type", "activation_function", "n_embd", "n_head", "n_layer", "n_positions", "n_ctx", "vocab_size", "layer_norm_epsilon", "tie_word_embeddings", "n_inner", "scale_attn_weights"]) {
+    assert.deepEqual(hfCfg[key], orig[key], key);
+  }
+  // Every tensor of the original HF file except the causal-mask buffers, bit for bit; no lm_head (tied).
+  const exp = await readSafetensors(join(dir, "hf", "model.safetensors"));
+  const src = await readSafetensors(fixture("hf", "model.safetensors"));
+  assert.deepEqual(exp.metadata, { format: "pt" });
+  const srcNames = [...src.tensors.keys()].filter((n) => !/^h\.\d+\.attn\.bias$/.test(n)).sort();
+  assert.deepEqual([...exp.tensors.keys()].sort(), srcNames);
+  for (const n of srcNames) assert.deepEqual(await exp.read(n), await src.read(n), n);
+  await exp.close();
+  await src.close();
+
+  // Back through the HF reader: same config, same weights file.
+  const ck = await openGpt2Checkpoint(join(dir, "hf"));
+  await writeModelDirFromCheckpoint(ck, join(dir, "back"));
+  await ck.close();
+  assert.ok((await readFile(join(dir, "back", "model.safetensors"))).equals(await readFile(join(dir, "model", "model.safetensors"))));
+
+  const again = await runCli(["export", "--model", join(dir, "model"), "--out", join(dir, "hf")], { env });
+  assert.equal(again.code, 2);
+  assert.match(again.stderr, /already holds a model/);
+  await rm(dir, { recursive: true });
+});
+
+test("an untied model without qkv bias exports with lm_head.weight and zero c_attn biases and gives the same logits back", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "llmctl-export-untied-"));
+  const cfg: GPTConfig = { vocab_size: 97, context_length: 12, emb_dim: 16, n_heads: 4, n_layers: 2, drop_rate: 0.1, qkv_bias: false, tied_head: false };
+  const gpt = buildGPT(cfg, { seed: 7 });
+  await saveModelDir(join(dir, "model"), gpt);
+  await exportHuggingFace(join(dir, "model"), join(dir, "hf"), { tokenizer: false });
+  const hfCfg = JSON.parse(await readFile(join(dir, "hf", "config.json"), "utf8"));
+  assert.equal(hfCfg.tie_word_embeddings, false);
+  assert.equal(hfCfg.resid_pdrop, 0.1);
+  const st = await readSafetensors(join(dir, "hf", "model.safetensors"));
+  assert.ok(st.tensors.has("lm_head.weight"));
+  assert.deepEqual([...(await st.read("h.1.attn.c_attn.bias"))], new Array(48).fill(0));
+  await st.close();
+
+  const ck = await openGpt2Checkpoint(join(dir, "hf"));
+  assert.deepEqual(ck.config, { ...cfg, drop_rate: 0, qkv_bias: true });
+  await writeModelDirFromCheckpoint(ck, join(dir, "back"));
+  await ck.close();
+  const { gpt: back } = await loadModelDir(join(dir, "back"));
+  const ids = [5, 17, 3, 96, 0, 42];
+  assert.ok(maxAbsDiff(logits(gpt, ids), logits(back, ids)) === 0, "a zero bias computes exactly what no bias does");
+  gpt.dispose();
+  back.dispose();
+
+  const clf = buildGPT(cfg, { seed: 1, head: { kind: "classifier", numClasses: 2 } });
+  await saveModelDir(join(dir, "clf"), clf, { labels: ["ham", "spam"] });
+  clf.dispose();
+  await assert.rejects(exportHuggingFace(join(dir, "clf"), join(dir, "hf2")), /is a classifier/);
+  await rm(dir, { recursive: true });
+});
+
+/** GPT-2 BPE as transformers' GPT2Tokenizer does it, from vocab.json + merges.txt only. */
+function hfStyleEncoder(vocab: Record<string, number>, mergesTxt: string): (text: string) => number[] {
+  const lines = mergesTxt.split("\n").slice(1, -1);
+  const ranks = new Map(lines.map((l, i) => [l, i]));
+  const b2u = byteToUnicode();
+  const pat = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu;
+  const bpe = (word: string[]): string[] => {
+    for (;;) {
+      let best = -1;
+      let bestRank = Infinity;
+      for (let i = 0; i + 1 < word.length; i++) {
+        const r = ranks.get(`${word[i]} ${word[i + 1]}`);
+        if (r !== undefined && r < bestRank) [best, bestRank] = [i, r];
+      }
+      if (best < 0) return word;
+      const [a, b] = [word[best]!, word[best + 1]!];
+      const next: string[] = [];
+      for (let i = 0; i < word.length; i++) {
+        if (i + 1 < word.length && word[i] === a && word[i + 1] === b) {
+          next.push(a + b);
+          i++;
+        } else next.push(word[i]!);
+      }
+      word = next;
+    }
+  };
+  return (text) =>
+    [...text.matchAll(pat)].flatMap((m) => bpe(Array.from(Buffer.from(m[0], "utf8"), (b) => b2u[b]!)).map((t) => {
+      const id = vocab[t];
+      assert.ok(id !== undefined, `token ${t} not in vocab.json`);
+      return id;
+    }));
+}
+
+test("exported vocab.json + merges.txt tokenize exactly as js-tiktoken's GPT-2 encoding", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "llmctl-export-tok-"));
+  await convertFixture(join(dir, "model"));
+  await exportHuggingFace(join(dir, "model"), join(dir, "hf"));
+  const vocab = JSON.parse(await readFile(join(dir, "hf", "vocab.json"), "utf8")) as Record<string, number>;
+  const merges = await readFile(join(dir, "hf", "merges.txt"), "utf8");
+  assert.equal(Object.keys(vocab).length, 50257);
+  assert.equal(vocab["<|endoftext|>"], 50256);
+  assert.equal(vocab["Ġthe"], 262);
+  assert.deepEqual(merges.split("\n").slice(0, 5), ["#version: 0.2", "Ġ t", "Ġ a", "h e", "i n"]);
+  assert.equal(merges.split("\n").length, 50002); // header + 50000 merges + final newline
+  const encode = hfStyleEncoder(vocab, merges);
+  const tok = getTokenizer();
+  const verdict = await readFile(sharedPath("datasets", "the-verdict.txt"), "utf8");
+  const texts = [
+    "Every effort moves you",
+    "Hello, do you like tea? In the sunlit terraces of someunknownPlace.",
+    "  leading spaces, tabs\tand\nnewlines\n\n  ",
+    "Ünïcödé — ✓ 日本語 emoji 🙂 and numbers 1234567 3.14",
+    "it's they're we've I'm you'll he'd",
+    verdict.slice(0, 4000),
+  ];
+  for (const t of texts) assert.deepEqual(encode(t), tok.encode(t, { allowedSpecial: [] }), t.slice(0, 40));
+  await rm(dir, { recursive: true });
+});
+
+const PY_CHECK = `
+import json, sys, torch
+from transformers import GPT2LMHeadModel, GPT2Tokenizer
+d, ids, text = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+m = GPT2LMHeadModel.from_pretrained(d).eval()
+with torch.no_grad():
+    out = m(torch.tensor([ids])).logits[0, -1].tolist()
+print(json.dumps({"logits": out, "tokens": GPT2Tokenizer.from_pretrained(d).encode(text)}))
+`;
+
+test("transformers' GPT2LMHeadModel loads the export and gives the reference logits (needs python3 with torch + transformers)", async (t) => {
+  const probe = spawnSync("python3", ["-c", "import torch, transformers, safetensors"], { encoding: "utf8" });
+  if (probe.status !== 0) {
+    t.skip("python3 with torch, transformers and safetensors is not installed (pip install torch transformers safetensors)");
+    return;
+  }
+  const dir = await mkdtemp(join(tmpdir(), "llmctl-export-py-"));
+  await convertFixture(join(dir, "model"));
+  await exportHuggingFace(join(dir, "model"), join(dir, "hf"));
+  const expected = JSON.parse(await readFile(fixture("expected.json"), "utf8"));
+  const c = expected.cases[0];
+  const run = spawnSync("python3", ["-c", PY_CHECK, join(dir, "hf"), JSON.stringify(c.ids), c.text], { encoding: "utf8", maxBuffer: 64 << 20 });
+  assert.equal(run.status, 0, run.stderr);
+  const res = JSON.parse(run.stdout.trim().split("\n").at(-1)!) as { logits: number[]; tokens: number[] };
+  const ref = new Float32Array((await readFile(fixture(c.logits_last_file))).buffer.slice(0));
+  assert.ok(maxAbsDiff(Float32Array.from(res.logits), ref) <= 1e-3);
+  assert.deepEqual(res.tokens, c.ids);
+  await rm(dir, { recursive: true });
+});
