@@ -75,7 +75,7 @@ for (const scope of Object.keys(EXPECTED_TRAINABLE) as TrainableScope[]) {
 
     const before = snapshot(cls.namedWeights());
     const opt = new AdamW(params, { weightDecay: 0.1 });
-    const { value, grads } = tf.variableGrads(() => classificationLoss(cls, batch(), "last", true), cls.trainableVariables());
+    const { value, grads } = tf.variableGrads(() => classificationLoss(classLogits(cls, batch(), "last", true), batch().labels), cls.trainableVariables());
     const byName = new Map(params.map((p) => [p.name, grads[p.variable.name]]));
     opt.applyGradients(byName, 1e-2);
     value.dispose();

@@ -8,7 +8,8 @@ import { buildGPT, type GPTModel } from "../model/gpt.js";
 import { UsageError } from "../errors.js";
 import type { NamedVariable } from "../train/adamw.js";
 import { sparseCrossEntropy } from "../train/loss.js";
-import type { SpamBatch } from "./spam-data.js";
+import type { Tokenizer } from "../tokenizer/index.js";
+import { SpamDataLoader, SpamDataset, type SpamBatch } from "./spam-data.js";
 
 /**
  * What finetuning updates (the rest stays frozen, bit for bit):
@@ -47,10 +48,11 @@ export function checkPooling(pool: string): Pooling {
 /**
  * A classifier copy of a language model: every weight but the LM head copied, a new head of `numClasses`
  * outputs drawn from `seed` (as the book's `torch.nn.Linear(emb_dim, num_classes)`). A tied head is simply
- * dropped (the token embedding stays). The caller still owns, and disposes, `lm`.
+ * dropped (the token embedding stays). `dropRate` replaces the LM's dropout (the book finetunes with 0.0).
+ * The caller still owns, and disposes, `lm`.
  */
-export function toClassifier(lm: GPTModel, numClasses = 2, seed = 123): GPTModel {
-  const cls = buildGPT(lm.config, { head: { kind: "classifier", numClasses }, seed });
+export function toClassifier(lm: GPTModel, numClasses = 2, seed = 123, dropRate = lm.config.drop_rate): GPTModel {
+  const cls = buildGPT({ ...lm.config, drop_rate: dropRate }, { head: { kind: "classifier", numClasses }, seed });
   const weights = new Map<string, tf.Tensor>();
   for (const [name, v] of lm.namedWeights()) if (name !== "lm_head.weight") weights.set(name, v.read());
   // the new head keeps its fresh values: copies, so writing them back cannot alias the variables read
@@ -133,9 +135,12 @@ export function classLogits(gpt: GPTModel, batch: SpamBatch, pool: Pooling, trai
   });
 }
 
-/** The book's `calc_loss_batch` for classification: cross-entropy of the pooled scores against the labels. */
-export function classificationLoss(gpt: GPTModel, batch: SpamBatch, pool: Pooling, training: boolean): tf.Scalar {
-  return tf.tidy(() => sparseCrossEntropy(classLogits(gpt, batch, pool, training), tf.tensor1d(batch.labels, "int32")));
+/**
+ * The book's `calc_loss_batch` for classification: cross-entropy of the pooled scores [B,C] against the
+ * labels [B]. Takes the scores (from classLogits) so a caller can also count correct predictions from them.
+ */
+export function classificationLoss(logits: tf.Tensor2D, labels: Int32Array): tf.Scalar {
+  return tf.tidy(() => sparseCrossEntropy(logits, tf.tensor1d(labels, "int32")));
 }
 
 /** Correct predictions in a batch (argmax of the pooled scores), for the book's `calc_accuracy_loader`. */
@@ -154,4 +159,55 @@ export function classProbabilities(gpt: GPTModel, batch: SpamBatch, pool: Poolin
   } finally {
     probs.dispose();
   }
+}
+
+export interface Classification {
+  text: string;
+  /** the most probable class's label */
+  label: string;
+  /** that class's softmax probability */
+  probability: number;
+}
+
+export interface ClassifyOptions {
+  /** class names by id */
+  labels: readonly string[];
+  pool: Pooling;
+  /**
+   * Pad (and cut) every text to this many tokens, as in training (the book's `classify_review` pads to the
+   * training max_length). With last-token pooling this matters: the model learned to read through that much
+   * padding. Default: the model's context length.
+   */
+  maxLength?: number;
+  /** texts per forward pass */
+  batchSize?: number;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** Classify texts in batches: the label and probability of each, in input order. */
+export function classifyTexts(gpt: GPTModel, tokenizer: Tokenizer, texts: readonly string[], opts: ClassifyOptions): Classification[] {
+  if (gpt.head.kind !== "classifier") throw new UsageError("this model is a language model, not a classifier", "finetune one with `llmctl finetune spam`");
+  const C = gpt.head.numClasses;
+  if (opts.labels.length !== C) throw new UsageError(`${opts.labels.length} labels for a ${C}-class classifier`);
+  const ctx = gpt.config.context_length;
+  const maxLength = Math.min(opts.maxLength ?? ctx, ctx);
+  const batchSize = opts.batchSize ?? 8;
+  const out: Classification[] = [];
+  for (let start = 0; start < texts.length; start += batchSize) {
+    const part = texts.slice(start, start + batchSize);
+    const ds = new SpamDataset(
+      part.map((text) => ({ label: 0, text })),
+      tokenizer,
+      { maxLength },
+    );
+    const loader = new SpamDataLoader(ds, part.length);
+    const probs = classProbabilities(gpt, loader.batch(loader.epochOrder(), 0), opts.pool); // [B,C]
+    part.forEach((text, b) => {
+      let best = 0;
+      for (let c = 1; c < C; c++) if (probs[b * C + c] > probs[b * C + best]) best = c;
+      out.push({ text, label: opts.labels[best], probability: probs[b * C + best] });
+    });
+    opts.onProgress?.(out.length, texts.length);
+  }
+  return out;
 }

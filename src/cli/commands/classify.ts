@@ -1,8 +1,92 @@
 import type { CommandModule } from "yargs";
-import { notYet } from "./not-yet.js";
+import { existsSync, statSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { useBackend } from "../../backend/index.js";
+import { FileFormatError, UsageError } from "../../errors.js";
+import { loadModelDir, readModelMeta } from "../../model/model-dir.js";
+import { getTokenizer } from "../../tokenizer/index.js";
+import { checkPooling, classifyTexts } from "../../finetune/classifier.js";
+import { SPAM_LABELS } from "../../finetune/spam-data.js";
+import { printJson, printLine, spinner, type GlobalOptions } from "../output.js";
 
-export const classifyCommand: CommandModule = {
-  command: "classify",
+interface ClassifyArgs extends GlobalOptions {
+  model: string;
+  text?: string[];
+  file?: string;
+  "batch-size": number;
+}
+
+async function readTexts(file: string): Promise<string[]> {
+  let content: string;
+  if (file === "-") {
+    const chunks: Buffer[] = [];
+    for await (const c of process.stdin) chunks.push(c as Buffer);
+    content = Buffer.concat(chunks).toString("utf8");
+  } else {
+    if (!existsSync(file) || !statSync(file).isFile()) throw new FileFormatError(`file not found: ${file}`, "check the --file path");
+    content = await readFile(file, "utf8");
+  }
+  // one text per line; blank lines separate nothing and are skipped
+  return content.split(/\r?\n/).filter((l) => l.trim() !== "");
+}
+
+export const classifyCommand: CommandModule<GlobalOptions, ClassifyArgs> = {
+  command: "classify [text..]",
   describe: "classify texts as spam / not spam with a finetuned model",
-  handler: () => notYet("classify", 7),
+  builder: (y) =>
+    y
+      .positional("text", { type: "string", array: true, describe: "texts to classify (quote each one)" })
+      .option("model", { alias: "m", type: "string", demandOption: true, describe: "a classifier directory written by `llmctl finetune spam`" })
+      .option("file", { alias: "f", type: "string", describe: "classify each non-blank line of this file ('-' reads stdin)" })
+      .option("batch-size", { alias: "b", type: "number", default: 8, describe: "texts per forward pass" })
+      .example('$0 classify -m spam-clf "You are a winner you have been specially selected to receive $1000 cash or a $2000 award."', "the book's first example: spam")
+      .example('$0 classify -m spam-clf "Hey, just wanted to check if we\'re still on for dinner tonight? Let me know!"', "the book's second: not spam")
+      .example("$0 classify -m spam-clf --file messages.txt --json", 'one line per text; prints [{"text","label","probability"}]')
+      .check((a) => {
+        if (!Number.isInteger(a["batch-size"]) || a["batch-size"] < 1) throw new UsageError(`--batch-size must be a positive integer, got ${a["batch-size"]}`);
+        return true;
+      }),
+  handler: async (args) => {
+    const texts = (args.text ?? []).map(String);
+    if (args.file !== undefined) texts.push(...(await readTexts(args.file)));
+    if (texts.length === 0) throw new UsageError("nothing to classify", 'give texts as arguments or --file FILE, e.g. llmctl classify -m DIR "Win a prize now"');
+    const empty = texts.findIndex((t) => t.trim() === "");
+    if (empty >= 0) throw new UsageError(`text ${empty + 1} is empty`, "give non-empty texts");
+
+    const meta = await readModelMeta(args.model);
+    if (meta.head.kind !== "classifier") {
+      throw new UsageError(`${args.model} is a language model, not a classifier`, `finetune one first: llmctl finetune spam --model ${args.model} --out DIR`);
+    }
+    const head = meta.head;
+    await useBackend(args.backend);
+    const spin = spinner(`loading ${args.model}`);
+    const { gpt } = await loadModelDir(args.model).finally(() => spin.stop());
+    try {
+      const labels = head.labels ?? (head.num_classes === SPAM_LABELS.length ? [...SPAM_LABELS] : Array.from({ length: head.num_classes }, (_, i) => `class ${i}`));
+      const progress = spinner(`classifying ${texts.length} texts`);
+      let results;
+      try {
+        results = classifyTexts(gpt, getTokenizer(), texts, {
+          labels,
+          pool: checkPooling(head.pool ?? "last"),
+          maxLength: head.max_length,
+          batchSize: args["batch-size"],
+          onProgress: (done, total) => (progress.text = `classifying: ${done}/${total}`),
+        });
+      } finally {
+        progress.stop();
+      }
+      if (args.json) {
+        printJson(results.map((r) => ({ text: r.text, label: r.label, probability: r.probability })));
+      } else {
+        const width = Math.max(...results.map((r) => r.label.length));
+        for (const r of results) {
+          const shown = r.text.length > 70 ? r.text.slice(0, 69) + "…" : r.text;
+          printLine(`${r.label.padEnd(width)}  ${r.probability.toFixed(3)}  ${JSON.stringify(shown)}`);
+        }
+      }
+    } finally {
+      gpt.dispose();
+    }
+  },
 };

@@ -1,0 +1,123 @@
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { useBackend } from "../src/backend/index.js";
+import { buildGPT } from "../src/model/gpt.js";
+import type { GPTConfig } from "../src/model/config.js";
+import { loadModelDir, saveModelDir } from "../src/model/model-dir.js";
+import { getTokenizer } from "../src/tokenizer/index.js";
+import { InterruptedError } from "../src/errors.js";
+import { finetuneSpam, type AccuracyReport, type SpamEvent } from "../src/finetune/spam.js";
+import { classifyTexts } from "../src/finetune/classifier.js";
+import { makeSpamSplit, readSmsSpamCollection, readSplitCsvs, writeSplitCsvs, SPAM_LABELS } from "../src/finetune/spam-data.js";
+import { sharedPath } from "./helpers/shared.js";
+import { runCli } from "./helpers/cli.js";
+
+const SMS = sharedPath("datasets", "SMSSpamCollection");
+// GPT-2's vocabulary (the SMS texts use it), otherwise as small as a GPT gets
+const CFG: GPTConfig = { vocab_size: 50257, context_length: 24, emb_dim: 16, n_heads: 2, n_layers: 2, drop_rate: 0.1, qkv_bias: false, tied_head: false };
+
+let root: string;
+let lmDir: string;
+let smallSplit: string;
+
+before(async () => {
+  // wasm: the pure-JS cpu backend takes ~0.2 s per forward even at this size; exactness here is same-backend only
+  await useBackend("wasm");
+  root = await mkdtemp(join(tmpdir(), "llmctl-spam-e2e-"));
+  lmDir = join(root, "lm");
+  const lm = buildGPT(CFG, { seed: 11 });
+  await saveModelDir(lmDir, lm);
+  lm.dispose();
+  // a small split of the real data keeps the resume test's three runs short
+  const full = makeSpamSplit(await readSmsSpamCollection(SMS), 123);
+  smallSplit = join(root, "small-split");
+  await writeSplitCsvs(smallSplit, { train: full.train.slice(0, 48), validation: full.validation.slice(0, 16), test: full.test.slice(0, 16) });
+});
+
+after(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+const RUN = { epochs: 2, batchSize: 8, lr: 1e-3, trainable: "all" as const, pool: "last-nonpad" as const, evalFreq: 2, evalIter: 2, maxSteps: 3 };
+
+test("finetune spam end to end: split CSVs, classifier dir, accuracy.json that classify reproduces", async () => {
+  const out = join(root, "clf");
+  const events: SpamEvent[] = [];
+  const result = await finetuneSpam({ modelDir: lmDir, outDir: out, dataPath: SMS, ...RUN, onEvent: (e) => events.push(e) });
+
+  assert.equal(result.train.step, 3);
+  assert.equal(result.maxLength, 24); // the longest training text is longer than the context: cut to it
+  const data = events.find((e) => e.kind === "data");
+  assert.deepEqual(data && [data.train, data.validation, data.test], [1045, 149, 300]);
+  const steps = events.filter((e) => e.kind === "train" && e.event.kind === "step") as Extract<SpamEvent, { kind: "train" }>[];
+  assert.equal(steps.length, 3);
+  assert.ok(steps.every((s) => s.runningAccuracy !== null && s.runningAccuracy >= 0 && s.runningAccuracy <= 1));
+
+  for (const f of ["config.json", "model.safetensors", "train.csv", "validation.csv", "test.csv", "accuracy.json", "accuracy.svg", "loss.svg", "log.jsonl", "finetune.json"]) {
+    assert.ok(existsSync(join(out, f)), f);
+  }
+  const config = JSON.parse(await readFile(join(out, "config.json"), "utf8"));
+  assert.deepEqual(config.head, { kind: "classifier", num_classes: 2, labels: ["not spam", "spam"], pool: "last-nonpad", max_length: 24 });
+  assert.equal(config.model.drop_rate, 0); // the book finetunes without dropout
+
+  const report = JSON.parse(await readFile(join(out, "accuracy.json"), "utf8")) as AccuracyReport;
+  assert.deepEqual(report.examples, { train: 1045, validation: 149, test: 300 });
+  assert.equal(report.test_accuracy, result.accuracy.test);
+
+  // classify, through its own code path, gets the same test accuracy from the saved directory
+  const split = await readSplitCsvs(out);
+  assert.equal(split.test.length, 300);
+  const { meta, gpt } = await loadModelDir(out);
+  try {
+    const head = meta.head.kind === "classifier" ? meta.head : assert.fail("not a classifier");
+    const preds = classifyTexts(gpt, getTokenizer(), split.test.map((m) => m.text), { labels: SPAM_LABELS, pool: head.pool!, maxLength: head.max_length, batchSize: 32 });
+    const correct = preds.filter((p, i) => p.label === SPAM_LABELS[split.test[i].label]).length;
+    assert.equal(correct / 300, report.test_accuracy);
+    assert.ok(preds.every((p) => p.probability >= 0.5 && p.probability <= 1));
+  } finally {
+    gpt.dispose();
+  }
+
+  // the CLI reads the same directory
+  const cli = await runCli(["classify", "--model", out, "--json", "--backend", "cpu", split.test[0].text, split.test[1].text]);
+  assert.equal(cli.code, 0, cli.stderr);
+  const rows = JSON.parse(cli.stdout) as { text: string; label: string; probability: number }[];
+  assert.deepEqual(rows.map((r) => r.text), [split.test[0].text, split.test[1].text]);
+  assert.ok(rows.every((r) => (SPAM_LABELS as readonly string[]).includes(r.label)));
+});
+
+test("Ctrl-C then resume finishes with the same weights as an uninterrupted run", async () => {
+  const whole = join(root, "whole");
+  const parted = join(root, "parted");
+  // 48 examples = 6 batches per epoch: 9 steps run through an epoch boundary, the interrupt lands mid-epoch
+  const run = { ...RUN, maxSteps: 9, splitDir: smallSplit, trainable: "last-block" as const, pool: "last" as const };
+  const whole_ = await finetuneSpam({ modelDir: lmDir, outDir: whole, ...run });
+  assert.equal(whole_.epochs.length, 1);
+  const controller = new AbortController();
+  await assert.rejects(
+    finetuneSpam({
+      modelDir: lmDir,
+      outDir: parted,
+      ...run,
+      signal: controller.signal,
+      onEvent: (e) => {
+        if (e.kind === "train" && e.event.kind === "step" && e.event.progress.step === 4) controller.abort();
+      },
+    }),
+    InterruptedError,
+  );
+  // resuming takes the run's own settings (trainable, pool, split, lr…) from the directory
+  const resumed = await finetuneSpam({ modelDir: parted, outDir: parted, resume: true });
+  assert.equal(resumed.train.step, 9);
+  assert.deepEqual(resumed.epochs, whole_.epochs);
+  const a = await readFile(join(whole, "model.safetensors"));
+  const b = await readFile(join(parted, "model.safetensors"));
+  assert.ok(a.equals(b), "weights differ after resume");
+  const accA = JSON.parse(await readFile(join(whole, "accuracy.json"), "utf8"));
+  const accB = JSON.parse(await readFile(join(parted, "accuracy.json"), "utf8"));
+  assert.deepEqual(accB, accA);
+});
