@@ -1,0 +1,259 @@
+/**
+ * The model's heavy ops with hand-written gradients, so that training runs on the wasm backend's fast paths
+ * and keeps only what the backward pass needs.
+ *
+ * Why: tfjs-backend-wasm sends a matmul to XNNPACK only when both operands are plain (no transpose flag) and
+ * unbatched; anything else (every matmul gradient tfjs derives has a transposed operand; attention's per-head
+ * products are batched) runs a naive loop about ten times slower. And autodiff through composite ops (GELU's
+ * eight elementwise ops, LayerNorm's moments, dropout's random chain, logSumExp's max) keeps every
+ * intermediate alive until the backward pass: on GPT-2 124M at batch 2 × 256 tokens that was ~230 MB per
+ * block and ran the 4 GB wasm heap out before the first backward pass.
+ *
+ * So every product here is a plain 2-D matmul on wasm (explicit transposes are memory-bound and cheap;
+ * batched products loop over their 2-D slices), each op computes its gradient itself, and each saves only
+ * what its gradient reads. On other backends the same ops use tfjs' transpose flags and batched matmuls, which
+ * are fast there. Forward values equal the plain tfjs compositions op for op.
+ */
+import * as tf from "@tensorflow/tfjs";
+
+function onWasm(): boolean {
+  return tf.getBackend() === "wasm";
+}
+
+/** a·b for 2-D operands, optionally transposed; on wasm the transposes are materialised first. */
+function mm(a: tf.Tensor2D, b: tf.Tensor2D, transposeA = false, transposeB = false): tf.Tensor2D {
+  if (!onWasm()) return tf.matMul(a, b, transposeA, transposeB);
+  return tf.matMul(transposeA ? tf.transpose(a) : a, transposeB ? tf.transpose(b) : b);
+}
+
+/**
+ * Batched a·b: a [G,M,K], b [G,K,N] → [G,M,N] (each optionally transposed in its last two axes). On wasm,
+ * one plain 2-D product per slice: measured 2.3× faster than wasm's batched kernel at [24,256,64]·[24,64,256].
+ */
+export function batchMatMul(a: tf.Tensor3D, b: tf.Tensor3D, transposeA = false, transposeB = false): tf.Tensor3D {
+  if (!onWasm()) return tf.matMul(a, b, transposeA, transposeB);
+  return tf.tidy(() => {
+    const as = tf.unstack(transposeA ? tf.transpose(a, [0, 2, 1]) : a) as tf.Tensor2D[];
+    const bs = tf.unstack(transposeB ? tf.transpose(b, [0, 2, 1]) : b) as tf.Tensor2D[];
+    return tf.stack(as.map((ai, i) => tf.matMul(ai, bs[i]))) as tf.Tensor3D;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+const linearBias = tf.customGrad((x, w, b, save) => {
+  (save as tf.GradSaveFunc)([x as tf.Tensor, w as tf.Tensor]);
+  return {
+    value: tf.fused.matMul({ a: x as tf.Tensor2D, b: w as tf.Tensor2D, bias: b as tf.Tensor1D }), // [N,M]
+    gradFunc: (dy: tf.Tensor, [xs, ws]: tf.Tensor[]) =>
+      tf.tidy(() => [
+        mm(dy as tf.Tensor2D, ws as tf.Tensor2D, false, true), // dX = dY·Wᵀ [N,K]
+        mm(xs as tf.Tensor2D, dy as tf.Tensor2D, true, false), // dW = Xᵀ·dY [K,M]
+        tf.sum(dy, 0), // db [M]
+      ]),
+  };
+});
+
+const linearNoBias = tf.customGrad((x, w, save) => {
+  (save as tf.GradSaveFunc)([x as tf.Tensor, w as tf.Tensor]);
+  return {
+    value: tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D),
+    gradFunc: (dy: tf.Tensor, [xs, ws]: tf.Tensor[]) =>
+      tf.tidy(() => [mm(dy as tf.Tensor2D, ws as tf.Tensor2D, false, true), mm(xs as tf.Tensor2D, dy as tf.Tensor2D, true, false)]),
+  };
+});
+
+/** x [N,K] · w [K,M] (+ b [M]) → [N,M]; GPT-2's Conv1D layout (a TF.js Dense kernel). */
+export function linear(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D | null): tf.Tensor2D {
+  return (b ? linearBias(x, w, b) : linearNoBias(x, w)) as tf.Tensor2D;
+}
+
+const matMulBTOp = tf.customGrad((x, w, save) => {
+  (save as tf.GradSaveFunc)([x as tf.Tensor, w as tf.Tensor]);
+  return {
+    value: mm(x as tf.Tensor2D, w as tf.Tensor2D, false, true), // [N,M]
+    gradFunc: (dy: tf.Tensor, [xs, ws]: tf.Tensor[]) =>
+      tf.tidy(() => [
+        tf.matMul(dy as tf.Tensor2D, ws as tf.Tensor2D), // dX = dY·W [N,K], already plain
+        // dW = dYᵀ·X [M,K]: transposing dY [N,M] moves N·M values; the alternative (Xᵀ·dY)ᵀ moves K·M
+        mm(dy as tf.Tensor2D, xs as tf.Tensor2D, true, false),
+      ]),
+  };
+});
+
+/**
+ * x [N,K] · wᵀ with w [M,K] → [N,M]: PyTorch's Linear layout, as the LM head (w = lm_head.weight or wte
+ * [V,D]) and the classifier head use. Pass `wT` (w already transposed, [K,M]) to reuse one transpose across
+ * calls when no gradient is needed (generation).
+ */
+export function matMulBT(x: tf.Tensor2D, w: tf.Tensor2D, wT?: tf.Tensor2D): tf.Tensor2D {
+  if (wT) return tf.matMul(x, wT);
+  return matMulBTOp(x, w) as tf.Tensor2D;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+const GELU_C = Math.sqrt(2 / Math.PI);
+
+/** tanh(√(2/π)·(x + 0.044715·x³)) */
+function geluTanh(x: tf.Tensor): tf.Tensor {
+  return tf.tanh(tf.mul(GELU_C, tf.add(x, tf.mul(0.044715, tf.mul(tf.mul(x, x), x)))));
+}
+
+const geluOp = tf.customGrad((x, save) => {
+  const xt = x as tf.Tensor;
+  (save as tf.GradSaveFunc)([xt]);
+  return {
+    value: tf.mul(tf.mul(0.5, xt), tf.add(1, geluTanh(xt))),
+    // d/dx = 0.5·(1 + t) + 0.5·x·(1 − t²)·√(2/π)·(1 + 3·0.044715·x²); t is recomputed rather than kept
+    gradFunc: (dy: tf.Tensor, [xs]: tf.Tensor[]) =>
+      tf.tidy(() => {
+        const t = geluTanh(xs);
+        const inner = tf.mul(GELU_C, tf.add(1, tf.mul(3 * 0.044715, tf.square(xs))));
+        const d = tf.add(tf.mul(0.5, tf.add(1, t)), tf.mul(tf.mul(tf.mul(0.5, xs), tf.sub(1, tf.square(t))), inner));
+        return tf.mul(dy, d);
+      }),
+  };
+});
+
+/** GELU, tanh approximation (GPT-2's "gelu_new"): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
+export function gelu<T extends tf.Tensor>(x: T): T {
+  return geluOp(x) as T;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+/** tf.dropout's keep mask, drawn exactly as tf.dropout draws it (same random stream): 0 or 1/(1−rate). */
+function dropoutMask(shape: number[], rate: number): tf.Tensor {
+  const keep = 1 - rate;
+  return tf.div(tf.floor(tf.add(tf.randomUniform(shape, 0, 1, "float32"), keep)), keep);
+}
+
+const dropoutOp = (rate: number) =>
+  tf.customGrad((x, save) => {
+    const mask = dropoutMask((x as tf.Tensor).shape, rate);
+    (save as tf.GradSaveFunc)([mask]);
+    return { value: tf.mul(x as tf.Tensor, mask), gradFunc: (dy: tf.Tensor, [m]: tf.Tensor[]) => tf.mul(dy, m) };
+  });
+
+const dropoutOps = new Map<number, ReturnType<typeof dropoutOp>>();
+
+/** Inverted dropout while training (the values tf.dropout gives), keeping only the mask for the gradient. */
+export function dropout<T extends tf.Tensor>(x: T, rate: number, training: boolean): T {
+  if (!training || rate <= 0) return x;
+  let op = dropoutOps.get(rate);
+  if (!op) dropoutOps.set(rate, (op = dropoutOp(rate)));
+  return op(x) as T;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+const layerNormOps = new Map<number, ReturnType<typeof makeLayerNorm>>();
+
+function makeLayerNorm(epsilon: number) {
+  return tf.customGrad((x, gamma, beta, save) => {
+    const xt = x as tf.Tensor;
+    const { mean, variance } = tf.moments(xt, -1, true); // biased variance, as PyTorch and GPT-2
+    const rstd = tf.rsqrt(tf.add(variance, epsilon)); // [...,1]
+    const xhat = tf.mul(tf.sub(xt, mean), rstd);
+    (save as tf.GradSaveFunc)([xhat, rstd, gamma as tf.Tensor]);
+    return {
+      value: tf.add(tf.mul(xhat, gamma as tf.Tensor), beta as tf.Tensor),
+      gradFunc: (dy: tf.Tensor, [xh, rs, g]: tf.Tensor[]) =>
+        tf.tidy(() => {
+          const D = dy.shape[dy.rank - 1];
+          const rows = dy.size / D;
+          const dy2 = tf.reshape(dy, [rows, D]);
+          const xh2 = tf.reshape(xh, [rows, D]);
+          const dGamma = tf.sum(tf.mul(dy2, xh2), 0);
+          const dBeta = tf.sum(dy2, 0);
+          // dx = rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)) with dx̂ = dy·γ
+          const dxh = tf.mul(dy2, g);
+          const m1 = tf.mean(dxh, 1, true);
+          const m2 = tf.mean(tf.mul(dxh, xh2), 1, true);
+          const dx = tf.mul(tf.sub(tf.sub(dxh, m1), tf.mul(xh2, m2)), tf.reshape(rs, [rows, 1]));
+          return [tf.reshape(dx, dy.shape), dGamma, dBeta];
+        }),
+    };
+  });
+}
+
+/** LayerNorm over the last axis (biased variance), keeping only x̂ and 1/σ for the gradient. */
+export function layerNorm<T extends tf.Tensor>(x: T, gamma: tf.Tensor, beta: tf.Tensor, epsilon = 1e-5): T {
+  let op = layerNormOps.get(epsilon);
+  if (!op) layerNormOps.set(epsilon, (op = makeLayerNorm(epsilon)));
+  return op(x, gamma, beta) as T;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+export interface AttentionOptions {
+  /** additive mask [Tq,Tk] (0 where a query may look, a large negative number where not), or null */
+  mask: tf.Tensor2D | null;
+  /** dropout on the attention weights (only when `training`) */
+  dropRate: number;
+  training: boolean;
+}
+
+/**
+ * softmax(q·kᵀ/√hd + mask) (with dropout) · v for q [B,H,Tq,hd], kᵀ [B,H,hd,Tk], v [B,H,Tk,hd] → [B,H,Tq,hd],
+ * the core of causal self-attention as one op. The backward pass keeps q, kᵀ, v, the softmax weights and the
+ * dropout mask; the score tensors in between are freed at once.
+ */
+export function attention(q: tf.Tensor4D, kT: tf.Tensor4D, v: tf.Tensor4D, opts: AttentionOptions): tf.Tensor4D {
+  const [B, H, Tq, hd] = q.shape;
+  const Tk = kT.shape[3];
+  const G = B * H;
+  const scale = 1 / Math.sqrt(hd);
+  const dropping = opts.training && opts.dropRate > 0;
+  const op = tf.customGrad((qi, kTi, vi, save) => {
+    const q3 = tf.reshape(qi as tf.Tensor, [G, Tq, hd]) as tf.Tensor3D;
+    const kT3 = tf.reshape(kTi as tf.Tensor, [G, hd, Tk]) as tf.Tensor3D;
+    const v3 = tf.reshape(vi as tf.Tensor, [G, Tk, hd]) as tf.Tensor3D;
+    let scores = tf.reshape(batchMatMul(tf.mul(q3, scale), kT3), [B, H, Tq, Tk]); // [B,H,Tq,Tk]
+    if (opts.mask) scores = tf.add(scores, opts.mask);
+    const p = tf.softmax(scores);
+    const mask = dropping ? dropoutMask(p.shape, opts.dropRate) : null;
+    const pd = mask ? tf.mul(p, mask) : p;
+    (save as tf.GradSaveFunc)(mask ? [q3, kT3, v3, p, mask] : [q3, kT3, v3, p]);
+    return {
+      value: tf.reshape(batchMatMul(tf.reshape(pd, [G, Tq, Tk]) as tf.Tensor3D, v3), [B, H, Tq, hd]) as tf.Tensor4D,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        tf.tidy(() => {
+          const [qs, kTs, vs, ps, ms] = saved as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D, tf.Tensor, tf.Tensor | undefined];
+          const dy3 = tf.reshape(dy, [G, Tq, hd]) as tf.Tensor3D;
+          const p3 = tf.reshape(ps, [G, Tq, Tk]) as tf.Tensor3D;
+          const pd3 = ms ? (tf.mul(p3, tf.reshape(ms, [G, Tq, Tk])) as tf.Tensor3D) : p3;
+          const dV = batchMatMul(pd3, dy3, true, false); // [G,Tk,hd]
+          let dP = batchMatMul(dy3, vs, false, true); // [G,Tq,Tk]
+          if (ms) dP = tf.mul(dP, tf.reshape(ms, [G, Tq, Tk]));
+          // softmax backward: dS = p·(dP − Σ_k dP·p)
+          const dS = tf.mul(p3, tf.sub(dP, tf.sum(tf.mul(dP, p3), 2, true))) as tf.Tensor3D;
+          const dQ = tf.mul(batchMatMul(dS, kTs, false, true), scale); // [G,Tq,hd]
+          const dKT = batchMatMul(tf.mul(qs, scale) as tf.Tensor3D, dS, true, false); // [G,hd,Tk]
+          return [tf.reshape(dQ, [B, H, Tq, hd]), tf.reshape(dKT, [B, H, hd, Tk]), tf.reshape(dV, [B, H, Tk, hd])];
+        }),
+    };
+  });
+  return op(q, kT, v) as tf.Tensor4D;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+const logSumExpOp = tf.customGrad((x, save) => {
+  const xt = x as tf.Tensor2D;
+  (save as tf.GradSaveFunc)([xt]);
+  return {
+    value: tf.logSumExp(xt, 1), // [N]
+    // d lse / dx = softmax(x); wasm's (XNNPACK) softmax is faster than its exp
+    gradFunc: (dy: tf.Tensor, [xs]: tf.Tensor[]) => tf.tidy(() => tf.mul(tf.softmax(xs), tf.reshape(dy, [-1, 1]))),
+  };
+});
+
+/**
+ * logsumexp over the rows of x [N,V] → [N]. tfjs' own op differentiates through max(), whose gradient is an
+ * Equal with broadcasting — on wasm a scalar loop, 2.3 s for a [512,50257] logits tensor.
+ */
+export function logSumExp(x: tf.Tensor2D): tf.Tensor1D {
+  return logSumExpOp(x) as tf.Tensor1D;
+}
