@@ -5,9 +5,11 @@
  *
  * Conventions: B batch, T sequence length, D emb_dim, H heads, hd = D/H head size, V vocabulary.
  * Projection kernels are [in, out] and applied as x·W + b (GPT-2's Conv1D layout, the same as a TF.js Dense
- * kernel); matmuls run on 2-D [B*T, D] views because the wasm backend is fastest on plain 2-D products.
+ * kernel); matmuls run on 2-D [B*T, D] views through ../backend/fast-ops.ts, whose ops have hand-written
+ * gradients that stay on the wasm backend's fast paths and keep only what the backward pass reads.
  */
 import * as tf from "@tensorflow/tfjs";
+import * as fast from "../backend/fast-ops.js";
 
 type Shape = (number | null)[];
 type LayerArgs = NonNullable<ConstructorParameters<typeof tf.layers.Layer>[0]>;
@@ -232,8 +234,7 @@ export class CausalSelfAttention extends tf.layers.Layer {
     const [B, T, D] = x.shape;
     const H = this.numHeads;
     const hd = this.headDim;
-    let qkv = tf.matMul(tf.reshape(x, [B * T, D]) as tf.Tensor2D, this.cAttnWeight.read() as tf.Tensor2D); // [B*T,3D]
-    if (this.cAttnBias) qkv = tf.add(qkv, this.cAttnBias.read());
+    const qkv = fast.linear(tf.reshape(x, [B * T, D]) as tf.Tensor2D, this.cAttnWeight.read() as tf.Tensor2D, this.cAttnBias?.read() as tf.Tensor1D | undefined); // [B*T,3D]
     const [q, k, v] = tf.split(qkv, 3, 1); // each [B*T,D]; head h owns columns h*hd..(h+1)*hd-1
     return {
       q: tf.transpose(tf.reshape(q, [B, T, H, hd]), [0, 2, 1, 3]) as tf.Tensor4D,
@@ -246,11 +247,9 @@ export class CausalSelfAttention extends tf.layers.Layer {
   private attend(q: tf.Tensor4D, kT: tf.Tensor4D, v: tf.Tensor4D, training: boolean): tf.Tensor3D {
     const [B, , Tq] = q.shape;
     const Tk = kT.shape[3];
-    let scores = tf.matMul(tf.mul(q, 1 / Math.sqrt(this.headDim)), kT); // [B,H,Tq,Tk]
-    if (Tq > 1) scores = tf.add(scores, causalMask(Tq, Tk)); // a single new query may see every key
-    const weights = dropout(tf.softmax(scores), this.dropRate, training);
-    const y = tf.transpose(tf.matMul(weights, v), [0, 2, 1, 3]); // [B,Tq,H,hd]
-    const out = tf.add(tf.matMul(tf.reshape(y, [B * Tq, this.embDim]) as tf.Tensor2D, this.cProjWeight.read() as tf.Tensor2D), this.cProjBias.read());
+    const mask = Tq > 1 ? causalMask(Tq, Tk) : null; // a single new query may see every key
+    const y = tf.transpose(fast.attention(q, kT, v, { mask, dropRate: this.dropRate, training }), [0, 2, 1, 3]); // [B,Tq,H,hd]
+    const out = fast.linear(tf.reshape(y, [B * Tq, this.embDim]) as tf.Tensor2D, this.cProjWeight.read() as tf.Tensor2D, this.cProjBias.read() as tf.Tensor1D);
     return tf.reshape(out, [B, Tq, this.embDim]);
   }
 
@@ -329,8 +328,8 @@ export class FeedForward extends tf.layers.Layer {
     return tf.tidy(() => {
       const x = single(inputs) as tf.Tensor3D;
       const [B, T, D] = x.shape;
-      const h = gelu(tf.add(tf.matMul(tf.reshape(x, [B * T, D]) as tf.Tensor2D, this.cFcWeight.read() as tf.Tensor2D), this.cFcBias.read())); // [B*T,4D]
-      const out = tf.add(tf.matMul(h, this.cProjWeight.read() as tf.Tensor2D), this.cProjBias.read()); // [B*T,D]
+      const h = gelu(fast.linear(tf.reshape(x, [B * T, D]) as tf.Tensor2D, this.cFcWeight.read() as tf.Tensor2D, this.cFcBias.read() as tf.Tensor1D)); // [B*T,4D]
+      const out = fast.linear(h, this.cProjWeight.read() as tf.Tensor2D, this.cProjBias.read() as tf.Tensor1D); // [B*T,D]
       return tf.reshape(out, [B, T, D]);
     });
   }
@@ -513,7 +512,7 @@ export class LMHead extends tf.layers.Layer implements OutputHead {
   }
 
   project(h: tf.Tensor2D, weightT?: tf.Tensor2D): tf.Tensor2D {
-    return tf.tidy(() => tf.matMul(h, weightT ?? this.transposedWeight())); // [N,V]
+    return tf.tidy(() => fast.matMulBT(h, this.headWeight(), weightT)); // [N,V]
   }
 
   override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
@@ -567,7 +566,7 @@ export class ClassifierHead extends tf.layers.Layer implements OutputHead {
   }
 
   project(h: tf.Tensor2D, weightT?: tf.Tensor2D): tf.Tensor2D {
-    return tf.tidy(() => tf.add(tf.matMul(h, weightT ?? this.transposedWeight()), this.bias.read())); // [N,C]
+    return tf.tidy(() => tf.add(fast.matMulBT(h, this.weight.read() as tf.Tensor2D, weightT), this.bias.read())); // [N,C]
   }
 
   override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
