@@ -18,6 +18,17 @@ test("crc32c matches the standard check value and masking round-trips", () => {
   assert.equal(crc32c(new Uint8Array(32)), 0x8a9136aa); // RFC 3720 B.4: 32 bytes of zeros
   assert.equal(crc32c(new Uint8Array(32).fill(0xff)), 0x62a8ab43);
   for (const c of [0, 1, 0xdeadbeef, 0xffffffff]) assert.equal(unmaskCrc(maskCrc(c)), c);
+  // The word-at-a-time path against a bit-at-a-time reference, at every alignment and length.
+  const slow = (b: Uint8Array) => {
+    let c = 0xffffffff;
+    for (const x of b) {
+      c ^= x;
+      for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
+    }
+    return ~c >>> 0;
+  };
+  const buf = Uint8Array.from({ length: 100 }, (_, i) => (i * 131 + 7) & 0xff);
+  for (let off = 0; off < 8; off++) for (let len = 0; len <= 40; len++) assert.equal(crc32c(buf.subarray(off, off + len)), slow(buf.subarray(off, off + len)), `${off}+${len}`);
 });
 
 test("times_three_float: table layout, header and tensors as the fixture README lists", async () => {

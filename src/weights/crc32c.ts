@@ -26,16 +26,24 @@ export function crc32cExtend(crc: number, bytes: Uint8Array): number {
   let c = ~crc >>> 0;
   let i = 0;
   const n = bytes.length;
-  const end8 = n - (n % 8);
-  for (; i < end8; i += 8) {
-    const lo = (c ^ (bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24))) >>> 0;
-    c =
-      t7[lo & 0xff]! ^ t6[(lo >>> 8) & 0xff]! ^ t5[(lo >>> 16) & 0xff]! ^ t4[lo >>> 24]! ^
-      t3[bytes[i + 4]!]! ^ t2[bytes[i + 5]!]! ^ t1[bytes[i + 6]!]! ^ t0[bytes[i + 7]!]!;
+  // Byte at a time up to a 4-byte boundary, then 8 bytes per step read as two little-endian words.
+  while (i < n && (bytes.byteOffset + i) % 4 !== 0) c = t0[(c ^ bytes[i++]!) & 0xff]! ^ (c >>> 8);
+  if (LITTLE_ENDIAN && n - i >= 8) {
+    const words = new Uint32Array(bytes.buffer, bytes.byteOffset + i, Math.floor((n - i) / 8) * 2);
+    for (let w = 0; w < words.length; w += 2) {
+      const lo = (c ^ words[w]!) >>> 0;
+      const hi = words[w + 1]!;
+      c =
+        t7[lo & 0xff]! ^ t6[(lo >>> 8) & 0xff]! ^ t5[(lo >>> 16) & 0xff]! ^ t4[lo >>> 24]! ^
+        t3[hi & 0xff]! ^ t2[(hi >>> 8) & 0xff]! ^ t1[(hi >>> 16) & 0xff]! ^ t0[hi >>> 24]!;
+    }
+    i += words.length * 4;
   }
   for (; i < n; i++) c = t0[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
   return ~c >>> 0;
 }
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 export function crc32c(bytes: Uint8Array): number {
   return crc32cExtend(0, bytes);
