@@ -31,19 +31,11 @@ function normal(seed: number, stddev = INIT_STD): ReturnType<typeof tf.initializ
   return tf.initializers.randomNormal({ mean: 0, stddev, seed });
 }
 
-/** Dropout only while training (inverted dropout: kept values are scaled by 1/(1-rate)). */
-export function dropout<T extends tf.Tensor>(x: T, rate: number, training: boolean): T {
-  return training && rate > 0 ? (tf.dropout(x, rate) as T) : x;
-}
+/** Dropout only while training (inverted dropout: kept values are scaled by 1/(1-rate), as tf.dropout). */
+export const dropout = fast.dropout;
 
 /** GELU, tanh approximation (GPT-2's "gelu_new"): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
-export function gelu<T extends tf.Tensor>(x: T): T {
-  return tf.tidy(() => {
-    const cube = tf.mul(tf.mul(x, x), x);
-    const inner = tf.mul(Math.sqrt(2 / Math.PI), tf.add(x, tf.mul(0.044715, cube)));
-    return tf.mul(tf.mul(0.5, x), tf.add(1, tf.tanh(inner)));
-  });
-}
+export const gelu = fast.gelu;
 
 const maskCache = new Map<string, Float32Array>();
 
@@ -86,11 +78,7 @@ export class LayerNorm extends tf.layers.Layer {
   }
 
   override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
-    return tf.tidy(() => {
-      const x = single(inputs);
-      const { mean, variance } = tf.moments(x, -1, true); // variance is the biased one, as GPT-2
-      return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, this.epsilon))), this.weight.read()), this.bias.read());
-    });
+    return fast.layerNorm(single(inputs), this.weight.read(), this.bias.read(), this.epsilon); // biased variance, as GPT-2
   }
 
   override computeOutputShape(inputShape: Shape | Shape[]): Shape {
