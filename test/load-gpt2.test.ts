@@ -41,6 +41,9 @@ test("load-gpt2 --from an OpenAI dir, a HF dir and a .index file: generate conti
     assert.deepEqual(await greedy(join(dir, "m0"), c.text!), c.greedy_continuation, c.text);
   }
   assert.deepEqual(await greedy(join(dir, "m1"), expected.cases[0]!.text!), expected.cases[0]!.greedy_continuation);
+  const info = await runCli(["info", join(dir, "m0"), "--json"], { env });
+  assert.equal(info.code, 0, info.stderr);
+  assert.equal(JSON.parse(info.stdout).parameters, 811216);
 
   const again = await runCli(["load-gpt2", "--from", fixture("tf"), "--out", join(dir, "m0")], { env });
   assert.equal(again.code, 2);
