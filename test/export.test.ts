@@ -171,29 +171,52 @@ test("exported vocab.json + merges.txt tokenize exactly as js-tiktoken's GPT-2 e
 const PY_CHECK = `
 import json, sys, torch
 from transformers import GPT2LMHeadModel, GPT2Tokenizer
-d, ids, text = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+d, batches, text = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
 m = GPT2LMHeadModel.from_pretrained(d).eval()
 with torch.no_grad():
-    out = m(torch.tensor([ids])).logits[0, -1].tolist()
-print(json.dumps({"logits": out, "tokens": GPT2Tokenizer.from_pretrained(d).encode(text)}))
+    out = [m(torch.tensor([ids])).logits[0, -1].tolist() for ids in batches]
+tokens = GPT2Tokenizer.from_pretrained(d).encode(text) if text else []
+print(json.dumps({"logits": out, "tokens": tokens}))
 `;
 
-test("transformers' GPT2LMHeadModel loads the export and gives the reference logits (needs python3 with torch + transformers)", async (t) => {
-  const probe = spawnSync("python3", ["-c", "import torch, transformers, safetensors"], { encoding: "utf8" });
+// $LLMCTL_PYTHON picks the interpreter (e.g. a virtualenv's), default python3 on PATH.
+const PYTHON = process.env.LLMCTL_PYTHON ?? "python3";
+
+function runTransformers(dir: string, batches: number[][], text = ""): { logits: number[][]; tokens: number[] } {
+  const run = spawnSync(PYTHON, ["-c", PY_CHECK, dir, JSON.stringify(batches), text], { encoding: "utf8", maxBuffer: 256 << 20 });
+  assert.equal(run.status, 0, run.stderr);
+  return JSON.parse(run.stdout.trim().split("\n").at(-1)!);
+}
+
+test("transformers' GPT2LMHeadModel and GPT2Tokenizer load exports and agree with the reference (needs python3 with torch + transformers)", async (t) => {
+  const probe = spawnSync(PYTHON, ["-c", "import torch, transformers, safetensors"], { encoding: "utf8" });
   if (probe.status !== 0) {
-    t.skip("python3 with torch, transformers and safetensors is not installed (pip install torch transformers safetensors)");
+    t.skip(`${PYTHON} with torch, transformers and safetensors is not available (pip install torch transformers safetensors; LLMCTL_PYTHON picks the interpreter)`);
     return;
   }
   const dir = await mkdtemp(join(tmpdir(), "llmctl-export-py-"));
+  // The fixture: transformers' logits equal the PyTorch reference files; its tokenizer matches the ids.
   await convertFixture(join(dir, "model"));
   await exportHuggingFace(join(dir, "model"), join(dir, "hf"));
   const expected = JSON.parse(await readFile(fixture("expected.json"), "utf8"));
-  const c = expected.cases[0];
-  const run = spawnSync("python3", ["-c", PY_CHECK, join(dir, "hf"), JSON.stringify(c.ids), c.text], { encoding: "utf8", maxBuffer: 64 << 20 });
-  assert.equal(run.status, 0, run.stderr);
-  const res = JSON.parse(run.stdout.trim().split("\n").at(-1)!) as { logits: number[]; tokens: number[] };
-  const ref = new Float32Array((await readFile(fixture(c.logits_last_file))).buffer.slice(0));
-  assert.ok(maxAbsDiff(Float32Array.from(res.logits), ref) <= 1e-3);
-  assert.deepEqual(res.tokens, c.ids);
+  const cases = expected.cases as { ids: number[]; text?: string; logits_last_file: string }[];
+  const res = runTransformers(join(dir, "hf"), cases.map((c) => c.ids), cases[1]!.text);
+  for (const [k, c] of cases.entries()) {
+    const ref = new Float32Array((await readFile(fixture(c.logits_last_file))).buffer.slice(0));
+    const diff = maxAbsDiff(Float32Array.from(res.logits[k]!), ref);
+    assert.ok(diff <= 1e-3, `case ${k}: max |diff| ${diff}`);
+  }
+  assert.deepEqual(res.tokens, cases[1]!.ids);
+
+  // An untied model trained without qkv bias: transformers computes what llmctl computes.
+  const cfg: GPTConfig = { vocab_size: 97, context_length: 12, emb_dim: 16, n_heads: 4, n_layers: 2, drop_rate: 0, qkv_bias: false, tied_head: false };
+  const gpt = buildGPT(cfg, { seed: 11 });
+  await saveModelDir(join(dir, "untied"), gpt);
+  await exportHuggingFace(join(dir, "untied"), join(dir, "hf-untied"), { tokenizer: false });
+  const ids = [3, 14, 15, 92, 65, 35, 89, 79];
+  const ours = logits(gpt, ids).slice((ids.length - 1) * 97);
+  gpt.dispose();
+  const theirs = runTransformers(join(dir, "hf-untied"), [ids]).logits[0]!;
+  assert.ok(maxAbsDiff(Float32Array.from(theirs), ours) <= 1e-4);
   await rm(dir, { recursive: true });
 });
