@@ -16,6 +16,8 @@ export interface BackendStatus {
   installed: boolean;
   available: boolean;
   version?: string;
+  /** the native library's version (libtensorflow for the tensorflow backend) */
+  library_version?: string;
   /** why it cannot be used */
   reason?: string;
 }
@@ -42,8 +44,12 @@ async function loadTensorflow(): Promise<BackendStatus> {
     const version = packageVersion(pkg);
     if (!version) continue;
     try {
-      await import(pkg);
-      return { name: "tensorflow", package: pkg, installed: true, available: true, version };
+      // libtensorflow's C++ info logs would otherwise fill stderr
+      process.env.TF_CPP_MIN_LOG_LEVEL ??= "2";
+      // Importing the addon registers the 'tensorflow' backend and makes it the active one.
+      const addon = (await import(pkg)) as { backend(): { binding?: { TF_Version?: string } } };
+      const library_version = addon.backend().binding?.TF_Version;
+      return { name: "tensorflow", package: pkg, installed: true, available: true, version, library_version };
     } catch (err) {
       last = { name: "tensorflow", package: pkg, installed: true, available: false, version, reason: firstLine(err) };
     }

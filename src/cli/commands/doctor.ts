@@ -55,6 +55,7 @@ export const doctorCommand: CommandModule<GlobalOptions, DoctorArgs> = {
       const state = b.available ? "ok" : b.installed ? "installed, not loadable" : "not installed";
       const extra = [
         b.version && `v${b.version}`,
+        b.library_version && `libtensorflow ${b.library_version}`,
         b.threads !== undefined && `${b.threads} thread(s)`,
         b.matmul_gflops !== undefined && `${b.matmul_gflops} GFLOP/s matmul`,
         b.reason,
