@@ -1,5 +1,6 @@
 import type { CommandModule } from "yargs";
 import * as tf from "@tensorflow/tfjs";
+import { availableParallelism } from "node:os";
 import { probeBackends, useBackend, type BackendStatus } from "../../backend/index.js";
 import { printJson, printLine, type GlobalOptions } from "../output.js";
 
@@ -41,6 +42,9 @@ export const doctorCommand: CommandModule<GlobalOptions, DoctorArgs> = {
     for (const b of backends) {
       if (!b.available) continue;
       await useBackend(b.name);
+      // TensorFlow's intra-op pool defaults to one thread per core; the JS cpu backend runs on one.
+      if (b.name === "tensorflow") b.threads = availableParallelism();
+      if (b.name === "cpu") b.threads = 1;
       if (b.name === "wasm") {
         const { getThreadsCount } = await import("@tensorflow/tfjs-backend-wasm");
         b.threads = getThreadsCount();
