@@ -1,0 +1,104 @@
+/**
+ * Autoregressive generation (book ch04–05 `generate`, with a KV cache). The model sees at most its last
+ * context_length tokens: a longer prompt is cropped to them, and once the sequence outgrows the context the
+ * window slides — the cropped window is fed again from position 0, as GPT-2 generation does (absolute position
+ * embeddings leave no cheaper exact way), so every token past the context costs a full window.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { UsageError } from "../errors.js";
+import { Rng } from "../data/rng.js";
+import type { GPTModel } from "../model/gpt.js";
+import { type SamplingOptions, checkSamplingOptions, sampleNext } from "./sampler.js";
+
+export interface GenerateOptions extends SamplingOptions {
+  maxNewTokens: number;
+  /** stop after emitting this id (e.g. <|endoftext|> 50256); the id is included in the result */
+  eosId?: number | null;
+  /** default true; false recomputes the whole window for every token (the book's generate_text_simple) */
+  useCache?: boolean;
+  /** seeds the sampling (default 123); ignored for greedy decoding */
+  seed?: number;
+  rng?: Rng;
+  /** sample only among the first `vocabLimit` ids (ids the tokenizer can decode); default: the model's vocabulary */
+  vocabLimit?: number;
+  /** called with each new id as soon as it is chosen */
+  onToken?: (id: number) => void;
+}
+
+export interface GenerateResult {
+  /** the new ids only */
+  ids: number[];
+  /** prompt tokens dropped because the prompt was longer than the context (the model sees the last ones) */
+  croppedPromptTokens: number;
+  stoppedAtEos: boolean;
+  seconds: number;
+  tokensPerSecond: number;
+}
+
+/** Generate up to maxNewTokens ids after promptIds. */
+export async function generate(gpt: GPTModel, promptIds: readonly number[], opts: GenerateOptions): Promise<GenerateResult> {
+  checkSamplingOptions(opts);
+  const cfg = gpt.config;
+  if (gpt.head.kind !== "lm") {
+    throw new UsageError("this model has a classifier head and cannot generate text", "use `llmctl classify` with it");
+  }
+  if (promptIds.length === 0) throw new UsageError("the prompt is empty", "give at least one token of prompt text");
+  if (!(Number.isInteger(opts.maxNewTokens) && opts.maxNewTokens >= 0)) {
+    throw new UsageError(`max new tokens must be an integer ≥ 0, got ${opts.maxNewTokens}`);
+  }
+  for (const id of promptIds) {
+    if (!(Number.isInteger(id) && id >= 0 && id < cfg.vocab_size)) {
+      throw new UsageError(`prompt token id ${id} is outside the model's vocabulary (0..${cfg.vocab_size - 1})`);
+    }
+  }
+  const rng = opts.rng ?? new Rng(opts.seed ?? 123);
+  const ctx = cfg.context_length;
+  const limit = Math.min(opts.vocabLimit ?? cfg.vocab_size, cfg.vocab_size);
+  const useCache = opts.useCache ?? true;
+  const seq = promptIds.slice(-ctx);
+  const croppedPromptTokens = promptIds.length - seq.length;
+  const out: number[] = [];
+  let stoppedAtEos = false;
+  const started = performance.now();
+
+  const headT = gpt.outHead.transposedWeight(); // [D,V], made once instead of once per token
+  const cache = gpt.newCache();
+  const run = (ids: number[], cached: boolean): tf.Tensor2D => {
+    const input = tf.tensor2d([ids], [1, ids.length], "int32");
+    try {
+      return cached ? gpt.forwardCached(input, cache, headT) : gpt.forwardLast(input, headT);
+    } finally {
+      input.dispose();
+    }
+  };
+  try {
+    let pending: number[] = seq; // tokens the model has not seen yet (all of them at the start)
+    for (let step = 0; step < opts.maxNewTokens; step++) {
+      let logitsT: tf.Tensor2D;
+      if (!useCache) {
+        logitsT = run(seq.slice(-ctx), false);
+      } else if (cache.length + pending.length <= ctx) {
+        logitsT = run(pending, true); // one position per new token
+      } else {
+        cache.dispose(); // the window slides: positions restart at 0
+        logitsT = run(seq.slice(-ctx), true);
+      }
+      const logits = (await logitsT.data()) as Float32Array; // [1,V]
+      logitsT.dispose();
+      const id = sampleNext(limit < logits.length ? logits.subarray(0, limit) : logits, opts, rng);
+      seq.push(id);
+      out.push(id);
+      pending = [id];
+      opts.onToken?.(id);
+      if (opts.eosId != null && id === opts.eosId) {
+        stoppedAtEos = true;
+        break;
+      }
+    }
+  } finally {
+    cache.dispose();
+    headT.dispose();
+  }
+  const seconds = (performance.now() - started) / 1000;
+  return { ids: out, croppedPromptTokens, stoppedAtEos, seconds, tokensPerSecond: seconds > 0 ? out.length / seconds : 0 };
+}
