@@ -33,10 +33,24 @@ function unsortedSegmentSum({ inputs, attrs, backend }: Parameters<tf.KernelFunc
   return out;
 }
 
+/**
+ * Identity (tf.clone) sharing the input's buffer, as the cpu backend and wasm's own Reshape do. wasm's stock
+ * Identity copies, and tfjs clones every tensor it keeps for a backward pass: on GPT-2 124M that copied each
+ * weight once per step and the [512,50257] logits several times, and ran the 4 GB wasm heap out. Sharing is
+ * safe because no kernel writes into its inputs (variables take new buffers on assign).
+ */
+function sharedIdentity({ inputs, backend }: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
+  const { x } = inputs as { x: tf.TensorInfo };
+  (backend as BackendWasm).incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+}
+
 export function registerWasmKernels(): void {
   if (registered) return;
   registered = true;
   if (!tf.getKernel("UnsortedSegmentSum", "wasm")) {
     tf.registerKernel({ kernelName: "UnsortedSegmentSum", backendName: "wasm", kernelFunc: unsortedSegmentSum });
   }
+  if (tf.getKernel("Identity", "wasm")) tf.unregisterKernel("Identity", "wasm");
+  tf.registerKernel({ kernelName: "Identity", backendName: "wasm", kernelFunc: sharedIdentity });
 }
