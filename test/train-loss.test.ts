@@ -82,3 +82,25 @@ test("no tensors leak", () => {
   t.dispose();
   assert.equal(tf.memory().numTensors, before);
 });
+
+test("wasm gives the same loss and gradient as cpu", async () => {
+  const data = Array.from({ length: 3 * 50 }, (_, i) => Math.sin(i * 0.37) * 4);
+  const targets = [7, IGNORE_INDEX, 49];
+  const run = () =>
+    tf.tidy(() => {
+      const t = tf.tensor1d(targets, "int32");
+      const x = tf.tensor2d(data, [3, 50]);
+      const { value, grad } = tf.valueAndGrad((y: tf.Tensor) => sparseCrossEntropy(y, t))(x);
+      return { loss: value.dataSync()[0], grad: Array.from(grad.dataSync()) };
+    });
+  const cpu = run();
+  await useBackend("wasm");
+  try {
+    const wasm = run();
+    assert.ok(Math.abs(cpu.loss - wasm.loss) < 1e-5);
+    assert.ok(cpu.grad.every((g, i) => Math.abs(g - wasm.grad[i]) < 1e-5));
+    assert.ok(Math.abs(cpu.grad[7] - wasm.grad[7]) < 1e-5 && cpu.grad[7] < 0);
+  } finally {
+    await useBackend("cpu");
+  }
+});

@@ -3,7 +3,10 @@
  * `F.cross_entropy(logits.flatten(0, 1), targets.flatten())` with `ignore_index=-100`.
  *
  * Never builds a one-hot over the vocabulary: per row, loss = logsumexp(logits) − logits[target], where the
- * target logit is picked with a gather on flat indices (row · V + target).
+ * target logit is picked with a gather on flat indices (row · V + target). The gradient is written out
+ * (softmax · w − w at the target, w = 1/count for kept rows, 0 for ignored ones) rather than left to autodiff:
+ * autodiff would send it through gather's gradient, an UnsortedSegmentSum over N·V segments, which the cpu
+ * backend computes one segment at a time, and through several extra passes over the [N, V] logits.
  */
 import * as tf from "@tensorflow/tfjs";
 import { UsageError } from "../errors.js";
@@ -32,14 +35,28 @@ export function sparseCrossEntropy(logits: tf.Tensor, targets: tf.Tensor, ignore
   return tf.tidy(() => {
     const flat = logits.reshape([N, V]); // [N, V]
     const t = targets.reshape([N]).toInt(); // [N]
-    const keep = tf.notEqual(t, tf.scalar(ignoreIndex, "int32")); // [N] bool
-    // Ignored rows pick class 0; their loss is masked out below, so its gradient is zero too.
-    const safe = tf.where(keep, t, tf.zerosLike(t)); // [N]
-    const rowOffsets = tf.range(0, N * V, V, "int32"); // [N]
-    const picked = tf.gather(flat.reshape([N * V]), tf.add(rowOffsets, safe)); // [N]
-    const perRow = tf.sub(tf.logSumExp(flat, 1), picked); // [N]
-    const keepF = keep.toFloat();
-    const count = tf.maximum(keepF.sum(), tf.scalar(1));
-    return tf.div(tf.mul(perRow, keepF).sum(), count) as tf.Scalar;
+    const crossEntropy = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+      const [x, save] = args as [tf.Tensor, tf.GradSaveFunc];
+      const keep = tf.notEqual(t, tf.scalar(ignoreIndex, "int32")); // [N] bool
+      // ignored rows pick class 0 and get weight 0, so they add neither loss nor gradient
+      const safe = tf.where(keep, t, tf.zerosLike(t)); // [N]
+      const keepF = keep.toFloat();
+      const w = tf.div(keepF, tf.maximum(keepF.sum(), tf.scalar(1))); // [N] 1/count or 0
+      const lse = tf.logSumExp(x as tf.Tensor2D, 1, true); // [N, 1]
+      const picked = tf.gather(x.reshape([N * V]), tf.add(tf.range(0, N * V, V, "int32"), safe)); // [N]
+      const value = tf.sum(tf.mul(tf.sub(lse.reshape([N]), picked), w));
+      const at = tf.stack([tf.range(0, N, 1, "int32"), safe], 1); // [N, 2] (row, target)
+      save([x, lse, w, at]);
+      return {
+        value,
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+          const [xs, lses, ws, ats] = saved;
+          const softmax = tf.exp(tf.sub(xs, lses)); // [N, V]
+          const grad = tf.sub(tf.mul(softmax, ws.reshape([N, 1])), tf.scatterND(ats, ws, [N, V]));
+          return tf.mul(grad, dy);
+        },
+      };
+    });
+    return crossEntropy(flat) as tf.Scalar;
   });
 }
