@@ -146,6 +146,15 @@ test("load-gpt2 downloads from a mirror (OpenAI and HF layouts), resuming a drop
     assert.equal(again.code, 0, again.stderr);
     assert.equal(server.log.length, before);
 
+    // A cached file that went bad: the checksum catches it and the fix names the cache directory.
+    const cachedData = join(cache, "gpt2", "openai", "124M", data);
+    const bytes = await readFile(cachedData);
+    bytes[bytes.length - 5]! ^= 0x40;
+    await writeFile(cachedData, bytes);
+    const corrupt = await runCli(["load-gpt2", "--out", join(dir, "openai"), "--force"], { env: runEnv });
+    assert.equal(corrupt.code, 1);
+    assert.match(corrupt.stderr, /checksum mismatch for tensor '[^']+'.* — delete .*gpt2\/openai\/124M and run the command again/);
+
     // A mirror without the files: a network error naming the URL, exit 1.
     const missing = await runCli(["load-gpt2", "--size", "355M", "--out", join(dir, "x")], { env: runEnv });
     assert.equal(missing.code, 1);

@@ -4,7 +4,7 @@ import { mkdtemp, readFile, writeFile, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readSafetensors, writeSafetensors, readAllSafetensors, halfToFloat } from "../src/weights/safetensors.js";
-import { FileFormatError } from "../src/errors.js";
+import { FileFormatError, InterruptedError } from "../src/errors.js";
 import { sharedPath } from "./helpers/shared.js";
 
 async function tempDir(): Promise<string> {
@@ -218,6 +218,16 @@ test("the writer rejects data that does not match its shape and leaves no file b
       { name: "a", shape: [1], data: new Float32Array(1) },
     ]),
     /given twice/,
+  );
+  assert.deepEqual(await readdir(dir), []);
+  // An aborted write stops between tensors and removes its temporary file.
+  const ac = new AbortController();
+  await assert.rejects(
+    writeSafetensors(path, [
+      { name: "a", shape: [1], data: () => (ac.abort(), new Float32Array(1)) },
+      { name: "b", shape: [1], data: new Float32Array(1) },
+    ], undefined, { signal: ac.signal }),
+    (err: unknown) => err instanceof InterruptedError,
   );
   assert.deepEqual(await readdir(dir), []);
   await rm(dir, { recursive: true });

@@ -409,7 +409,7 @@ export interface ConvertProgress {
 export async function writeModelDirFromCheckpoint(
   ck: Gpt2Checkpoint,
   outDir: string,
-  opts: { source?: string; onProgress?: (p: ConvertProgress) => void } = {},
+  opts: { source?: string; onProgress?: (p: ConvertProgress) => void; signal?: AbortSignal } = {},
 ): Promise<ModelMeta> {
   const shapes = gpt2WeightShapes(ck.config);
   const totalBytes = countParameters(ck.config) * 4;
@@ -436,7 +436,7 @@ export async function writeModelDirFromCheckpoint(
     head: { kind: "lm" },
     source: opts.source ?? `${ck.format === "openai" ? "openai" : "huggingface"} checkpoint ${ck.path}`,
   }, configPath);
-  await writeSafetensors(join(outDir, WEIGHTS_FILE), entries, { format: "pt" });
+  await writeSafetensors(join(outDir, WEIGHTS_FILE), entries, { format: "pt" }, { signal: opts.signal });
   await writeFileAtomic(configPath, JSON.stringify(meta, null, 2) + "\n");
   return meta;
 }

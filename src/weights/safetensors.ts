@@ -12,7 +12,7 @@
  */
 import { open, rename, rm, mkdir, type FileHandle } from "node:fs/promises";
 import { dirname, basename, join } from "node:path";
-import { FileFormatError } from "../errors.js";
+import { FileFormatError, InterruptedError } from "../errors.js";
 
 export type SafetensorsDtype =
   | "F64" | "F32" | "F16" | "BF16"
@@ -303,6 +303,7 @@ export async function writeSafetensors(
   path: string,
   entries: Iterable<SafetensorsEntry> | AsyncIterable<SafetensorsEntry>,
   metadata?: Record<string, string>,
+  opts: { signal?: AbortSignal } = {},
 ): Promise<void> {
   const list: SafetensorsEntry[] = [];
   for await (const e of entries) list.push(e);
@@ -323,6 +324,8 @@ export async function writeSafetensors(
   try {
     await writeAll(fh, header);
     for (const e of list) {
+      // Checked between tensors: an interrupted write removes its temporary file and leaves `path` as it was.
+      if (opts.signal?.aborted) throw new InterruptedError(`writing ${path} was interrupted`, "run the command again");
       const data = typeof e.data === "function" ? await e.data() : e.data;
       const n = numElements(e.shape);
       if (data.length !== n) {
