@@ -82,7 +82,15 @@ function cpuStatus(): BackendStatus {
   return { name: "cpu", package: "@tensorflow/tfjs", installed: true, available: true, version: tf.version_core };
 }
 
-const loaders = { tensorflow: loadTensorflow, wasm: loadWasm, cpu: async () => cpuStatus() };
+const loaders = {
+  tensorflow: loadTensorflow,
+  wasm: loadWasm,
+  cpu: async () => {
+    const { registerCpuKernels } = await import("./cpu-kernels.js");
+    registerCpuKernels();
+    return cpuStatus();
+  },
+};
 
 /** Load every backend that can be loaded and report on each (for `llmctl doctor`). */
 export async function probeBackends(): Promise<BackendStatus[]> {
