@@ -1,0 +1,142 @@
+/**
+ * Pretraining with the real GPT: the book's ch05 data numbers, exact resume on the cpu backend, and the CLI.
+ */
+import { test, before } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, existsSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as tf from "@tensorflow/tfjs";
+import { useBackend } from "../src/backend/index.js";
+import { buildGPT, type GPTConfig } from "../src/model/gpt.js";
+import { loadModelDir, saveModelDir } from "../src/model/model-dir.js";
+import { Trainer, namedParameters } from "../src/train/trainer.js";
+import { resolveTrainSettings, type TrainSettings } from "../src/train/settings.js";
+import { languageModelLoss, makePretrainLoaders, readPretrainTokens, greedyContinue } from "../src/train/pretrain.js";
+import { readTrainerState } from "../src/train/checkpoint.js";
+import { encodeTokenFile } from "../src/tokenizer/token-file.js";
+import { getTokenizer } from "../src/tokenizer/index.js";
+import { Rng } from "../src/data/rng.js";
+import { sharedPath } from "./helpers/shared.js";
+import { runCli } from "./helpers/cli.js";
+
+before(async () => {
+  await useBackend("cpu");
+});
+
+const verdict = () => sharedPath("datasets", "the-verdict.txt");
+const tmp = () => mkdtempSync(join(tmpdir(), "llmctl-pretrain-"));
+
+test("book ch05: batch 2, max_length = stride = 256, split 0.9 → 9 training and 1 validation batch on the-verdict", () => {
+  const tokens = readPretrainTokens([verdict()], 0.9);
+  // the book: 4,608 training tokens (9 · 2 · 256) are seen per epoch; validation keeps its one window
+  const data = makePretrainLoaders(tokens, { batch_size: 2, max_length: 256, stride: 256 }, 256);
+  assert.equal(data.train.numBatches, 9);
+  assert.equal(data.validation.numBatches, 1);
+  assert.equal(data.trainTokens + data.validationTokens, 5145 + 1); // the cut can split one token in two
+  const first = data.train.batch(data.train.epochOrder(new Rng(123)), 0);
+  assert.equal(first.batchSize * first.seqLen, 512);
+});
+
+test("a token file gives the same ids as its text; max_length above the context is refused", () => {
+  const dir = tmp();
+  const ids = getTokenizer().encode(readFileSync(verdict(), "utf8"));
+  const bin = join(dir, "verdict.bin");
+  writeFileSync(bin, encodeTokenFile(Uint32Array.from(ids), 50257));
+  const split = readPretrainTokens([bin], 0.9);
+  assert.equal(split.train.length + split.validation.length, 5145);
+  assert.equal(split.train.length, Math.floor(0.9 * 5145));
+  assert.deepEqual(Array.from(split.train as Uint32Array).slice(0, 4), ids.slice(0, 4));
+  assert.throws(() => makePretrainLoaders(split, { batch_size: 2, max_length: 300, stride: 300 }, 256), /longer than the model's context_length/);
+});
+
+const tinyCfg: GPTConfig = { vocab_size: 256, context_length: 16, emb_dim: 16, n_heads: 2, n_layers: 2, drop_rate: 0.1, qkv_bias: false, tied_head: false };
+
+function settings(over: Partial<TrainSettings> = {}): TrainSettings {
+  return resolveTrainSettings({ epochs: 2, batch_size: 4, lr: 0.004, max_length: 16, stride: 16, eval_freq: 3, eval_iter: 2, seed: 5, sample_tokens: 0 }, over);
+}
+
+async function train(gpt: ReturnType<typeof buildGPT>, dir: string, s: TrainSettings, resume = false) {
+  // the-verdict's first ~800 tokens folded into the small test vocabulary (the cpu backend is slow on 50,257)
+  const ids = readPretrainTokens([verdict()], 0.9);
+  const fold = (a: ArrayLike<number>, n: number) => Array.from(a).slice(0, n).map((id) => id % gpt.config.vocab_size);
+  const data = makePretrainLoaders({ train: fold(ids.train, 700), validation: fold(ids.validation, 100) }, s, gpt.config.context_length);
+  return new Trainer({
+    params: namedParameters(gpt),
+    loss: languageModelLoss(gpt),
+    train: data.train,
+    validation: data.validation,
+    batchTokens: (b) => b.batchSize * b.seqLen,
+    settings: s,
+    runDir: dir,
+    saveModel: async (d) => {
+      await saveModelDir(d, gpt);
+    },
+    resume,
+  }).run();
+}
+
+test("resume with the GPT on cpu: N updates straight equal N/2 + resume + N/2 within 1e-6 (dropout on)", async () => {
+  const a = buildGPT(tinyCfg, { seed: 1 });
+  const res = await train(a, tmp(), settings());
+  const N = res.step;
+  assert.ok(N >= 8, `${N} updates`);
+  const dir = tmp();
+  const b = buildGPT(tinyCfg, { seed: 1 });
+  await train(b, dir, settings({ max_steps: N / 2 }));
+  assert.equal((await readTrainerState(dir)).step, N / 2);
+  b.dispose();
+  const { gpt: c } = await loadModelDir(dir);
+  const resC = await train(c, dir, settings(), true);
+  assert.equal(resC.step, N);
+  let maxDiff = 0;
+  const wa = a.namedWeights();
+  for (const [name, v] of c.namedWeights()) {
+    const x = v.read().dataSync();
+    const y = wa.get(name)!.read().dataSync();
+    for (let i = 0; i < x.length; i++) maxDiff = Math.max(maxDiff, Math.abs(x[i] - y[i]));
+  }
+  assert.ok(maxDiff <= 1e-6, `max weight difference ${maxDiff}`);
+  assert.ok(res.trainLoss! < res.evals[0].train_loss, `loss fell ${res.evals[0].train_loss} → ${res.trainLoss}`);
+  // the trained model still generates (greedy ids are in the vocabulary)
+  const ids = greedyContinue(c, [61, 36], 3);
+  assert.equal(ids.length, 3);
+  a.dispose();
+  c.dispose();
+  assert.ok(tf.memory().numTensors < 1000);
+});
+
+test("CLI: pretrain writes a model directory, log, plot and JSON summary; --resume continues; bad flags are usage errors", async () => {
+  const dir = tmp();
+  const cfgPath = join(dir, "tiny.json");
+  writeFileSync(cfgPath, JSON.stringify({ model: { ...tinyCfg, vocab_size: 50257 }, train: { epochs: 1, batch_size: 4, max_length: 16, eval_freq: 2, eval_iter: 1, sample_tokens: 5 } }));
+  const text = join(dir, "text.txt");
+  writeFileSync(text, readFileSync(verdict(), "utf8").slice(0, 2000));
+  const out = join(dir, "run");
+  const env = { LLMCTL_BACKEND: "wasm" };
+  const r = await runCli(["pretrain", "--config", cfgPath, "--data", text, "--max-steps", "3", "--out", out, "--json"], { env });
+  assert.equal(r.code, 0, r.stderr);
+  const summary = JSON.parse(r.stdout.trim());
+  assert.equal(summary.steps, 3);
+  assert.ok(summary.train_loss > 9 && summary.train_loss < 11.5, `loss ${summary.train_loss}`);
+  for (const f of ["config.json", "model.safetensors", "optimizer.safetensors", "trainer-state.json", "log.jsonl", "loss.svg"]) {
+    assert.ok(existsSync(join(out, f)), f);
+  }
+  assert.equal(JSON.parse(readFileSync(join(out, "config.json"), "utf8")).format, "llmctl-model");
+  assert.match(r.stderr, /Ep 1 \(Step 000000\): Train loss/);
+
+  const again = await runCli(["pretrain", "--config", cfgPath, "--data", text, "--out", out], { env });
+  assert.equal(again.code, 2);
+  assert.match(again.stderr, /already holds a training run — continue it with --resume/);
+
+  const resumed = await runCli(["pretrain", "--resume", out, "--max-steps", "5", "--json"], { env });
+  assert.equal(resumed.code, 0, resumed.stderr);
+  assert.equal(JSON.parse(resumed.stdout.trim()).steps, 5);
+
+  const bad = await runCli(["pretrain", "--config", cfgPath, "--data", text, "--out", join(dir, "r2"), "--batch-size", "0"], { env });
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /'batch_size' must be a positive integer/);
+  const none = await runCli(["pretrain", "--out", join(dir, "r3")], { env });
+  assert.equal(none.code, 2);
+  assert.match(none.stderr, /give --config/);
+});
