@@ -39,6 +39,9 @@ test("classify: no texts, or an empty one, is a usage error", async () => {
   const blank = await runCli(["classify", "--model", lmDir, "--file", blankFile]);
   assert.equal(blank.code, 2);
   assert.match(blank.stderr, /nothing to classify/);
+  const stdin = await runCli(["classify", "--model", lmDir, "--file", "-"], { input: "\n\n" });
+  assert.equal(stdin.code, 2);
+  assert.match(stdin.stderr, /nothing to classify/);
   const empty = await runCli(["classify", "--model", lmDir, "hi", ""]);
   assert.equal(empty.code, 2);
   assert.match(empty.stderr, /text 2 is empty/);

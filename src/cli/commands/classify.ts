@@ -18,7 +18,8 @@ interface ClassifyArgs extends GlobalOptions {
 
 async function readTexts(file: string): Promise<string[]> {
   let content: string;
-  if (file === "-") {
+  // yargs hands `--file -` over as an empty string
+  if (file === "-" || file === "") {
     const chunks: Buffer[] = [];
     for await (const c of process.stdin) chunks.push(c as Buffer);
     content = Buffer.concat(chunks).toString("utf8");
@@ -39,9 +40,9 @@ export const classifyCommand: CommandModule<GlobalOptions, ClassifyArgs> = {
       .option("model", { alias: "m", type: "string", demandOption: true, describe: "a classifier directory written by `llmctl finetune spam`" })
       .option("file", { alias: "f", type: "string", describe: "classify each non-blank line of this file ('-' reads stdin)" })
       .option("batch-size", { alias: "b", type: "number", default: 8, describe: "texts per forward pass" })
-      .example('$0 classify -m spam-clf "You are a winner you have been specially selected to receive $1000 cash or a $2000 award."', "the book's first example: spam")
-      .example('$0 classify -m spam-clf "Hey, just wanted to check if we\'re still on for dinner tonight? Let me know!"', "the book's second: not spam")
-      .example("$0 classify -m spam-clf --file messages.txt --json", 'one line per text; prints [{"text","label","probability"}]')
+      .example('$0 classify -m models/spam "You are a winner you have been specially selected to receive $1000 cash or a $2000 award."', "the book's first example: spam")
+      .example('$0 classify -m models/spam "Hey, just wanted to check if we\'re still on for dinner tonight? Let me know!"', "the book's second: not spam")
+      .example("$0 classify -m models/spam --file messages.txt --json", 'one line per text; prints [{"text","label","probability"}]')
       .check((a) => {
         if (!Number.isInteger(a["batch-size"]) || a["batch-size"] < 1) throw new UsageError(`--batch-size must be a positive integer, got ${a["batch-size"]}`);
         return true;

@@ -71,12 +71,12 @@ export const finetuneSpamCommand: CommandModule<GlobalOptions, FinetuneSpamArgs>
       .option("max-steps", { type: "number", describe: "stop after this many optimizer steps" })
       .option("checkpoint-every", { type: "number", describe: "save a resumable checkpoint every N steps [default: at the end and on Ctrl-C]" })
       .option("resume", { type: "string", describe: "continue the interrupted run in this directory (or in --out)" })
-      .example("$0 load-gpt2 --size 124M --out gpt2-small", "once: the book's base model")
-      .example("$0 finetune spam --model gpt2-small --out spam-clf", "the book's chapter 6 run (97.21 / 97.32 / 95.67% train / val / test)")
-      .example("$0 finetune spam -m gpt2-small -o spam-nonpad --pool last-nonpad --split-dir spam-clf", "same split, classify from the last real token")
-      .example("$0 finetune spam -m tiny --out spam-tiny --trainable all --lr 5e-4", "a small model pretrained here: train every weight")
-      .example("$0 finetune spam --resume spam-clf", "continue after Ctrl-C")
-      .example('$0 classify --model spam-clf "You are a winner! Claim your prize now"', "then use it")
+      .example("$0 load-gpt2 --size 124M --out models/gpt2-124m", "once: the book's base model")
+      .example("$0 finetune spam --model models/gpt2-124m --out models/spam", "the book's chapter 6 run (97.21 / 97.32 / 95.67% train / val / test)")
+      .example("$0 finetune spam -m models/gpt2-124m -o models/spam-nonpad --pool last-nonpad --split-dir models/spam", "same split, classify from the last real token")
+      .example("$0 finetune spam -m models/tiny --out models/spam-tiny --trainable all --lr 5e-4", "a small model pretrained here: train every weight")
+      .example("$0 finetune spam --resume models/spam", "continue after Ctrl-C")
+      .example('$0 classify --model models/spam "You are a winner! Claim your prize now"', "then use it")
       .check((a) => {
         const resume = a.resume !== undefined;
         if (!resume && (a.model === undefined || a.out === undefined)) {
