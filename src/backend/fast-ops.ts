@@ -15,9 +15,39 @@
  * are fast there. Forward values equal the plain tfjs compositions op for op.
  */
 import * as tf from "@tensorflow/tfjs";
+import { installFreeingBackprop } from "./backprop.js";
+
+// Without it the savings below would only last until the end of the forward pass (see ./backprop.ts).
+installFreeingBackprop();
 
 function onWasm(): boolean {
   return tf.getBackend() === "wasm";
+}
+
+/** a gradient tape is recording (tf.grads / tf.variableGrads is running) */
+function recording(): boolean {
+  return (tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth > 0;
+}
+
+/**
+ * `w` as a matmul's right operand. XNNPACK packs that operand and wasm caches the packed copy until the
+ * operand's tensor is disposed; for a weight that is the whole training step (the packed weights of GPT-2 124M
+ * together: ~600 MB of a 4 GB heap). While training, multiplying by a throw-away copy, freed with the op,
+ * frees the packing too. In inference the cache is what we want: generation reuses it for every token.
+ */
+function operand<T extends tf.Tensor>(w: T): T {
+  return onWasm() && recording() ? (tf.mul(w, 1) as T) : w;
+}
+
+/**
+ * The gradient of an op, freeing what the op saved for it as soon as it has been used. tfjs keeps every saved
+ * tensor until the whole backward pass ends; freeing each as its op's gradient is done lets activations go
+ * while gradients arrive, instead of holding both at the end of the pass. (Each gradFunc runs once per pass.)
+ */
+function gradientThenFree(saved: tf.Tensor[], grads: () => tf.Tensor | tf.Tensor[]): tf.Tensor | tf.Tensor[] {
+  const out = tf.tidy(grads);
+  tf.dispose(saved);
+  return out;
 }
 
 /** a·b for 2-D operands, optionally transposed; on wasm the transposes are materialised first. */
@@ -44,11 +74,11 @@ export function batchMatMul(a: tf.Tensor3D, b: tf.Tensor3D, transposeA = false, 
 const linearBias = tf.customGrad((x, w, b, save) => {
   (save as tf.GradSaveFunc)([x as tf.Tensor, w as tf.Tensor]);
   return {
-    value: tf.fused.matMul({ a: x as tf.Tensor2D, b: w as tf.Tensor2D, bias: b as tf.Tensor1D }), // [N,M]
-    gradFunc: (dy: tf.Tensor, [xs, ws]: tf.Tensor[]) =>
-      tf.tidy(() => [
-        mm(dy as tf.Tensor2D, ws as tf.Tensor2D, false, true), // dX = dY·Wᵀ [N,K]
-        mm(xs as tf.Tensor2D, dy as tf.Tensor2D, true, false), // dW = Xᵀ·dY [K,M]
+    value: tf.fused.matMul({ a: x as tf.Tensor2D, b: operand(w as tf.Tensor2D), bias: b as tf.Tensor1D }), // [N,M]
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+      gradientThenFree(saved, () => [
+        mm(dy as tf.Tensor2D, saved[1] as tf.Tensor2D, false, true), // dX = dY·Wᵀ [N,K]
+        mm(saved[0] as tf.Tensor2D, dy as tf.Tensor2D, true, false), // dW = Xᵀ·dY [K,M]
         tf.sum(dy, 0), // db [M]
       ]),
   };
@@ -57,9 +87,9 @@ const linearBias = tf.customGrad((x, w, b, save) => {
 const linearNoBias = tf.customGrad((x, w, save) => {
   (save as tf.GradSaveFunc)([x as tf.Tensor, w as tf.Tensor]);
   return {
-    value: tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D),
-    gradFunc: (dy: tf.Tensor, [xs, ws]: tf.Tensor[]) =>
-      tf.tidy(() => [mm(dy as tf.Tensor2D, ws as tf.Tensor2D, false, true), mm(xs as tf.Tensor2D, dy as tf.Tensor2D, true, false)]),
+    value: tf.matMul(x as tf.Tensor2D, operand(w as tf.Tensor2D)),
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+      gradientThenFree(saved, () => [mm(dy as tf.Tensor2D, saved[1] as tf.Tensor2D, false, true), mm(saved[0] as tf.Tensor2D, dy as tf.Tensor2D, true, false)]),
   };
 });
 
@@ -72,11 +102,11 @@ const matMulBTOp = tf.customGrad((x, w, save) => {
   (save as tf.GradSaveFunc)([x as tf.Tensor, w as tf.Tensor]);
   return {
     value: mm(x as tf.Tensor2D, w as tf.Tensor2D, false, true), // [N,M]
-    gradFunc: (dy: tf.Tensor, [xs, ws]: tf.Tensor[]) =>
-      tf.tidy(() => [
-        tf.matMul(dy as tf.Tensor2D, ws as tf.Tensor2D), // dX = dY·W [N,K], already plain
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+      gradientThenFree(saved, () => [
+        tf.matMul(dy as tf.Tensor2D, operand(saved[1] as tf.Tensor2D)), // dX = dY·W [N,K], already plain
         // dW = dYᵀ·X [M,K]: transposing dY [N,M] moves N·M values; the alternative (Xᵀ·dY)ᵀ moves K·M
-        mm(dy as tf.Tensor2D, xs as tf.Tensor2D, true, false),
+        mm(dy as tf.Tensor2D, saved[0] as tf.Tensor2D, true, false),
       ]),
   };
 });
@@ -106,8 +136,9 @@ const geluOp = tf.customGrad((x, save) => {
   return {
     value: tf.mul(tf.mul(0.5, xt), tf.add(1, geluTanh(xt))),
     // d/dx = 0.5·(1 + t) + 0.5·x·(1 − t²)·√(2/π)·(1 + 3·0.044715·x²); t is recomputed rather than kept
-    gradFunc: (dy: tf.Tensor, [xs]: tf.Tensor[]) =>
-      tf.tidy(() => {
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+      gradientThenFree(saved, () => {
+        const xs = saved[0];
         const t = geluTanh(xs);
         const inner = tf.mul(GELU_C, tf.add(1, tf.mul(3 * 0.044715, tf.square(xs))));
         const d = tf.add(tf.mul(0.5, tf.add(1, t)), tf.mul(tf.mul(tf.mul(0.5, xs), tf.sub(1, tf.square(t))), inner));
@@ -133,7 +164,7 @@ const dropoutOp = (rate: number) =>
   tf.customGrad((x, save) => {
     const mask = dropoutMask((x as tf.Tensor).shape, rate);
     (save as tf.GradSaveFunc)([mask]);
-    return { value: tf.mul(x as tf.Tensor, mask), gradFunc: (dy: tf.Tensor, [m]: tf.Tensor[]) => tf.mul(dy, m) };
+    return { value: tf.mul(x as tf.Tensor, mask), gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => gradientThenFree(saved, () => tf.mul(dy, saved[0])) };
   });
 
 const dropoutOps = new Map<number, ReturnType<typeof dropoutOp>>();
@@ -159,8 +190,9 @@ function makeLayerNorm(epsilon: number) {
     (save as tf.GradSaveFunc)([xhat, rstd, gamma as tf.Tensor]);
     return {
       value: tf.add(tf.mul(xhat, gamma as tf.Tensor), beta as tf.Tensor),
-      gradFunc: (dy: tf.Tensor, [xh, rs, g]: tf.Tensor[]) =>
-        tf.tidy(() => {
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        gradientThenFree(saved, () => {
+          const [xh, rs, g] = saved;
           const D = dy.shape[dy.rank - 1];
           const rows = dy.size / D;
           const dy2 = tf.reshape(dy, [rows, D]);
@@ -219,7 +251,7 @@ export function attention(q: tf.Tensor4D, kT: tf.Tensor4D, v: tf.Tensor4D, opts:
     return {
       value: tf.reshape(batchMatMul(tf.reshape(pd, [G, Tq, Tk]) as tf.Tensor3D, v3), [B, H, Tq, hd]) as tf.Tensor4D,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
-        tf.tidy(() => {
+        gradientThenFree(saved, () => {
           const [qs, kTs, vs, ps, ms] = saved as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D, tf.Tensor, tf.Tensor | undefined];
           const dy3 = tf.reshape(dy, [G, Tq, hd]) as tf.Tensor3D;
           const p3 = tf.reshape(ps, [G, Tq, Tk]) as tf.Tensor3D;
@@ -246,7 +278,7 @@ const logSumExpOp = tf.customGrad((x, save) => {
   return {
     value: tf.logSumExp(xt, 1), // [N]
     // d lse / dx = softmax(x); wasm's (XNNPACK) softmax is faster than its exp
-    gradFunc: (dy: tf.Tensor, [xs]: tf.Tensor[]) => tf.tidy(() => tf.mul(tf.softmax(xs), tf.reshape(dy, [-1, 1]))),
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => gradientThenFree(saved, () => tf.mul(tf.softmax(saved[0]), tf.reshape(dy, [-1, 1]))),
   };
 });
 
