@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { useBackend } from "../src/backend/index.js";
@@ -138,5 +139,75 @@ test("a test answer stops at end-of-text, which is not part of the response", as
     assert.deepEqual(after, { text: "", tokens: 0, stoppedAtEos: true });
   } finally {
     gpt.dispose();
+  }
+});
+
+test("llmctl finetune instruct: a short run through the CLI, then --resume of the finished run", async () => {
+  await useBackend("wasm");
+  const dir = await mkdtemp(join(tmpdir(), "llmctl-sft-cli-"));
+  try {
+    const data = join(dir, "data.json");
+    await writeFile(data, JSON.stringify(await shortEntries()));
+    const base = join(dir, "base");
+    const gpt = buildGPT(TINY, { seed: 7 });
+    await saveModelDir(base, gpt);
+    gpt.dispose();
+    const out = join(dir, "sft");
+    const env = { env: { LLMCTL_BACKEND: "wasm" } };
+    const common = ["--batch-size", "2", "--eval-iter", "1", "--response-tokens", "3", "--json"];
+    const r = await runCli(["finetune", "instruct", "--model", base, "--out", out, "--data", data, "--max-steps", "2", "--max-length", "32", "--prompt-style", "phi3", "--mask-instruction", ...common], env);
+    assert.equal(r.code, 0, r.stderr);
+    const summary = JSON.parse(r.stdout);
+    assert.equal(summary.steps, 2);
+    assert.equal(summary.train_examples, 11);
+    assert.equal(summary.test_examples, 1);
+    assert.equal(summary.validation_examples, 2);
+    assert.equal(summary.prompt_style, "phi3");
+    assert.equal(summary.mask_instruction, true);
+    assert.ok(Number.isFinite(summary.initial_val_loss) && Number.isFinite(summary.val_loss));
+    assert.equal(summary.responses.count, 1);
+    assert.match(r.stderr, /train 11, validation 2, test 1/);
+    const responses = JSON.parse(await readFile(join(out, "instruction-data-with-response.json"), "utf8"));
+    assert.equal(responses.length, 1);
+    assert.equal(typeof responses[0].model_response, "string");
+    assert.equal(JSON.parse(await readFile(join(out, "config.json"), "utf8")).prompt_style, "phi3");
+    for (const f of ["log.jsonl", "loss.svg", "trainer-state.json", "optimizer.safetensors", "instruct-run.json"]) assert.ok(existsSync(join(out, f)), f);
+
+    // a second run into the same directory is refused; --resume picks up the saved setup
+    const again = await runCli(["finetune", "instruct", "--model", base, "--out", out, "--data", data], env);
+    assert.equal(again.code, 2);
+    assert.match(again.stderr, /already holds a training run/);
+    const resumed = await runCli(["finetune", "instruct", "--resume", out, "--max-steps", "3", ...common], env);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.equal(JSON.parse(resumed.stdout).steps, 3);
+    assert.equal(JSON.parse(resumed.stdout).prompt_style, "phi3");
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("llmctl finetune instruct: clear errors for bad arguments and data", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "llmctl-sft-err-"));
+  try {
+    const noOut = await runCli(["finetune", "instruct", "--model", dir]);
+    assert.equal(noOut.code, 2);
+    assert.match(noOut.stderr, /give --out DIR/);
+    const noModel = await runCli(["finetune", "instruct", "--out", join(dir, "o")], { cwd: dir });
+    assert.equal(noModel.code, 2);
+    assert.match(noModel.stderr, /default base model models\/gpt2-355m \(GPT-2 medium, as the book\) is not there — run `llmctl load-gpt2 --size 355M/);
+    const both = await runCli(["finetune", "instruct", "--resume", dir, "--model", dir]);
+    assert.equal(both.code, 2);
+    assert.match(both.stderr, /--resume continues a run/);
+    const base = join(dir, "base");
+    const gpt = buildGPT(TINY, { seed: 7 });
+    await saveModelDir(base, gpt);
+    gpt.dispose();
+    const bad = join(dir, "bad.jsonl");
+    await writeFile(bad, '{"instruction":"a","input":"","output":"b"}\n{"instruction":"c","input":""}\n');
+    const r = await runCli(["finetune", "instruct", "--model", base, "--out", join(dir, "o"), "--data", bad], { env: { LLMCTL_BACKEND: "wasm" } });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /entry 1 \(line 2\) of .*bad\.jsonl: "output" must be a string/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 });

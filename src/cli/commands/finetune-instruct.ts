@@ -27,6 +27,9 @@ import {
 } from "../../finetune/instruct.js";
 import { formatDuration, note, printJson, printLine, spinner, verbose, type GlobalOptions } from "../output.js";
 
+/** The book's base model for chapter 7: GPT-2 medium (355M), where `llmctl load-gpt2 --size 355M` puts it. */
+export const DEFAULT_BASE_MODEL = "models/gpt2-355m";
+
 interface FinetuneInstructArgs extends GlobalOptions {
   model?: string;
   out?: string;
@@ -74,7 +77,11 @@ export const finetuneInstructCommand: CommandModule<GlobalOptions, FinetuneInstr
   describe: "finetune an instruction follower (book chapter 7)",
   builder: (y) =>
     y
-      .option("model", { alias: "m", type: "string", describe: "base model directory (the book: gpt2-medium 355M from `llmctl load-gpt2`)" })
+      .option("model", {
+        alias: "m",
+        type: "string",
+        describe: `base model directory [default: ${DEFAULT_BASE_MODEL}, the book's GPT-2 medium from \`llmctl load-gpt2 --size 355M --out ${DEFAULT_BASE_MODEL}\`]`,
+      })
       .option("out", { alias: "o", type: "string", describe: "run directory: the finetuned model, checkpoints, log, plot, responses" })
       .option("data", {
         alias: "d",
@@ -95,15 +102,15 @@ export const finetuneInstructCommand: CommandModule<GlobalOptions, FinetuneInstr
       .option("responses", { type: "boolean", default: true, describe: `answer the test instructions afterwards into ${RESPONSES_FILE}` })
       .option("response-tokens", { type: "number", default: MAX_RESPONSE_TOKENS, describe: "most tokens per generated answer" })
       .option("resume", { type: "string", describe: "continue the interrupted run in this directory" })
-      .example("$0 load-gpt2 --size 355M --out gpt2-medium", "once: the book's base model, GPT-2 medium")
-      .example("$0 finetune instruct --model gpt2-medium --out sft", "the book's chapter 7 run: 2 epochs, then answers to the 110 test instructions")
-      .example("$0 finetune instruct -m small --out sft-phi3 --prompt-style phi3 --mask-instruction", "exercises 7.1 and 7.2")
-      .example("$0 finetune instruct -m gpt2-medium -o sft --data alpaca_data.json --max-length 512 -b 4", "exercise 7.3: any Alpaca-format file")
-      .example("$0 finetune instruct --resume sft", "continue after Ctrl-C")
+      .example(`$0 load-gpt2 --size 355M --out ${DEFAULT_BASE_MODEL}`, "once: the book's base model, GPT-2 medium (355M)")
+      .example("$0 finetune instruct --out models/instruct", "the book's chapter 7 run: 2 epochs, then answers to the 110 test instructions")
+      .example("$0 finetune instruct -m runs/tiny -o sft-phi3 --prompt-style phi3 --mask-instruction", "exercises 7.1 and 7.2 on another base")
+      .example("$0 finetune instruct -o sft --data alpaca_data.json --max-length 512 -b 4", "exercise 7.3: any Alpaca-format file")
+      .example("$0 finetune instruct --resume models/instruct", "continue after Ctrl-C")
       .example("$0 evaluate --responses sft/instruction-data-with-response.json", "then score the answers with an LLM judge")
       .check((a) => {
-        if (a.resume === undefined && (a.model === undefined || a.out === undefined)) {
-          throw new UsageError("give --model and --out (or --resume DIR)", "see `llmctl finetune instruct --help`");
+        if (a.resume === undefined && a.out === undefined) {
+          throw new UsageError("give --out DIR for the finetuned model (or --resume DIR)", "see `llmctl finetune instruct --help`");
         }
         if (a.resume !== undefined && (a.model !== undefined || a.data !== undefined || a["prompt-style"] !== undefined || a["mask-instruction"] !== undefined || a["max-length"] !== undefined)) {
           throw new UsageError("--resume continues a run as it was set up", "drop --model, --data, --prompt-style, --mask-instruction and --max-length, or start a new run");
@@ -130,7 +137,7 @@ export const finetuneInstructCommand: CommandModule<GlobalOptions, FinetuneInstr
       checkpoint_every: args["checkpoint-every"],
       seed: args.seed,
     };
-    const spin = spinner(resume ? `loading ${runDir}` : `loading ${args.model}`);
+    const spin = spinner(resume ? `loading ${runDir}` : `loading ${args.model ?? DEFAULT_BASE_MODEL}`);
     let loaded;
     try {
       if (resume) {
@@ -143,7 +150,14 @@ export const finetuneInstructCommand: CommandModule<GlobalOptions, FinetuneInstr
         if (existsSync(join(runDir, TRAINER_STATE_FILE))) {
           throw new UsageError(`${runDir} already holds a training run`, `continue it with --resume ${args.out}, or choose another --out`);
         }
-        loaded = await loadModelDir(args.model!);
+        const modelDir = args.model ?? DEFAULT_BASE_MODEL;
+        if (args.model === undefined && !existsSync(modelDir)) {
+          throw new UsageError(
+            `no --model given, and the default base model ${DEFAULT_BASE_MODEL} (GPT-2 medium, as the book) is not there`,
+            `run \`llmctl load-gpt2 --size 355M --out ${DEFAULT_BASE_MODEL}\`, or pass --model DIR`,
+          );
+        }
+        loaded = await loadModelDir(modelDir);
         const style = checkPromptStyle(args["prompt-style"] ?? "alpaca");
         const maxLength = args["max-length"] ?? loaded.gpt.config.context_length;
         if (!Number.isInteger(maxLength) || maxLength < 2 || maxLength > loaded.gpt.config.context_length) {
@@ -156,7 +170,7 @@ export const finetuneInstructCommand: CommandModule<GlobalOptions, FinetuneInstr
           prompt_style: style,
           mask_instruction: args["mask-instruction"] ?? false,
           max_length: maxLength,
-          base_model: resolve(args.model!),
+          base_model: resolve(modelDir),
         };
         settings = resolveTrainSettings({ ...INSTRUCT_TRAIN_DEFAULTS, max_length: maxLength, data: run.data }, overrides, "finetune instruct");
       }
@@ -166,7 +180,7 @@ export const finetuneInstructCommand: CommandModule<GlobalOptions, FinetuneInstr
     const { gpt, meta } = loaded;
     if (meta.head.kind !== "lm") {
       gpt.dispose();
-      throw new UsageError(`${args.model ?? runDir} is a classifier; instruction finetuning needs a language model`, "pass a model directory from pretrain or load-gpt2");
+      throw new UsageError(`${resume ? runDir : run.base_model} is a classifier; instruction finetuning needs a language model`, "pass a model directory from pretrain or load-gpt2");
     }
 
     const entries = await loadInstructionData(run.data);
