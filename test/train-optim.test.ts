@@ -69,7 +69,7 @@ test("AdamW state saves and restores: a restored optimizer continues identically
   };
   apply(optA, grads[0]);
   apply(optA, grads[1]);
-  const saved = new Map([...optA.stateTensors()].map(([k, t]) => [k, t.dataSync() as Float32Array]));
+  const saved = new Map([...optA.stateArrays()].map(([k, t]) => [k, t.data.slice()]));
   const b = tf.variable(a.clone());
   const optB = new AdamW([{ name: "x", variable: b }], { weightDecay: 0.1 });
   optB.loadState(optA.step, (k) => saved.get(k));

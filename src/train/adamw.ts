@@ -30,8 +30,11 @@ export class AdamW {
   readonly weightDecay: number;
   /** number of updates applied so far (PyTorch's `state["step"]`), used for the bias correction */
   step = 0;
-  private readonly m = new Map<string, tf.Variable>();
-  private readonly v = new Map<string, tf.Variable>();
+  // The moments live in JS memory, not in backend tensors: for GPT-2 124M they are 1.3 GB, which together
+  // with weights, gradients and activations would not fit the wasm backend's 4 GB heap. The update is one
+  // fused loop per parameter instead of ~14 full-size tensor ops (and their full-size temporaries).
+  private readonly m = new Map<string, Float32Array>();
+  private readonly v = new Map<string, Float32Array>();
 
   constructor(
     readonly params: NamedVariable[],
@@ -43,48 +46,56 @@ export class AdamW {
     this.weightDecay = opts.weightDecay ?? 0.01;
     for (const { name, variable } of params) {
       if (this.m.has(name)) throw new Error(`AdamW: parameter '${name}' given twice`);
-      this.m.set(name, tf.variable(tf.zerosLike(variable), false));
-      this.v.set(name, tf.variable(tf.zerosLike(variable), false));
+      this.m.set(name, new Float32Array(variable.size));
+      this.v.set(name, new Float32Array(variable.size));
     }
   }
 
   /**
    * One update of every parameter that has a gradient (parameters without one, e.g. frozen, are skipped).
-   * Does not dispose `grads`.
+   * The gradients are multiplied by `gradScale` first (1/micro-batches for accumulation, times the clipping
+   * coefficient), which saves a full pass over them. Does not dispose `grads`.
    */
-  applyGradients(grads: Map<string, tf.Tensor>, lr: number): void {
+  applyGradients(grads: Map<string, tf.Tensor>, lr: number, gradScale = 1): void {
     this.step += 1;
-    const bc1 = 1 - Math.pow(this.beta1, this.step);
-    const bc2 = 1 - Math.pow(this.beta2, this.step);
+    const { beta1: b1, beta2: b2, epsilon: eps } = this;
+    const bc1 = 1 - Math.pow(b1, this.step);
+    const sqrtBc2 = Math.sqrt(1 - Math.pow(b2, this.step));
+    const decay = 1 - lr * this.weightDecay;
+    const stepSize = lr / bc1;
     for (const { name, variable } of this.params) {
-      const g = grads.get(name);
-      if (!g) continue;
+      const gt = grads.get(name);
+      if (!gt) continue;
+      const g = gt.dataSync() as Float32Array;
+      // dataSync may return the backend's own buffer (cpu), so the new values go into a fresh array
+      const p = variable.dataSync() as Float32Array;
       const m = this.m.get(name)!;
       const v = this.v.get(name)!;
-      tf.tidy(() => {
-        const mNew = tf.add(tf.mul(m, this.beta1), tf.mul(g, 1 - this.beta1));
-        const vNew = tf.add(tf.mul(v, this.beta2), tf.mul(tf.square(g), 1 - this.beta2));
-        m.assign(mNew);
-        v.assign(vNew);
+      const out = new Float32Array(p.length);
+      for (let i = 0; i < p.length; i++) {
+        const gi = g[i] * gradScale;
+        const mi = b1 * m[i] + (1 - b1) * gi;
+        const vi = b2 * v[i] + (1 - b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
         // PyTorch: denom = sqrt(v)/sqrt(bc2) + eps; p ← p·(1 − lr·λ) − (lr/bc1)·m/denom
-        const denom = tf.add(tf.div(tf.sqrt(vNew), Math.sqrt(bc2)), this.epsilon);
-        const decayed = this.weightDecay !== 0 ? tf.mul(variable, 1 - lr * this.weightDecay) : variable;
-        variable.assign(tf.sub(decayed, tf.mul(tf.div(mNew, denom), lr / bc1)));
-      });
+        out[i] = p[i] * decay - (stepSize * mi) / (Math.sqrt(vi) / sqrtBc2 + eps);
+      }
+      tf.tidy(() => variable.assign(tf.tensor(out, variable.shape, "float32")));
     }
   }
 
-  /** The moment estimates as `m.<name>` / `v.<name>` (for a safetensors checkpoint); the tensors stay owned here. */
-  stateTensors(): Map<string, tf.Tensor> {
-    const out = new Map<string, tf.Tensor>();
-    for (const { name } of this.params) {
-      out.set(`m.${name}`, this.m.get(name)!);
-      out.set(`v.${name}`, this.v.get(name)!);
+  /** The moment estimates as `m.<name>` / `v.<name>` (for a safetensors checkpoint); the arrays stay owned here. */
+  stateArrays(): Map<string, { shape: number[]; data: Float32Array }> {
+    const out = new Map<string, { shape: number[]; data: Float32Array }>();
+    for (const { name, variable } of this.params) {
+      out.set(`m.${name}`, { shape: variable.shape, data: this.m.get(name)! });
+      out.set(`v.${name}`, { shape: variable.shape, data: this.v.get(name)! });
     }
     return out;
   }
 
-  /** Restore what `stateTensors()` saved; every parameter's m and v must be present with the right size. */
+  /** Restore what `stateArrays()` saved; every parameter's m and v must be present with the right size. */
   loadState(step: number, read: (key: string) => Float32Array | undefined): void {
     for (const { name, variable } of this.params) {
       for (const [key, target] of [
@@ -96,36 +107,44 @@ export class AdamW {
         if (data.length !== variable.size) {
           throw new FileFormatError(`optimizer state '${key}' has ${data.length} values, expected ${variable.size}`, "the checkpoint does not belong to this model");
         }
-        tf.tidy(() => target.assign(tf.tensor(data, variable.shape, "float32")));
+        target.set(data);
       }
     }
     this.step = step;
   }
 
+  /** Release the moments (they are plain memory; this only drops the references). */
   dispose(): void {
-    for (const t of [...this.m.values(), ...this.v.values()]) t.dispose();
     this.m.clear();
     this.v.clear();
   }
 }
 
-/** The L2 norm over all gradients together, as one number. */
+/** The L2 norm over all gradients together, as one number (one full-size temporary at a time). */
 export function globalNorm(grads: Iterable<tf.Tensor>): number {
-  return tf.tidy(() => {
-    const parts = [...grads].map((g) => tf.sum(tf.square(g)));
-    return parts.length ? Math.sqrt(tf.addN(parts).dataSync()[0]) : 0;
-  });
+  let sumSq = 0;
+  for (const g of grads) sumSq += tf.tidy(() => tf.sum(tf.square(g)).dataSync()[0]);
+  return Math.sqrt(sumSq);
 }
 
 /**
- * `torch.nn.utils.clip_grad_norm_`: when the global norm exceeds `maxNorm`, scale every gradient by
- * maxNorm / (norm + 1e-6). Returns the norm before clipping and the (possibly new) gradients; gradients that
- * were replaced are disposed.
+ * `torch.nn.utils.clip_grad_norm_`'s factor: maxNorm / (norm + 1e-6) when the norm exceeds maxNorm, else 1.
+ * Pass it to AdamW.applyGradients as (part of) gradScale.
+ */
+export function clipCoefficient(norm: number, maxNorm: number): number {
+  const coef = maxNorm / (norm + 1e-6);
+  return coef < 1 ? coef : 1;
+}
+
+/**
+ * `torch.nn.utils.clip_grad_norm_` on the tensors themselves: when the global norm exceeds `maxNorm`, scale
+ * every gradient by maxNorm / (norm + 1e-6). Returns the norm before clipping and the (possibly new)
+ * gradients; gradients that were replaced are disposed. (The Trainer folds the factor into AdamW instead.)
  */
 export function clipByGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: number): { norm: number; grads: Map<string, tf.Tensor> } {
   const norm = globalNorm(grads.values());
-  const coef = maxNorm / (norm + 1e-6);
-  if (!(coef < 1)) return { norm, grads };
+  const coef = clipCoefficient(norm, maxNorm);
+  if (coef === 1) return { norm, grads };
   const clipped = new Map<string, tf.Tensor>();
   for (const [name, g] of grads) {
     clipped.set(name, tf.mul(g, coef));

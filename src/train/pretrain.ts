@@ -11,6 +11,7 @@ import { isTokenFile, readTokenFile } from "../tokenizer/token-file.js";
 import { END_OF_TEXT, END_OF_TEXT_ID, getTokenizer } from "../tokenizer/index.js";
 import { ConfigError, FileFormatError } from "../errors.js";
 import type { GPTModel } from "../model/gpt.js";
+import { generate } from "../generate/generate.js";
 import { sparseCrossEntropy } from "./loss.js";
 import type { TrainSettings } from "./settings.js";
 
@@ -87,28 +88,11 @@ export function languageModelLoss(gpt: GPTModel): (batch: TokenBatch, training: 
     });
 }
 
-/**
- * The book's generate_text_simple: greedy decoding of `maxNewTokens` tokens, each step on the last
- * context_length tokens. Returns the new ids only.
- */
-export function greedyContinue(gpt: GPTModel, prompt: number[], maxNewTokens: number): number[] {
-  const ctx = gpt.config.context_length;
-  const ids = prompt.slice();
-  for (let i = 0; i < maxNewTokens; i++) {
-    const window = ids.slice(-ctx);
-    const next = tf.tidy(() => {
-      const logits = gpt.forwardLast(tf.tensor2d(window, [1, window.length], "int32")); // [1, V]
-      return tf.argMax(logits, -1).dataSync()[0];
-    });
-    ids.push(next);
-  }
-  return ids.slice(prompt.length);
-}
-
 /** The book's generate_and_print_sample: prompt + 50 greedy tokens, newlines shown as spaces. */
-export function epochSample(gpt: GPTModel, prompt: string, maxNewTokens: number): string {
+export async function epochSample(gpt: GPTModel, prompt: string, maxNewTokens: number): Promise<string> {
   const tok = getTokenizer();
   const ids = tok.encode(prompt);
   if (ids.length === 0) return "";
-  return (prompt + tok.decode(greedyContinue(gpt, ids, maxNewTokens))).replace(/\n/g, " ");
+  const { ids: next } = await generate(gpt, ids, { maxNewTokens, temperature: 0 });
+  return (prompt + tok.decode(next)).replace(/\n/g, " ");
 }

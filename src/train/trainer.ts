@@ -15,7 +15,7 @@ import * as tf from "@tensorflow/tfjs";
 import { existsSync } from "node:fs";
 import { appendFile, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { AdamW, clipByGlobalNorm, type NamedVariable } from "./adamw.js";
+import { AdamW, clipCoefficient, globalNorm, type NamedVariable } from "./adamw.js";
 import { learningRate, makeSchedule, type LrSchedule } from "./schedule.js";
 import type { TrainSettings } from "./settings.js";
 import { OPTIMIZER_FILE, TRAINER_STATE_FILE, readTrainerState, writeCheckpoint, type CommitHook, type TrainerState } from "./checkpoint.js";
@@ -335,20 +335,10 @@ export class Trainer<B> {
           );
         }
       }
-      let grads = acc!;
-      if (group > 1) {
-        const scaled = new Map<string, tf.Tensor>();
-        for (const [name, g] of grads) {
-          scaled.set(name, tf.div(g, group));
-          g.dispose();
-        }
-        grads = scaled;
-      }
-      acc = grads;
-      if (this.s.grad_clip !== null) {
-        acc = clipByGlobalNorm(grads, this.s.grad_clip).grads;
-      }
-      this.optimizer.applyGradients(acc, lr);
+      // mean over the micro-batches and clipping, both folded into AdamW's gradient scale
+      let scale = 1 / group;
+      if (this.s.grad_clip !== null) scale *= clipCoefficient(globalNorm(acc!.values()) * scale, this.s.grad_clip);
+      this.optimizer.applyGradients(acc!, lr, scale);
     } finally {
       if (acc) for (const g of acc.values()) g.dispose();
     }
@@ -404,11 +394,7 @@ export class Trainer<B> {
       this.opts.runDir,
       async (stage) => {
         await this.opts.saveModel(stage);
-        const entries = [...opt.stateTensors()].map(([name, t]) => ({
-          name,
-          shape: t.shape,
-          data: async () => (await t.data()) as Float32Array,
-        }));
+        const entries = [...opt.stateArrays()].map(([name, { shape, data }]) => ({ name, shape, data }));
         await writeSafetensors(join(stage, OPTIMIZER_FILE), entries, { format: "llmctl-adamw", step: String(opt.step) });
         await writeFileAtomic(join(stage, TRAINER_STATE_FILE), JSON.stringify(state, null, 1) + "\n");
       },

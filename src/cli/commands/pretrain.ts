@@ -154,6 +154,8 @@ export const pretrainCommand: CommandModule<GlobalOptions, PretrainArgs> = {
           spin.text =
             `step ${p.step}/${p.totalSteps} · epoch ${p.epoch + 1}/${p.epochs} · loss ${p.loss.toFixed(3)} · lr ${p.lr.toExponential(1)}` +
             ` · ${p.tokensPerSecond.toFixed(0)} tok/s · ETA ${formatDuration(p.etaSeconds)}`;
+          // without a terminal the spinner is silent; --verbose then logs every step instead
+          if (!process.stderr.isTTY) verbose(a, spin.text);
         } else if (e.kind === "eval") {
           const line = bookLine(e.record.epoch, e.record.step, e.record.train_loss, e.record.val_loss);
           if (spin.isSpinning) spin.clear();
@@ -176,7 +178,7 @@ export const pretrainCommand: CommandModule<GlobalOptions, PretrainArgs> = {
         saveModel: async (dir) => {
           await saveModelDir(dir, gpt, { source: "llmctl pretrain" });
         },
-        afterEpoch: () => (settings.sample_tokens > 0 ? { sample: epochSample(gpt, settings.sample_prompt, settings.sample_tokens) } : {}),
+        afterEpoch: async () => (settings.sample_tokens > 0 ? { sample: await epochSample(gpt, settings.sample_prompt, settings.sample_tokens) } : {}),
         onEvent: render,
         signal: ac.signal,
         resume: a.resume !== undefined,
