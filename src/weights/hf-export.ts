@@ -6,7 +6,8 @@
  *
  * Our weights already carry HF names and layout, so the tensors are copied one at a time. Two gaps are
  * filled: HF GPT-2 always has a c_attn bias (zeros when we train without one, which computes the same),
- * and an untied head is written as lm_head.weight with tie_word_embeddings false.
+ * and an untied head is written as lm_head.weight with tie_word_embeddings false (and the base weights then
+ * carry GPT2LMHeadModel's `transformer.` prefix, as save_pretrained writes them).
  */
 import { writeFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
@@ -160,9 +161,13 @@ export async function exportHuggingFace(
       // HF GPT-2 always adds a bias to q, k, v: zeros compute exactly what no bias does.
       for (let i = 0; i < cfg.n_layers; i++) entries.push({ name: `h.${i}.attn.c_attn.bias`, shape: [3 * cfg.emb_dim], data: () => new Float32Array(3 * cfg.emb_dim) });
     }
+    // transformers loads an un-prefixed file only when it holds nothing but the base model (as the original
+    // gpt2 upload does); next to lm_head.weight the base weights need GPT2LMHeadModel's `transformer.` prefix.
+    const prefix = cfg.tied_head ? "" : "transformer.";
     let done = 0;
     const counted = entries.map((e) => ({
       ...e,
+      name: e.name === "lm_head.weight" ? e.name : prefix + e.name,
       data: async () => {
         const d = typeof e.data === "function" ? await e.data() : e.data;
         opts.onProgress?.({ done: ++done, total: entries.length, name: e.name });
