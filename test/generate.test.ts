@@ -10,7 +10,7 @@ import { saveModelDir } from "../src/model/model-dir.js";
 import { readAllSafetensors } from "../src/weights/safetensors.js";
 import { getTokenizer } from "../src/tokenizer/index.js";
 import { generate } from "../src/generate/generate.js";
-import { nextTokenProbabilities, sampleNext, softmax, topKMask, topPFilter } from "../src/generate/sampler.js";
+import { kthLargest, nextTokenProbabilities, sampleNext, softmax, topKMask, topPFilter } from "../src/generate/sampler.js";
 import { TextStream } from "../src/generate/text-stream.js";
 import { UsageError } from "../src/errors.js";
 import { runCli } from "./helpers/cli.js";
@@ -189,4 +189,18 @@ test("llmctl generate: an empty prompt and a missing model directory give clear 
   const badTemp = await runCli(["generate", "--model", join(workDir, "fixture"), "--prompt", "Hi", "--temperature", "-2"]);
   assert.equal(badTemp.code, 2);
   assert.match(badTemp.stderr, /temperature must be a number ≥ 0/);
+});
+
+test("top-k selection finds the k-th largest value exactly, ties included", () => {
+  const rng = new Rng(42);
+  for (let trial = 0; trial < 200; trial++) {
+    const n = 1 + rng.int(300);
+    // few distinct values, so ties are common
+    const values = Float64Array.from({ length: n }, () => (trial % 2 ? rng.int(7) : rng.random() * 20 - 10));
+    const sorted = Array.from(values).sort((a, b) => b - a);
+    const k = 1 + rng.int(n);
+    assert.equal(kthLargest(Float64Array.from(values), k), sorted[k - 1], `n ${n}, k ${k}`);
+    const kept = topKMask(values, k).filter((v) => v !== -Infinity).length;
+    assert.equal(kept, sorted.filter((v) => v >= sorted[k - 1]).length);
+  }
 });

@@ -39,11 +39,40 @@ export function argmax(values: ArrayLike<number>): number {
 export function topKMask(logits: ArrayLike<number>, k: number): Float64Array {
   const out = Float64Array.from(logits);
   if (k >= out.length) return out;
-  // the k-th largest value: sort a copy (descending) — V log V once per token is a few ms for GPT-2's vocabulary
-  const sorted = Float64Array.from(logits).sort().reverse();
-  const kth = sorted[k - 1];
+  const kth = kthLargest(Float64Array.from(logits), k);
   for (let i = 0; i < out.length; i++) if (out[i] < kth) out[i] = -Infinity;
   return out;
+}
+
+/**
+ * The k-th largest value (k = 1 is the maximum), by quickselect on `a` (reordered in place): linear on average,
+ * where sorting GPT-2's 50,257 logits for every token cost ~8 ms.
+ */
+export function kthLargest(a: Float64Array, k: number): number {
+  const target = k - 1; // index in descending order
+  let lo = 0;
+  let hi = a.length - 1;
+  while (lo < hi) {
+    const pivot = a[(lo + hi) >>> 1];
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i] > pivot) i++;
+      while (a[j] < pivot) j--;
+      if (i <= j) {
+        const t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+        i++;
+        j--;
+      }
+    }
+    // now a[lo..j] ≥ pivot ≥ a[i..hi], and everything strictly between j and i equals the pivot
+    if (target <= j) hi = j;
+    else if (target >= i) lo = i;
+    else return a[target];
+  }
+  return a[target];
 }
 
 /** softmax(logits / temperature) in float64; -Infinity logits get probability 0. */
