@@ -1,8 +1,137 @@
 import type { CommandModule } from "yargs";
-import { notYet } from "./not-yet.js";
+import { spawn } from "node:child_process";
+import { useBackend } from "../../backend/index.js";
+import { loadConfigFile } from "../../model/config.js";
+import { LlmctlError } from "../../errors.js";
+import { benchShape, benchTorch, pythonHasTorch, ratios, torchRefPath, type BenchRecord, type BenchShape } from "../../bench/bench.js";
+import { note, printJson, printLine, spinner, verbose, type GlobalOptions } from "../output.js";
 
-export const benchCommand: CommandModule = {
+interface BenchArgs extends GlobalOptions {
+  config: string[];
+  steps: number;
+  torch: boolean;
+  python: string;
+}
+
+const DEFAULT_CONFIGS = ["gpt2-tiny", "gpt2-124m-ch05"];
+/** Backends measured when --backend is not given; cpu is left out (minutes per 124M step). */
+const DEFAULT_BACKENDS = ["tensorflow", "wasm"];
+
+function shapeOf(name: string): BenchShape {
+  const { model, train } = loadConfigFile(name);
+  const batch = typeof train.batch_size === "number" ? train.batch_size : 2;
+  const context = typeof train.max_length === "number" ? train.max_length : model.context_length;
+  return { model: name.replace(/\.json$/, "").replace(/^.*\//, ""), cfg: model, batch, context };
+}
+
+/** One (backend, config) pair in a fresh process, so its peak RSS is its own. */
+function benchChild(backend: string, config: string, steps: number): Promise<BenchRecord | string> {
+  return new Promise((resolvePromise) => {
+    const args = [process.argv[1], "bench", "--backend", backend, "--config", config, "--steps", String(steps), "--json", "--no-torch"];
+    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    child.on("close", (code) => {
+      const line = stdout.trim().split("\n").pop() ?? "";
+      if (code === 0 && line.startsWith("{")) resolvePromise(JSON.parse(line) as BenchRecord);
+      else resolvePromise(stderr.trim().split("\n").filter(Boolean).pop() ?? `exit code ${code}`);
+    });
+  });
+}
+
+function human(r: BenchRecord): string {
+  const vs = r.vs_reference as Record<string, number> | undefined;
+  const ratio = vs ? ` (${vs.train}× / ${vs.generate}× / ${vs.generate_no_cache}× PyTorch)` : "";
+  return (
+    `${r.backend.padEnd(10)} ${r.model.padEnd(16)} train ${r.train_tokens_per_second} tok/s, generate ${r.generate_tokens_per_second} tok/s ` +
+    `(no cache ${r.generate_tokens_per_second_no_cache}), peak RSS ${r.peak_rss_mb} MB${ratio}`
+  );
+}
+
+export const benchCommand: CommandModule<GlobalOptions, BenchArgs> = {
   command: "bench",
   describe: "measure training and generation speed",
-  handler: () => notYet("bench", 3),
+  builder: (y) =>
+    y
+      .option("config", { alias: "c", type: "string", array: true, default: DEFAULT_CONFIGS, describe: "configs to measure (their model and batch shape)" })
+      .option("steps", { type: "number", default: 3, describe: "timed training steps (after one warm-up step)" })
+      .option("torch", { type: "boolean", default: true, describe: "also run ../shared/bench/torch_ref.py on the same shapes (--no-torch to skip)" })
+      .option("python", { type: "string", default: "/usr/bin/python3", describe: "python with PyTorch for the reference" })
+      .example("$0 bench --json", "every backend that loads × gpt2-tiny and the 124M ch05 setting, plus PyTorch")
+      .example("$0 bench --backend wasm --config gpt2-tiny", "one backend, one model, measured in this process"),
+  handler: async (a) => {
+    const configs = a.config;
+    // one backend and one config: measure here (this process's peak RSS is the measurement's)
+    if (a.backend !== "auto" && configs.length === 1) {
+      const shape = shapeOf(configs[0]);
+      await useBackend(a.backend);
+      const spin = spinner(`benchmarking ${shape.model} on ${a.backend}`);
+      let rec: BenchRecord;
+      try {
+        rec = await benchShape(shape, { trainSteps: a.steps, onProgress: (t) => (spin.text = t) });
+      } finally {
+        spin.stop();
+      }
+      const ref = a.torch ? await reference(a, shape) : undefined;
+      if (ref) {
+        rec.reference = ref.backend;
+        rec.vs_reference = ratios(rec, ref);
+      }
+      for (const r of ref ? [rec, ref] : [rec]) {
+        if (a.json) printJson(r);
+        else printLine(human(r));
+      }
+      return;
+    }
+    const backends = a.backend !== "auto" ? [a.backend] : DEFAULT_BACKENDS;
+    for (const config of configs) {
+      const shape = shapeOf(config);
+      const ref = a.torch ? await reference(a, shape) : undefined;
+      let measured = 0;
+      for (const backend of backends) {
+        const spin = spinner(`benchmarking ${shape.model} on ${backend}`);
+        const rec = await benchChild(backend, config, a.steps);
+        spin.stop();
+        if (typeof rec === "string") {
+          note(`${backend}: skipped (${rec.replace(/^llmctl: /, "")})`);
+          continue;
+        }
+        measured += 1;
+        if (ref) {
+          rec.reference = ref.backend;
+          rec.vs_reference = ratios(rec, ref);
+        }
+        if (a.json) printJson(rec);
+        else printLine(human(rec));
+      }
+      if (ref) {
+        if (a.json) printJson(ref);
+        else printLine(human(ref));
+      }
+      if (measured === 0) throw new LlmctlError(`no backend could be benchmarked for ${shape.model}`, "run `llmctl doctor` to see which backends load");
+    }
+  },
 };
+
+async function reference(a: BenchArgs, shape: BenchShape): Promise<BenchRecord | undefined> {
+  const script = torchRefPath();
+  if (!script) {
+    verbose(a, "PyTorch reference skipped: ../shared/bench/torch_ref.py not found (set LLMCTL_TORCH_REF)");
+    return undefined;
+  }
+  if (!(await pythonHasTorch(a.python))) {
+    note(`PyTorch reference skipped: ${a.python} has no torch (apt-get install -y python3-torch libopenblas0-pthread)`);
+    return undefined;
+  }
+  const spin = spinner(`PyTorch reference for ${shape.model}`);
+  try {
+    return await benchTorch(a.python, script, shape);
+  } catch (err) {
+    note(`PyTorch reference failed: ${(err as Error).message}`);
+    return undefined;
+  } finally {
+    spin.stop();
+  }
+}

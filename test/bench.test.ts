@@ -1,0 +1,47 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { runCli } from "./helpers/cli.js";
+import { ratios, type BenchRecord } from "../src/bench/bench.js";
+
+const KEYS = [
+  "backend", "model", "vocab_size", "context", "emb_dim", "n_layers", "n_heads", "batch", "params",
+  "train_tokens_per_second", "generate_tokens_per_second", "generate_tokens_per_second_no_cache", "peak_rss_mb",
+];
+
+test("llmctl bench --backend cpu --config C --json prints one record with every key, on the config's shapes", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "llmctl-bench-"));
+  const cfg = join(dir, "micro.json");
+  writeFileSync(
+    cfg,
+    JSON.stringify({
+      model: { vocab_size: 300, context_length: 48, emb_dim: 16, n_heads: 2, n_layers: 1, drop_rate: 0.1 },
+      train: { batch_size: 3, max_length: 40 },
+    }),
+  );
+  const r = await runCli(["bench", "--backend", "cpu", "--config", cfg, "--steps", "1", "--no-torch", "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  const lines = r.stdout.trim().split("\n");
+  assert.equal(lines.length, 1);
+  const rec = JSON.parse(lines[0]) as BenchRecord;
+  for (const k of KEYS) assert.ok(k in rec, `missing ${k}`);
+  assert.equal(rec.backend, "cpu");
+  assert.equal(rec.model, "micro");
+  assert.equal(rec.batch, 3);
+  assert.equal(rec.context, 40);
+  assert.equal(rec.vocab_size, 300);
+  // 300·16 + 48·16 + one block (16·48 + 16·16 + 16 + 16·64 + 64 + 64·16 + 16 + 4·16) + ln_f 32 + head 300·16
+  assert.equal(rec.params, 300 * 16 + 48 * 16 + (16 * 48 + 16 * 16 + 16 + 16 * 64 + 64 + 64 * 16 + 16 + 4 * 16) + 32 + 300 * 16);
+  for (const k of ["train_tokens_per_second", "generate_tokens_per_second", "generate_tokens_per_second_no_cache", "peak_rss_mb"]) {
+    assert.ok((rec[k] as number) > 0, `${k} = ${rec[k]}`);
+  }
+});
+
+test("ratios are ours / reference", () => {
+  const base = { backend: "x", model: "m", vocab_size: 1, context: 1, emb_dim: 1, n_layers: 1, n_heads: 1, batch: 1, params: 1, peak_rss_mb: 1 };
+  const ours: BenchRecord = { ...base, train_tokens_per_second: 50, generate_tokens_per_second: 30, generate_tokens_per_second_no_cache: 10 };
+  const ref: BenchRecord = { ...base, train_tokens_per_second: 100, generate_tokens_per_second: 20, generate_tokens_per_second_no_cache: 40 };
+  assert.deepEqual(ratios(ours, ref), { train: 0.5, generate: 1.5, generate_no_cache: 0.25 });
+});
