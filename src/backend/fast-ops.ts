@@ -56,12 +56,18 @@ function mm(a: tf.Tensor2D, b: tf.Tensor2D, transposeA = false, transposeB = fal
   return tf.matMul(transposeA ? tf.transpose(a) : a, transposeB ? tf.transpose(b) : b);
 }
 
+/** Below this many rows per slice, wasm's own batched kernel beats a loop of 2-D products (see batchMatMul). */
+const LOOP_MIN_ROWS = 32;
+
 /**
  * Batched a·b: a [G,M,K], b [G,K,N] → [G,M,N] (each optionally transposed in its last two axes). On wasm,
  * one plain 2-D product per slice: measured 2.3× faster than wasm's batched kernel at [24,256,64]·[24,64,256].
+ * Each 2-D product sets up (and packs b for) an XNNPACK operator, ~0.5 ms, so for a few rows — a new token's
+ * query in KV-cached generation — the batched kernel is faster (0.7 ms vs 6.4 ms at [12,1,64]·[12,64,256]).
  */
 export function batchMatMul(a: tf.Tensor3D, b: tf.Tensor3D, transposeA = false, transposeB = false): tf.Tensor3D {
-  if (!onWasm()) return tf.matMul(a, b, transposeA, transposeB);
+  const rows = transposeA ? a.shape[2] : a.shape[1];
+  if (!onWasm() || rows < LOOP_MIN_ROWS) return tf.matMul(a, b, transposeA, transposeB);
   return tf.tidy(() => {
     const as = tf.unstack(transposeA ? tf.transpose(a, [0, 2, 1]) : a) as tf.Tensor2D[];
     const bs = tf.unstack(transposeB ? tf.transpose(b, [0, 2, 1]) : b) as tf.Tensor2D[];
