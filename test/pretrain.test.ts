@@ -17,7 +17,8 @@ import { readTrainerState } from "../src/train/checkpoint.js";
 import { encodeTokenFile } from "../src/tokenizer/token-file.js";
 import { getTokenizer } from "../src/tokenizer/index.js";
 import { Rng } from "../src/data/rng.js";
-import { sharedPath } from "./helpers/shared.js";
+import { sharedPath, REPO_ROOT } from "./helpers/shared.js";
+import { spawn } from "node:child_process";
 import { runCli } from "./helpers/cli.js";
 
 before(async () => {
@@ -146,4 +147,33 @@ test("CLI: pretrain writes a model directory, log, plot and JSON summary; --resu
   const none = await runCli(["pretrain", "--out", join(dir, "r3")], { env });
   assert.equal(none.code, 2);
   assert.match(none.stderr, /give --config/);
+});
+
+test("CLI: Ctrl-C (SIGINT) saves a resumable checkpoint and exits 130", async () => {
+  const dir = tmp();
+  const cfgPath = join(dir, "tiny.json");
+  writeFileSync(cfgPath, JSON.stringify({ model: { ...tinyCfg, vocab_size: 50257 }, train: { epochs: 50, batch_size: 2, max_length: 16, eval_freq: 1000, sample_tokens: 0 } }));
+  const text = join(dir, "text.txt");
+  writeFileSync(text, readFileSync(verdict(), "utf8").slice(0, 2000));
+  const out = join(dir, "run");
+  const child = spawn(process.execPath, [join(REPO_ROOT, "bin", "llmctl"), "pretrain", "--config", cfgPath, "--data", text, "--out", out, "--verbose"], {
+    env: { ...process.env, LLMCTL_BACKEND: "wasm" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stderr = "";
+  let sent = false;
+  child.stderr.on("data", (d) => {
+    stderr += d;
+    // --verbose without a terminal logs every step; interrupt after the second one
+    if (!sent && /step 2\//.test(stderr)) {
+      sent = true;
+      child.kill("SIGINT");
+    }
+  });
+  const code = await new Promise<number | null>((r) => child.on("close", r));
+  assert.equal(code, 130, stderr);
+  assert.match(stderr, /interrupted at step \d+ .*— continue with --resume/);
+  const state = await readTrainerState(out);
+  assert.ok(state.step >= 2 && !state.finished, `step ${state.step}`);
+  assert.ok(existsSync(join(out, "model.safetensors")) && existsSync(join(out, "optimizer.safetensors")));
 });
