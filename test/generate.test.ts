@@ -204,3 +204,19 @@ test("top-k selection finds the k-th largest value exactly, ties included", () =
     assert.equal(kept, sorted.filter((v) => v >= sorted[k - 1]).length);
   }
 });
+
+test("with the KV cache each new token feeds one position; past the context the cropped window is fed again", async () => {
+  const fed: number[] = [];
+  const original = fixtureGpt.forwardCached.bind(fixtureGpt);
+  fixtureGpt.forwardCached = (ids, cache, headT) => {
+    fed.push(ids.shape[1]);
+    return original(ids, cache, headT);
+  };
+  try {
+    await generate(fixtureGpt, cases[0].ids, { maxNewTokens: 31, temperature: 0 });
+  } finally {
+    fixtureGpt.forwardCached = original;
+  }
+  // prompt of 4, then 1 per token until the 32 positions are full (4 + 28), then a full window per token
+  assert.deepEqual(fed, [4, ...new Array(28).fill(1), 32, 32]);
+});
