@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import * as tf from "@tensorflow/tfjs";
 import { useBackend } from "../src/backend/index.js";
+import { testBackend } from "./helpers/backend.js";
 import { buildGPT, type GPTModel } from "../src/model/gpt.js";
 import type { GPTConfig } from "../src/model/config.js";
 import { readAllSafetensors } from "../src/weights/safetensors.js";
@@ -64,7 +65,8 @@ function argmax(row: Float32Array): number {
   return best;
 }
 
-for (const backend of ["cpu", "wasm"] as const) {
+// cpu and wasm always; tensorflow too in the suite's tensorflow pass (scripts/test.mjs)
+for (const backend of [...new Set(["cpu", "wasm", testBackend()] as const)]) {
   test(`gpt2-tiny fixture on ${backend}: logits, logsumexp, loss, top-10, argmax and greedy continuation`, async (ctx) => {
     await useBackend(backend);
     assert.equal(tf.getBackend(), backend);

@@ -38,11 +38,6 @@ export class Tokenizer {
     }
     return this.enc.decode(list);
   }
-
-  /** The bytes a token stands for (tokens can end mid-character, so streaming decodes bytes). */
-  tokenBytes(id: number): Uint8Array {
-    return new TextEncoder().encode(this.enc.decode([id]));
-  }
 }
 
 let shared: Tokenizer | undefined;
