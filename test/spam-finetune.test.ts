@@ -44,15 +44,15 @@ after(async () => {
 
 const RUN = { epochs: 2, batchSize: 8, lr: 1e-3, trainable: "all" as const, pool: "last-nonpad" as const, evalFreq: 2, evalIter: 2, maxSteps: 3 };
 
-test("finetune spam end to end: split CSVs, classifier dir, accuracy.json that classify reproduces", async () => {
+test("finetune spam end to end on a small split of the real data: classifier dir, accuracy.json that classify reproduces", async () => {
   const out = join(root, "clf");
   const events: SpamEvent[] = [];
-  const result = await finetuneSpam({ modelDir: lmDir, outDir: out, dataPath: SMS, ...RUN, onEvent: (e) => events.push(e) });
+  const result = await finetuneSpam({ modelDir: lmDir, outDir: out, splitDir: smallSplit, ...RUN, onEvent: (e) => events.push(e) });
 
   assert.equal(result.train.step, 3);
   assert.equal(result.maxLength, 24); // the longest training text is longer than the context: cut to it
   const data = events.find((e) => e.kind === "data");
-  assert.deepEqual(data && [data.train, data.validation, data.test], [1045, 149, 300]);
+  assert.deepEqual(data && [data.train, data.validation, data.test], [48, 16, 16]);
   const steps = events.filter((e) => e.kind === "train" && e.event.kind === "step") as Extract<SpamEvent, { kind: "train" }>[];
   assert.equal(steps.length, 3);
   assert.ok(steps.every((s) => s.runningAccuracy !== null && s.runningAccuracy >= 0 && s.runningAccuracy <= 1));
@@ -65,18 +65,21 @@ test("finetune spam end to end: split CSVs, classifier dir, accuracy.json that c
   assert.equal(config.model.drop_rate, 0); // the book finetunes without dropout
 
   const report = JSON.parse(await readFile(join(out, "accuracy.json"), "utf8")) as AccuracyReport;
-  assert.deepEqual(report.examples, { train: 1045, validation: 149, test: 300 });
+  assert.deepEqual(report.examples, { train: 48, validation: 16, test: 16 });
   assert.equal(report.test_accuracy, result.accuracy.test);
 
+  // the reused split is copied into the run directory unchanged
+  for (const f of ["train.csv", "validation.csv", "test.csv"]) {
+    assert.equal(await readFile(join(out, f), "utf8"), await readFile(join(smallSplit, f), "utf8"), f);
+  }
   // classify, through its own code path, gets the same test accuracy from the saved directory
   const split = await readSplitCsvs(out);
-  assert.equal(split.test.length, 300);
   const { meta, gpt } = await loadModelDir(out);
   try {
     const head = meta.head.kind === "classifier" ? meta.head : assert.fail("not a classifier");
     const preds = classifyTexts(gpt, getTokenizer(), split.test.map((m) => m.text), { labels: SPAM_LABELS, pool: head.pool!, maxLength: head.max_length, batchSize: 32 });
     const correct = preds.filter((p, i) => p.label === SPAM_LABELS[split.test[i].label]).length;
-    assert.equal(correct / 300, report.test_accuracy);
+    assert.equal(correct / split.test.length, report.test_accuracy);
     assert.ok(preds.every((p) => p.probability >= 0.5 && p.probability <= 1));
   } finally {
     gpt.dispose();
