@@ -104,3 +104,12 @@ test("wasm gives the same loss and gradient as cpu", async () => {
     await useBackend("cpu");
   }
 });
+
+test("the upstream gradient scales the result (d(−2.5·loss) = −2.5·d loss)", () => {
+  const x = tf.tensor2d([[0.3, -1, 2], [1, 1, 0]]);
+  const t = tf.tensor1d([2, 0], "int32");
+  const g1 = tf.grad((y: tf.Tensor) => sparseCrossEntropy(y, t))(x).arraySync() as number[][];
+  const g2 = tf.grad((y: tf.Tensor) => tf.mul(sparseCrossEntropy(y, t), -2.5))(x).arraySync() as number[][];
+  g1.flat().forEach((v, i) => assert.ok(Math.abs(-2.5 * v - g2.flat()[i]) < 1e-6));
+  tf.dispose([x, t]);
+});

@@ -51,9 +51,9 @@ export function sparseCrossEntropy(logits: tf.Tensor, targets: tf.Tensor, ignore
         value,
         gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
           const [xs, lses, ws, ats] = saved;
+          const wdy = tf.mul(ws, dy); // [N]: the upstream scalar folded in here saves a pass over [N, V]
           const softmax = tf.exp(tf.sub(xs, lses)); // [N, V]
-          const grad = tf.sub(tf.mul(softmax, ws.reshape([N, 1])), tf.scatterND(ats, ws, [N, V]));
-          return tf.mul(grad, dy);
+          return tf.sub(tf.mul(softmax, wdy.reshape([N, 1])), tf.scatterND(ats, wdy, [N, V]));
         },
       };
     });
