@@ -22,7 +22,7 @@ export interface LinePlot {
   height?: number;
 }
 
-/** Round tick positions covering [lo, hi]: steps of 1, 2 or 5 × 10^k, about `count` of them. */
+/** Round tick positions covering [lo, hi]: steps of 1, 2 or 5 × 10^k, about `count` intervals. */
 export function niceTicks(lo: number, hi: number, count = 5): number[] {
   if (!(hi > lo)) {
     const pad = Math.abs(lo) > 0 ? Math.abs(lo) * 0.1 : 1;
@@ -31,10 +31,11 @@ export function niceTicks(lo: number, hi: number, count = 5): number[] {
   const raw = (hi - lo) / count;
   const mag = Math.pow(10, Math.floor(Math.log10(raw)));
   const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
+  // from the last tick at or below lo to the first at or above hi, so the axis covers every point
+  const first = Math.floor(lo / step + 1e-9);
+  const last = Math.ceil(hi / step - 1e-9);
   const ticks: number[] = [];
-  for (let t = Math.floor(lo / step) * step; t <= hi + step * 1e-9; t += step) {
-    if (t >= lo - step * 1e-9) ticks.push(Number(t.toPrecision(12)));
-  }
+  for (let i = first; i <= last; i++) ticks.push(Number((i * step).toPrecision(12)));
   return ticks;
 }
 
