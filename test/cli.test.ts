@@ -22,10 +22,13 @@ test("unknown command: usage error with a suggestion, exit 2, no stack trace", a
   assert.doesNotMatch(r.stderr, /\n\s+at /);
 });
 
-test("unknown option: exit 2", async () => {
+test("unknown option: exit 2, with the nearest option when one is close", async () => {
   const r = await runCli(["tokenize", "hi", "--colour"]);
   assert.equal(r.code, 2);
-  assert.match(r.stderr, /Unknown argument/i);
+  assert.match(r.stderr, /Unknown argument: colour — see --help/);
+  const typo = await runCli(["tokenize", "hi", "--cuont"]);
+  assert.equal(typo.code, 2);
+  assert.match(typo.stderr, /did you mean --count\?/);
 });
 
 test("tokenize: ids, --count, --json, --decode", async () => {

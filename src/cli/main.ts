@@ -8,6 +8,34 @@ import { LlmctlError, UsageError, formatError } from "../errors.js";
 import { BACKEND_NAMES } from "../backend/index.js";
 import { commands } from "./commands/index.js";
 
+/** Levenshtein distance, for "did you mean" on mistyped options. */
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const up = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = up;
+    }
+  }
+  return row[b.length];
+}
+
+/** For "Unknown argument(s): x", the closest option this command knows, if one is close. */
+function suggestOption(msg: string | undefined, known: string[]): string | undefined {
+  const m = msg?.match(/^Unknown arguments?: (.+)$/);
+  if (!m) return undefined;
+  const unknown = m[1].split(", ")[0].replace(/^-+/, "");
+  let best: string | undefined;
+  for (const k of known) {
+    const d = editDistance(unknown, k);
+    if (k.length >= 4 && d <= Math.max(2, Math.floor(k.length / 3)) && (!best || d < editDistance(unknown, best))) best = k;
+  }
+  return best ? `did you mean --${best}? (see --help)` : "see --help for the options";
+}
+
 async function main(argv: string[]): Promise<number> {
   const verboseRequested = argv.includes("--verbose") || argv.includes("-v");
   const cli = yargs(argv)
@@ -33,7 +61,9 @@ async function main(argv: string[]): Promise<number> {
     .epilogue("Each command has its own --help with examples. Docs: README.md and docs/.")
     .fail((msg, err) => {
       if (err) throw err;
-      throw new UsageError(msg ?? "invalid arguments", "see `llmctl --help`");
+      // getOptions() is untyped in @types/yargs; during a command it lists that command's options
+      const known = Object.keys((cli as unknown as { getOptions(): { key: Record<string, unknown> } }).getOptions().key);
+      throw new UsageError(msg ?? "invalid arguments", suggestOption(msg, known) ?? "see `llmctl --help`");
     });
   try {
     await cli.parseAsync();
