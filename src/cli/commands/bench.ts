@@ -45,7 +45,7 @@ function human(r: BenchRecord): string {
   const vs = r.vs_reference as Record<string, number> | undefined;
   const ratio = vs ? ` (${vs.train}× / ${vs.generate}× / ${vs.generate_no_cache}× PyTorch)` : "";
   return (
-    `${r.backend.padEnd(10)} ${r.model.padEnd(16)} train ${r.train_tokens_per_second} tok/s, generate ${r.generate_tokens_per_second} tok/s ` +
+    `${r.backend.padEnd(20)} ${r.model.padEnd(16)} train ${r.train_tokens_per_second} tok/s, generate ${r.generate_tokens_per_second} tok/s ` +
     `(no cache ${r.generate_tokens_per_second_no_cache}), peak RSS ${r.peak_rss_mb} MB${ratio}`
   );
 }
