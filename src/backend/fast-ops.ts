@@ -5,7 +5,7 @@
  * Why: tfjs-backend-wasm sends a matmul to XNNPACK only when both operands are plain (no transpose flag) and
  * unbatched; anything else (every matmul gradient tfjs derives has a transposed operand; attention's per-head
  * products are batched) runs a naive loop about ten times slower. And autodiff through composite ops (GELU's
- * eight elementwise ops, LayerNorm's moments, dropout's random chain, logSumExp's max) keeps every
+ * eight elementwise ops, LayerNorm's moments, dropout's random chain) keeps every
  * intermediate alive until the backward pass: on GPT-2 124M at batch 2 × 256 tokens that was ~230 MB per
  * block and ran the 4 GB wasm heap out before the first backward pass.
  *
@@ -274,24 +274,4 @@ export function attention(q: tf.Tensor4D, kT: tf.Tensor4D, v: tf.Tensor4D, opts:
     };
   });
   return op(q, kT, v) as tf.Tensor4D;
-}
-
-// ---------------------------------------------------------------------------------------------------------
-
-const logSumExpOp = tf.customGrad((x, save) => {
-  const xt = x as tf.Tensor2D;
-  (save as tf.GradSaveFunc)([xt]);
-  return {
-    value: tf.logSumExp(xt, 1), // [N]
-    // d lse / dx = softmax(x); wasm's (XNNPACK) softmax is faster than its exp
-    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => gradientThenFree(saved, () => tf.mul(tf.softmax(saved[0]), tf.reshape(dy, [-1, 1]))),
-  };
-});
-
-/**
- * logsumexp over the rows of x [N,V] → [N]. tfjs' own op differentiates through max(), whose gradient is an
- * Equal with broadcasting — on wasm a scalar loop, 2.3 s for a [512,50257] logits tensor.
- */
-export function logSumExp(x: tf.Tensor2D): tf.Tensor1D {
-  return logSumExpOp(x) as tf.Tensor1D;
 }
