@@ -67,9 +67,10 @@ async function readRunInfo(dir: string): Promise<InstructRunInfo> {
 }
 
 /** The book's progress line: "Ep 1 (Step 000005): Train loss 2.633, Val loss 2.622". */
-function evalLine(e: Extract<TrainEvent, { kind: "eval" }>["record"]): string {
+function evalLine(e: Extract<TrainEvent, { kind: "eval" }>["record"], epochs: number): string {
   const val = e.val_loss === null ? "" : `, Val loss ${e.val_loss.toFixed(3)}`;
-  return `Ep ${e.epoch + 1} (Step ${String(e.step - 1).padStart(6, "0")}): Train loss ${e.train_loss.toFixed(3)}${val}`;
+  // the closing evaluation runs after the last epoch has ended: it still belongs to that epoch
+  return `Ep ${Math.min(e.epoch + 1, epochs)} (Step ${String(e.step - 1).padStart(6, "0")}): Train loss ${e.train_loss.toFixed(3)}${val}`;
 }
 
 export const finetuneInstructCommand: CommandModule<GlobalOptions, FinetuneInstructArgs> = {
@@ -235,7 +236,7 @@ export const finetuneInstructCommand: CommandModule<GlobalOptions, FinetuneInstr
             progress.text = `step ${p.step}/${p.totalSteps} · epoch ${p.epoch + 1}/${p.epochs} · loss ${p.loss.toFixed(3)} · ${Math.round(p.tokensPerSecond)} tok/s · ETA ${formatDuration(p.etaSeconds)}`;
           } else if (ev.kind === "eval") {
             progress.clear();
-            note(evalLine(ev.record));
+            note(evalLine(ev.record, settings.epochs));
           } else if (ev.kind === "epoch") {
             progress.clear();
             if (typeof ev.record.sample === "string") note(`epoch ${ev.record.epoch + 1} sample: ${JSON.stringify(ev.record.sample)}`);
