@@ -75,7 +75,7 @@ function step() {
   const t2 = performance.now();
   const byName = new Map(params.map((p) => [p.name, grads[p.variable.name]]));
   opt.applyGradients(byName, 4e-4);
-  tf.tidy(() => tf.addN(vars.slice(0, 1).map((v) => tf.sum(v)))).dataSync(); // wait for the update
+  tf.tidy(() => tf.sum(vars[0]).dataSync()); // wait for the update
   const t3 = performance.now();
   value.dispose();
   for (const g of Object.values(grads)) g.dispose();
@@ -88,7 +88,8 @@ function cpuSeconds() {
 }
 
 console.error(`${a.config} ${head.kind} on ${tf.getBackend()}: B=${B} T=${T} params=${gpt.countParameters()} flops/token=${(flopsPerToken / 1e6).toFixed(1)}M`);
-step(); // warm-up: allocations, kernel setup
+const training = Number(a.steps) > 0; // --steps 0: generation only
+if (training) step(); // warm-up: allocations, kernel setup
 const mem0 = tf.memory();
 const rows = [];
 for (let i = 0; i < Number(a.steps); i++) {
@@ -102,9 +103,9 @@ for (let i = 0; i < Number(a.steps); i++) {
 }
 const mem1 = tf.memory();
 const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
-const stepMs = median(rows.map((r) => r.total));
+const stepMs = training ? median(rows.map((r) => r.total)) : NaN;
 
-if (a.kernels) {
+if (a.kernels && training) {
   const prof = await tf.profile(() => {
     const { value, grads } = tf.variableGrads(() => tf.tidy(lossFn), vars);
     value.dataSync();
@@ -138,6 +139,7 @@ if (a.kernels) {
 }
 
 let genTokS = null;
+let genCpuTokS = null;
 if (head.kind === "lm" && Number(a.gen) > 0) {
   const n = Math.min(Number(a.gen), cfg.context_length - 8);
   const headT = gpt.outHead.transposedWeight();
@@ -145,6 +147,7 @@ if (head.kind === "lm" && Number(a.gen) > 0) {
     const cache = gpt.newCache();
     let logits = tf.tidy(() => gpt.forwardCached(tf.tensor2d([[1, 2, 3, 4, 5, 6, 7, 8]], [1, 8], "int32"), cache, headT));
     const t0 = performance.now();
+    const c0 = cpuSeconds();
     for (let i = 0; i < n; i++) {
       const next = tf.tidy(() => tf.argMax(logits, -1).reshape([1, 1]));
       logits.dispose();
@@ -154,12 +157,13 @@ if (head.kind === "lm" && Number(a.gen) > 0) {
     logits.dataSync();
     logits.dispose();
     cache.dispose();
+    genCpuTokS = n / (cpuSeconds() - c0);
     return n / ((performance.now() - t0) / 1000);
   };
   run();
   genTokS = run();
   headT.dispose();
-  console.error(`KV-cached greedy generation: ${genTokS.toFixed(1)} tokens/s`);
+  console.error(`KV-cached greedy generation: ${genTokS.toFixed(1)} tokens/s (${genCpuTokS.toFixed(1)} per CPU second)`);
 }
 
 const result = {
@@ -170,13 +174,14 @@ const result = {
   context: T,
   params: gpt.countParameters(),
   train_step_s: +(stepMs / 1000).toFixed(4),
-  train_step_cpu_s: +(median(rows.map((r) => r.cpu)) / 1000).toFixed(4),
-  forward_s: +(median(rows.map((r) => r.forward)) / 1000).toFixed(4),
-  adamw_s: +(median(rows.map((r) => r.optimizer)) / 1000).toFixed(4),
+  train_step_cpu_s: training ? +(median(rows.map((r) => r.cpu)) / 1000).toFixed(4) : null,
+  forward_s: training ? +(median(rows.map((r) => r.forward)) / 1000).toFixed(4) : null,
+  adamw_s: training ? +(median(rows.map((r) => r.optimizer)) / 1000).toFixed(4) : null,
   train_tok_s: +((tokens / stepMs) * 1000).toFixed(1),
   gflops: +((flopsPerToken * tokens) / (stepMs / 1000) / 1e9).toFixed(2),
   gen_kv_cache_tok_s: genTokS === null ? null : +genTokS.toFixed(2),
-  tensors_leaked_per_step: (mem1.numTensors - mem0.numTensors) / rows.length,
+  gen_kv_cache_tok_per_cpu_s: genCpuTokS === null ? null : +genCpuTokS.toFixed(2),
+  tensors_leaked_per_step: training ? (mem1.numTensors - mem0.numTensors) / rows.length : null,
   peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
   load: (await import("node:os")).loadavg()[0],
 };
