@@ -1,0 +1,48 @@
+/**
+ * The kernels src/backend/wasm-kernels.ts registers or replaces on wasm give what the cpu backend gives:
+ * UnsortedSegmentSum (gather's gradient), Slice (contiguous and not), Unpack (axis 0 and another axis), and an
+ * Identity whose clone outlives the original.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { useBackend } from "../src/backend/index.js";
+
+function cases(): Record<string, () => tf.Tensor | tf.Tensor[]> {
+  const x = () => tf.tensor3d(Float32Array.from({ length: 4 * 5 * 6 }, (_, i) => i * 0.5 - 7), [4, 5, 6]);
+  const ids = () => tf.tensor3d(Int32Array.from({ length: 4 * 5 * 6 }, (_, i) => (i * 37) % 11), [4, 5, 6], "int32");
+  return {
+    "segment sum": () => tf.unsortedSegmentSum(tf.reshape(x(), [20, 6]), tf.tensor1d([3, 0, 3, 1, 7, 7, 2, 0, 0, 3, 1, 1, 5, 6, 2, 2, 4, 4, 4, 9], "int32"), 10),
+    "gather gradient": () => tf.grad((w: tf.Tensor) => tf.sum(tf.mul(tf.gather(w, tf.tensor1d([2, 0, 2, 3], "int32")), tf.range(0, 24).reshape([4, 6]))))(tf.reshape(x(), [20, 6])),
+    "contiguous slice": () => tf.slice(x(), [1, 0, 0], [2, 5, 6]),
+    "row slice": () => tf.slice(x(), [2, 3, 0], [1, 2, 6]),
+    "strided slice": () => tf.slice(x(), [1, 1, 2], [3, 3, 3]),
+    "int slice": () => tf.slice(ids(), [3, 0, 0], [1, 5, 6]),
+    "unstack axis 0": () => tf.unstack(x()),
+    "unstack axis 2": () => tf.unstack(x(), 2),
+    "clone outlives original": () => {
+      const a = x();
+      const b = tf.clone(a);
+      a.dispose();
+      return tf.add(b, 1);
+    },
+  };
+}
+
+test("wasm kernels give cpu's results", async () => {
+  const results = new Map<string, number[][]>();
+  for (const backend of ["cpu", "wasm"] as const) {
+    await useBackend(backend);
+    for (const [name, make] of Object.entries(cases())) {
+      const before = tf.memory().numTensors;
+      const out = tf.tidy(make);
+      const arrays = (Array.isArray(out) ? out : [out]).map((t) => Array.from(t.dataSync()));
+      tf.dispose(out);
+      assert.equal(tf.memory().numTensors, before, `${name} leaks on ${backend}`);
+      const ref = results.get(name);
+      if (ref) assert.deepEqual(arrays, ref, `${name}: wasm differs from cpu`);
+      else results.set(name, arrays);
+    }
+  }
+  await useBackend("cpu");
+});
