@@ -284,7 +284,9 @@ export class Trainer<B> {
       }
     }
     if (lastEvalStep !== this.step && this.step > 0) {
-      await this.evaluate(learningRate(Math.max(0, this.step - 1), this.schedule), this.elapsedBefore + seconds());
+      // after the last epoch ended, the update evaluated here belongs to that epoch, not the next
+      const epoch = this.batchIndex === 0 && this.epoch > 0 ? this.epoch - 1 : this.epoch;
+      await this.evaluate(learningRate(Math.max(0, this.step - 1), this.schedule), this.elapsedBefore + seconds(), epoch);
     }
     await this.checkpoint(this.elapsedBefore + seconds(), true);
     const last = this.evals[this.evals.length - 1];
@@ -345,7 +347,7 @@ export class Trainer<B> {
     return lossSum / group;
   }
 
-  private async evaluate(lr: number, elapsed: number): Promise<void> {
+  private async evaluate(lr: number, elapsed: number, epoch = this.epoch): Promise<void> {
     const { train, validation, loss } = this.opts;
     // a fresh random subset of training batches each time (the book re-iterates its shuffled loader),
     // drawn from a generator seeded by the step so resuming does not change it
@@ -353,7 +355,7 @@ export class Trainer<B> {
     const record: EvalRecord = {
       type: "eval",
       step: this.step,
-      epoch: this.epoch,
+      epoch,
       tokens_seen: this.tokensSeen,
       train_loss: meanLoss(train, loss, this.s.eval_iter, trainOrder),
       val_loss: validation && validation.numBatches > 0 ? meanLoss(validation, loss, this.s.eval_iter) : null,
