@@ -319,3 +319,25 @@ test("llmctl info: parameters and fp32 size from a config (JSON) and a model dir
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /config not found: no-such-config/);
 });
+
+test("init 'torch' draws PyTorch's layer defaults (the book's from-scratch runs); LayerNorm stays ones/zeros", async () => {
+  const { buildGPT } = await import("../src/model/gpt.js");
+  const cfg = { vocab_size: 500, context_length: 16, emb_dim: 32, n_heads: 4, n_layers: 2, drop_rate: 0, qkv_bias: true, tied_head: false, init: "torch" as const };
+  const gpt = buildGPT(cfg, { seed: 7 });
+  try {
+    const w = (name: string) => gpt.namedWeights().get(name)!.read().dataSync() as Float32Array;
+    const std = (a: Float32Array) => Math.sqrt(a.reduce((s, x) => s + x * x, 0) / a.length);
+    const maxAbs = (a: Float32Array) => a.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+    assert.ok(Math.abs(std(w("wte.weight")) - 1) < 0.05, "wte ~ N(0, 1)");
+    assert.ok(Math.abs(std(w("wpe.weight")) - 1) < 0.2, "wpe ~ N(0, 1)");
+    for (const [name, fanIn] of [["h.0.attn.c_attn.weight", 32], ["h.1.mlp.c_proj.weight", 128], ["h.1.mlp.c_proj.bias", 128], ["lm_head.weight", 32], ["h.0.attn.c_attn.bias", 32]] as const) {
+      const a = w(name);
+      const bound = 1 / Math.sqrt(fanIn);
+      assert.ok(maxAbs(a) <= bound && maxAbs(a) > 0.9 * bound, `${name} ~ U(±1/√${fanIn})`);
+      assert.ok(Math.abs(std(a) - bound / Math.sqrt(3)) < 0.15 * bound, `${name} has a uniform's spread`);
+    }
+    assert.ok(w("h.0.ln_1.weight").every((x) => x === 1) && w("ln_f.bias").every((x) => x === 0));
+  } finally {
+    gpt.dispose();
+  }
+});

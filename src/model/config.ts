@@ -25,6 +25,12 @@ export interface GPTConfig {
   qkv_bias: boolean;
   /** output head shares the token embedding (GPT-2 ships tied; the book trains untied) */
   tied_head: boolean;
+  /**
+   * How fresh weights are drawn: "gpt2" (N(0, 0.02), residual projections scaled by 1/√(2·n_layers), as GPT-2 and
+   * nanoGPT) or "torch" (PyTorch's layer defaults, which the book's from-scratch training uses: embeddings N(0, 1),
+   * linear weights and biases U(±1/√fan_in)). Default "gpt2".
+   */
+  init?: "gpt2" | "torch";
 }
 
 /** The train section of a config file; its keys are documented and validated by src/train. */
@@ -39,7 +45,7 @@ export interface ConfigFile {
 export type HeadSpec = { kind: "lm" } | { kind: "classifier"; numClasses: number };
 
 const INT_KEYS = ["vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"] as const;
-const KNOWN_KEYS = new Set<string>([...INT_KEYS, "drop_rate", "qkv_bias", "tied_head"]);
+const KNOWN_KEYS = new Set<string>([...INT_KEYS, "drop_rate", "qkv_bias", "tied_head", "init"]);
 
 /**
  * Check a parsed model config and fill in defaults (qkv_bias and tied_head default to false, as the book).
@@ -71,6 +77,9 @@ export function validateGPTConfig(raw: unknown, where = "model config"): GPTConf
       throw new ConfigError(`${where}: model key '${key}' must be true or false, got ${JSON.stringify(obj[key])}`);
     }
   }
+  if (obj.init !== undefined && obj.init !== "gpt2" && obj.init !== "torch") {
+    throw new ConfigError(`${where}: model key 'init' must be "gpt2" or "torch", got ${JSON.stringify(obj.init)}`);
+  }
   const cfg: GPTConfig = {
     vocab_size: obj.vocab_size as number,
     context_length: obj.context_length as number,
@@ -80,6 +89,7 @@ export function validateGPTConfig(raw: unknown, where = "model config"): GPTConf
     drop_rate: drop,
     qkv_bias: (obj.qkv_bias as boolean | undefined) ?? false,
     tied_head: (obj.tied_head as boolean | undefined) ?? false,
+    ...(obj.init !== undefined ? { init: obj.init as "gpt2" | "torch" } : {}),
   };
   if (cfg.emb_dim % cfg.n_heads !== 0) {
     throw new ConfigError(
