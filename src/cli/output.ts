@@ -54,3 +54,18 @@ export function downloadSpinner(label: string): { onProgress: (received: number,
     stop: () => s.stop(),
   };
 }
+
+/**
+ * Ctrl-C for long jobs: the first press aborts `signal` (the job stops at its next safe point and saves a
+ * resumable checkpoint), a second quits at once with exit 130. Call `release()` when the job ends.
+ */
+export function interruptOnCtrlC(message: string): { signal: AbortSignal; release: () => void } {
+  const controller = new AbortController();
+  const onSigint = () => {
+    if (controller.signal.aborted) process.exit(130);
+    note(message);
+    controller.abort();
+  };
+  process.on("SIGINT", onSigint);
+  return { signal: controller.signal, release: () => process.off("SIGINT", onSigint) };
+}

@@ -3,7 +3,8 @@ import { existsSync, statSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { useBackend } from "../../backend/index.js";
 import { FileFormatError, UsageError } from "../../errors.js";
-import { loadModelDir, readModelMeta } from "../../model/model-dir.js";
+import { readModelMeta } from "../../model/model-dir.js";
+import { loadModelShowingProgress } from "../load-model.js";
 import { getTokenizer } from "../../tokenizer/index.js";
 import { checkPooling, classifyTexts } from "../../finetune/classifier.js";
 import { SPAM_LABELS } from "../../finetune/spam-data.js";
@@ -60,8 +61,7 @@ export const classifyCommand: CommandModule<GlobalOptions, ClassifyArgs> = {
     }
     const head = meta.head;
     await useBackend(args.backend);
-    const spin = spinner(`loading ${args.model}`);
-    const { gpt } = await loadModelDir(args.model).finally(() => spin.stop());
+    const { gpt } = await loadModelShowingProgress(args.model);
     try {
       const labels = head.labels ?? (head.num_classes === SPAM_LABELS.length ? [...SPAM_LABELS] : Array.from({ length: head.num_classes }, (_, i) => `class ${i}`));
       const progress = spinner(`classifying ${texts.length} texts`);

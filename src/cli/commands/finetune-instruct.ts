@@ -25,7 +25,7 @@ import {
   instructionLoss,
   type InstructRunInfo,
 } from "../../finetune/instruct.js";
-import { formatDuration, note, printJson, printLine, spinner, verbose, type GlobalOptions } from "../output.js";
+import { formatDuration, interruptOnCtrlC, note, printJson, printLine, spinner, verbose, type GlobalOptions } from "../output.js";
 
 /** The book's base model for chapter 7: GPT-2 medium (355M), where `llmctl load-gpt2 --size 355M` puts it. */
 export const DEFAULT_BASE_MODEL = "models/gpt2-355m";
@@ -211,13 +211,7 @@ export const finetuneInstructCommand: CommandModule<GlobalOptions, FinetuneInstr
       note(`initial losses: train ${initial.train.toFixed(3)}, validation ${initial.val.toFixed(3)}`);
     }
 
-    const controller = new AbortController();
-    const onSigint = () => {
-      if (controller.signal.aborted) process.exit(130);
-      note("\nstopping at the next step boundary (Ctrl-C again to quit at once)…");
-      controller.abort();
-    };
-    process.on("SIGINT", onSigint);
+    const interrupt = interruptOnCtrlC("\nstopping at the next step boundary (Ctrl-C again to quit at once)…");
     const progress = spinner("finetuning");
     try {
       const result = await finetuneInstruct({
@@ -229,7 +223,7 @@ export const finetuneInstructCommand: CommandModule<GlobalOptions, FinetuneInstr
         runDir,
         saveModel,
         resume,
-        signal: controller.signal,
+        signal: interrupt.signal,
         onEvent: (ev) => {
           if (ev.kind === "step") {
             const p = ev.progress;
@@ -255,7 +249,7 @@ export const finetuneInstructCommand: CommandModule<GlobalOptions, FinetuneInstr
         try {
           const r = await generateResponses(gpt, tokenizer, split.test, run.prompt_style, {
             maxNewTokens: args["response-tokens"],
-            signal: controller.signal,
+            signal: interrupt.signal,
             onProgress: (done, total) => (gen.text = `answering test instructions: ${done}/${total}`),
           });
           const file = join(runDir, RESPONSES_FILE);
@@ -290,7 +284,7 @@ export const finetuneInstructCommand: CommandModule<GlobalOptions, FinetuneInstr
       else if (t.valLoss !== null) printLine(`final losses: train ${t.trainLoss?.toFixed(3)}, validation ${t.valLoss.toFixed(3)}`);
     } finally {
       progress.stop();
-      process.off("SIGINT", onSigint);
+      interrupt.release();
       gpt.dispose();
     }
   },

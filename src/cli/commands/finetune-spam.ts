@@ -8,7 +8,7 @@ import { TRAINER_STATE_FILE } from "../../train/checkpoint.js";
 import { LOG_FILE, PLOT_FILE, type TrainEvent } from "../../train/trainer.js";
 import { POOLINGS, TRAINABLE_SCOPES, checkPooling, checkScope } from "../../finetune/classifier.js";
 import { ACCURACY_FILE, ACCURACY_PLOT_FILE, SPAM_DEFAULTS, finetuneSpam, type SplitAccuracy } from "../../finetune/spam.js";
-import { formatDuration, note, printJson, printLine, spinner, verbose, type GlobalOptions } from "../output.js";
+import { formatDuration, interruptOnCtrlC, note, printJson, printLine, spinner, verbose, type GlobalOptions } from "../output.js";
 
 interface FinetuneSpamArgs extends GlobalOptions {
   model?: string;
@@ -118,13 +118,7 @@ export const finetuneSpamCommand: CommandModule<GlobalOptions, FinetuneSpamArgs>
       }
     }
 
-    const controller = new AbortController();
-    const onSigint = () => {
-      if (controller.signal.aborted) process.exit(130);
-      note("\nstopping at the next step boundary (Ctrl-C again to quit at once)…");
-      controller.abort();
-    };
-    process.on("SIGINT", onSigint);
+    const interrupt = interruptOnCtrlC("\nstopping at the next step boundary (Ctrl-C again to quit at once)…");
     const progress = spinner(resume ? `loading ${outDir}` : `loading ${args.model}`);
     const started = performance.now();
     try {
@@ -146,7 +140,7 @@ export const finetuneSpamCommand: CommandModule<GlobalOptions, FinetuneSpamArgs>
         maxSteps: args["max-steps"],
         checkpointEvery: args["checkpoint-every"],
         resume,
-        signal: controller.signal,
+        signal: interrupt.signal,
         onEvent: (ev) => {
           if (ev.kind === "data") {
             progress.clear();
@@ -197,7 +191,7 @@ export const finetuneSpamCommand: CommandModule<GlobalOptions, FinetuneSpamArgs>
       }
     } finally {
       progress.stop();
-      process.off("SIGINT", onSigint);
+      interrupt.release();
     }
   },
 };

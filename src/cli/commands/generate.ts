@@ -1,12 +1,12 @@
 import type { CommandModule } from "yargs";
 import { useBackend } from "../../backend/index.js";
 import { UsageError } from "../../errors.js";
-import { loadModelDir } from "../../model/model-dir.js";
+import { loadModelShowingProgress } from "../load-model.js";
 import { getTokenizer, END_OF_TEXT, END_OF_TEXT_ID } from "../../tokenizer/index.js";
 import { generate } from "../../generate/generate.js";
 import { checkSamplingOptions } from "../../generate/sampler.js";
 import { TextStream } from "../../generate/text-stream.js";
-import { note, printJson, spinner, verbose, type GlobalOptions } from "../output.js";
+import { note, printJson, verbose, type GlobalOptions } from "../output.js";
 
 interface GenerateArgs extends GlobalOptions {
   model: string;
@@ -43,13 +43,7 @@ export const generateCommand: CommandModule<GlobalOptions, GenerateArgs> = {
     checkSamplingOptions(sampling);
 
     await useBackend(args.backend);
-    const spin = spinner(`loading ${args.model}`);
-    let loaded;
-    try {
-      loaded = await loadModelDir(args.model);
-    } finally {
-      spin.stop();
-    }
+    const loaded = await loadModelShowingProgress(args.model);
     const { gpt } = loaded;
     try {
       const tok = getTokenizer(loaded.meta.tokenizer);

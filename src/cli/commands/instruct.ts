@@ -2,14 +2,14 @@ import type { CommandModule } from "yargs";
 import { createInterface } from "node:readline";
 import { useBackend } from "../../backend/index.js";
 import { UsageError } from "../../errors.js";
-import { loadModelDir } from "../../model/model-dir.js";
+import { loadModelShowingProgress } from "../load-model.js";
 import type { GPTModel } from "../../model/gpt.js";
 import { END_OF_TEXT_ID, getTokenizer, type Tokenizer } from "../../tokenizer/index.js";
 import { generate } from "../../generate/generate.js";
 import { TextStream } from "../../generate/text-stream.js";
 import { DEFAULT_PROMPT_STYLE, extractResponse, type PromptStyle } from "../../finetune/prompt-style.js";
 import { answerPromptIds, MAX_RESPONSE_TOKENS } from "../../finetune/instruct.js";
-import { note, printJson, printLine, spinner, type GlobalOptions } from "../output.js";
+import { note, printJson, printLine, type GlobalOptions } from "../output.js";
 
 interface InstructArgs extends GlobalOptions {
   model: string;
@@ -84,13 +84,7 @@ export const instructCommand: CommandModule<GlobalOptions, InstructArgs> = {
       }),
   handler: async (args) => {
     await useBackend(args.backend);
-    const spin = spinner(`loading ${args.model}`);
-    let loaded;
-    try {
-      loaded = await loadModelDir(args.model);
-    } finally {
-      spin.stop();
-    }
+    const loaded = await loadModelShowingProgress(args.model);
     const { gpt, meta } = loaded;
     try {
       if (meta.head.kind !== "lm") throw new UsageError(`${args.model} is a classifier`, "use `llmctl classify` for it, or give an instruction-finetuned model");

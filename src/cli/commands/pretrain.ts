@@ -10,7 +10,7 @@ import { resolveTrainSettings, type TrainSettings } from "../../train/settings.j
 import { readTrainerState } from "../../train/checkpoint.js";
 import { Trainer, namedParameters, LOG_FILE, PLOT_FILE, type TrainEvent } from "../../train/trainer.js";
 import { epochSample, languageModelLoss, makePretrainLoaders, readPretrainTokens } from "../../train/pretrain.js";
-import { formatDuration, note, printJson, printLine, spinner, verbose, type GlobalOptions } from "../output.js";
+import { formatDuration, interruptOnCtrlC, note, printJson, printLine, spinner, verbose, type GlobalOptions } from "../output.js";
 
 interface PretrainArgs extends GlobalOptions {
   config?: string;
@@ -138,15 +138,7 @@ export const pretrainCommand: CommandModule<GlobalOptions, PretrainArgs> = {
       const data = makePretrainLoaders(readPretrainTokens(files, settings.train_ratio), settings, gpt.config.context_length);
       verbose(a, `data: ${data.trainTokens} training tokens (${data.train.numBatches} batches), ${data.validationTokens} validation tokens (${data.validation.numBatches} batches)`);
 
-      const ac = new AbortController();
-      let interrupts = 0;
-      const onSigint = () => {
-        interrupts += 1;
-        if (interrupts > 1) process.exit(130);
-        ac.abort();
-        note("\ninterrupted: saving a checkpoint at the end of this step (Ctrl-C again to quit without saving)");
-      };
-      process.on("SIGINT", onSigint);
+      const interrupt = interruptOnCtrlC("\ninterrupted: saving a checkpoint at the end of this step (Ctrl-C again to quit without saving)");
       const spin = spinner("starting");
       const render = (e: TrainEvent) => {
         if (e.kind === "step") {
@@ -180,7 +172,7 @@ export const pretrainCommand: CommandModule<GlobalOptions, PretrainArgs> = {
         },
         afterEpoch: async () => (settings.sample_tokens > 0 ? { sample: await epochSample(gpt, settings.sample_prompt, settings.sample_tokens) } : {}),
         onEvent: render,
-        signal: ac.signal,
+        signal: interrupt.signal,
         resume: a.resume !== undefined,
       });
       let result;
@@ -188,7 +180,7 @@ export const pretrainCommand: CommandModule<GlobalOptions, PretrainArgs> = {
         result = await trainer.run();
       } finally {
         spin.stop();
-        process.off("SIGINT", onSigint);
+        interrupt.release();
       }
       const summary = {
         out: runDir,
