@@ -1,13 +1,17 @@
 /** Atomic file writes: write to a temporary file beside the target, fsync, then rename over it. */
-import { open, rename, rm, mkdir } from "node:fs/promises";
+import { open, rename, rm, mkdir, type FileHandle } from "node:fs/promises";
 import { dirname, basename, join } from "node:path";
 
-export async function writeFileAtomic(path: string, data: Uint8Array | string | Uint8Array[]): Promise<void> {
+/**
+ * Let `write` fill a temporary file beside `path`, then fsync and rename it into place. If `write` throws, the
+ * temporary file is removed and `path` is left as it was.
+ */
+export async function writeFileAtomicWith(path: string, write: (fh: FileHandle) => Promise<void>): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
   const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${Date.now()}`);
   const fh = await open(tmp, "w");
   try {
-    for (const part of Array.isArray(data) ? data : [data]) await fh.writeFile(part); // each call continues where the last ended
+    await write(fh);
     await fh.sync();
   } catch (err) {
     await fh.close();
@@ -16,4 +20,10 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string | 
   }
   await fh.close();
   await rename(tmp, path);
+}
+
+export async function writeFileAtomic(path: string, data: Uint8Array | string | Uint8Array[]): Promise<void> {
+  await writeFileAtomicWith(path, async (fh) => {
+    for (const part of Array.isArray(data) ? data : [data]) await fh.writeFile(part); // each call continues where the last ended
+  });
 }

@@ -10,9 +10,9 @@
  * The writer takes tensors lazily for the same reason: it needs every name and shape up front (they go in the
  * header), but each tensor's values only when it is its turn to be written.
  */
-import { open, rename, rm, mkdir, type FileHandle } from "node:fs/promises";
-import { dirname, basename, join } from "node:path";
+import { open, type FileHandle } from "node:fs/promises";
 import { FileFormatError, InterruptedError } from "../errors.js";
+import { writeFileAtomicWith } from "../fs-atomic.js";
 
 export type SafetensorsDtype =
   | "F64" | "F32" | "F16" | "BF16"
@@ -318,10 +318,7 @@ export async function writeSafetensors(
   }
   const { header } = encodeHeader(list, metadata);
 
-  await mkdir(dirname(path), { recursive: true });
-  const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${Date.now()}`);
-  const fh = await open(tmp, "w");
-  try {
+  await writeFileAtomicWith(path, async (fh) => {
     await writeAll(fh, header);
     for (const e of list) {
       // Checked between tensors: an interrupted write removes its temporary file and leaves `path` as it was.
@@ -336,14 +333,7 @@ export async function writeSafetensors(
       }
       await writeAll(fh, toLittleEndianBytes(data));
     }
-    await fh.sync();
-  } catch (err) {
-    await fh.close();
-    await rm(tmp, { force: true });
-    throw err;
-  }
-  await fh.close();
-  await rename(tmp, path);
+  });
 }
 
 function toLittleEndianBytes(data: Float32Array): Uint8Array {
