@@ -7,7 +7,7 @@ import { runCli } from "./helpers/cli.js";
 import { ratios, type BenchRecord } from "../src/bench/bench.js";
 
 const KEYS = [
-  "backend", "model", "vocab_size", "context", "emb_dim", "n_layers", "n_heads", "batch", "params",
+  "backend", "precision", "model", "vocab_size", "context", "emb_dim", "n_layers", "n_heads", "batch", "params",
   "train_tokens_per_second", "generate_tokens_per_second", "generate_tokens_per_second_no_cache", "peak_rss_mb",
 ];
 
@@ -28,6 +28,7 @@ test("llmctl bench --backend cpu --config C --json prints one record with every 
   const rec = JSON.parse(lines[0]) as BenchRecord;
   for (const k of KEYS) assert.ok(k in rec, `missing ${k}`);
   assert.equal(rec.backend, "cpu");
+  assert.equal(rec.precision, "fp32");
   assert.equal(rec.model, "micro");
   assert.equal(rec.batch, 3);
   assert.equal(rec.context, 40);
@@ -40,8 +41,17 @@ test("llmctl bench --backend cpu --config C --json prints one record with every 
 });
 
 test("ratios are ours / reference", () => {
-  const base = { backend: "x", model: "m", vocab_size: 1, context: 1, emb_dim: 1, n_layers: 1, n_heads: 1, batch: 1, params: 1, peak_rss_mb: 1 };
+  const base = { backend: "x", precision: "fp32" as const, model: "m", vocab_size: 1, context: 1, emb_dim: 1, n_layers: 1, n_heads: 1, batch: 1, params: 1, peak_rss_mb: 1 };
   const ours: BenchRecord = { ...base, train_tokens_per_second: 50, generate_tokens_per_second: 30, generate_tokens_per_second_no_cache: 10 };
   const ref: BenchRecord = { ...base, train_tokens_per_second: 100, generate_tokens_per_second: 20, generate_tokens_per_second_no_cache: 40 };
   assert.deepEqual(ratios(ours, ref), { train: 0.5, generate: 1.5, generate_no_cache: 0.25 });
+});
+
+test("--bf16 is refused on wasm and cpu with a one-line fix, exit 2", async () => {
+  for (const backend of ["wasm", "cpu"]) {
+    const r = await runCli(["bench", "--backend", backend, "--config", "gpt2-tiny", "--bf16", "--no-torch", "--json"]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, new RegExp(`--bf16 needs the tensorflow backend, not ${backend}`));
+    assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+  }
 });

@@ -6,50 +6,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
 import * as tf from "@tensorflow/tfjs";
-import { useBackend } from "../src/backend/index.js";
+import { cpuBf16Support, useBackend } from "../src/backend/index.js";
 import { testBackend } from "./helpers/backend.js";
-import { buildGPT, type GPTModel } from "../src/model/gpt.js";
-import type { GPTConfig } from "../src/model/config.js";
-import { readAllSafetensors } from "../src/weights/safetensors.js";
-import { sharedPath } from "./helpers/shared.js";
-
-interface FixtureCase {
-  name: string;
-  ids: number[];
-  logits_last_file: string;
-  top10_last: { ids: number[]; logits: number[] };
-  logsumexp_last: number;
-  argmax_per_position: number[];
-  greedy_continuation: number[];
-  loss: number;
-}
-
-const fixture = (...p: string[]) => sharedPath("fixtures", "gpt2-tiny", ...p);
-const expected = JSON.parse(readFileSync(fixture("expected.json"), "utf8")) as { config: Record<string, number>; cases: FixtureCase[] };
-
-const config: GPTConfig = {
-  vocab_size: expected.config.n_vocab,
-  context_length: expected.config.n_ctx,
-  emb_dim: expected.config.n_embd,
-  n_heads: expected.config.n_head,
-  n_layers: expected.config.n_layer,
-  drop_rate: 0.1, // must not matter: inference never drops
-  qkv_bias: true, // GPT-2 has a c_attn bias
-  tied_head: true, // the file has no lm_head.weight
-};
-
-async function fixtureModel(): Promise<GPTModel> {
-  const { tensors } = await readAllSafetensors(fixture("hf", "model.safetensors"));
-  const weights = new Map<string, Float32Array>();
-  for (const [name, t] of tensors) {
-    if (/^h\.\d+\.attn\.bias$/.test(name)) continue; // the causal-mask buffer, not a parameter (README)
-    weights.set(name, t.data);
-  }
-  const gpt = buildGPT(config, { initialize: false });
-  gpt.setWeights(weights);
-  return gpt;
-}
+import { config, expected, fixture, fixtureModel } from "./helpers/fixture.js";
 
 function logSumExp(row: Float32Array): number {
   let max = -Infinity;
@@ -114,5 +75,44 @@ for (const backend of [...new Set(["cpu", "wasm", testBackend()] as const)]) {
     } finally {
       gpt.dispose();
     }
+  });
+}
+
+// --bf16 must really change the arithmetic (a silently ignored flag would match to 1e-6) and stay close: inputs
+// of every matmul rounded to 8-bit mantissas move these logits (|logit| ≤ 4) by ~1e-2. A child process, because
+// oneDNN's math mode is fixed when TensorFlow first loads. In the suite's tensorflow pass.
+if (testBackend() === "tensorflow") {
+  test("--bf16 on tensorflow: fixture logits move by bf16 rounding (1e-4 … 0.1), the loss stays within 0.05", (ctx) => {
+    const support = cpuBf16Support();
+    if (!support || support === "none") return ctx.skip("this CPU has no bfloat16 instructions");
+    const child = `
+      import * as tf from "@tensorflow/tfjs";
+      import { useBackend } from ${JSON.stringify(new URL("../src/backend/index.js", import.meta.url).href)};
+      import { config, expected, fixtureModel } from ${JSON.stringify(new URL("./helpers/fixture.js", import.meta.url).href)};
+      await useBackend("tensorflow", { bf16: true });
+      const gpt = await fixtureModel();
+      const out = expected.cases.map((c) => {
+        const logits = gpt.forward(tf.tensor2d([c.ids], [1, c.ids.length], "int32"), false);
+        return Array.from(logits.dataSync());
+      });
+      process.stdout.write(JSON.stringify({ V: config.vocab_size, out }));
+    `;
+    const r = spawnSync(process.execPath, ["--input-type=module", "-e", child], { encoding: "utf8", maxBuffer: 1 << 30 });
+    assert.equal(r.status, 0, r.stderr);
+    const { V, out } = JSON.parse(r.stdout) as { V: number; out: number[][] };
+    expected.cases.forEach((c, k) => {
+      const T = c.ids.length;
+      const row = (t: number) => Float32Array.from(out[k].slice(t * V, (t + 1) * V));
+      const ref = new Float32Array(readFileSync(fixture(c.logits_last_file)).buffer.slice(0));
+      const last = row(T - 1);
+      let maxDiff = 0;
+      for (let i = 0; i < V; i++) maxDiff = Math.max(maxDiff, Math.abs(last[i] - ref[i]));
+      ctx.diagnostic(`${c.name}: max |logit diff| with --bf16 ${maxDiff.toExponential(2)}`);
+      assert.ok(maxDiff > 1e-4 && maxDiff < 0.1, `${c.name}: max |logit diff| ${maxDiff}`);
+      let loss = 0;
+      for (let t = 0; t < T - 1; t++) loss += logSumExp(row(t)) - row(t)[c.ids[t + 1]];
+      loss /= T - 1;
+      assert.ok(Math.abs(loss - c.loss) < 0.05, `${c.name}: loss ${loss} vs ${c.loss}`);
+    });
   });
 }

@@ -11,76 +11,78 @@ before(async () => {
 
 const close = (a: number, b: number, tol: number, what = "") => assert.ok(Math.abs(a - b) <= tol, `${what} ${a} vs ${b}`);
 
-test("one AdamW step on a scalar: p=1, g=0.5, lr=0.1, λ=0.1 → 0.99 − 0.1 = 0.89 (PyTorch's formula)", () => {
-  const p = tf.variable(tf.scalar(1));
-  const opt = new AdamW([{ name: "p", variable: p }], { weightDecay: 0.1 });
-  const g = tf.scalar(0.5);
-  opt.applyGradients(new Map([["p", g]]), 0.1);
-  // m = 0.05, v = 0.00025; m̂ = 0.5, v̂ = 0.25; p = 1·(1 − 0.1·0.1) − 0.1 · 0.5 / (0.5 + 1e-8)
-  close(p.dataSync()[0], 0.89, 1e-7);
-  // second step, g = −0.2: m = 0.025, v = 0.00028975, bc1 = 0.19, bc2 = 0.001999
-  const g2 = tf.scalar(-0.2);
-  opt.applyGradients(new Map([["p", g2]]), 0.1);
-  const expected = 0.89 * 0.99 - (0.1 * (0.025 / 0.19)) / (Math.sqrt(0.00028975 / 0.001999) + 1e-8);
-  close(p.dataSync()[0], expected, 1e-6);
-  close(expected, 0.84654, 1e-5);
-  assert.equal(opt.step, 2);
-  [p, g, g2].forEach((t) => t.dispose());
-  opt.dispose();
-});
+for (const moments of ["arrays", "tensors"] as const) {
+  test(`one AdamW step on a scalar (moments in ${moments}): p=1, g=0.5, lr=0.1, λ=0.1 → 0.99 − 0.1 = 0.89 (PyTorch's formula)`, () => {
+    const p = tf.variable(tf.scalar(1));
+    const opt = new AdamW([{ name: "p", variable: p }], { weightDecay: 0.1, moments });
+    const g = tf.scalar(0.5);
+    opt.applyGradients(new Map([["p", g]]), 0.1);
+    // m = 0.05, v = 0.00025; m̂ = 0.5, v̂ = 0.25; p = 1·(1 − 0.1·0.1) − 0.1 · 0.5 / (0.5 + 1e-8)
+    close(p.dataSync()[0], 0.89, 1e-7);
+    // second step, g = −0.2: m = 0.025, v = 0.00028975, bc1 = 0.19, bc2 = 0.001999
+    const g2 = tf.scalar(-0.2);
+    opt.applyGradients(new Map([["p", g2]]), 0.1);
+    const expected = 0.89 * 0.99 - (0.1 * (0.025 / 0.19)) / (Math.sqrt(0.00028975 / 0.001999) + 1e-8);
+    close(p.dataSync()[0], expected, 1e-6);
+    close(expected, 0.84654, 1e-5);
+    assert.equal(opt.step, 2);
+    [p, g, g2].forEach((t) => t.dispose());
+    opt.dispose();
+  });
 
-test("AdamW on a vector matches a float64 reference over 20 steps with a changing lr", () => {
-  const n = 5;
-  const init = [0.3, -1.2, 2.0, 0.0, 0.7];
-  const p = tf.variable(tf.tensor1d(init));
-  const opt = new AdamW([{ name: "w", variable: p }], { weightDecay: 0.05, beta1: 0.8, beta2: 0.99, epsilon: 1e-6 });
-  const ref = init.slice();
-  const m = new Array(n).fill(0);
-  const v = new Array(n).fill(0);
-  for (let t = 1; t <= 20; t++) {
-    const lr = 0.01 * (1 + Math.sin(t));
-    const grad = ref.map((x, i) => Math.cos(t * (i + 1)) + 0.1 * x);
-    const g = tf.tensor1d(grad);
-    opt.applyGradients(new Map([["w", g]]), lr);
-    g.dispose();
-    for (let i = 0; i < n; i++) {
-      m[i] = 0.8 * m[i] + 0.2 * grad[i];
-      v[i] = 0.99 * v[i] + 0.01 * grad[i] * grad[i];
-      const mh = m[i] / (1 - 0.8 ** t);
-      const vh = v[i] / (1 - 0.99 ** t);
-      ref[i] = ref[i] * (1 - lr * 0.05) - (lr * mh) / (Math.sqrt(vh) + 1e-6);
+  test(`AdamW (moments in ${moments}) on a vector matches a float64 reference over 20 steps with a changing lr`, () => {
+    const n = 5;
+    const init = [0.3, -1.2, 2.0, 0.0, 0.7];
+    const p = tf.variable(tf.tensor1d(init));
+    const opt = new AdamW([{ name: "w", variable: p }], { weightDecay: 0.05, beta1: 0.8, beta2: 0.99, epsilon: 1e-6, moments });
+    const ref = init.slice();
+    const m = new Array(n).fill(0);
+    const v = new Array(n).fill(0);
+    for (let t = 1; t <= 20; t++) {
+      const lr = 0.01 * (1 + Math.sin(t));
+      const grad = ref.map((x, i) => Math.cos(t * (i + 1)) + 0.1 * x);
+      const g = tf.tensor1d(grad);
+      opt.applyGradients(new Map([["w", g]]), lr);
+      g.dispose();
+      for (let i = 0; i < n; i++) {
+        m[i] = 0.8 * m[i] + 0.2 * grad[i];
+        v[i] = 0.99 * v[i] + 0.01 * grad[i] * grad[i];
+        const mh = m[i] / (1 - 0.8 ** t);
+        const vh = v[i] / (1 - 0.99 ** t);
+        ref[i] = ref[i] * (1 - lr * 0.05) - (lr * mh) / (Math.sqrt(vh) + 1e-6);
+      }
     }
-  }
-  const got = p.dataSync();
-  for (let i = 0; i < n; i++) close(got[i], ref[i], 1e-5, `w[${i}]`);
-  p.dispose();
-  opt.dispose();
-});
+    const got = p.dataSync();
+    for (let i = 0; i < n; i++) close(got[i], ref[i], 1e-5, `w[${i}]`);
+    p.dispose();
+    opt.dispose();
+  });
 
-test("AdamW state saves and restores: a restored optimizer continues identically", () => {
-  const mk = () => tf.variable(tf.tensor1d([1, 2, 3]));
-  const a = mk();
-  const optA = new AdamW([{ name: "x", variable: a }], { weightDecay: 0.1 });
-  const grads = [[0.1, -0.2, 0.3], [0.5, 0.5, -0.5], [-0.1, 0.0, 0.2]];
-  const apply = (opt: AdamW, gv: number[]) => {
-    const g = tf.tensor1d(gv);
-    opt.applyGradients(new Map([["x", g]]), 0.01);
-    g.dispose();
-  };
-  apply(optA, grads[0]);
-  apply(optA, grads[1]);
-  const saved = new Map([...optA.stateArrays()].map(([k, t]) => [k, t.data.slice()]));
-  const b = tf.variable(a.clone());
-  const optB = new AdamW([{ name: "x", variable: b }], { weightDecay: 0.1 });
-  optB.loadState(optA.step, (k) => saved.get(k));
-  apply(optA, grads[2]);
-  apply(optB, grads[2]);
-  assert.deepEqual(Array.from(b.dataSync()), Array.from(a.dataSync()));
-  assert.throws(() => optB.loadState(2, () => undefined), /no 'm.x'/);
-  [a, b].forEach((t) => t.dispose());
-  optA.dispose();
-  optB.dispose();
-});
+  test(`AdamW state (moments in ${moments}) saves and restores: a restored optimizer continues identically`, () => {
+    const mk = () => tf.variable(tf.tensor1d([1, 2, 3]));
+    const a = mk();
+    const optA = new AdamW([{ name: "x", variable: a }], { weightDecay: 0.1, moments });
+    const grads = [[0.1, -0.2, 0.3], [0.5, 0.5, -0.5], [-0.1, 0.0, 0.2]];
+    const apply = (opt: AdamW, gv: number[]) => {
+      const g = tf.tensor1d(gv);
+      opt.applyGradients(new Map([["x", g]]), 0.01);
+      g.dispose();
+    };
+    apply(optA, grads[0]);
+    apply(optA, grads[1]);
+    const saved = new Map([...optA.stateArrays()].map(([k, t]) => [k, t.data.slice()]));
+    const b = tf.variable(a.clone());
+    const optB = new AdamW([{ name: "x", variable: b }], { weightDecay: 0.1, moments });
+    optB.loadState(optA.step, (k) => saved.get(k));
+    apply(optA, grads[2]);
+    apply(optB, grads[2]);
+    assert.deepEqual(Array.from(b.dataSync()), Array.from(a.dataSync()));
+    assert.throws(() => optB.loadState(2, () => undefined), /no 'm.x'/);
+    [a, b].forEach((t) => t.dispose());
+    optA.dispose();
+    optB.dispose();
+  });
+}
 
 test("global-norm clipping as clip_grad_norm_: norm of (3,4) and (12) is 13, clipped to 1", () => {
   const g = new Map<string, tf.Tensor>([

@@ -3,6 +3,7 @@
  * CPU build) when it is installed and loads, then WebAssembly, then the pure-JS cpu backend.
  */
 import { createRequire } from "node:module";
+import { readFileSync } from "node:fs";
 import * as tf from "@tensorflow/tfjs";
 import { BackendError, UsageError } from "../errors.js";
 
@@ -20,6 +21,29 @@ export interface BackendStatus {
   library_version?: string;
   /** why it cannot be used */
   reason?: string;
+  /** matmuls in bfloat16 (--bf16) */
+  bf16?: boolean;
+}
+
+export interface BackendOptions {
+  /**
+   * Let oneDNN run float32 matmuls in bfloat16 (AMX / AVX512-BF16), as PyTorch's CPU autocast does: inputs
+   * rounded to bf16, products accumulated in float32, tensors stay float32. Tensorflow backend only.
+   */
+  bf16?: boolean;
+}
+
+/** The CPU's bfloat16 matrix instructions: "AMX-BF16", "AVX512-BF16", "none", or undefined off Linux (unknown). */
+export function cpuBf16Support(): string | undefined {
+  let flags: string[];
+  try {
+    flags = (/^flags\s*:(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? "").trim().split(/\s+/);
+  } catch {
+    return undefined;
+  }
+  if (flags.includes("amx_bf16")) return "AMX-BF16";
+  if (flags.includes("avx512_bf16")) return "AVX512-BF16";
+  return "none";
 }
 
 const require = createRequire(import.meta.url);
@@ -38,7 +62,7 @@ function firstLine(err: unknown): string {
   return msg.split("\n")[0];
 }
 
-async function loadTensorflow(): Promise<BackendStatus> {
+async function loadTensorflow(bf16 = false): Promise<BackendStatus> {
   let last: BackendStatus | undefined;
   for (const pkg of TENSORFLOW_PACKAGES) {
     const version = packageVersion(pkg);
@@ -46,10 +70,12 @@ async function loadTensorflow(): Promise<BackendStatus> {
     try {
       // libtensorflow's C++ info logs would otherwise fill stderr
       process.env.TF_CPP_MIN_LOG_LEVEL ??= "2";
+      // oneDNN reads its default math mode from the environment when it creates its first primitive
+      if (bf16) process.env.ONEDNN_DEFAULT_FPMATH_MODE = "BF16";
       // Importing the addon registers the 'tensorflow' backend and makes it the active one.
       const addon = (await import(pkg)) as { backend(): { binding?: { TF_Version?: string } } };
       const library_version = addon.backend().binding?.TF_Version;
-      return { name: "tensorflow", package: pkg, installed: true, available: true, version, library_version };
+      return { name: "tensorflow", package: pkg, installed: true, available: true, version, library_version, bf16 };
     } catch (err) {
       last = { name: "tensorflow", package: pkg, installed: true, available: false, version, reason: firstLine(err) };
     }
@@ -82,8 +108,17 @@ function cpuStatus(): BackendStatus {
   return { name: "cpu", package: "@tensorflow/tfjs", installed: true, available: true, version: tf.version_core };
 }
 
+function checkBf16(choice: string): void {
+  if (choice === "wasm" || choice === "cpu") {
+    throw new UsageError(`--bf16 needs the tensorflow backend, not ${choice}`, "drop --bf16, or use --backend tensorflow (`npm run setup:tensorflow`)");
+  }
+  if (cpuBf16Support() === "none") {
+    throw new UsageError("--bf16: this CPU has no bfloat16 matrix instructions (AMX-BF16 or AVX512-BF16), so it would change nothing", "drop --bf16");
+  }
+}
+
 const loaders = {
-  tensorflow: loadTensorflow,
+  tensorflow: () => loadTensorflow(),
   wasm: loadWasm,
   cpu: async () => {
     const { registerCpuKernels } = await import("./cpu-kernels.js");
@@ -115,20 +150,26 @@ async function activate(status: BackendStatus): Promise<boolean> {
 let selected: BackendStatus | undefined;
 
 /** Select and initialise a backend. Throws BackendError when an explicitly requested backend cannot load. */
-export async function useBackend(choice: string = process.env.LLMCTL_BACKEND ?? "auto"): Promise<BackendStatus> {
+export async function useBackend(choice: string = process.env.LLMCTL_BACKEND ?? "auto", opts: BackendOptions = {}): Promise<BackendStatus> {
   if (!(BACKEND_NAMES as readonly string[]).includes(choice)) {
     throw new UsageError(`unknown backend '${choice}'`, `use one of ${BACKEND_NAMES.join(", ")}`);
   }
-  if (selected && (choice === "auto" || choice === selected.name)) return selected;
-  const order = choice === "auto" ? (["tensorflow", "wasm", "cpu"] as const) : [choice as BackendStatus["name"]];
+  const bf16 = opts.bf16 ?? false;
+  if (bf16) checkBf16(choice);
+  if (selected && (choice === "auto" || choice === selected.name)) {
+    if (bf16 && !selected.bf16) throw new Error("--bf16 must be chosen before the tensorflow backend is first loaded");
+    return selected;
+  }
+  const order = bf16 ? (["tensorflow"] as const) : choice === "auto" ? (["tensorflow", "wasm", "cpu"] as const) : [choice as BackendStatus["name"]];
   for (const name of order) {
-    const status = await loaders[name]();
+    const status = name === "tensorflow" ? await loadTensorflow(bf16) : await loaders[name]();
     if (await activate(status)) {
       selected = status;
       return status;
     }
-    if (choice !== "auto") {
-      throw new BackendError(`backend '${name}' cannot be used: ${status.reason}`, "run `llmctl doctor` to see which backends load");
+    if (choice !== "auto" || bf16) {
+      const fix = bf16 ? "--bf16 needs it: run `npm run setup:tensorflow`, or drop --bf16" : "run `llmctl doctor` to see which backends load";
+      throw new BackendError(`backend '${name}' cannot be used: ${status.reason}`, fix);
     }
   }
   throw new BackendError("no TF.js backend could be initialised", "run `llmctl doctor`");

@@ -28,6 +28,8 @@ export interface BenchShape {
 
 export interface BenchRecord {
   backend: string;
+  /** matmul precision: "fp32", or "bf16" (--bf16; PyTorch's autocast) */
+  precision: "fp32" | "bf16";
   model: string;
   vocab_size: number;
   context: number;
@@ -46,6 +48,8 @@ export interface BenchRecord {
 }
 
 export interface BenchOptions {
+  /** the backend was loaded with --bf16 */
+  bf16?: boolean;
   /** timed training steps after the warm-up step (default 3) */
   trainSteps?: number;
   /** generated tokens per measurement (default 32, as torch_ref.py) */
@@ -104,6 +108,7 @@ export async function benchShape(shape: BenchShape, opts: BenchOptions = {}): Pr
     const uncached = await generate(gpt, prompt, { maxNewTokens: genTokens, temperature: 0, useCache: false });
     return {
       backend: tf.getBackend(),
+      precision: opts.bf16 ? "bf16" : "fp32",
       model: shape.model,
       vocab_size: cfg.vocab_size,
       context,
@@ -154,16 +159,18 @@ export async function pythonHasTorch(python: string): Promise<boolean> {
 }
 
 /**
- * Run torch_ref.py on the same shape (2 threads, as our backends get) and return its numbers under our keys.
+ * Run torch_ref.py on the same shape (2 threads, as our backends get; bf16 = its --bf16 autocast) and return its
+ * numbers under our keys.
  * The script is run through runpy so its peak RSS can be read in the same interpreter afterwards.
  */
-export async function benchTorch(python: string, script: string, shape: BenchShape): Promise<BenchRecord> {
+export async function benchTorch(python: string, script: string, shape: BenchShape, bf16 = false): Promise<BenchRecord> {
   const { cfg } = shape;
   const argv = [
     script, "--model", "gpt2-tiny", "--batch", String(shape.batch), "--context", String(shape.context),
     "--vocab", String(cfg.vocab_size), "--emb", String(cfg.emb_dim), "--layers", String(cfg.n_layers),
     "--heads", String(cfg.n_heads), "--steps", "3", "--gen-tokens", "32", "--threads", "2",
     ...(cfg.tied_head ? ["--tied"] : []),
+    ...(bf16 ? ["--bf16"] : []),
   ];
   const code =
     "import json, resource, runpy, sys\n" +
@@ -177,6 +184,7 @@ export async function benchTorch(python: string, script: string, shape: BenchSha
   const rss = JSON.parse(lines[1]) as { peak_rss_mb: number };
   return {
     backend: String(ref.engine),
+    precision: bf16 ? "bf16" : "fp32",
     model: shape.model,
     vocab_size: cfg.vocab_size,
     context: shape.context,

@@ -47,6 +47,12 @@ async function main(argv: string[]): Promise<number> {
       describe: "TF.js backend (env LLMCTL_BACKEND)",
       global: true,
     })
+    .option("bf16", {
+      type: "boolean",
+      default: process.env.LLMCTL_BF16 === "1",
+      describe: "bfloat16 matmuls on CPUs with AMX/AVX512-BF16 (tensorflow backend; env LLMCTL_BF16=1)",
+      global: true,
+    })
     .option("seed", { type: "number", describe: "random seed", global: true })
     .option("json", { type: "boolean", default: false, describe: "machine-readable output on stdout", global: true })
     .option("verbose", { alias: "v", type: "boolean", default: false, describe: "more detail, stack traces", global: true })

@@ -6,6 +6,7 @@ import ora, { type Ora } from "ora";
 
 export interface GlobalOptions {
   backend: string;
+  bf16: boolean;
   seed?: number;
   json: boolean;
   verbose: boolean;

@@ -1,6 +1,6 @@
 import type { CommandModule } from "yargs";
 import { spawn } from "node:child_process";
-import { useBackend } from "../../backend/index.js";
+import { cpuBf16Support, useBackend } from "../../backend/index.js";
 import { loadConfigFile } from "../../model/config.js";
 import { LlmctlError } from "../../errors.js";
 import { benchShape, benchTorch, pythonHasTorch, ratios, torchRefPath, type BenchRecord, type BenchShape } from "../../bench/bench.js";
@@ -14,8 +14,26 @@ interface BenchArgs extends GlobalOptions {
 }
 
 const DEFAULT_CONFIGS = ["gpt2-tiny", "gpt2-124m-ch05"];
-/** Backends measured when --backend is not given; cpu is left out (minutes per 124M step). */
-const DEFAULT_BACKENDS = ["tensorflow", "wasm"];
+
+interface Variant {
+  backend: string;
+  bf16: boolean;
+}
+
+/**
+ * What is measured when --backend is not given: tensorflow, tensorflow with --bf16 when the CPU has bfloat16
+ * instructions, and wasm (cpu is left out: minutes per 124M step). With --bf16, only tensorflow with it.
+ */
+function variants(a: BenchArgs): Variant[] {
+  if (a.backend !== "auto") return [{ backend: a.backend, bf16: a.bf16 }];
+  if (a.bf16) return [{ backend: "tensorflow", bf16: true }];
+  const bf16 = cpuBf16Support();
+  return [
+    { backend: "tensorflow", bf16: false },
+    ...(bf16 && bf16 !== "none" ? [{ backend: "tensorflow", bf16: true }] : []),
+    { backend: "wasm", bf16: false },
+  ];
+}
 
 function shapeOf(name: string): BenchShape {
   const { model, train } = loadConfigFile(name);
@@ -25,9 +43,10 @@ function shapeOf(name: string): BenchShape {
 }
 
 /** One (backend, config) pair in a fresh process, so its peak RSS is its own. */
-function benchChild(backend: string, config: string, steps: number): Promise<BenchRecord | string> {
+function benchChild(v: Variant, config: string, steps: number): Promise<BenchRecord | string> {
   return new Promise((resolvePromise) => {
-    const args = [process.argv[1], "bench", "--backend", backend, "--config", config, "--steps", String(steps), "--json", "--no-torch"];
+    const args = [process.argv[1], "bench", "--backend", v.backend, "--config", config, "--steps", String(steps), "--json", "--no-torch"];
+    if (v.bf16) args.push("--bf16");
     const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
@@ -45,7 +64,7 @@ function human(r: BenchRecord): string {
   const vs = r.vs_reference as Record<string, number> | undefined;
   const ratio = vs ? ` (${vs.train}× / ${vs.generate}× / ${vs.generate_no_cache}× PyTorch)` : "";
   return (
-    `${r.backend.padEnd(20)} ${r.model.padEnd(16)} train ${r.train_tokens_per_second} tok/s, generate ${r.generate_tokens_per_second} tok/s ` +
+    `${(r.backend + (r.precision === "bf16" ? " bf16" : "")).padEnd(25)} ${r.model.padEnd(16)} train ${r.train_tokens_per_second} tok/s, generate ${r.generate_tokens_per_second} tok/s ` +
     `(no cache ${r.generate_tokens_per_second_no_cache}), peak RSS ${r.peak_rss_mb} MB${ratio}`
   );
 }
@@ -60,21 +79,22 @@ export const benchCommand: CommandModule<GlobalOptions, BenchArgs> = {
       .option("torch", { type: "boolean", default: true, describe: "also run ../shared/bench/torch_ref.py on the same shapes (--no-torch to skip)" })
       .option("python", { type: "string", default: "/usr/bin/python3", describe: "python with PyTorch for the reference" })
       .example("$0 bench --json", "every backend that loads × gpt2-tiny and the 124M ch05 setting, plus PyTorch")
-      .example("$0 bench --backend wasm --config gpt2-tiny", "one backend, one model, measured in this process"),
+      .example("$0 bench --backend wasm --config gpt2-tiny", "one backend, one model, measured in this process")
+      .example("$0 bench --bf16", "tensorflow with bfloat16 matmuls against PyTorch's bf16 autocast"),
   handler: async (a) => {
     const configs = a.config;
     // one backend and one config: measure here (this process's peak RSS is the measurement's)
     if (a.backend !== "auto" && configs.length === 1) {
       const shape = shapeOf(configs[0]);
-      await useBackend(a.backend);
+      await useBackend(a.backend, { bf16: a.bf16 });
       const spin = spinner(`benchmarking ${shape.model} on ${a.backend}`);
       let rec: BenchRecord;
       try {
-        rec = await benchShape(shape, { trainSteps: a.steps, onProgress: (t) => (spin.text = t) });
+        rec = await benchShape(shape, { trainSteps: a.steps, bf16: a.bf16, onProgress: (t) => (spin.text = t) });
       } finally {
         spin.stop();
       }
-      const ref = a.torch ? await reference(a, shape) : undefined;
+      const ref = a.torch ? await reference(a, shape, a.bf16) : undefined;
       if (ref) {
         rec.reference = ref.backend;
         rec.vs_reference = ratios(rec, ref);
@@ -85,20 +105,24 @@ export const benchCommand: CommandModule<GlobalOptions, BenchArgs> = {
       }
       return;
     }
-    const backends = a.backend !== "auto" ? [a.backend] : DEFAULT_BACKENDS;
+    const todo = variants(a);
     for (const config of configs) {
       const shape = shapeOf(config);
-      const ref = a.torch ? await reference(a, shape) : undefined;
+      // each precision is compared with PyTorch at the same precision (fp32, or bf16 autocast), run once
+      const refs = new Map<boolean, BenchRecord | undefined>();
       let measured = 0;
-      for (const backend of backends) {
-        const spin = spinner(`benchmarking ${shape.model} on ${backend}`);
-        const rec = await benchChild(backend, config, a.steps);
+      for (const v of todo) {
+        const label = `${v.backend}${v.bf16 ? " --bf16" : ""}`;
+        const spin = spinner(`benchmarking ${shape.model} on ${label}`);
+        const rec = await benchChild(v, config, a.steps);
         spin.stop();
         if (typeof rec === "string") {
-          note(`${backend}: skipped (${rec.replace(/^llmctl: /, "")})`);
+          note(`${label}: skipped (${rec.replace(/^llmctl: /, "")})`);
           continue;
         }
         measured += 1;
+        if (a.torch && !refs.has(v.bf16)) refs.set(v.bf16, await reference(a, shape, v.bf16));
+        const ref = refs.get(v.bf16);
         if (ref) {
           rec.reference = ref.backend;
           rec.vs_reference = ratios(rec, ref);
@@ -106,7 +130,8 @@ export const benchCommand: CommandModule<GlobalOptions, BenchArgs> = {
         if (a.json) printJson(rec);
         else printLine(human(rec));
       }
-      if (ref) {
+      for (const ref of refs.values()) {
+        if (!ref) continue;
         if (a.json) printJson(ref);
         else printLine(human(ref));
       }
@@ -115,7 +140,7 @@ export const benchCommand: CommandModule<GlobalOptions, BenchArgs> = {
   },
 };
 
-async function reference(a: BenchArgs, shape: BenchShape): Promise<BenchRecord | undefined> {
+async function reference(a: BenchArgs, shape: BenchShape, bf16: boolean): Promise<BenchRecord | undefined> {
   const script = torchRefPath();
   if (!script) {
     verbose(a, "PyTorch reference skipped: ../shared/bench/torch_ref.py not found (set LLMCTL_TORCH_REF)");
@@ -125,9 +150,9 @@ async function reference(a: BenchArgs, shape: BenchShape): Promise<BenchRecord |
     note(`PyTorch reference skipped: ${a.python} has no torch (apt-get install -y python3-torch libopenblas0-pthread)`);
     return undefined;
   }
-  const spin = spinner(`PyTorch reference for ${shape.model}`);
+  const spin = spinner(`PyTorch${bf16 ? " bf16" : ""} reference for ${shape.model}`);
   try {
-    return await benchTorch(a.python, script, shape);
+    return await benchTorch(a.python, script, shape, bf16);
   } catch (err) {
     note(`PyTorch reference failed: ${(err as Error).message}`);
     return undefined;

@@ -60,7 +60,7 @@ export const classifyCommand: CommandModule<GlobalOptions, ClassifyArgs> = {
       throw new UsageError(`${args.model} is a language model, not a classifier`, `finetune one first: llmctl finetune spam --model ${args.model} --out DIR`);
     }
     const head = meta.head;
-    await useBackend(args.backend);
+    await useBackend(args.backend, { bf16: args.bf16 });
     const { gpt } = await loadModelShowingProgress(args.model);
     try {
       const labels = head.labels ?? (head.num_classes === SPAM_LABELS.length ? [...SPAM_LABELS] : Array.from({ length: head.num_classes }, (_, i) => `class ${i}`));

@@ -1,7 +1,7 @@
 import type { CommandModule } from "yargs";
 import * as tf from "@tensorflow/tfjs";
 import { availableParallelism } from "node:os";
-import { probeBackends, useBackend, type BackendStatus } from "../../backend/index.js";
+import { cpuBf16Support, probeBackends, useBackend, type BackendStatus } from "../../backend/index.js";
 import { printJson, printLine, type GlobalOptions } from "../output.js";
 
 interface DoctorArgs extends GlobalOptions {
@@ -35,15 +35,19 @@ export const doctorCommand: CommandModule<GlobalOptions, DoctorArgs> = {
     y
       .option("speed", { type: "boolean", default: true, describe: "measure matmul GFLOP/s on each backend (~2 s each)" })
       .example("$0 doctor", "which backends load here, and how fast they are")
-      .example("$0 doctor --json --no-speed", "the same as JSON, without the speed test"),
+      .example("$0 doctor --json --no-speed", "the same as JSON, without the speed test")
+      .example("$0 doctor --bf16", "the tensorflow backend's matmul speed with bfloat16 matmuls"),
   handler: async (args) => {
-    const selected = (await useBackend(args.backend)).name;
+    const selected = (await useBackend(args.backend, { bf16: args.bf16 })).name;
     const backends: (BackendStatus & { threads?: number; matmul_gflops?: number })[] = await probeBackends();
     for (const b of backends) {
       if (!b.available) continue;
       await useBackend(b.name);
       // TensorFlow's intra-op pool defaults to one thread per core; the JS cpu backend runs on one.
-      if (b.name === "tensorflow") b.threads = availableParallelism();
+      if (b.name === "tensorflow") {
+        b.threads = availableParallelism();
+        b.bf16 = args.bf16;
+      }
       if (b.name === "cpu") b.threads = 1;
       if (b.name === "wasm") {
         const { getThreadsCount } = await import("@tensorflow/tfjs-backend-wasm");
@@ -52,7 +56,7 @@ export const doctorCommand: CommandModule<GlobalOptions, DoctorArgs> = {
       if (args.speed) b.matmul_gflops = Number((await matmulGflops(2)).toFixed(2));
     }
     if (args.json) {
-      printJson({ backends, selected });
+      printJson({ backends, selected, cpu_bf16: cpuBf16Support() ?? "unknown" });
       return;
     }
     for (const b of backends) {
@@ -61,11 +65,13 @@ export const doctorCommand: CommandModule<GlobalOptions, DoctorArgs> = {
         b.version && `v${b.version}`,
         b.library_version && `libtensorflow ${b.library_version}`,
         b.threads !== undefined && `${b.threads} thread(s)`,
-        b.matmul_gflops !== undefined && `${b.matmul_gflops} GFLOP/s matmul`,
+        b.matmul_gflops !== undefined && `${b.matmul_gflops} GFLOP/s matmul${b.bf16 ? " (bf16)" : ""}`,
         b.reason,
       ].filter(Boolean);
       printLine(`${b.name.padEnd(11)} ${state.padEnd(24)} ${extra.join(", ")}`);
     }
     printLine(`selected: ${selected}`);
+    const bf16 = cpuBf16Support();
+    if (bf16 && bf16 !== "none") printLine(`bfloat16 matmuls: ${bf16} (--bf16 with the tensorflow backend)`);
   },
 };

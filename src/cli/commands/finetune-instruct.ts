@@ -120,7 +120,7 @@ export const finetuneInstructCommand: CommandModule<GlobalOptions, FinetuneInstr
         return true;
       }),
   handler: async (args) => {
-    await useBackend(args.backend);
+    await useBackend(args.backend, { bf16: args.bf16 });
     const tokenizer = getTokenizer();
     const resume = args.resume !== undefined;
     const runDir = resolve(args.resume ?? args.out!);

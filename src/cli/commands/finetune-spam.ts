@@ -99,7 +99,7 @@ export const finetuneSpamCommand: CommandModule<GlobalOptions, FinetuneSpamArgs>
         return true;
       }),
   handler: async (args) => {
-    await useBackend(args.backend);
+    await useBackend(args.backend, { bf16: args.bf16 });
     const resume = args.resume !== undefined;
     const outDir = resolve(args.resume || args.out!);
     if (!resume && existsSync(join(outDir, TRAINER_STATE_FILE))) {

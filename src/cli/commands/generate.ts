@@ -42,7 +42,7 @@ export const generateCommand: CommandModule<GlobalOptions, GenerateArgs> = {
     const sampling = { temperature: args.temperature, topK: args["top-k"] ?? null, topP: args["top-p"] ?? null };
     checkSamplingOptions(sampling);
 
-    await useBackend(args.backend);
+    await useBackend(args.backend, { bf16: args.bf16 });
     const loaded = await loadModelShowingProgress(args.model);
     const { gpt } = loaded;
     try {

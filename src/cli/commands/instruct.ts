@@ -83,7 +83,7 @@ export const instructCommand: CommandModule<GlobalOptions, InstructArgs> = {
         return true;
       }),
   handler: async (args) => {
-    await useBackend(args.backend);
+    await useBackend(args.backend, { bf16: args.bf16 });
     const loaded = await loadModelShowingProgress(args.model);
     const { gpt, meta } = loaded;
     try {

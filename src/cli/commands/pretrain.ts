@@ -113,7 +113,7 @@ export const pretrainCommand: CommandModule<GlobalOptions, PretrainArgs> = {
         return true;
       }),
   handler: async (a) => {
-    await useBackend(a.backend);
+    await useBackend(a.backend, { bf16: a.bf16 });
     const overrides = overridesFrom(a);
     let gpt: GPTModel;
     let settings: TrainSettings;
