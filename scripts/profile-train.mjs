@@ -142,16 +142,15 @@ let genTokS = null;
 let genCpuTokS = null;
 if (head.kind === "lm" && Number(a.gen) > 0) {
   const n = Math.min(Number(a.gen), cfg.context_length - 8);
-  const headT = gpt.outHead.transposedWeight();
   const run = () => {
     const cache = gpt.newCache();
-    let logits = tf.tidy(() => gpt.forwardCached(tf.tensor2d([[1, 2, 3, 4, 5, 6, 7, 8]], [1, 8], "int32"), cache, headT));
+    let logits = tf.tidy(() => gpt.forwardCached(tf.tensor2d([[1, 2, 3, 4, 5, 6, 7, 8]], [1, 8], "int32"), cache));
     const t0 = performance.now();
     const c0 = cpuSeconds();
     for (let i = 0; i < n; i++) {
       const next = tf.tidy(() => tf.argMax(logits, -1).reshape([1, 1]));
       logits.dispose();
-      logits = gpt.forwardCached(next, cache, headT);
+      logits = gpt.forwardCached(next, cache);
       next.dispose();
     }
     logits.dataSync();
@@ -162,7 +161,6 @@ if (head.kind === "lm" && Number(a.gen) > 0) {
   };
   run();
   genTokS = run();
-  headT.dispose();
   console.error(`KV-cached greedy generation: ${genTokS.toFixed(1)} tokens/s (${genCpuTokS.toFixed(1)} per CPU second)`);
 }
 

@@ -208,9 +208,9 @@ test("top-k selection finds the k-th largest value exactly, ties included", () =
 test("with the KV cache each new token feeds one position; past the context the cropped window is fed again", async () => {
   const fed: number[] = [];
   const original = fixtureGpt.forwardCached.bind(fixtureGpt);
-  fixtureGpt.forwardCached = (ids, cache, headT) => {
+  fixtureGpt.forwardCached = (ids, cache) => {
     fed.push(ids.shape[1]);
-    return original(ids, cache, headT);
+    return original(ids, cache);
   };
   try {
     await generate(fixtureGpt, cases[0].ids, { maxNewTokens: 31, temperature: 0 });

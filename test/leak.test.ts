@@ -85,15 +85,15 @@ for (const backend of ["cpu", "wasm"] as const) {
   test(`${backend}: 60 KV-cached tokens leave tensor count and bytes flat`, async () => {
     await useBackend(backend);
     const gpt = buildGPT({ ...cfg, context_length: 64 }, { seed: 6 });
+    gpt.outHead.transposedWeight(); // the head's inference copy, kept by the head until the weight changes
     const before = tf.memory();
-    const headT = gpt.outHead.transposedWeight();
     const cache = gpt.newCache();
-    let logits = tf.tidy(() => gpt.forwardCached(tf.tensor2d([[1, 2, 3]], [1, 3], "int32"), cache, headT));
+    let logits = tf.tidy(() => gpt.forwardCached(tf.tensor2d([[1, 2, 3]], [1, 3], "int32"), cache));
     let during: tf.MemoryInfo | null = null;
     for (let i = 0; i < 60; i++) {
       const next = tf.tidy(() => tf.reshape(tf.argMax(logits, -1), [1, 1]) as tf.Tensor2D);
       logits.dispose();
-      logits = gpt.forwardCached(next, cache, headT);
+      logits = gpt.forwardCached(next, cache);
       next.dispose();
       if (i === 1) during = tf.memory();
       if (i > 1) assert.equal(tf.memory().numTensors, during!.numTensors, `token ${i}: tensors kept growing`);
@@ -101,7 +101,6 @@ for (const backend of ["cpu", "wasm"] as const) {
     assert.equal(cache.length, 63);
     logits.dispose();
     cache.dispose();
-    headT.dispose();
     const after = tf.memory();
     assert.equal(after.numTensors, before.numTensors);
     assert.equal(after.numBytes, before.numBytes);
@@ -110,7 +109,9 @@ for (const backend of ["cpu", "wasm"] as const) {
 
   test(`${backend}: generate() of 70 sampled tokens, sliding past a 32-token context, leaves nothing behind`, async () => {
     await useBackend(backend);
+    const empty = tf.memory();
     const gpt = buildGPT({ ...cfg, context_length: 32 }, { seed: 7 });
+    gpt.outHead.transposedWeight(); // the head's inference copy, kept by the head until the weight changes
     const before = tf.memory();
     const counts: number[] = [];
     const result = await generate(gpt, [5, 6, 7, 8], {
@@ -128,6 +129,8 @@ for (const backend of ["cpu", "wasm"] as const) {
     const steady = counts.slice(2, 20);
     assert.ok(steady.every((c) => c === steady[0]), `tensor counts while generating: ${steady.join(",")}`);
     gpt.dispose();
+    assert.equal(tf.memory().numTensors, empty.numTensors, "the model's dispose() frees its inference copy too");
+    assert.equal(tf.memory().numBytes, empty.numBytes);
   });
 }
 

@@ -145,6 +145,7 @@ test("forward: causal (a later token never changes earlier logits), dropout only
     assert.notDeepEqual(gpt.forward(x1, true).dataSync(), y1.dataSync());
     tf.dispose([x1, x2, y1, y2]);
     const ids = tf.tensor2d([[1, 2, 3]], [1, 3], "int32");
+    gpt.outHead.transposedWeight(); // the head's inference copy, kept by the head until the weight changes
     const n0 = tf.memory().numTensors;
     gpt.forward(ids, true).dispose();
     gpt.forward(ids, false).dispose();
@@ -210,6 +211,30 @@ test("KV-cached inference gives the logits of the full forward pass", () => {
     cache.dispose();
   } finally {
     gpt.dispose();
+  }
+});
+
+test("inference reuses the head's transposed copy until a weight changes, then follows the new weights", () => {
+  for (const tied_head of [false, true]) {
+    const a = buildGPT({ ...small, tied_head }, { seed: 1 });
+    const b = buildGPT({ ...small, tied_head }, { seed: 2 });
+    try {
+      const ids = tf.tensor2d([[3, 1, 4, 1, 5]], [1, 5], "int32");
+      const copy = a.outHead.transposedWeight();
+      a.forwardLast(ids).dispose();
+      assert.equal(a.outHead.transposedWeight(), copy, "the copy is reused while the weights stay");
+      const before = Array.from(a.forwardLast(ids).dataSync());
+      // a takes b's weights: its next logits must be b's, not a stale head's
+      a.setWeights(new Map([...b.namedWeights()].map(([name, v]) => [name, v.read()])));
+      const want = b.forwardLast(ids).dataSync();
+      const got = a.forwardLast(ids).dataSync();
+      assert.notDeepEqual(Array.from(want), before);
+      assert.ok(Math.max(...Array.from(got, (v, i) => Math.abs(v - want[i]))) < 1e-6, `tied ${tied_head}: stale head weights`);
+      ids.dispose();
+    } finally {
+      a.dispose();
+      b.dispose();
+    }
   }
 });
 

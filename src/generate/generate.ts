@@ -61,12 +61,11 @@ export async function generate(gpt: GPTModel, promptIds: readonly number[], opts
   let stoppedAtEos = false;
   const started = performance.now();
 
-  const headT = gpt.outHead.transposedWeight(); // [D,V], made once instead of once per token
   const cache = gpt.newCache();
   const run = (ids: number[], cached: boolean): tf.Tensor2D => {
     const input = tf.tensor2d([ids], [1, ids.length], "int32");
     try {
-      return cached ? gpt.forwardCached(input, cache, headT) : gpt.forwardLast(input, headT);
+      return cached ? gpt.forwardCached(input, cache) : gpt.forwardLast(input);
     } finally {
       input.dispose();
     }
@@ -97,7 +96,6 @@ export async function generate(gpt: GPTModel, promptIds: readonly number[], opts
     }
   } finally {
     cache.dispose();
-    headT.dispose();
   }
   const seconds = (performance.now() - started) / 1000;
   return { ids: out, croppedPromptTokens, stoppedAtEos, seconds, tokensPerSecond: seconds > 0 ? out.length / seconds : 0 };

@@ -179,28 +179,29 @@ export class GPTModel {
 
   /**
    * Inference: the scores at the last position only, ids [B,T] → [B,V]. Skips the head on every other
-   * position. `headT` is outHead.transposedWeight(), passed in to reuse one across calls.
+   * position.
    */
-  forwardLast(ids: tf.Tensor2D, headT?: tf.Tensor2D): tf.Tensor2D {
+  forwardLast(ids: tf.Tensor2D): tf.Tensor2D {
     this.checkIds(ids);
     return tf.tidy(() => {
       let x = this.embedding.embed(ids, 0, false);
       for (const block of this.blocks) x = block.call(x, {}) as tf.Tensor3D;
-      return this.lastLogits(x, headT);
+      return this.lastLogits(x);
     });
   }
 
-  private lastLogits(x: tf.Tensor3D, headT?: tf.Tensor2D): tf.Tensor2D {
+  private lastLogits(x: tf.Tensor3D): tf.Tensor2D {
     const [B, T, D] = x.shape;
     const last = tf.reshape(tf.slice(x, [0, T - 1, 0], [B, 1, D]), [B, D]) as tf.Tensor2D;
-    return (this.outHead as OutputHead).project(this.lnF.call(last) as tf.Tensor2D, headT);
+    const head = this.outHead as OutputHead;
+    return head.project(this.lnF.call(last) as tf.Tensor2D, head.transposedWeight());
   }
 
   /**
    * Inference with a KV cache: feed ids [B,T] at positions cache.length.., extend the cache in place and
    * return the scores at the last new position [B,V]. Each new token costs one position, not the whole window.
    */
-  forwardCached(ids: tf.Tensor2D, cache: KVCache, headT?: tf.Tensor2D): tf.Tensor2D {
+  forwardCached(ids: tf.Tensor2D, cache: KVCache): tf.Tensor2D {
     const start = cache.length;
     const T = ids.shape[1];
     if (start + T > this.config.context_length) {
@@ -217,7 +218,7 @@ export class GPTModel {
         next.push({ kT: tf.keep(r.kv.kT), v: tf.keep(r.kv.v) });
         x = r.y;
       });
-      return this.lastLogits(x, headT);
+      return this.lastLogits(x);
     });
     cache.replace(next, start + T);
     return logits;

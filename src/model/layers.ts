@@ -452,8 +452,31 @@ export class TransformerBlock extends tf.layers.Layer {
 export interface OutputHead {
   /** h [N,D] → [N,out]; `weightT` is the head weight already transposed to [D,out] (inference reuses one). */
   project(h: tf.Tensor2D, weightT?: tf.Tensor2D): tf.Tensor2D;
-  /** the head weight transposed to [D,out] (a new tensor the caller disposes) */
+  /** the head weight transposed to [D,out] for inference; owned by the head (do not dispose), see TransposedCopy */
   transposedWeight(): tf.Tensor2D;
+}
+
+/**
+ * A head weight transposed for inference, kept from call to call and made again when the weight changes (a
+ * variable gets a new dataId on every assign). Transposing GPT-2's [50257,D] head and XNNPACK packing the copy
+ * took longer than generating 32 KV-cached tokens of gpt2-tiny; generation pays it once per weight now.
+ */
+class TransposedCopy {
+  private source?: object;
+  private copy?: tf.Tensor2D;
+
+  of(w: tf.Tensor2D): tf.Tensor2D {
+    if (this.copy && this.source === w.dataId) return this.copy;
+    this.dispose();
+    this.copy = tf.keep(tf.transpose(w));
+    this.source = w.dataId;
+    return this.copy;
+  }
+
+  dispose(): void {
+    this.copy?.dispose();
+    this.copy = this.source = undefined;
+  }
 }
 
 export interface LMHeadArgs extends LayerArgs {
@@ -474,6 +497,7 @@ export class LMHead extends tf.layers.Layer implements OutputHead {
   readonly vocabSize: number;
   readonly embDim: number;
   readonly tiedTo: GPTEmbedding | null;
+  private readonly transposed = new TransposedCopy();
   readonly seed: number;
   weight: tf.LayerVariable | null = null;
 
@@ -496,7 +520,12 @@ export class LMHead extends tf.layers.Layer implements OutputHead {
   }
 
   transposedWeight(): tf.Tensor2D {
-    return tf.transpose(this.headWeight());
+    return this.transposed.of(this.headWeight());
+  }
+
+  override dispose(): ReturnType<tf.layers.Layer["dispose"]> {
+    this.transposed.dispose();
+    return super.dispose();
   }
 
   project(h: tf.Tensor2D, weightT?: tf.Tensor2D): tf.Tensor2D {
@@ -535,6 +564,7 @@ export class ClassifierHead extends tf.layers.Layer implements OutputHead {
   readonly seed: number;
   weight!: tf.LayerVariable;
   bias!: tf.LayerVariable;
+  private readonly transposed = new TransposedCopy();
 
   constructor(args: ClassifierHeadArgs) {
     super(args);
@@ -550,7 +580,12 @@ export class ClassifierHead extends tf.layers.Layer implements OutputHead {
   }
 
   transposedWeight(): tf.Tensor2D {
-    return tf.transpose(this.weight.read() as tf.Tensor2D);
+    return this.transposed.of(this.weight.read() as tf.Tensor2D);
+  }
+
+  override dispose(): ReturnType<tf.layers.Layer["dispose"]> {
+    this.transposed.dispose();
+    return super.dispose();
   }
 
   project(h: tf.Tensor2D, weightT?: tf.Tensor2D): tf.Tensor2D {
