@@ -2,7 +2,7 @@
  * Throughput of one (backend, model) pair, measured the way ../shared/bench/torch_ref.py measures PyTorch, so
  * the two can be compared on exactly the same shapes: training = forward + backward + AdamW step on random
  * tokens of [batch, context] (median of the timed steps, after one warm-up step); generation = 32 greedy tokens
- * after an 8-token prompt, with the KV cache and without it (the book's generate_text_simple).
+ * after an 8-token prompt, without the KV cache (the book's generate_text_simple) and then with it.
  */
 import * as tf from "@tensorflow/tfjs";
 import { spawn } from "node:child_process";
@@ -102,10 +102,11 @@ export async function benchShape(shape: BenchShape, opts: BenchOptions = {}): Pr
     const stepSeconds = median(times);
 
     const prompt = Array.from(randomIds(8));
-    progress(`${shape.model}: generating with the KV cache`);
-    const cached = await generate(gpt, prompt, { maxNewTokens: Math.min(genTokens, cfg.context_length - prompt.length), temperature: 0 });
+    // in torch_ref.py's order: without the cache first, then with it
     progress(`${shape.model}: generating without the cache`);
     const uncached = await generate(gpt, prompt, { maxNewTokens: genTokens, temperature: 0, useCache: false });
+    progress(`${shape.model}: generating with the KV cache`);
+    const cached = await generate(gpt, prompt, { maxNewTokens: Math.min(genTokens, cfg.context_length - prompt.length), temperature: 0 });
     return {
       backend: tf.getBackend(),
       precision: opts.bf16 ? "bf16" : "fp32",
