@@ -22,6 +22,14 @@ test("a third row with target -100 is ignored; with target 1 the mean becomes 0.
   assert.ok(Math.abs(lossOf(logits, [0, 1, 1]) - 0.7936) < 1e-4);
 });
 
+test("far-off targets stay exact: a probability that underflows float32 still gives lse − logit (500, 1000)", () => {
+  // softmax of the target is exp(−500) = 0 in float32; the loss must not be Infinity or NaN
+  assert.ok(Math.abs(lossOf([[0, -200, 300]], [1]) - 500) < 1e-3);
+  assert.ok(Math.abs(lossOf([[1000, 0, 0, -1e-3]], [1]) - 1000) < 1e-3);
+  // and across many classes: lse of 1000 equal logits is log(1000)
+  assert.ok(Math.abs(lossOf([new Array(1000).fill(7)], [3]) - Math.log(1000)) < 1e-5);
+});
+
 test("[B,T,V] logits equal the flattened [N,V] case; all-ignored gives 0", () => {
   const data = Array.from({ length: 2 * 3 * 5 }, (_, i) => Math.sin(i * 1.3) * 3);
   const targets = [4, 0, 2, 1, IGNORE_INDEX, 3];
