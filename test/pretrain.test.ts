@@ -1,5 +1,5 @@
 /**
- * Pretraining with the real GPT: the book's ch05 data numbers, exact resume on the cpu backend, and the CLI.
+ * Pretraining with the real GPT: the book's ch05 data numbers, exact resume (cpu and the suite pass's backend), and the CLI.
  */
 import { test, before } from "node:test";
 import assert from "node:assert/strict";
@@ -20,6 +20,7 @@ import { Rng } from "../src/data/rng.js";
 import { sharedPath, REPO_ROOT } from "./helpers/shared.js";
 import { spawn } from "node:child_process";
 import { runCli } from "./helpers/cli.js";
+import { testBackend } from "./helpers/backend.js";
 
 before(async () => {
   await useBackend("cpu");
@@ -77,32 +78,40 @@ async function train(gpt: ReturnType<typeof buildGPT>, dir: string, s: TrainSett
   }).run();
 }
 
-test("resume with the GPT on cpu: N updates straight equal N/2 + resume + N/2 within 1e-6 (dropout on)", async () => {
-  const a = buildGPT(tinyCfg, { seed: 1 });
-  const res = await train(a, tmp(), settings());
-  const N = res.step;
-  assert.ok(N >= 8, `${N} updates`);
-  const dir = tmp();
-  const b = buildGPT(tinyCfg, { seed: 1 });
-  await train(b, dir, settings({ max_steps: N / 2 }));
-  assert.equal((await readTrainerState(dir)).step, N / 2);
-  b.dispose();
-  const { gpt: c } = await loadModelDir(dir);
-  const resC = await train(c, dir, settings(), true);
-  assert.equal(resC.step, N);
-  let maxDiff = 0;
-  const wa = a.namedWeights();
-  for (const [name, v] of c.namedWeights()) {
-    const x = v.read().dataSync();
-    const y = wa.get(name)!.read().dataSync();
-    for (let i = 0; i < x.length; i++) maxDiff = Math.max(maxDiff, Math.abs(x[i] - y[i]));
-  }
-  assert.ok(maxDiff <= 1e-6, `max weight difference ${maxDiff}`);
-  assert.ok(res.trainLoss! < res.evals[0].train_loss, `loss fell ${res.evals[0].train_loss} → ${res.trainLoss}`);
-  a.dispose();
-  c.dispose();
-  assert.ok(tf.memory().numTensors < 1000);
-});
+// cpu, and the suite pass's backend (tensorflow keeps AdamW's moments as tensors: they must checkpoint exactly too)
+for (const backend of new Set(["cpu", testBackend()])) {
+  test(`resume with the GPT on ${backend}: N updates straight equal N/2 + resume + N/2 within 1e-6 (dropout on)`, async () => {
+    await useBackend(backend);
+    try {
+      const a = buildGPT(tinyCfg, { seed: 1 });
+      const res = await train(a, tmp(), settings());
+      const N = res.step;
+      assert.ok(N >= 8, `${N} updates`);
+      const dir = tmp();
+      const b = buildGPT(tinyCfg, { seed: 1 });
+      await train(b, dir, settings({ max_steps: N / 2 }));
+      assert.equal((await readTrainerState(dir)).step, N / 2);
+      b.dispose();
+      const { gpt: c } = await loadModelDir(dir);
+      const resC = await train(c, dir, settings(), true);
+      assert.equal(resC.step, N);
+      let maxDiff = 0;
+      const wa = a.namedWeights();
+      for (const [name, v] of c.namedWeights()) {
+        const x = v.read().dataSync();
+        const y = wa.get(name)!.read().dataSync();
+        for (let i = 0; i < x.length; i++) maxDiff = Math.max(maxDiff, Math.abs(x[i] - y[i]));
+      }
+      assert.ok(maxDiff <= 1e-6, `max weight difference ${maxDiff}`);
+      assert.ok(res.trainLoss! < res.evals[0].train_loss, `loss fell ${res.evals[0].train_loss} → ${res.trainLoss}`);
+      a.dispose();
+      c.dispose();
+      assert.ok(tf.memory().numTensors < 1000);
+    } finally {
+      await useBackend("cpu");
+    }
+  });
+}
 
 test("the epoch sample is the prompt plus greedy tokens, newlines shown as spaces", async () => {
   const gpt = buildGPT({ ...tinyCfg, vocab_size: 50257 }, { seed: 3 });
