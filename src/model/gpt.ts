@@ -14,7 +14,6 @@ import {
   LMHead,
   TransformerBlock,
   type LayerKV,
-  type OutputHead,
 } from "./layers.js";
 
 export type { GPTConfig, HeadSpec } from "./config.js";
@@ -193,7 +192,7 @@ export class GPTModel {
   private lastLogits(x: tf.Tensor3D): tf.Tensor2D {
     const [B, T, D] = x.shape;
     const last = tf.reshape(tf.slice(x, [0, T - 1, 0], [B, 1, D]), [B, D]) as tf.Tensor2D;
-    const head = this.outHead as OutputHead;
+    const head = this.outHead;
     return head.project(this.lnF.call(last) as tf.Tensor2D, head.transposedWeight());
   }
 

@@ -448,14 +448,6 @@ export class TransformerBlock extends tf.layers.Layer {
 
 // ---------------------------------------------------------------------------------------------------------
 
-/** Anything that turns the final hidden states into scores: h [N,D] → [N,V or C]. */
-export interface OutputHead {
-  /** h [N,D] → [N,out]; `weightT` is the head weight already transposed to [D,out] (inference reuses one). */
-  project(h: tf.Tensor2D, weightT?: tf.Tensor2D): tf.Tensor2D;
-  /** the head weight transposed to [D,out] for inference; owned by the head (do not dispose), see TransposedCopy */
-  transposedWeight(): tf.Tensor2D;
-}
-
 /**
  * A head weight transposed for inference, kept from call to call and made again when the weight changes (a
  * variable gets a new dataId on every assign). Transposing GPT-2's [50257,D] head and XNNPACK packing the copy
@@ -479,46 +471,42 @@ class TransposedCopy {
   }
 }
 
-export interface LMHeadArgs extends LayerArgs {
-  vocabSize: number;
-  embDim: number;
-  /** tie the head to this embedding's `wte` instead of owning `lm_head.weight` */
-  tiedTo?: GPTEmbedding;
-  seed: number;
-}
-
 /**
- * Next-token logits: h [B,T,D] → [B,T,V] = h·Wᵀ with W [V,D] (PyTorch Linear layout, no bias): its own
- * `lm_head.weight` (untied, as the book trains) or the token embedding `wte` (tied, as GPT-2 ships).
- * Wᵀ is materialised with an explicit transpose: the wasm backend is slow with transposed matmul operands.
+ * What turns the final hidden states into scores: h [B,T,D] → [B,T,out] = h·Wᵀ (+ b), with W [out,D] in
+ * PyTorch's Linear layout. Wᵀ is materialised with an explicit transpose: the wasm backend is slow with
+ * transposed matmul operands.
  */
-export class LMHead extends tf.layers.Layer implements OutputHead {
-  static readonly className = "LMHead";
-  readonly vocabSize: number;
-  readonly embDim: number;
-  readonly tiedTo: GPTEmbedding | null;
+export abstract class OutputHead extends tf.layers.Layer {
   private readonly transposed = new TransposedCopy();
-  readonly seed: number;
-  weight: tf.LayerVariable | null = null;
 
-  constructor(args: LMHeadArgs) {
+  constructor(
+    args: LayerArgs,
+    /** scores per position: the vocabulary size, or the number of classes */
+    readonly outDim: number,
+    readonly embDim: number,
+    readonly seed: number,
+  ) {
     super(args);
-    this.vocabSize = args.vocabSize;
-    this.embDim = args.embDim;
-    this.tiedTo = args.tiedTo ?? null;
-    this.seed = args.seed;
   }
 
-  override build(): void {
-    if (!this.tiedTo) this.weight = this.addWeight("weight", [this.vocabSize, this.embDim], "float32", normal(this.seed));
-    this.built = true;
+  /** W [out,D] */
+  abstract headWeight(): tf.Tensor2D;
+
+  /** b [out], for heads that have one */
+  protected headBias(): tf.Tensor1D | null {
+    return null;
   }
 
-  /** W [V,D] */
-  headWeight(): tf.Tensor2D {
-    return (this.tiedTo ? this.tiedTo.wte.read() : this.weight!.read()) as tf.Tensor2D;
+  /** h [N,D] → [N,out]; `weightT` is the head weight already transposed to [D,out] (inference reuses one). */
+  project(h: tf.Tensor2D, weightT?: tf.Tensor2D): tf.Tensor2D {
+    return tf.tidy(() => {
+      const y = fast.matMulBT(h, this.headWeight(), weightT);
+      const b = this.headBias();
+      return b ? tf.add(y, b) : y;
+    });
   }
 
+  /** the head weight transposed to [D,out] for inference; owned by the head (do not dispose), see TransposedCopy */
   transposedWeight(): tf.Tensor2D {
     return this.transposed.of(this.headWeight());
   }
@@ -528,25 +516,53 @@ export class LMHead extends tf.layers.Layer implements OutputHead {
     return super.dispose();
   }
 
-  project(h: tf.Tensor2D, weightT?: tf.Tensor2D): tf.Tensor2D {
-    return tf.tidy(() => fast.matMulBT(h, this.headWeight(), weightT)); // [N,V]
-  }
-
   override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
     return tf.tidy(() => {
       const h = single(inputs) as tf.Tensor3D;
       const [B, T, D] = h.shape;
-      return tf.reshape(this.project(tf.reshape(h, [B * T, D])), [B, T, this.vocabSize]);
+      return tf.reshape(this.project(tf.reshape(h, [B * T, D])), [B, T, this.outDim]);
     });
   }
 
   override computeOutputShape(inputShape: Shape | Shape[]): Shape {
     const [b, t] = singleShape(inputShape);
-    return [b, t, this.vocabSize];
+    return [b, t, this.outDim];
+  }
+}
+
+export interface LMHeadArgs extends LayerArgs {
+  vocabSize: number;
+  embDim: number;
+  /** tie the head to this embedding's `wte` instead of owning `lm_head.weight` */
+  tiedTo?: GPTEmbedding;
+  seed: number;
+}
+
+/**
+ * Next-token logits: h [B,T,D] → [B,T,V], no bias: its own `lm_head.weight` [V,D] (untied, as the book trains)
+ * or the token embedding `wte` (tied, as GPT-2 ships).
+ */
+export class LMHead extends OutputHead {
+  static readonly className = "LMHead";
+  readonly tiedTo: GPTEmbedding | null;
+  weight: tf.LayerVariable | null = null;
+
+  constructor(args: LMHeadArgs) {
+    super(args, args.vocabSize, args.embDim, args.seed);
+    this.tiedTo = args.tiedTo ?? null;
+  }
+
+  override build(): void {
+    if (!this.tiedTo) this.weight = this.addWeight("weight", [this.outDim, this.embDim], "float32", normal(this.seed));
+    this.built = true;
+  }
+
+  headWeight(): tf.Tensor2D {
+    return (this.tiedTo ? this.tiedTo.wte.read() : this.weight!.read()) as tf.Tensor2D;
   }
 
   override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), vocabSize: this.vocabSize, embDim: this.embDim, tied: this.tiedTo !== null, seed: this.seed };
+    return { ...super.getConfig(), vocabSize: this.outDim, embDim: this.embDim, tied: this.tiedTo !== null, seed: this.seed };
   }
 }
 
@@ -556,57 +572,32 @@ export interface ClassifierHeadArgs extends LayerArgs {
   seed: number;
 }
 
-/** Chapter 6's classifier: h [B,T,D] → [B,T,C] = h·Wᵀ + b with `score.weight` [C,D], `score.bias` [C]. */
-export class ClassifierHead extends tf.layers.Layer implements OutputHead {
+/** Chapter 6's classifier: h [B,T,D] → [B,T,C] with `score.weight` [C,D] and `score.bias` [C]. */
+export class ClassifierHead extends OutputHead {
   static readonly className = "ClassifierHead";
-  readonly numClasses: number;
-  readonly embDim: number;
-  readonly seed: number;
   weight!: tf.LayerVariable;
   bias!: tf.LayerVariable;
-  private readonly transposed = new TransposedCopy();
 
   constructor(args: ClassifierHeadArgs) {
-    super(args);
-    this.numClasses = args.numClasses;
-    this.embDim = args.embDim;
-    this.seed = args.seed;
+    super(args, args.numClasses, args.embDim, args.seed);
   }
 
   override build(): void {
-    this.weight = this.addWeight("weight", [this.numClasses, this.embDim], "float32", normal(this.seed));
-    this.bias = this.addWeight("bias", [this.numClasses], "float32", tf.initializers.zeros());
+    this.weight = this.addWeight("weight", [this.outDim, this.embDim], "float32", normal(this.seed));
+    this.bias = this.addWeight("bias", [this.outDim], "float32", tf.initializers.zeros());
     this.built = true;
   }
 
-  transposedWeight(): tf.Tensor2D {
-    return this.transposed.of(this.weight.read() as tf.Tensor2D);
+  headWeight(): tf.Tensor2D {
+    return this.weight.read() as tf.Tensor2D;
   }
 
-  override dispose(): ReturnType<tf.layers.Layer["dispose"]> {
-    this.transposed.dispose();
-    return super.dispose();
-  }
-
-  project(h: tf.Tensor2D, weightT?: tf.Tensor2D): tf.Tensor2D {
-    return tf.tidy(() => tf.add(fast.matMulBT(h, this.weight.read() as tf.Tensor2D, weightT), this.bias.read())); // [N,C]
-  }
-
-  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
-    return tf.tidy(() => {
-      const h = single(inputs) as tf.Tensor3D;
-      const [B, T, D] = h.shape;
-      return tf.reshape(this.project(tf.reshape(h, [B * T, D])), [B, T, this.numClasses]);
-    });
-  }
-
-  override computeOutputShape(inputShape: Shape | Shape[]): Shape {
-    const [b, t] = singleShape(inputShape);
-    return [b, t, this.numClasses];
+  protected override headBias(): tf.Tensor1D {
+    return this.bias.read() as tf.Tensor1D;
   }
 
   override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), numClasses: this.numClasses, embDim: this.embDim, seed: this.seed };
+    return { ...super.getConfig(), numClasses: this.outDim, embDim: this.embDim, seed: this.seed };
   }
 }
 
