@@ -2,7 +2,7 @@
  * The book's `GPTDatasetV1` / `create_dataloader_v1`: overlapping windows over one token stream, where each
  * target is its input shifted by one token, batched with an optional seeded shuffle.
  */
-import { Rng } from "./rng.js";
+import { BatchLoader, type BatchLoaderOptions } from "./batch-loader.js";
 import { UsageError } from "../errors.js";
 
 /** Windows at i = 0, stride, 2·stride, … while i < len − maxLength (the book's range(0, len − L, stride)). */
@@ -44,56 +44,25 @@ export interface TokenBatch {
   seqLen: number;
 }
 
-export interface DataLoaderOptions {
-  batchSize: number;
-  shuffle?: boolean;
-  dropLast?: boolean;
-}
-
-export class DataLoader {
-  readonly batchSize: number;
-  readonly shuffle: boolean;
-  readonly dropLast: boolean;
-
+/** Batches of sliding windows (the book's GPTDatasetV1 in a DataLoader). */
+export class DataLoader extends BatchLoader<TokenBatch> {
   constructor(
     readonly dataset: SlidingWindowDataset,
-    opts: DataLoaderOptions,
+    opts: BatchLoaderOptions,
   ) {
-    if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) throw new UsageError(`batch size must be a positive integer, got ${opts.batchSize}`);
-    this.batchSize = opts.batchSize;
-    this.shuffle = opts.shuffle ?? false;
-    this.dropLast = opts.dropLast ?? false;
+    super(opts);
   }
 
-  get numBatches(): number {
-    const n = this.dataset.length / this.batchSize;
-    return this.dropLast ? Math.floor(n) : Math.ceil(n);
+  get exampleCount(): number {
+    return this.dataset.length;
   }
 
-  /**
-   * The window order for one epoch. With shuffle it draws from `rng`, so a trainer that saves the order
-   * (or the RNG state before drawing it) can resume mid-epoch exactly.
-   */
-  epochOrder(rng?: Rng): Int32Array {
-    if (this.shuffle) {
-      if (!rng) throw new Error("DataLoader: shuffle needs an Rng");
-      return rng.permutation(this.dataset.length);
-    }
-    return Int32Array.from({ length: this.dataset.length }, (_, i) => i);
-  }
-
-  batch(order: Int32Array, batchIndex: number): TokenBatch {
+  protected collect(indices: Int32Array): TokenBatch {
     const L = this.dataset.maxLength;
-    const start = batchIndex * this.batchSize;
-    const size = Math.min(this.batchSize, order.length - start);
-    const inputs = new Int32Array(size * L);
-    const targets = new Int32Array(size * L);
-    for (let b = 0; b < size; b++) this.dataset.copyWindow(order[start + b], inputs, targets, b * L);
-    return { inputs, targets, batchSize: size, seqLen: L };
-  }
-
-  *batches(order: Int32Array = this.epochOrder(), fromBatch = 0): Generator<TokenBatch> {
-    for (let i = fromBatch; i < this.numBatches; i++) yield this.batch(order, i);
+    const inputs = new Int32Array(indices.length * L);
+    const targets = new Int32Array(indices.length * L);
+    indices.forEach((k, b) => this.dataset.copyWindow(k, inputs, targets, b * L));
+    return { inputs, targets, batchSize: indices.length, seqLen: L };
   }
 }
 

@@ -3,7 +3,7 @@
  * become one padded batch whose padding is ignored by the loss, plus a loader with the DataLoader interface
  * (numBatches / epochOrder / batch) that the Trainer drives.
  */
-import type { Rng } from "../data/rng.js";
+import { BatchLoader, type BatchLoaderOptions } from "../data/batch-loader.js";
 import type { TokenBatch } from "../data/sliding-window.js";
 import { UsageError } from "../errors.js";
 import type { Tokenizer } from "../tokenizer/index.js";
@@ -97,56 +97,25 @@ export class InstructionDataset {
   }
 }
 
-export interface InstructionLoaderOptions extends CollateOptions {
-  batchSize: number;
-  shuffle?: boolean;
-  dropLast?: boolean;
-}
+export interface InstructionLoaderOptions extends CollateOptions, BatchLoaderOptions {}
 
 /**
- * Batches of collated examples with the same interface as `DataLoader` (sliding-window.ts), so the Trainer
- * treats pretraining windows and instruction examples alike. Training in the book: shuffle, drop_last;
- * validation: in order, keep the last partial batch.
+ * Batches of collated examples, driven by the Trainer as pretraining windows are. Training in the book:
+ * shuffle, drop_last; validation: in order, keep the last partial batch.
  */
-export class InstructionLoader {
-  readonly batchSize: number;
-  readonly shuffle: boolean;
-  readonly dropLast: boolean;
-
+export class InstructionLoader extends BatchLoader<TokenBatch> {
   constructor(
     readonly dataset: InstructionDataset,
     private readonly opts: InstructionLoaderOptions,
   ) {
-    if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) {
-      throw new UsageError(`batch size must be a positive integer, got ${opts.batchSize}`);
-    }
-    this.batchSize = opts.batchSize;
-    this.shuffle = opts.shuffle ?? false;
-    this.dropLast = opts.dropLast ?? false;
+    super(opts);
   }
 
-  get numBatches(): number {
-    const n = this.dataset.length / this.batchSize;
-    return this.dropLast ? Math.floor(n) : Math.ceil(n);
+  get exampleCount(): number {
+    return this.dataset.length;
   }
 
-  epochOrder(rng?: Rng): Int32Array {
-    if (this.shuffle) {
-      if (!rng) throw new Error("InstructionLoader: shuffle needs an Rng");
-      return rng.permutation(this.dataset.length);
-    }
-    return Int32Array.from({ length: this.dataset.length }, (_, i) => i);
-  }
-
-  batch(order: Int32Array, batchIndex: number): TokenBatch {
-    const start = batchIndex * this.batchSize;
-    const end = Math.min(start + this.batchSize, order.length);
-    const items: InstructionItem[] = [];
-    for (let i = start; i < end; i++) items.push(this.dataset.items[order[i]]);
-    return collateInstructions(items, this.opts);
-  }
-
-  *batches(order: Int32Array = this.epochOrder(), fromBatch = 0): Generator<TokenBatch> {
-    for (let i = fromBatch; i < this.numBatches; i++) yield this.batch(order, i);
+  protected collect(indices: Int32Array): TokenBatch {
+    return collateInstructions(Array.from(indices, (k) => this.dataset.items[k]), this.opts);
   }
 }

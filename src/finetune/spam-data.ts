@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { parse as parseCsv } from "csv-parse/sync";
 import { stringify as stringifyCsv } from "csv-stringify/sync";
 import { Rng } from "../data/rng.js";
+import { BatchLoader } from "../data/batch-loader.js";
 import { END_OF_TEXT_ID, type Tokenizer } from "../tokenizer/index.js";
 import { FileFormatError, UsageError } from "../errors.js";
 import { writeFileAtomic } from "../fs-atomic.js";
@@ -300,48 +301,31 @@ export interface SpamBatch {
 }
 
 /** The book's DataLoader over a SpamDataset (train: shuffle + drop_last; validation/test: neither). */
-export class SpamDataLoader {
+export class SpamDataLoader extends BatchLoader<SpamBatch> {
   constructor(
     readonly dataset: SpamDataset,
-    readonly batchSize: number,
-    readonly shuffle = false,
-    readonly dropLast = false,
+    batchSize: number,
+    shuffle = false,
+    dropLast = false,
   ) {
-    if (!Number.isInteger(batchSize) || batchSize < 1) throw new UsageError(`batch size must be a positive integer, got ${batchSize}`);
+    super({ batchSize, shuffle, dropLast });
   }
 
-  get numBatches(): number {
-    const n = this.dataset.count / this.batchSize;
-    return this.dropLast ? Math.floor(n) : Math.ceil(n);
+  get exampleCount(): number {
+    return this.dataset.count;
   }
 
-  /** The example order for one epoch, drawn from `rng` when shuffling (so a trainer can save and resume it). */
-  epochOrder(rng?: Rng): Int32Array {
-    if (this.shuffle) {
-      if (!rng) throw new Error("SpamDataLoader: shuffle needs an Rng");
-      return rng.permutation(this.dataset.count);
-    }
-    return Int32Array.from({ length: this.dataset.count }, (_, i) => i);
-  }
-
-  batch(order: Int32Array, batchIndex: number): SpamBatch {
+  protected collect(indices: Int32Array): SpamBatch {
     const d = this.dataset;
     const T = d.maxLength;
-    const start = batchIndex * this.batchSize;
-    const size = Math.min(this.batchSize, order.length - start);
-    const inputs = new Int32Array(size * T);
-    const labels = new Int32Array(size);
-    const lengths = new Int32Array(size);
-    for (let b = 0; b < size; b++) {
-      const k = order[start + b];
+    const inputs = new Int32Array(indices.length * T);
+    const labels = new Int32Array(indices.length);
+    const lengths = new Int32Array(indices.length);
+    indices.forEach((k, b) => {
       inputs.set(d.ids.subarray(k * T, (k + 1) * T), b * T);
       labels[b] = d.labels[k];
       lengths[b] = d.lengths[k];
-    }
-    return { inputs, labels, lengths, batchSize: size, seqLen: T };
-  }
-
-  *batches(order: Int32Array = this.epochOrder(), fromBatch = 0): Generator<SpamBatch> {
-    for (let i = fromBatch; i < this.numBatches; i++) yield this.batch(order, i);
+    });
+    return { inputs, labels, lengths, batchSize: indices.length, seqLen: T };
   }
 }
