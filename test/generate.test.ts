@@ -176,6 +176,11 @@ test("llmctl generate --temperature 0 --json gives the fixture's greedy continua
   const s = await runCli(["generate", "-m", dir, "-p", c.text!, "-t", "0", "-n", "12"], { env: { LLMCTL_BACKEND: "cpu" } });
   assert.equal(s.code, 0, s.stderr);
   assert.equal(s.stdout, c.text + getTokenizer().decode(c.greedy_continuation) + "\n");
+  // quiet by default; --verbose names the backend that ran, on stderr
+  assert.doesNotMatch(s.stderr, /backend:/);
+  const v = await runCli(["generate", "-m", dir, "-p", c.text!, "-t", "0", "-n", "2", "--verbose"], { env: { LLMCTL_BACKEND: "cpu" } });
+  assert.equal(v.code, 0, v.stderr);
+  assert.match(v.stderr, /^backend: cpu \(@tensorflow\/tfjs \d/m);
 });
 
 test("llmctl generate: an empty prompt and a missing model directory give clear one-line errors", async () => {

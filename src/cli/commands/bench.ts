@@ -1,6 +1,7 @@
 import type { CommandModule } from "yargs";
 import { spawn } from "node:child_process";
-import { cpuBf16Support, useBackend } from "../../backend/index.js";
+import { cpuBf16Support } from "../../backend/index.js";
+import { selectBackend } from "../backend.js";
 import { loadConfigFile } from "../../model/config.js";
 import { LlmctlError } from "../../errors.js";
 import { benchShape, benchTorch, pythonHasTorch, ratios, torchRefPath, type BenchRecord, type BenchShape } from "../../bench/bench.js";
@@ -86,7 +87,7 @@ export const benchCommand: CommandModule<GlobalOptions, BenchArgs> = {
     // one backend and one config: measure here (this process's peak RSS is the measurement's)
     if (a.backend !== "auto" && configs.length === 1) {
       const shape = shapeOf(configs[0]);
-      await useBackend(a.backend, { bf16: a.bf16 });
+      await selectBackend(a);
       const spin = spinner(`benchmarking ${shape.model} on ${a.backend}`);
       let rec: BenchRecord;
       try {

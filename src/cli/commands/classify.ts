@@ -1,7 +1,7 @@
 import type { CommandModule } from "yargs";
 import { existsSync, statSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { useBackend } from "../../backend/index.js";
+import { selectBackend } from "../backend.js";
 import { FileFormatError, UsageError } from "../../errors.js";
 import { readModelMeta } from "../../model/model-dir.js";
 import { loadModelShowingProgress } from "../load-model.js";
@@ -60,7 +60,7 @@ export const classifyCommand: CommandModule<GlobalOptions, ClassifyArgs> = {
       throw new UsageError(`${args.model} is a language model, not a classifier`, `finetune one first: llmctl finetune spam --model ${args.model} --out DIR`);
     }
     const head = meta.head;
-    await useBackend(args.backend, { bf16: args.bf16 });
+    await selectBackend(args);
     const { gpt } = await loadModelShowingProgress(args.model);
     try {
       const labels = head.labels ?? (head.num_classes === SPAM_LABELS.length ? [...SPAM_LABELS] : Array.from({ length: head.num_classes }, (_, i) => `class ${i}`));

@@ -2,7 +2,7 @@ import type { CommandModule } from "yargs";
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { useBackend } from "../../backend/index.js";
+import { selectBackend } from "../backend.js";
 import { Rng } from "../../data/rng.js";
 import { resolveDataPath } from "../../data/datasets.js";
 import { FileFormatError, UsageError } from "../../errors.js";
@@ -120,7 +120,7 @@ export const finetuneInstructCommand: CommandModule<GlobalOptions, FinetuneInstr
         return true;
       }),
   handler: async (args) => {
-    await useBackend(args.backend, { bf16: args.bf16 });
+    await selectBackend(args);
     const tokenizer = getTokenizer();
     const resume = args.resume !== undefined;
     const runDir = resolve(args.resume ?? args.out!);

@@ -1,7 +1,7 @@
 import type { CommandModule } from "yargs";
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { useBackend } from "../../backend/index.js";
+import { selectBackend } from "../backend.js";
 import { resolveDataPath } from "../../data/datasets.js";
 import { UsageError } from "../../errors.js";
 import { TRAINER_STATE_FILE } from "../../train/checkpoint.js";
@@ -99,7 +99,7 @@ export const finetuneSpamCommand: CommandModule<GlobalOptions, FinetuneSpamArgs>
         return true;
       }),
   handler: async (args) => {
-    await useBackend(args.backend, { bf16: args.bf16 });
+    await selectBackend(args);
     const resume = args.resume !== undefined;
     const outDir = resolve(args.resume || args.out!);
     if (!resume && existsSync(join(outDir, TRAINER_STATE_FILE))) {

@@ -1,5 +1,5 @@
 import type { CommandModule } from "yargs";
-import { useBackend } from "../../backend/index.js";
+import { selectBackend } from "../backend.js";
 import { UsageError } from "../../errors.js";
 import { loadModelShowingProgress } from "../load-model.js";
 import { getTokenizer, END_OF_TEXT, END_OF_TEXT_ID } from "../../tokenizer/index.js";
@@ -42,7 +42,7 @@ export const generateCommand: CommandModule<GlobalOptions, GenerateArgs> = {
     const sampling = { temperature: args.temperature, topK: args["top-k"] ?? null, topP: args["top-p"] ?? null };
     checkSamplingOptions(sampling);
 
-    await useBackend(args.backend, { bf16: args.bf16 });
+    await selectBackend(args);
     const loaded = await loadModelShowingProgress(args.model);
     const { gpt } = loaded;
     try {

@@ -1,6 +1,6 @@
 import type { CommandModule } from "yargs";
 import { createInterface } from "node:readline";
-import { useBackend } from "../../backend/index.js";
+import { selectBackend } from "../backend.js";
 import { UsageError } from "../../errors.js";
 import { loadModelShowingProgress } from "../load-model.js";
 import type { GPTModel } from "../../model/gpt.js";
@@ -83,7 +83,7 @@ export const instructCommand: CommandModule<GlobalOptions, InstructArgs> = {
         return true;
       }),
   handler: async (args) => {
-    await useBackend(args.backend, { bf16: args.bf16 });
+    await selectBackend(args);
     const loaded = await loadModelShowingProgress(args.model);
     const { gpt, meta } = loaded;
     try {

@@ -1,6 +1,6 @@
 import type { CommandModule } from "yargs";
 import { resolve } from "node:path";
-import { useBackend } from "../../backend/index.js";
+import { selectBackend } from "../backend.js";
 import { loadConfigFile } from "../../model/config.js";
 import { buildGPT, type GPTModel } from "../../model/gpt.js";
 import { loadModelDir, saveModelDir } from "../../model/model-dir.js";
@@ -113,7 +113,7 @@ export const pretrainCommand: CommandModule<GlobalOptions, PretrainArgs> = {
         return true;
       }),
   handler: async (a) => {
-    await useBackend(a.backend, { bf16: a.bf16 });
+    await selectBackend(a);
     const overrides = overridesFrom(a);
     let gpt: GPTModel;
     let settings: TrainSettings;
