@@ -153,36 +153,27 @@ export function createZip(inputs: ZipInput[]): Buffer {
     const method = input.method === "store" ? METHOD_STORED : METHOD_DEFLATE;
     const body = method === METHOD_DEFLATE ? deflateRawSync(data) : data;
     const crc = crc32(data);
-    // DOS date 1980-01-01 00:00: fixed, so archives built from the same bytes are identical.
-    const dosTime = 0;
-    const dosDate = (0 << 9) | (1 << 5) | 1;
+    // The fields local and central headers share (APPNOTE 4.3.7 / 4.3.12), from "version needed" on.
+    const shared = Buffer.alloc(26);
+    shared.writeUInt16LE(20, 0); // version needed: 2.0 (deflate)
+    shared.writeUInt16LE(FLAG_UTF8, 2);
+    shared.writeUInt16LE(method, 4);
+    // time 00:00 and date 1980-01-01 (bytes 6–9): fixed, so archives built from the same bytes are identical
+    shared.writeUInt16LE((0 << 9) | (1 << 5) | 1, 8);
+    shared.writeUInt32LE(crc, 10);
+    shared.writeUInt32LE(body.length, 14);
+    shared.writeUInt32LE(data.length, 18);
+    shared.writeUInt16LE(name.length, 22); // extra field length (24–25) stays 0
 
     const local = Buffer.alloc(30);
     local.writeUInt32LE(SIG_LOCAL, 0);
-    local.writeUInt16LE(20, 4); // version needed: 2.0 (deflate)
-    local.writeUInt16LE(FLAG_UTF8, 6);
-    local.writeUInt16LE(method, 8);
-    local.writeUInt16LE(dosTime, 10);
-    local.writeUInt16LE(dosDate, 12);
-    local.writeUInt32LE(crc, 14);
-    local.writeUInt32LE(body.length, 18);
-    local.writeUInt32LE(data.length, 22);
-    local.writeUInt16LE(name.length, 26);
-    local.writeUInt16LE(0, 28);
+    shared.copy(local, 4);
     locals.push(local, name, body);
 
     const central = Buffer.alloc(46);
     central.writeUInt32LE(SIG_CENTRAL, 0);
     central.writeUInt16LE(20, 4); // made by: MS-DOS, 2.0
-    central.writeUInt16LE(20, 6);
-    central.writeUInt16LE(FLAG_UTF8, 8);
-    central.writeUInt16LE(method, 10);
-    central.writeUInt16LE(dosTime, 12);
-    central.writeUInt16LE(dosDate, 14);
-    central.writeUInt32LE(crc, 16);
-    central.writeUInt32LE(body.length, 20);
-    central.writeUInt32LE(data.length, 24);
-    central.writeUInt16LE(name.length, 28);
+    shared.copy(central, 6);
     central.writeUInt32LE(offset, 42);
     centrals.push(central, name);
 
