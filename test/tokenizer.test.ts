@@ -7,6 +7,7 @@ import { getTokenizer, tokenizeFile, END_OF_TEXT_ID } from "../src/tokenizer/ind
 import { encodeTokenFile, readTokenFile, writeTokenFile, isTokenFile } from "../src/tokenizer/token-file.js";
 import { FileFormatError } from "../src/errors.js";
 import { sharedPath } from "./helpers/shared.js";
+import { getEncoding } from "js-tiktoken";
 
 const tok = getTokenizer();
 
@@ -35,6 +36,22 @@ test("special tokens: allowed by default, ordinary text when not allowed", () =>
 test("decode(encode(x)) == x for emoji, CJK and whitespace runs", () => {
   for (const s of ["😀👍🏽 family: 👨‍👩‍👧", "日本語のテキスト、中文", "a  b\t\tc\n\n\n  d   ", " leading", "trailing   ", "£ü\u0091"]) {
     assert.equal(tok.decode(tok.encode(s)), s);
+  }
+});
+
+test("the piece-cached encoder gives js-tiktoken's own ids: book text, JSON, mixed scripts, specials, twice", () => {
+  const reference = getEncoding("gpt2");
+  const texts = [
+    readFileSync(sharedPath("datasets", "the-verdict.txt"), "utf8"),
+    readFileSync(sharedPath("datasets", "instruction-data.json"), "utf8").slice(0, 200_000),
+    "😀👍🏽 x<|endoftext|>y 日本語 it's we'll  'S\t\t\n \n\u00a0 1234567 3.14 <|endoftext|><|endoftext|> end  ",
+  ];
+  for (const text of texts) {
+    for (const allowedSpecial of [["<|endoftext|>"], []]) {
+      const want = reference.encode(text, allowedSpecial, []);
+      // the second pass is served from the piece cache
+      for (let pass = 0; pass < 2; pass++) assert.deepEqual(tok.encode(text, { allowedSpecial }), want, `${text.slice(0, 20)}… pass ${pass}`);
+    }
   }
 });
 

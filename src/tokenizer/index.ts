@@ -2,7 +2,8 @@
  * GPT-2 byte-pair encoding through js-tiktoken (its ranks ship inside the package, so this works offline),
  * plus the token file format that `tokenize --out` writes and `pretrain` reads.
  */
-import { getEncoding, type Tiktoken } from "js-tiktoken";
+import { Tiktoken } from "js-tiktoken/lite";
+import gpt2 from "js-tiktoken/ranks/gpt2";
 import { createReadStream } from "node:fs";
 import { UsageError } from "../errors.js";
 
@@ -18,15 +19,39 @@ export interface EncodeOptions {
   allowedSpecial?: string[];
 }
 
+/** Pieces remembered by the encoder; a megabyte of English has ~20k distinct ones. Cleared when full. */
+const PIECE_CACHE_SIZE = 200_000;
+
 export class Tokenizer {
   readonly name = "gpt2";
   readonly vocabSize = GPT2_VOCAB_SIZE;
   readonly endOfTextId = END_OF_TEXT_ID;
-  private readonly enc: Tiktoken = getEncoding("gpt2");
+  private readonly enc = new Tiktoken(gpt2);
+  /** GPT-2's pre-tokenizer: BPE never merges across these pieces, so each can be encoded (and cached) alone */
+  private readonly pieces = new RegExp(gpt2.pat_str, "gu");
+  private readonly cache = new Map<string, number[]>();
 
+  /**
+   * The same ids as js-tiktoken's encode, with each distinct piece byte-pair-encoded once: text repeats its
+   * words, and js-tiktoken re-encodes every occurrence (UTF-8 bytes, a string key per candidate merge).
+   */
   encode(text: string, opts: EncodeOptions = {}): number[] {
-    const allowed = opts.allowedSpecial ?? [END_OF_TEXT];
-    return this.enc.encode(text, allowed, []);
+    // <|endoftext|> is GPT-2's only special token; not allowed, it is ordinary text ("<|", "endoftext", "|>")
+    const parts = (opts.allowedSpecial ?? [END_OF_TEXT]).includes(END_OF_TEXT) ? text.split(END_OF_TEXT) : [text];
+    const out: number[] = [];
+    parts.forEach((part, i) => {
+      if (i > 0) out.push(END_OF_TEXT_ID);
+      for (const [piece] of part.matchAll(this.pieces)) {
+        let ids = this.cache.get(piece);
+        if (ids === undefined) {
+          ids = this.enc.encode(piece, [], []);
+          if (this.cache.size >= PIECE_CACHE_SIZE) this.cache.clear();
+          this.cache.set(piece, ids);
+        }
+        for (const id of ids) out.push(id);
+      }
+    });
+    return out;
   }
 
   decode(ids: ArrayLike<number>): string {
@@ -42,7 +67,7 @@ export class Tokenizer {
 
 let shared: Tokenizer | undefined;
 
-/** The tokenizer is stateless after construction; building its rank table takes ~100 ms, so share one. */
+/** Building the rank table takes ~100 ms and the piece cache pays off across calls, so share one tokenizer. */
 export function getTokenizer(name = "gpt2"): Tokenizer {
   if (name !== "gpt2") throw new UsageError(`unknown tokenizer '${name}'`, "llmctl supports 'gpt2'");
   shared ??= new Tokenizer();
