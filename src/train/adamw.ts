@@ -22,10 +22,8 @@ export interface AdamWOptions {
   /** decoupled weight decay λ: p ← p − lr·λ·p before the Adam step (PyTorch default 0.01; the book uses 0.1) */
   weightDecay?: number;
   /**
-   * Where the moments live. "tensors": backend tensors updated by a dozen tensor ops, which libtensorflow runs
-   * vectorised on every core (GPT-2 124M: 1.1 s a step against 3.5 s for the JS loop). "arrays": JS memory
-   * and one fused loop, for wasm, whose 4 GB heap cannot also hold 124M's 1.3 GB of moments, and cpu.
-   * Default: "tensors" on the tensorflow backend, else "arrays".
+   * Where the moments live: "tensors" (backend tensors, a dozen tensor ops per update) or "arrays" (JS memory,
+   * one fused loop). Default: see defaultMoments.
    */
   moments?: "tensors" | "arrays";
 }
@@ -53,7 +51,7 @@ export class AdamW {
     this.beta2 = opts.beta2 ?? 0.999;
     this.epsilon = opts.epsilon ?? 1e-8;
     this.weightDecay = opts.weightDecay ?? 0.01;
-    this.moments = opts.moments ?? (tf.getBackend() === "tensorflow" ? "tensors" : "arrays");
+    this.moments = opts.moments ?? defaultMoments(params);
     for (const { name, variable } of params) {
       if (this.state.has(name)) throw new Error(`AdamW: parameter '${name}' given twice`);
       const zeros = () => (this.moments === "tensors" ? tf.zeros(variable.shape) : new Float32Array(variable.size));
@@ -121,6 +119,21 @@ export class AdamW {
     for (const { m, v } of this.state.values()) if (m instanceof tf.Tensor) tf.dispose([m, v as tf.Tensor]);
     this.state.clear();
   }
+}
+
+/** The most moment memory (m and v) the wasm backend's 4 GB heap is given, beside a training step's own. */
+const WASM_MOMENTS_BYTES = 512 * 2 ** 20;
+
+/**
+ * Measured, per update: tensorflow runs the tensor ops vectorised on every core (GPT-2 124M: 1.1 s against
+ * 3.5 s for the JS loop); wasm runs them 2× faster than the loop too (gpt2-tiny: 0.19 against 0.39 s), but
+ * its heap cannot also hold 124M's 1.3 GB of moments; cpu's tensor ops are JS loops, 20× slower than the fused one.
+ */
+function defaultMoments(params: NamedVariable[]): "tensors" | "arrays" {
+  const backend = tf.getBackend();
+  if (backend === "tensorflow") return "tensors";
+  const bytes = 8 * params.reduce((n, p) => n + p.variable.size, 0);
+  return backend === "wasm" && bytes <= WASM_MOMENTS_BYTES ? "tensors" : "arrays";
 }
 
 interface StepConstants {
