@@ -117,15 +117,13 @@ function checkBf16(choice: string): void {
   }
 }
 
-const loaders = {
-  tensorflow: () => loadTensorflow(),
-  wasm: loadWasm,
-  cpu: async () => {
-    const { registerCpuKernels } = await import("./cpu-kernels.js");
-    registerCpuKernels();
-    return cpuStatus();
-  },
-};
+async function load(name: BackendStatus["name"], bf16: boolean): Promise<BackendStatus> {
+  if (name === "tensorflow") return loadTensorflow(bf16);
+  if (name === "wasm") return loadWasm();
+  const { registerCpuKernels } = await import("./cpu-kernels.js");
+  registerCpuKernels();
+  return cpuStatus();
+}
 
 /** Load every backend that can be loaded and report on each (for `llmctl doctor`). */
 export async function probeBackends(): Promise<BackendStatus[]> {
@@ -162,7 +160,7 @@ export async function useBackend(choice: string = process.env.LLMCTL_BACKEND ?? 
   }
   const order = bf16 ? (["tensorflow"] as const) : choice === "auto" ? (["tensorflow", "wasm", "cpu"] as const) : [choice as BackendStatus["name"]];
   for (const name of order) {
-    const status = name === "tensorflow" ? await loadTensorflow(bf16) : await loaders[name]();
+    const status = await load(name, bf16);
     if (await activate(status)) {
       selected = status;
       return status;
