@@ -6,6 +6,7 @@
  * that is ~55 s per training step of even a tiny GPT. A scatter-add is O(rows).
  */
 import * as tf from "@tensorflow/tfjs";
+import { scatterAddRows, segmentSumShape } from "./segment-sum.js";
 
 interface CpuBackendLike {
   data: { get(dataId: tf.DataId): { values: ArrayLike<number> } };
@@ -18,21 +19,10 @@ function unsortedSegmentSum({ inputs, attrs, backend }: Parameters<tf.KernelFunc
   const { x, segmentIds } = inputs as { x: tf.TensorInfo; segmentIds: tf.TensorInfo };
   const numSegments = (attrs as unknown as { numSegments: number }).numSegments;
   const cpu = backend as unknown as CpuBackendLike;
-  // x: [N, ...inner] with segmentIds [N]
-  const rows = segmentIds.shape.reduce((a, b) => a * b, 1);
-  const inner = x.shape.slice(segmentIds.shape.length);
-  const width = inner.reduce((a, b) => a * b, 1);
-  const xVals = cpu.data.get(x.dataId).values;
-  const ids = cpu.data.get(segmentIds.dataId).values;
+  const { outShape, rows, width } = segmentSumShape(x, segmentIds, numSegments);
   const out = x.dtype === "int32" ? new Int32Array(numSegments * width) : new Float32Array(numSegments * width);
-  for (let r = 0; r < rows; r++) {
-    const seg = ids[r];
-    if (seg < 0 || seg >= numSegments) continue; // TF drops out-of-range ids
-    const src = r * width;
-    const dst = seg * width;
-    for (let j = 0; j < width; j++) out[dst + j] += xVals[src + j];
-  }
-  return cpu.makeTensorInfo([numSegments, ...inner], x.dtype, out);
+  scatterAddRows(out, cpu.data.get(x.dataId).values, cpu.data.get(segmentIds.dataId).values, rows, width, numSegments);
+  return cpu.makeTensorInfo(outShape, x.dtype, out);
 }
 
 export function registerCpuKernels(): void {

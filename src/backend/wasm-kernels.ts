@@ -6,6 +6,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
+import { scatterAddRows, segmentSumShape } from "./segment-sum.js";
 
 let registered = false;
 
@@ -13,23 +14,12 @@ function unsortedSegmentSum({ inputs, attrs, backend }: Parameters<tf.KernelFunc
   const { x, segmentIds } = inputs as { x: tf.TensorInfo; segmentIds: tf.TensorInfo };
   const numSegments = (attrs as unknown as { numSegments: number }).numSegments;
   const wasm = backend as BackendWasm;
-  // x: [N, ...inner] with segmentIds [N] (tfjs flattens higher-rank ids before calling this kernel)
-  const rows = segmentIds.shape.reduce((a, b) => a * b, 1);
-  const inner = x.shape.slice(segmentIds.shape.length);
-  const width = inner.reduce((a, b) => a * b, 1);
-  const out = wasm.makeOutput([numSegments, ...inner], x.dtype);
+  const { outShape, rows, width } = segmentSumShape(x, segmentIds, numSegments);
+  const out = wasm.makeOutput(outShape, x.dtype);
   // Views are taken after makeOutput: allocating can grow the wasm heap and detach earlier views.
   const outVals = wasm.typedArrayFromHeap(out) as Float32Array | Int32Array;
-  const xVals = wasm.typedArrayFromHeap(x) as Float32Array | Int32Array;
-  const ids = wasm.typedArrayFromHeap(segmentIds) as Int32Array;
   outVals.fill(0);
-  for (let r = 0; r < rows; r++) {
-    const seg = ids[r];
-    if (seg < 0 || seg >= numSegments) continue; // TF drops out-of-range ids
-    const src = r * width;
-    const dst = seg * width;
-    for (let j = 0; j < width; j++) outVals[dst + j] += xVals[src + j];
-  }
+  scatterAddRows(outVals, wasm.typedArrayFromHeap(x) as Float32Array | Int32Array, wasm.typedArrayFromHeap(segmentIds) as Int32Array, rows, width, numSegments);
   return out;
 }
 
