@@ -46,3 +46,16 @@ test("wasm kernels give cpu's results", async () => {
   }
   await useBackend("cpu");
 });
+
+// both backends' kernels share one scatter-add (src/backend/segment-sum.ts), so check it against a plain sum too
+test("segment sum equals a hand-written sum per segment on cpu and wasm; out-of-range ids are dropped", async () => {
+  const ids = [3, 0, 3, 1, -1, 7, 2, 0, 12, 3];
+  const rows = ids.map((_, r) => [r, 10 * r + 0.5]);
+  const want = Array.from({ length: 8 }, (_, s) => [0, 1].map((j) => ids.reduce((acc, id, r) => (id === s ? acc + rows[r][j] : acc), 0))).flat();
+  for (const backend of ["cpu", "wasm"] as const) {
+    await useBackend(backend);
+    const got = tf.tidy(() => tf.unsortedSegmentSum(tf.tensor2d(rows), tf.tensor1d(ids, "int32"), 8).dataSync());
+    assert.deepEqual(Array.from(got), want, backend);
+  }
+  await useBackend("cpu");
+});
