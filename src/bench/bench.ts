@@ -141,7 +141,8 @@ export function torchRefPath(): string | undefined {
   return undefined;
 }
 
-function run(cmd: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+/** Run a program to completion and collect its output (a failure to start is code −1). */
+export function run(cmd: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolvePromise) => {
     const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";

@@ -1,10 +1,9 @@
 import type { CommandModule } from "yargs";
-import { spawn } from "node:child_process";
 import { cpuBf16Support } from "../../backend/index.js";
 import { selectBackend } from "../backend.js";
 import { loadConfigFile } from "../../model/config.js";
 import { LlmctlError } from "../../errors.js";
-import { benchShape, benchTorch, pythonHasTorch, ratios, torchRefPath, type BenchRecord, type BenchShape } from "../../bench/bench.js";
+import { benchShape, benchTorch, pythonHasTorch, ratios, run, torchRefPath, type BenchRecord, type BenchShape } from "../../bench/bench.js";
 import { note, printJson, printLine, spinner, verbose, type GlobalOptions } from "../output.js";
 
 interface BenchArgs extends GlobalOptions {
@@ -44,21 +43,13 @@ function shapeOf(name: string): BenchShape {
 }
 
 /** One (backend, config) pair in a fresh process, so its peak RSS is its own. */
-function benchChild(v: Variant, config: string, steps: number): Promise<BenchRecord | string> {
-  return new Promise((resolvePromise) => {
-    const args = [process.argv[1], "bench", "--backend", v.backend, "--config", config, "--steps", String(steps), "--json", "--no-torch"];
-    if (v.bf16) args.push("--bf16");
-    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("close", (code) => {
-      const line = stdout.trim().split("\n").pop() ?? "";
-      if (code === 0 && line.startsWith("{")) resolvePromise(JSON.parse(line) as BenchRecord);
-      else resolvePromise(stderr.trim().split("\n").filter(Boolean).pop() ?? `exit code ${code}`);
-    });
-  });
+async function benchChild(v: Variant, config: string, steps: number): Promise<BenchRecord | string> {
+  const args = [process.argv[1], "bench", "--backend", v.backend, "--config", config, "--steps", String(steps), "--json", "--no-torch"];
+  if (v.bf16) args.push("--bf16");
+  const { code, stdout, stderr } = await run(process.execPath, args);
+  const line = stdout.trim().split("\n").pop() ?? "";
+  if (code === 0 && line.startsWith("{")) return JSON.parse(line) as BenchRecord;
+  return stderr.trim().split("\n").filter(Boolean).pop() ?? `exit code ${code}`;
 }
 
 function human(r: BenchRecord): string {
