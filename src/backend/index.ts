@@ -126,8 +126,8 @@ async function load(name: BackendStatus["name"], bf16: boolean): Promise<Backend
 }
 
 /** Load every backend that can be loaded and report on each (for `llmctl doctor`). */
-export async function probeBackends(): Promise<BackendStatus[]> {
-  return [await loadTensorflow(), await loadWasm(), cpuStatus()];
+export async function probeBackends(opts: BackendOptions = {}): Promise<BackendStatus[]> {
+  return [await loadTensorflow(opts.bf16), await loadWasm(), cpuStatus()];
 }
 
 async function activate(status: BackendStatus): Promise<boolean> {

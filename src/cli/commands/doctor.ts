@@ -39,15 +39,12 @@ export const doctorCommand: CommandModule<GlobalOptions, DoctorArgs> = {
       .example("$0 doctor --bf16", "the tensorflow backend's matmul speed with bfloat16 matmuls"),
   handler: async (args) => {
     const selected = (await useBackend(args.backend, { bf16: args.bf16 })).name;
-    const backends: (BackendStatus & { threads?: number; matmul_gflops?: number })[] = await probeBackends();
+    const backends: (BackendStatus & { threads?: number; matmul_gflops?: number })[] = await probeBackends({ bf16: args.bf16 });
     for (const b of backends) {
       if (!b.available) continue;
       await useBackend(b.name);
       // TensorFlow's intra-op pool defaults to one thread per core; the JS cpu backend runs on one.
-      if (b.name === "tensorflow") {
-        b.threads = availableParallelism();
-        b.bf16 = args.bf16;
-      }
+      if (b.name === "tensorflow") b.threads = availableParallelism();
       if (b.name === "cpu") b.threads = 1;
       if (b.name === "wasm") {
         const { getThreadsCount } = await import("@tensorflow/tfjs-backend-wasm");
