@@ -3,6 +3,7 @@
  * stderr, quiet unless --verbose.
  */
 import ora, { type Ora } from "ora";
+import type { TrainProgress } from "../train/trainer.js";
 
 export interface GlobalOptions {
   backend: string;
@@ -69,4 +70,9 @@ export function interruptOnCtrlC(message: string): { signal: AbortSignal; releas
   };
   process.on("SIGINT", onSigint);
   return { signal: controller.signal, release: () => process.off("SIGINT", onSigint) };
+}
+
+/** A training step for the spinner: step, epoch and loss, then the command's own figures, then the ETA. */
+export function stepLine(p: TrainProgress, figures: string[]): string {
+  return [`step ${p.step}/${p.totalSteps}`, `epoch ${p.epoch + 1}/${p.epochs}`, `loss ${p.loss.toFixed(3)}`, ...figures, `ETA ${formatDuration(p.etaSeconds)}`].join(" · ");
 }

@@ -25,7 +25,7 @@ import {
   instructionLoss,
   type InstructRunInfo,
 } from "../../finetune/instruct.js";
-import { formatDuration, interruptOnCtrlC, note, printJson, printLine, spinner, verbose, type GlobalOptions } from "../output.js";
+import { formatDuration, interruptOnCtrlC, note, printJson, printLine, spinner, stepLine, verbose, type GlobalOptions } from "../output.js";
 
 /** The book's base model for chapter 7: GPT-2 medium (355M), where `llmctl load-gpt2 --size 355M` puts it. */
 export const DEFAULT_BASE_MODEL = "models/gpt2-355m";
@@ -227,7 +227,7 @@ export const finetuneInstructCommand: CommandModule<GlobalOptions, FinetuneInstr
         onEvent: (ev) => {
           if (ev.kind === "step") {
             const p = ev.progress;
-            progress.text = `step ${p.step}/${p.totalSteps} · epoch ${p.epoch + 1}/${p.epochs} · loss ${p.loss.toFixed(3)} · ${Math.round(p.tokensPerSecond)} tok/s · ETA ${formatDuration(p.etaSeconds)}`;
+            progress.text = stepLine(p, [`${Math.round(p.tokensPerSecond)} tok/s`]);
           } else if (ev.kind === "eval") {
             progress.clear();
             note(evalLine(ev.record, settings.epochs));

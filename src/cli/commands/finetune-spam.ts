@@ -8,7 +8,7 @@ import { TRAINER_STATE_FILE } from "../../train/checkpoint.js";
 import { LOG_FILE, PLOT_FILE, type TrainEvent } from "../../train/trainer.js";
 import { POOLINGS, TRAINABLE_SCOPES, checkPooling, checkScope } from "../../finetune/classifier.js";
 import { ACCURACY_FILE, ACCURACY_PLOT_FILE, SPAM_DEFAULTS, finetuneSpam, type SplitAccuracy } from "../../finetune/spam.js";
-import { formatDuration, interruptOnCtrlC, note, printJson, printLine, spinner, verbose, type GlobalOptions } from "../output.js";
+import { formatDuration, interruptOnCtrlC, note, printJson, printLine, spinner, stepLine, verbose, type GlobalOptions } from "../output.js";
 
 interface FinetuneSpamArgs extends GlobalOptions {
   model?: string;
@@ -154,8 +154,7 @@ export const finetuneSpamCommand: CommandModule<GlobalOptions, FinetuneSpamArgs>
             const e = ev.event;
             if (e.kind === "step") {
               const p = e.progress;
-              const acc = ev.runningAccuracy === null ? "" : ` · acc ${pct(ev.runningAccuracy)}`;
-              progress.text = `step ${p.step}/${p.totalSteps} · epoch ${p.epoch + 1}/${p.epochs} · loss ${p.loss.toFixed(3)}${acc} · ETA ${formatDuration(p.etaSeconds)}`;
+              progress.text = stepLine(p, ev.runningAccuracy === null ? [] : [`acc ${pct(ev.runningAccuracy)}`]);
             } else if (e.kind === "eval") {
               progress.clear();
               note(evalLine(e.record));

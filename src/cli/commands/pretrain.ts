@@ -10,7 +10,7 @@ import { resolveTrainSettings, type TrainSettings } from "../../train/settings.j
 import { readTrainerState } from "../../train/checkpoint.js";
 import { Trainer, namedParameters, LOG_FILE, PLOT_FILE, type TrainEvent } from "../../train/trainer.js";
 import { epochSample, languageModelLoss, makePretrainLoaders, readPretrainTokens } from "../../train/pretrain.js";
-import { formatDuration, interruptOnCtrlC, note, printJson, printLine, spinner, verbose, type GlobalOptions } from "../output.js";
+import { formatDuration, interruptOnCtrlC, note, printJson, printLine, spinner, stepLine, verbose, type GlobalOptions } from "../output.js";
 
 interface PretrainArgs extends GlobalOptions {
   config?: string;
@@ -143,9 +143,7 @@ export const pretrainCommand: CommandModule<GlobalOptions, PretrainArgs> = {
       const render = (e: TrainEvent) => {
         if (e.kind === "step") {
           const p = e.progress;
-          spin.text =
-            `step ${p.step}/${p.totalSteps} · epoch ${p.epoch + 1}/${p.epochs} · loss ${p.loss.toFixed(3)} · lr ${p.lr.toExponential(1)}` +
-            ` · ${p.tokensPerSecond.toFixed(0)} tok/s · ETA ${formatDuration(p.etaSeconds)}`;
+          spin.text = stepLine(p, [`lr ${p.lr.toExponential(1)}`, `${p.tokensPerSecond.toFixed(0)} tok/s`]);
           // without a terminal the spinner is silent; --verbose then logs every step instead
           if (!process.stderr.isTTY) verbose(a, spin.text);
         } else if (e.kind === "eval") {
