@@ -50,8 +50,16 @@ const opt = new AdamW(params, { weightDecay: 0.1 });
 const vars = params.map((p) => p.variable);
 
 const V = head.kind === "lm" ? cfg.vocab_size : 2;
-const ids = tf.tensor2d(Int32Array.from({ length: B * T }, (_, i) => (i * 7919 + 13) % cfg.vocab_size), [B, T], "int32");
-const targets = tf.tensor2d(Int32Array.from({ length: B * T }, (_, i) => (i * 104729 + 5) % V), [B, T], "int32");
+const ids = tf.tensor2d(
+  Int32Array.from({ length: B * T }, (_, i) => (i * 7919 + 13) % cfg.vocab_size),
+  [B, T],
+  "int32",
+);
+const targets = tf.tensor2d(
+  Int32Array.from({ length: B * T }, (_, i) => (i * 104729 + 5) % V),
+  [B, T],
+  "int32",
+);
 
 const D = cfg.emb_dim;
 const L = cfg.n_layers;
@@ -87,7 +95,9 @@ function cpuSeconds() {
   return (u.user + u.system) / 1e6;
 }
 
-console.error(`${a.config} ${head.kind} on ${tf.getBackend()}: B=${B} T=${T} params=${gpt.countParameters()} flops/token=${(flopsPerToken / 1e6).toFixed(1)}M`);
+console.error(
+  `${a.config} ${head.kind} on ${tf.getBackend()}: B=${B} T=${T} params=${gpt.countParameters()} flops/token=${(flopsPerToken / 1e6).toFixed(1)}M`,
+);
 const training = Number(a.steps) > 0; // --steps 0: generation only
 if (training) step(); // warm-up: allocations, kernel setup
 const mem0 = tf.memory();
@@ -126,7 +136,8 @@ if (a.kernels && training) {
     groups.set(key, g);
   }
   const byName = new Map();
-  for (const k of prof.kernels) byName.set(k.name, (byName.get(k.name) ?? 0) + (typeof k.kernelTimeMs === "number" ? k.kernelTimeMs : 0));
+  for (const k of prof.kernels)
+    byName.set(k.name, (byName.get(k.name) ?? 0) + (typeof k.kernelTimeMs === "number" ? k.kernelTimeMs : 0));
   console.error(`\nkernel time in one forward+backward: ${total.toFixed(0)} ms over ${prof.kernels.length} kernels`);
   console.error("by kernel:");
   for (const [name, ms] of [...byName].sort((x, y) => y[1] - x[1]).slice(0, 15)) {
@@ -134,7 +145,9 @@ if (a.kernels && training) {
   }
   console.error("by kernel and input shapes:");
   for (const [key, g] of [...groups].sort((x, y) => y[1].ms - x[1].ms).slice(0, Number(a.top))) {
-    console.error(`  ${g.ms.toFixed(1).padStart(9)} ms ${((100 * g.ms) / total).toFixed(1).padStart(5)}%  ×${g.n}  ${key}`);
+    console.error(
+      `  ${g.ms.toFixed(1).padStart(9)} ms ${((100 * g.ms) / total).toFixed(1).padStart(5)}%  ×${g.n}  ${key}`,
+    );
   }
 }
 
@@ -161,7 +174,9 @@ if (head.kind === "lm" && Number(a.gen) > 0) {
   };
   run();
   genTokS = run();
-  console.error(`KV-cached greedy generation: ${genTokS.toFixed(1)} tokens/s (${genCpuTokS.toFixed(1)} per CPU second)`);
+  console.error(
+    `KV-cached greedy generation: ${genTokS.toFixed(1)} tokens/s (${genCpuTokS.toFixed(1)} per CPU second)`,
+  );
 }
 
 const result = {

@@ -9,7 +9,11 @@ const only = process.env.LLMCTL_TEST_BACKENDS?.split(",").filter(Boolean);
 const backends = only ?? ["wasm", "tensorflow"];
 const probe = spawnSync(process.execPath, ["bin/llmctl", "doctor", "--json", "--no-speed"], { encoding: "utf8" });
 const available = new Set(
-  probe.status === 0 ? JSON.parse(probe.stdout).backends.filter((b) => b.available).map((b) => b.name) : ["wasm", "cpu"],
+  probe.status === 0
+    ? JSON.parse(probe.stdout)
+        .backends.filter((b) => b.available)
+        .map((b) => b.name)
+    : ["wasm", "cpu"],
 );
 const files = process.argv.slice(2);
 if (!existsSync("dist/test")) {
@@ -25,12 +29,16 @@ for (const backend of backends) {
     continue;
   }
   console.log(`# backend ${backend}: running the suite`);
-  const run = spawnSync(process.execPath, ["--test", "--test-concurrency=1", ...(files.length ? files : ["dist/test/"])], {
-    env: { ...process.env, LLMCTL_TEST_BACKEND: backend },
-    encoding: "utf8",
-    stdio: ["ignore", "pipe", "inherit"],
-    maxBuffer: 1 << 30,
-  });
+  const run = spawnSync(
+    process.execPath,
+    ["--test", "--test-concurrency=1", ...(files.length ? files : ["dist/test/"])],
+    {
+      env: { ...process.env, LLMCTL_TEST_BACKEND: backend },
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "inherit"],
+      maxBuffer: 1 << 30,
+    },
+  );
   process.stdout.write(run.stdout);
   for (const key of Object.keys(totals)) {
     const m = run.stdout.match(new RegExp(`^# ${key} (\\d+)$`, "m"));

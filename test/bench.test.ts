@@ -7,8 +7,20 @@ import { runCli } from "./helpers/cli.js";
 import { ratios, type BenchRecord } from "../src/bench/bench.js";
 
 const KEYS = [
-  "backend", "precision", "model", "vocab_size", "context", "emb_dim", "n_layers", "n_heads", "batch", "params",
-  "train_tokens_per_second", "generate_tokens_per_second", "generate_tokens_per_second_no_cache", "peak_rss_mb",
+  "backend",
+  "precision",
+  "model",
+  "vocab_size",
+  "context",
+  "emb_dim",
+  "n_layers",
+  "n_heads",
+  "batch",
+  "params",
+  "train_tokens_per_second",
+  "generate_tokens_per_second",
+  "generate_tokens_per_second_no_cache",
+  "peak_rss_mb",
 ];
 
 test("llmctl bench --backend cpu --config C --json prints one record with every key, on the config's shapes", async () => {
@@ -34,16 +46,46 @@ test("llmctl bench --backend cpu --config C --json prints one record with every 
   assert.equal(rec.context, 40);
   assert.equal(rec.vocab_size, 300);
   // 300·16 + 48·16 + one block (16·48 + 16·16 + 16 + 16·64 + 64 + 64·16 + 16 + 4·16) + ln_f 32 + head 300·16
-  assert.equal(rec.params, 300 * 16 + 48 * 16 + (16 * 48 + 16 * 16 + 16 + 16 * 64 + 64 + 64 * 16 + 16 + 4 * 16) + 32 + 300 * 16);
-  for (const k of ["train_tokens_per_second", "generate_tokens_per_second", "generate_tokens_per_second_no_cache", "peak_rss_mb"]) {
+  assert.equal(
+    rec.params,
+    300 * 16 + 48 * 16 + (16 * 48 + 16 * 16 + 16 + 16 * 64 + 64 + 64 * 16 + 16 + 4 * 16) + 32 + 300 * 16,
+  );
+  for (const k of [
+    "train_tokens_per_second",
+    "generate_tokens_per_second",
+    "generate_tokens_per_second_no_cache",
+    "peak_rss_mb",
+  ]) {
     assert.ok((rec[k] as number) > 0, `${k} = ${rec[k]}`);
   }
 });
 
 test("ratios are ours / reference", () => {
-  const base = { backend: "x", precision: "fp32" as const, model: "m", vocab_size: 1, context: 1, emb_dim: 1, n_layers: 1, n_heads: 1, batch: 1, params: 1, peak_rss_mb: 1 };
-  const ours: BenchRecord = { ...base, train_tokens_per_second: 50, generate_tokens_per_second: 30, generate_tokens_per_second_no_cache: 10 };
-  const ref: BenchRecord = { ...base, train_tokens_per_second: 100, generate_tokens_per_second: 20, generate_tokens_per_second_no_cache: 40 };
+  const base = {
+    backend: "x",
+    precision: "fp32" as const,
+    model: "m",
+    vocab_size: 1,
+    context: 1,
+    emb_dim: 1,
+    n_layers: 1,
+    n_heads: 1,
+    batch: 1,
+    params: 1,
+    peak_rss_mb: 1,
+  };
+  const ours: BenchRecord = {
+    ...base,
+    train_tokens_per_second: 50,
+    generate_tokens_per_second: 30,
+    generate_tokens_per_second_no_cache: 10,
+  };
+  const ref: BenchRecord = {
+    ...base,
+    train_tokens_per_second: 100,
+    generate_tokens_per_second: 20,
+    generate_tokens_per_second_no_cache: 40,
+  };
   assert.deepEqual(ratios(ours, ref), { train: 0.5, generate: 1.5, generate_no_cache: 0.25 });
 });
 

@@ -15,7 +15,16 @@ before(async () => {
   await useBackend("cpu");
   root = await mkdtemp(join(tmpdir(), "llmctl-classify-"));
   lmDir = join(root, "lm");
-  const lm = buildGPT({ vocab_size: 64, context_length: 8, emb_dim: 8, n_heads: 2, n_layers: 1, drop_rate: 0, qkv_bias: false, tied_head: false });
+  const lm = buildGPT({
+    vocab_size: 64,
+    context_length: 8,
+    emb_dim: 8,
+    n_heads: 2,
+    n_layers: 1,
+    drop_rate: 0,
+    qkv_bias: false,
+    tied_head: false,
+  });
   await saveModelDir(lmDir, lm);
   lm.dispose();
 });

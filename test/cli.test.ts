@@ -10,7 +10,20 @@ import { readTokenFile } from "../src/tokenizer/token-file.js";
 test("--help lists every command", async () => {
   const r = await runCli(["--help"]);
   assert.equal(r.code, 0);
-  for (const c of ["tokenize", "pretrain", "generate", "load-gpt2", "export", "finetune", "classify", "instruct", "evaluate", "info", "bench", "doctor"]) {
+  for (const c of [
+    "tokenize",
+    "pretrain",
+    "generate",
+    "load-gpt2",
+    "export",
+    "finetune",
+    "classify",
+    "instruct",
+    "evaluate",
+    "info",
+    "bench",
+    "doctor",
+  ]) {
     assert.match(r.stdout, new RegExp(`llmctl ${c}`));
   }
 });
@@ -33,7 +46,10 @@ test("unknown option: exit 2, with the nearest option when one is close", async 
 
 test("tokenize: ids, --count, --json, --decode", async () => {
   assert.equal((await runCli(["tokenize", "Every effort moves you"])).stdout, "6109 3626 6100 345\n");
-  assert.equal((await runCli(["tokenize", "--file", sharedPath("datasets", "the-verdict.txt"), "--count"])).stdout, "5145\n");
+  assert.equal(
+    (await runCli(["tokenize", "--file", sharedPath("datasets", "the-verdict.txt"), "--count"])).stdout,
+    "5145\n",
+  );
   const j = JSON.parse((await runCli(["tokenize", "Akwirw ier", "--json"])).stdout);
   assert.deepEqual(j, { count: 6, ids: [33901, 86, 343, 86, 220, 959] });
   assert.equal((await runCli(["tokenize", "--decode", "6109 3626 6100 345"])).stdout, "Every effort moves you\n");

@@ -4,10 +4,15 @@ import { collateInstructions, InstructionDataset, InstructionLoader } from "../s
 import { getTokenizer } from "../src/tokenizer/index.js";
 import { Rng } from "../src/data/rng.js";
 
-const rows = (flat: Int32Array, T: number): number[][] => Array.from({ length: flat.length / T }, (_, b) => Array.from(flat.subarray(b * T, (b + 1) * T)));
+const rows = (flat: Int32Array, T: number): number[][] =>
+  Array.from({ length: flat.length / T }, (_, b) => Array.from(flat.subarray(b * T, (b + 1) * T)));
 
 test("custom_collate_fn golden: pad to longest + 1, shift, ignore all but the first padding target", () => {
-  const items = [[0, 1, 2, 3, 4], [5, 6], [7, 8, 9]].map((ids) => ({ ids, promptLength: 0 }));
+  const items = [
+    [0, 1, 2, 3, 4],
+    [5, 6],
+    [7, 8, 9],
+  ].map((ids) => ({ ids, promptLength: 0 }));
   const batch = collateInstructions(items);
   assert.equal(batch.batchSize, 3);
   assert.equal(batch.seqLen, 5);
@@ -24,51 +29,109 @@ test("custom_collate_fn golden: pad to longest + 1, shift, ignore all but the fi
 });
 
 test("--max-length truncates inputs and targets after masking", () => {
-  const items = [[0, 1, 2, 3, 4], [5, 6], [7, 8, 9]].map((ids) => ({ ids, promptLength: 0 }));
+  const items = [
+    [0, 1, 2, 3, 4],
+    [5, 6],
+    [7, 8, 9],
+  ].map((ids) => ({ ids, promptLength: 0 }));
   const batch = collateInstructions(items, { maxLength: 3 });
   assert.equal(batch.seqLen, 3);
-  assert.deepEqual(rows(batch.inputs, 3), [[0, 1, 2], [5, 6, 50256], [7, 8, 9]]);
-  assert.deepEqual(rows(batch.targets, 3), [[1, 2, 3], [6, 50256, -100], [8, 9, 50256]]);
+  assert.deepEqual(rows(batch.inputs, 3), [
+    [0, 1, 2],
+    [5, 6, 50256],
+    [7, 8, 9],
+  ]);
+  assert.deepEqual(rows(batch.targets, 3), [
+    [1, 2, 3],
+    [6, 50256, -100],
+    [8, 9, 50256],
+  ]);
   assert.throws(() => collateInstructions(items, { maxLength: 0 }), /max length/);
 });
 
 test("exercise 7.2 golden: --mask-instruction ignores the prompt's targets (book's token ids)", () => {
   const tok = getTokenizer();
   const sample = [
-    { instruction: "What is an antonym of 'complicated'?", input: "", output: "An antonym of 'complicated' is 'simple'." },
-    { instruction: "Sort the following list in alphabetical order.", input: "Zebra, Elephant, Crocodile", output: "Crocodile, Elephant, Zebra" },
-    { instruction: "Arrange the given numbers in descending order.", input: "5, 12, 8, 3, 15", output: "15, 12, 8, 5, 3." },
+    {
+      instruction: "What is an antonym of 'complicated'?",
+      input: "",
+      output: "An antonym of 'complicated' is 'simple'.",
+    },
+    {
+      instruction: "Sort the following list in alphabetical order.",
+      input: "Zebra, Elephant, Crocodile",
+      output: "Crocodile, Elephant, Zebra",
+    },
+    {
+      instruction: "Arrange the given numbers in descending order.",
+      input: "5, 12, 8, 3, 15",
+      output: "15, 12, 8, 5, 3.",
+    },
   ];
   const ds = new InstructionDataset(sample, tok, "alpaca");
   const batch = collateInstructions(ds.items, { maskInstruction: true });
   assert.equal(batch.seqLen, 64);
   const inputs = rows(batch.inputs, 64)[1];
   const targets = rows(batch.targets, 64)[1];
-  assert.deepEqual(inputs, [
-    21106, 318, 281, 12064, 326, 8477, 257, 4876, 13, 19430, 257, 2882, 326, 20431, 32543, 262, 2581, 13, 198, 198, 21017,
-    46486, 25, 198, 42758, 262, 1708, 1351, 287, 24830, 605, 1502, 13, 198, 198, 21017, 23412, 25, 198, 57, 37052, 11, 42651,
-    11, 9325, 19815, 576, 198, 198, 21017, 18261, 25, 198, 34, 12204, 375, 576, 11, 42651, 11, 1168, 37052, 50256, 50256,
-  ]);
+  assert.deepEqual(
+    inputs,
+    [
+      21106, 318, 281, 12064, 326, 8477, 257, 4876, 13, 19430, 257, 2882, 326, 20431, 32543, 262, 2581, 13, 198, 198,
+      21017, 46486, 25, 198, 42758, 262, 1708, 1351, 287, 24830, 605, 1502, 13, 198, 198, 21017, 23412, 25, 198, 57,
+      37052, 11, 42651, 11, 9325, 19815, 576, 198, 198, 21017, 18261, 25, 198, 34, 12204, 375, 576, 11, 42651, 11, 1168,
+      37052, 50256, 50256,
+    ],
+  );
   assert.deepEqual(targets, [
     ...new Array(46).fill(-100),
-    198, 198, 21017, 18261, 25, 198, 34, 12204, 375, 576, 11, 42651, 11, 1168, 37052, 50256, -100, -100,
+    198,
+    198,
+    21017,
+    18261,
+    25,
+    198,
+    34,
+    12204,
+    375,
+    576,
+    11,
+    42651,
+    11,
+    1168,
+    37052,
+    50256,
+    -100,
+    -100,
   ]);
-  assert.equal(tok.decode(targets.filter((t) => t !== -100)), "\n\n### Response:\nCrocodile, Elephant, Zebra<|endoftext|>");
+  assert.equal(
+    tok.decode(targets.filter((t) => t !== -100)),
+    "\n\n### Response:\nCrocodile, Elephant, Zebra<|endoftext|>",
+  );
 });
 
 test("InstructionLoader: shuffled training batches drop the last partial batch, validation keeps it", () => {
   const tok = getTokenizer();
-  const entries = Array.from({ length: 10 }, (_, i) => ({ instruction: `Count to ${i}.`, input: i % 2 ? "slowly" : "", output: "1 ".repeat(i).trim() }));
+  const entries = Array.from({ length: 10 }, (_, i) => ({
+    instruction: `Count to ${i}.`,
+    input: i % 2 ? "slowly" : "",
+    output: "1 ".repeat(i).trim(),
+  }));
   const ds = new InstructionDataset(entries, tok, "alpaca");
   const train = new InstructionLoader(ds, { batchSize: 4, shuffle: true, dropLast: true });
   const val = new InstructionLoader(ds, { batchSize: 4 });
   assert.equal(train.numBatches, 2);
   assert.equal(val.numBatches, 3);
   const order = train.epochOrder(new Rng(123));
-  assert.deepEqual([...order].sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  assert.deepEqual(
+    [...order].sort((a, b) => a - b),
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+  );
   assert.deepEqual([...train.epochOrder(new Rng(123))], [...order], "the order is a function of the RNG state");
   const batches = [...val.batches()];
-  assert.deepEqual(batches.map((b) => b.batchSize), [4, 4, 2]);
+  assert.deepEqual(
+    batches.map((b) => b.batchSize),
+    [4, 4, 2],
+  );
   // each batch is only as long as its own longest example
   assert.equal(batches[2].seqLen, Math.max(ds.items[8].ids.length, ds.items[9].ids.length));
 });
@@ -80,15 +143,62 @@ test("loss with the ignore index (the book's golden values), on collated targets
   await useBackend("cpu");
   const loss = (logits: number[][], targets: number[]) =>
     tf.tidy(() => sparseCrossEntropy(tf.tensor2d(logits), tf.tensor1d(targets, "int32")).dataSync()[0]);
-  assert.ok(Math.abs(loss([[-1, 1], [-0.5, 1.5]], [0, 1]) - 1.1269) < 1e-4);
-  assert.ok(Math.abs(loss([[-1, 1], [-0.5, 1.5], [-0.5, 1.5]], [0, 1, -100]) - 1.1269) < 1e-4);
-  assert.ok(Math.abs(loss([[-1, 1], [-0.5, 1.5], [-0.5, 1.5]], [0, 1, 1]) - 0.7936) < 1e-4);
+  assert.ok(
+    Math.abs(
+      loss(
+        [
+          [-1, 1],
+          [-0.5, 1.5],
+        ],
+        [0, 1],
+      ) - 1.1269,
+    ) < 1e-4,
+  );
+  assert.ok(
+    Math.abs(
+      loss(
+        [
+          [-1, 1],
+          [-0.5, 1.5],
+          [-0.5, 1.5],
+        ],
+        [0, 1, -100],
+      ) - 1.1269,
+    ) < 1e-4,
+  );
+  assert.ok(
+    Math.abs(
+      loss(
+        [
+          [-1, 1],
+          [-0.5, 1.5],
+          [-0.5, 1.5],
+        ],
+        [0, 1, 1],
+      ) - 0.7936,
+    ) < 1e-4,
+  );
   // a collated batch: the padding targets after the first end-of-text carry no loss
-  const batch = collateInstructions([{ ids: [0, 1], promptLength: 0 }, { ids: [1], promptLength: 0 }], { padId: 2 });
+  const batch = collateInstructions(
+    [
+      { ids: [0, 1], promptLength: 0 },
+      { ids: [1], promptLength: 0 },
+    ],
+    { padId: 2 },
+  );
   // targets [[1,2],[2,-100]]; logits for every position alike → mean over the 3 kept targets
-  const logits = tf.tensor3d([[[0, 1, 2], [0, 1, 2]], [[0, 1, 2], [0, 1, 2]]]);
+  const logits = tf.tensor3d([
+    [
+      [0, 1, 2],
+      [0, 1, 2],
+    ],
+    [
+      [0, 1, 2],
+      [0, 1, 2],
+    ],
+  ]);
   const got = tf.tidy(() => sparseCrossEntropy(logits, tf.tensor2d(batch.targets, [2, 2], "int32")).dataSync()[0]);
   const lse = Math.log(1 + Math.E + Math.E ** 2);
-  assert.ok(Math.abs(got - ((lse - 1) + (lse - 2) + (lse - 2)) / 3) < 1e-5);
+  assert.ok(Math.abs(got - (lse - 1 + (lse - 2) + (lse - 2)) / 3) < 1e-5);
   logits.dispose();
 });

@@ -44,7 +44,11 @@ test("book ch05 loaders: 9 training batches and 1 validation batch", () => {
   const { train, validation } = splitText(text, 0.9);
   assert.equal(train.length, 18431);
   const tok = getTokenizer();
-  const trainLoader = new DataLoader(new SlidingWindowDataset(tok.encode(train), 256, 256), { batchSize: 2, shuffle: true, dropLast: true });
+  const trainLoader = new DataLoader(new SlidingWindowDataset(tok.encode(train), 256, 256), {
+    batchSize: 2,
+    shuffle: true,
+    dropLast: true,
+  });
   const valLoader = new DataLoader(new SlidingWindowDataset(tok.encode(validation), 256, 256), { batchSize: 2 });
   assert.equal(trainLoader.numBatches, 9);
   assert.equal(valLoader.numBatches, 1);
@@ -64,14 +68,24 @@ test("windows follow range(0, len - max_length, stride)", () => {
 });
 
 test("shuffle is a seeded permutation; drop_last drops the ragged batch", () => {
-  const ds = new SlidingWindowDataset(Array.from({ length: 101 }, (_, i) => i), 4, 4); // 25 windows
+  const ds = new SlidingWindowDataset(
+    Array.from({ length: 101 }, (_, i) => i),
+    4,
+    4,
+  ); // 25 windows
   const loader = new DataLoader(ds, { batchSize: 4, shuffle: true, dropLast: true });
   assert.equal(loader.numBatches, 6);
   const a = loader.epochOrder(new Rng(7));
   const b = loader.epochOrder(new Rng(7));
   assert.deepEqual(a, b);
-  assert.notDeepEqual(Array.from(a), Array.from({ length: 25 }, (_, i) => i));
-  assert.deepEqual([...a].sort((x, y) => x - y), Array.from({ length: 25 }, (_, i) => i));
+  assert.notDeepEqual(
+    Array.from(a),
+    Array.from({ length: 25 }, (_, i) => i),
+  );
+  assert.deepEqual(
+    [...a].sort((x, y) => x - y),
+    Array.from({ length: 25 }, (_, i) => i),
+  );
   assert.equal(new DataLoader(ds, { batchSize: 4 }).numBatches, 7);
 });
 

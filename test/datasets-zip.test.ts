@@ -22,7 +22,11 @@ test("stored and deflated members round-trip, names and sizes preserved", () => 
   const entries = readZip(zip);
   assert.deepEqual(
     entries.map((e) => [e.name, e.method, e.size]),
-    [["SMSSpamCollection", 8, spam.length], ["dir/readme", 0, 5], ["empty", 8, 0]],
+    [
+      ["SMSSpamCollection", 8, spam.length],
+      ["dir/readme", 0, 5],
+      ["empty", 8, 0],
+    ],
   );
   assert.deepEqual(entries[0].read(), spam);
   assert.equal(entries[1].read().toString(), "hello");
@@ -33,12 +37,22 @@ test("a trailing archive comment does not hide the end record", () => {
   const zip = createZip([{ name: "a", data: Buffer.from("abc") }]);
   const comment = Buffer.from("made by a test");
   zip.writeUInt16LE(comment.length, zip.length - 2);
-  assert.equal(readZip(Buffer.concat([zip, comment]))[0].read().toString(), "abc");
+  assert.equal(
+    readZip(Buffer.concat([zip, comment]))[0]
+      .read()
+      .toString(),
+    "abc",
+  );
 });
 
 test("damage is a FileFormatError, never wrong bytes", () => {
   const zip = createZip([{ name: "a", data: Buffer.from("some text that deflates") }]);
-  assert.throws(() => readZip(zip.subarray(0, zip.length - 10), "x.zip"), (e: unknown) => e instanceof FileFormatError && /x\.zip is not a readable ZIP archive: no end-of-central-directory record/.test(e.message));
+  assert.throws(
+    () => readZip(zip.subarray(0, zip.length - 10), "x.zip"),
+    (e: unknown) =>
+      e instanceof FileFormatError &&
+      /x\.zip is not a readable ZIP archive: no end-of-central-directory record/.test(e.message),
+  );
   const flipped = Buffer.from(zip);
   flipped[33] ^= 0xff; // inside the deflated data of member "a" (30-byte header + 1-byte name)
   assert.throws(() => readZip(flipped)[0].read(), FileFormatError);
@@ -60,7 +74,11 @@ test("reads an archive made by Info-ZIP `zip`, and `unzip` reads ours (when the 
   assert.deepEqual(entries[0].read(), readFileSync(path));
 
   const ours = createZip([{ name: "SMSSpamCollection", data: readFileSync(path) }]);
-  const tested = spawnSync("sh", ["-c", "f=$(mktemp) && cat > $f && unzip -p $f SMSSpamCollection; rc=$?; rm -f $f; exit $rc"], { input: ours, maxBuffer: 1 << 24 });
+  const tested = spawnSync(
+    "sh",
+    ["-c", "f=$(mktemp) && cat > $f && unzip -p $f SMSSpamCollection; rc=$?; rm -f $f; exit $rc"],
+    { input: ours, maxBuffer: 1 << 24 },
+  );
   assert.equal(tested.status, 0, tested.stderr?.toString());
   assert.deepEqual(tested.stdout, readFileSync(path));
 });

@@ -9,7 +9,15 @@ import { existsSync, readFileSync, writeFileSync, mkdtempSync, mkdirSync, rmSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { DATASETS, DATASET_NAMES, fetchDataset, resolveDataPath, mirrorUrl, defaultFallbackDir, type FetchDatasetOptions } from "../src/data/datasets.js";
+import {
+  DATASETS,
+  DATASET_NAMES,
+  fetchDataset,
+  resolveDataPath,
+  mirrorUrl,
+  defaultFallbackDir,
+  type FetchDatasetOptions,
+} from "../src/data/datasets.js";
 import { createZip } from "../src/data/zip.js";
 import { NetworkError, UsageError, formatError } from "../src/errors.js";
 import { sharedPath, REPO_ROOT } from "./helpers/shared.js";
@@ -27,12 +35,20 @@ let notes: string[];
 
 /** Options that never touch the real cache, the real internet, env variables or ../shared implicitly. */
 function opts(extra: FetchDatasetOptions = {}): FetchDatasetOptions {
-  return { cacheDir: cache, mirror: "", fallbackDir: null, onNote: (m) => notes.push(m), download: { retryDelayMs: 0, timeoutMs: 5000 }, ...extra };
+  return {
+    cacheDir: cache,
+    mirror: "",
+    fallbackDir: null,
+    onNote: (m) => notes.push(m),
+    download: { retryDelayMs: 0, timeoutMs: 5000 },
+    ...extra,
+  };
 }
 
 before(async () => {
   server = await startTestServer();
-  for (const name of DATASET_NAMES) server.set("/mirror/" + encodeURIComponent(DATASETS[name].file), bytes(DATASETS[name].file));
+  for (const name of DATASET_NAMES)
+    server.set("/mirror/" + encodeURIComponent(DATASETS[name].file), bytes(DATASETS[name].file));
 });
 after(() => server.close());
 beforeEach(() => {
@@ -61,7 +77,11 @@ test("LLMCTL_DATA_MIRROR as a directory: all three datasets land verified in the
     assert.equal(path, join(cache, "datasets", DATASETS[name].file));
     assert.deepEqual(readFileSync(path), bytes(DATASETS[name].file));
   }
-  assert.deepEqual(readdirSync(join(cache, "datasets")).sort(), ["SMSSpamCollection", "instruction-data.json", "the-verdict.txt"]);
+  assert.deepEqual(readdirSync(join(cache, "datasets")).sort(), [
+    "SMSSpamCollection",
+    "instruction-data.json",
+    "the-verdict.txt",
+  ]);
   // Second time: from the cache, no source consulted.
   notes = [];
   await fetchDataset("the-verdict", opts({ mirror: "/nonexistent-mirror" }));
@@ -76,9 +96,15 @@ test("LLMCTL_DATA_MIRROR as a base URL, read from the environment, with the cach
     const path = await fetchDataset("instruction-data", { download: { retryDelayMs: 0 } });
     assert.equal(path, join(cache, "datasets", "instruction-data.json"));
     assert.equal(sha(readFileSync(path)), DATASETS["instruction-data"].sha256);
-    assert.deepEqual(server.requests.map((r) => r.path), ["/mirror/instruction-data.json"]);
+    assert.deepEqual(
+      server.requests.map((r) => r.path),
+      ["/mirror/instruction-data.json"],
+    );
   } finally {
-    for (const [k, v] of [["LLMCTL_DATA_MIRROR", saved.mirror], ["LLMCTL_CACHE", saved.cache]] as const) {
+    for (const [k, v] of [
+      ["LLMCTL_DATA_MIRROR", saved.mirror],
+      ["LLMCTL_CACHE", saved.cache],
+    ] as const) {
       if (v === undefined) delete process.env[k];
       else process.env[k] = v;
     }
@@ -89,7 +115,13 @@ test("a connection dropped mid-file is resumed", T, async () => {
   server.set("/drop/the-verdict.txt", { body: bytes("the-verdict.txt"), dropAfter: 8192 });
   const path = await fetchDataset("the-verdict", opts({ mirror: server.url("/drop/") }));
   assert.equal(sha(readFileSync(path)), DATASETS["the-verdict"].sha256);
-  assert.deepEqual(server.requests.map((r) => [r.range, r.status]), [[undefined, 200], ["bytes=8192-", 206]]);
+  assert.deepEqual(
+    server.requests.map((r) => [r.range, r.status]),
+    [
+      [undefined, 200],
+      ["bytes=8192-", 206],
+    ],
+  );
 });
 
 test("a wrong checksum: clear error, nothing left in the cache", T, async () => {
@@ -98,7 +130,10 @@ test("a wrong checksum: clear error, nothing left in the cache", T, async () => 
   server.set("/bad/the-verdict.txt", bad);
   await assert.rejects(fetchDataset("the-verdict", opts({ mirror: server.url("/bad/") })), (err: unknown) => {
     assert.ok(err instanceof NetworkError);
-    assert.match(err.message, /^checksum mismatch for http:\/\/127\.0\.0\.1:\d+\/bad\/the-verdict\.txt: expected sha256 b41e41a6/);
+    assert.match(
+      err.message,
+      /^checksum mismatch for http:\/\/127\.0\.0\.1:\d+\/bad\/the-verdict\.txt: expected sha256 b41e41a6/,
+    );
     assert.match(err.fix ?? "", /LLMCTL_DATA_MIRROR/);
     return true;
   });
@@ -123,21 +158,34 @@ test("an unreachable mirror: clear one-line error naming LLMCTL_DATA_MIRROR", T,
   await assert.rejects(fetchDataset("sms-spam", opts({ mirror })), (err: unknown) => {
     assert.ok(err instanceof NetworkError);
     const line = formatError(err);
-    assert.match(line, /^could not download http:\/\/127\.0\.0\.1:\d+\/SMSSpamCollection: connection refused .* — LLMCTL_DATA_MIRROR=/);
+    assert.match(
+      line,
+      /^could not download http:\/\/127\.0\.0\.1:\d+\/SMSSpamCollection: connection refused .* — LLMCTL_DATA_MIRROR=/,
+    );
     assert.doesNotMatch(line, /\n/);
     return true;
   });
 });
 
-test("unreachable canonical URLs (no mirror): the error tells you to set LLMCTL_DATA_MIRROR or pass --data", T, async () => {
-  const dead = `http://127.0.0.1:${await unusedPort()}/the-verdict.txt`;
-  await assert.rejects(fetchDataset("the-verdict", opts({ urls: [dead] })), (err: unknown) => {
-    assert.ok(err instanceof NetworkError);
-    assert.equal(err.fix, "set LLMCTL_DATA_MIRROR to a directory or base URL that holds the-verdict.txt, or pass --data FILE");
-    assert.match(err.message, /^could not fetch dataset the-verdict: could not download http:\/\/127\.0\.0\.1:\d+\/the-verdict\.txt: connection refused/);
-    return true;
-  });
-});
+test(
+  "unreachable canonical URLs (no mirror): the error tells you to set LLMCTL_DATA_MIRROR or pass --data",
+  T,
+  async () => {
+    const dead = `http://127.0.0.1:${await unusedPort()}/the-verdict.txt`;
+    await assert.rejects(fetchDataset("the-verdict", opts({ urls: [dead] })), (err: unknown) => {
+      assert.ok(err instanceof NetworkError);
+      assert.equal(
+        err.fix,
+        "set LLMCTL_DATA_MIRROR to a directory or base URL that holds the-verdict.txt, or pass --data FILE",
+      );
+      assert.match(
+        err.message,
+        /^could not fetch dataset the-verdict: could not download http:\/\/127\.0\.0\.1:\d+\/the-verdict\.txt: connection refused/,
+      );
+      return true;
+    });
+  },
+);
 
 test("when every URL fails, the fallback directory is used and a note says so", T, async () => {
   const dead = `http://127.0.0.1:${await unusedPort()}/x`;
@@ -158,17 +206,29 @@ test("sms-spam: the UCI zip is downloaded, unpacked, verified, and the archive r
   ]);
   assert.ok(zip.length < SPAM.length / 2, "the member is really deflated");
   server.set("/static/public/228/sms+spam+collection.zip", zip);
-  const path = await fetchDataset("sms-spam", opts({ urls: [server.url("/static/public/228/sms+spam+collection.zip")] }));
+  const path = await fetchDataset(
+    "sms-spam",
+    opts({ urls: [server.url("/static/public/228/sms+spam+collection.zip")] }),
+  );
   assert.equal(path, join(cache, "datasets", "SMSSpamCollection"));
   assert.deepEqual(readFileSync(path), SPAM);
   assert.deepEqual(readdirSync(join(cache, "datasets")), ["SMSSpamCollection"]);
 });
 
 test("sms-spam: the first URL failing falls back to the second (the book's backup copy)", T, async () => {
-  server.set("/backup/sms%2Bspam%2Bcollection.zip", createZip([{ name: "sms_spam_collection/SMSSpamCollection", data: SPAM, method: "store" }]));
-  const path = await fetchDataset("sms-spam", opts({ urls: [server.url("/gone.zip"), server.url("/backup/sms%2Bspam%2Bcollection.zip")] }));
+  server.set(
+    "/backup/sms%2Bspam%2Bcollection.zip",
+    createZip([{ name: "sms_spam_collection/SMSSpamCollection", data: SPAM, method: "store" }]),
+  );
+  const path = await fetchDataset(
+    "sms-spam",
+    opts({ urls: [server.url("/gone.zip"), server.url("/backup/sms%2Bspam%2Bcollection.zip")] }),
+  );
   assert.deepEqual(readFileSync(path), SPAM);
-  assert.deepEqual(server.requests.map((r) => r.status), [404, 200]);
+  assert.deepEqual(
+    server.requests.map((r) => r.status),
+    [404, 200],
+  );
   assert.match(notes.join("\n"), /gone\.zip: HTTP 404/);
 });
 
@@ -177,11 +237,17 @@ test("sms-spam: a zip whose member has the wrong bytes is refused and nothing is
   tampered[0] = "s".charCodeAt(0); // "ham" → "sam"
   server.set("/tampered.zip", createZip([{ name: "SMSSpamCollection", data: tampered }]));
   server.set("/nomember.zip", createZip([{ name: "readme", data: Buffer.from("x") }]));
-  await assert.rejects(fetchDataset("sms-spam", opts({ urls: [server.url("/tampered.zip"), server.url("/nomember.zip")] })), (err: unknown) => {
-    assert.ok(err instanceof NetworkError);
-    assert.match(err.message, /^could not fetch dataset sms-spam: checksum mismatch for SMSSpamCollection in http:\S+tampered\.zip.*\(and 1 more source failed/);
-    return true;
-  });
+  await assert.rejects(
+    fetchDataset("sms-spam", opts({ urls: [server.url("/tampered.zip"), server.url("/nomember.zip")] })),
+    (err: unknown) => {
+      assert.ok(err instanceof NetworkError);
+      assert.match(
+        err.message,
+        /^could not fetch dataset sms-spam: checksum mismatch for SMSSpamCollection in http:\S+tampered\.zip.*\(and 1 more source failed/,
+      );
+      return true;
+    },
+  );
   assert.match(notes.join("\n"), /nomember\.zip has no member SMSSpamCollection \(it holds: readme\)/);
   assert.deepEqual(readdirSync(join(cache, "datasets")), []);
 });
@@ -195,7 +261,10 @@ test("a corrupted cache file is detected and fetched again", T, async () => {
 });
 
 test("a mirror that is neither a directory nor a URL is a clear error", () => {
-  assert.throws(() => mirrorUrl("/no/such/dir", "the-verdict.txt"), /LLMCTL_DATA_MIRROR=\/no\/such\/dir is neither an existing directory nor an http\(s\) URL/);
+  assert.throws(
+    () => mirrorUrl("/no/such/dir", "the-verdict.txt"),
+    /LLMCTL_DATA_MIRROR=\/no\/such\/dir is neither an existing directory nor an http\(s\) URL/,
+  );
   assert.equal(mirrorUrl("http://host/data", "SMSSpamCollection"), "http://host/data/SMSSpamCollection");
 });
 
@@ -203,10 +272,16 @@ test("--data semantics: an existing file wins, else a dataset name, else a usage
   const own = join(cache, "my-corpus.txt");
   writeFileSync(own, "hello");
   assert.equal(await resolveDataPath(own, opts()), own);
-  assert.equal(await resolveDataPath("the-verdict", opts({ mirror: SHARED })), join(cache, "datasets", "the-verdict.txt"));
+  assert.equal(
+    await resolveDataPath("the-verdict", opts({ mirror: SHARED })),
+    join(cache, "datasets", "the-verdict.txt"),
+  );
   await assert.rejects(resolveDataPath("the-verdikt", opts()), (err: unknown) => {
     assert.ok(err instanceof UsageError);
-    assert.equal(formatError(err), "--data the-verdikt: no such file, and not a dataset name — pass an existing file or one of: the-verdict, sms-spam, instruction-data");
+    assert.equal(
+      formatError(err),
+      "--data the-verdikt: no such file, and not a dataset name — pass an existing file or one of: the-verdict, sms-spam, instruction-data",
+    );
     return true;
   });
   await assert.rejects(fetchDataset("wikitext", opts()), UsageError);

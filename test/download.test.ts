@@ -122,7 +122,10 @@ test("a wrong checksum throws a clear NetworkError and leaves no file behind", T
   const dest = join(dir, "v.txt");
   await assert.rejects(download(server.url("/bad.txt"), dest, { sha256: VERDICT_SHA, ...FAST }), (err: unknown) => {
     assert.ok(err instanceof NetworkError);
-    assert.match(err.message, /^checksum mismatch for http:\/\/127\.0\.0\.1:\d+\/bad\.txt: expected sha256 b41e41a6\w+, got [0-9a-f]{64}/);
+    assert.match(
+      err.message,
+      /^checksum mismatch for http:\/\/127\.0\.0\.1:\d+\/bad\.txt: expected sha256 b41e41a6\w+, got [0-9a-f]{64}/,
+    );
     assert.doesNotMatch(err.message, /\n/);
     return true;
   });
@@ -132,7 +135,10 @@ test("a wrong checksum throws a clear NetworkError and leaves no file behind", T
 test("a wrong size is refused the same way", T, async () => {
   server.set("/short.txt", VERDICT.subarray(0, 100));
   const dest = join(dir, "v.txt");
-  await assert.rejects(download(server.url("/short.txt"), dest, { expectedSize: VERDICT.length, ...FAST }), /expected 20479 bytes, got 100/);
+  await assert.rejects(
+    download(server.url("/short.txt"), dest, { expectedSize: VERDICT.length, ...FAST }),
+    /expected 20479 bytes, got 100/,
+  );
   assert.deepEqual(readdirSync(dir), []);
 });
 
@@ -143,7 +149,11 @@ test("404 is a NetworkError naming the URL, the status and the fix", T, async ()
     assert.equal(formatError(err), `could not download ${url}: HTTP 404 Not Found — try --data FILE`);
     return true;
   });
-  assert.deepEqual(server.requests.map((r) => r.status), [404], "a 404 is not retried");
+  assert.deepEqual(
+    server.requests.map((r) => r.status),
+    [404],
+    "a 404 is not retried",
+  );
   assert.deepEqual(readdirSync(dir), []);
 });
 
@@ -159,11 +169,14 @@ test("an unreachable host fails at once with a NetworkError naming the URL", T, 
 
 test("a server that never answers times out and gives up after the retries", T, async () => {
   server.set("/stall", { body: VERDICT, stall: true });
-  await assert.rejects(download(server.url("/stall"), join(dir, "x"), { timeoutMs: 200, retries: 1, retryDelayMs: 0 }), (err: unknown) => {
-    assert.ok(err instanceof NetworkError);
-    assert.match(err.message, /no response for 0 s \(gave up after 2 attempts\)$/);
-    return true;
-  });
+  await assert.rejects(
+    download(server.url("/stall"), join(dir, "x"), { timeoutMs: 200, retries: 1, retryDelayMs: 0 }),
+    (err: unknown) => {
+      assert.ok(err instanceof NetworkError);
+      assert.match(err.message, /no response for 0 s \(gave up after 2 attempts\)$/);
+      return true;
+    },
+  );
   assert.equal(server.requests.length, 2);
 });
 
@@ -173,19 +186,31 @@ test("redirects are followed", T, async () => {
   const dest = join(dir, "v.txt");
   await download(server.url("/moved.txt"), dest, { sha256: VERDICT_SHA, ...FAST });
   assert.deepEqual(readFileSync(dest), VERDICT);
-  assert.deepEqual(server.requests.map((r) => [r.path, r.status]), [["/moved.txt", 302], ["/real.txt", 200]]);
+  assert.deepEqual(
+    server.requests.map((r) => [r.path, r.status]),
+    [
+      ["/moved.txt", 302],
+      ["/real.txt", 200],
+    ],
+  );
 });
 
 test("file: URLs are copied and verified like downloads", T, async () => {
   const dest = join(dir, "v.txt");
-  await download(pathToFileURL(sharedPath("datasets", "the-verdict.txt")).href, dest, { sha256: VERDICT_SHA, expectedSize: 20_479 });
+  await download(pathToFileURL(sharedPath("datasets", "the-verdict.txt")).href, dest, {
+    sha256: VERDICT_SHA,
+    expectedSize: 20_479,
+  });
   assert.deepEqual(readFileSync(dest), VERDICT);
   await assert.rejects(download(pathToFileURL(join(dir, "nope")).href, join(dir, "y")), /not found: .*nope/);
 });
 
 test("an aborted download throws InterruptedError", T, async () => {
   server.set("/v.txt", VERDICT);
-  await assert.rejects(download(server.url("/v.txt"), join(dir, "v.txt"), { signal: AbortSignal.abort() }), InterruptedError);
+  await assert.rejects(
+    download(server.url("/v.txt"), join(dir, "v.txt"), { signal: AbortSignal.abort() }),
+    InterruptedError,
+  );
 });
 
 test("Ctrl-C mid-body keeps the part file, and the next call resumes from it", T, async () => {
@@ -195,7 +220,12 @@ test("Ctrl-C mid-body keeps the part file, and the next call resumes from it", T
   const dest = join(dir, "big.bin");
   const ctl = new AbortController();
   await assert.rejects(
-    download(server.url("/big.bin"), dest, { sha256: bigSha, onProgress: (r) => r > 0 && ctl.abort(), signal: ctl.signal, ...FAST }),
+    download(server.url("/big.bin"), dest, {
+      sha256: bigSha,
+      onProgress: (r) => r > 0 && ctl.abort(),
+      signal: ctl.signal,
+      ...FAST,
+    }),
     InterruptedError,
   );
   assert.equal(existsSync(dest), false);
@@ -203,7 +233,10 @@ test("Ctrl-C mid-body keeps the part file, and the next call resumes from it", T
   assert.ok(kept > 0 && kept < big.length, `part file holds ${kept} bytes`);
   await download(server.url("/big.bin"), dest, { sha256: bigSha, ...FAST });
   assert.equal(await sha256File(dest), bigSha);
-  assert.deepEqual(server.requests.map((r) => r.range), [undefined, `bytes=${kept}-`]);
+  assert.deepEqual(
+    server.requests.map((r) => r.range),
+    [undefined, `bytes=${kept}-`],
+  );
 });
 
 test("cacheRoot honours LLMCTL_CACHE, else ~/.cache/llmctl", () => {

@@ -19,7 +19,9 @@ interface ChatRequest {
 type Handler = (req: ChatRequest, res: http.ServerResponse, n: number) => void | Promise<void>;
 
 /** A stand-in Ollama on 127.0.0.1: collects request bodies, lets each test decide how to answer. */
-async function fakeOllama(handler: Handler): Promise<{ url: string; requests: ChatRequest[]; close: () => Promise<void> }> {
+async function fakeOllama(
+  handler: Handler,
+): Promise<{ url: string; requests: ChatRequest[]; close: () => Promise<void> }> {
   const requests: ChatRequest[] = [];
   const server = http.createServer((req, res) => {
     let body = "";
@@ -43,7 +45,13 @@ async function fakeOllama(handler: Handler): Promise<{ url: string; requests: Ch
   };
 }
 
-const line = (content: string, done = false) => JSON.stringify({ model: "llama3", created_at: "2026-11-29T00:00:00Z", message: { role: "assistant", content }, done }) + "\n";
+const line = (content: string, done = false) =>
+  JSON.stringify({
+    model: "llama3",
+    created_at: "2026-11-29T00:00:00Z",
+    message: { role: "assistant", content },
+    done,
+  }) + "\n";
 
 /** Stream `pieces` as Ollama does: chunked transfer, one NDJSON line per piece, then a done line. */
 async function streamReply(res: http.ServerResponse, pieces: string[]): Promise<void> {
@@ -57,11 +65,21 @@ async function streamReply(res: http.ServerResponse, pieces: string[]): Promise<
   res.end();
 }
 
-const entry = (response: string) => ({ instruction: "Name the author of 'Pride and Prejudice'.", input: "", output: "Jane Austen.", model_response: response });
+const entry = (response: string) => ({
+  instruction: "Name the author of 'Pride and Prejudice'.",
+  input: "",
+  output: "Jane Austen.",
+  model_response: response,
+});
 
 test("judge prompt is the book's wording", () => {
   assert.equal(
-    judgePrompt({ instruction: "Rewrite the sentence using a simile.", input: "The car is very fast.", output: "The car is as fast as lightning.", model_response: "The car is as fast as a bullet." }),
+    judgePrompt({
+      instruction: "Rewrite the sentence using a simile.",
+      input: "The car is very fast.",
+      output: "The car is as fast as lightning.",
+      model_response: "The car is as fast as a bullet.",
+    }),
     "Given the input `Below is an instruction that describes a task. Write a response that appropriately completes the request." +
       "\n\n### Instruction:\nRewrite the sentence using a simile.\n\n### Input:\nThe car is very fast.` " +
       "and correct output `The car is as fast as lightning.`, score the model response `The car is as fast as a bullet.` " +
@@ -116,11 +134,19 @@ test("scores are averaged; a non-integer reply is reported and skipped; an empty
 
 test("a model that is not pulled (404) names `ollama pull`", async () => {
   const server = await fakeOllama((_req, res) => {
-    res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: 'model "llama3" not found, try pulling it first' }));
+    res
+      .writeHead(404, { "content-type": "application/json" })
+      .end(JSON.stringify({ error: 'model "llama3" not found, try pulling it first' }));
   });
   try {
     const client = new OllamaClient({ url: server.url, model: "llama3", retryDelayMs: 1 });
-    await assert.rejects(client.chat("x"), (err: Error) => err instanceof NetworkError && /not found/.test(err.message) && /ollama pull llama3/.test((err as NetworkError).fix ?? ""));
+    await assert.rejects(
+      client.chat("x"),
+      (err: Error) =>
+        err instanceof NetworkError &&
+        /not found/.test(err.message) &&
+        /ollama pull llama3/.test((err as NetworkError).fix ?? ""),
+    );
     assert.equal(server.requests.length, 1, "a 404 is not retried");
   } finally {
     await server.close();
@@ -144,7 +170,10 @@ test("an error line inside the stream is reported", async () => {
     res.writeHead(200).end(JSON.stringify({ error: "model requires more system memory" }) + "\n");
   });
   try {
-    await assert.rejects(new OllamaClient({ url: server.url }).chat("x"), /reported: model requires more system memory/);
+    await assert.rejects(
+      new OllamaClient({ url: server.url }).chat("x"),
+      /reported: model requires more system memory/,
+    );
   } finally {
     await server.close();
   }
@@ -182,7 +211,9 @@ test("a connection dropped mid-reply is retried, and gives up after the bound", 
 });
 
 test("a server error (503) is retried", async () => {
-  const server = await fakeOllama((_req, res, n) => (n < 3 ? void res.writeHead(503).end("busy") : streamReply(res, ["77"])));
+  const server = await fakeOllama((_req, res, n) =>
+    n < 3 ? void res.writeHead(503).end("busy") : streamReply(res, ["77"]),
+  );
   try {
     assert.equal(await new OllamaClient({ url: server.url, attempts: 3, retryDelayMs: 1 }).chat("x"), "77");
   } finally {
@@ -197,7 +228,10 @@ test("no server listening: 'is Ollama running?'", async () => {
   const { port } = probe.address() as AddressInfo;
   await new Promise<void>((r) => probe.close(() => r()));
   const client = new OllamaClient({ url: `http://127.0.0.1:${port}` });
-  await assert.rejects(client.chat("x"), (err: Error) => err instanceof NetworkError && /ollama serve/.test((err as NetworkError).fix ?? ""));
+  await assert.rejects(
+    client.chat("x"),
+    (err: Error) => err instanceof NetworkError && /ollama serve/.test((err as NetworkError).fix ?? ""),
+  );
 });
 
 test("concurrency limits the requests in flight", async () => {
@@ -208,14 +242,22 @@ test("concurrency limits the requests in flight", async () => {
     inFlight++;
     maxInFlight = Math.max(maxInFlight, inFlight);
     // hold each reply until a second request is in flight (or 2 s pass, so a serial client cannot hang)
-    if (inFlight < 2) await new Promise<void>((r) => { waiting.push(r); setTimeout(r, 2000); });
+    if (inFlight < 2)
+      await new Promise<void>((r) => {
+        waiting.push(r);
+        setTimeout(r, 2000);
+      });
     else waiting.splice(0).forEach((r) => r());
     inFlight--;
     await streamReply(res, ["50"]);
   });
   try {
     const client = new OllamaClient({ url: server.url });
-    const result = await scoreResponses(Array.from({ length: 6 }, (_, i) => entry(`r${i}`)), client, { concurrency: 2 });
+    const result = await scoreResponses(
+      Array.from({ length: 6 }, (_, i) => entry(`r${i}`)),
+      client,
+      { concurrency: 2 },
+    );
     assert.equal(result.scored, 6);
     assert.equal(result.average, 50);
     assert.equal(maxInFlight, 2);
@@ -226,7 +268,9 @@ test("concurrency limits the requests in flight", async () => {
 
 test("llmctl evaluate --json prints and saves the scores", async () => {
   const dir = await mkdtemp(join(tmpdir(), "llmctl-eval-"));
-  const server = await fakeOllama((req, res) => streamReply(res, [/`yes`/.test(req.messages[0].content) ? "80" : "oops"]));
+  const server = await fakeOllama((req, res) =>
+    streamReply(res, [/`yes`/.test(req.messages[0].content) ? "80" : "oops"]),
+  );
   try {
     const file = join(dir, "instruction-data-with-response.json");
     await writeFile(file, JSON.stringify([entry("yes"), entry("yes"), entry("no"), entry("yes")], null, 2));

@@ -46,13 +46,36 @@ function maxAbsDiff(a: Float32Array, b: Float32Array): number {
 test("export --format hf writes the fixture's own HF tensors back, with a GPT2Config, and reads back identically", async () => {
   const dir = await mkdtemp(join(tmpdir(), "llmctl-export-"));
   await convertFixture(join(dir, "model"));
-  const r = await runCli(["export", "--model", join(dir, "model"), "--format", "hf", "--out", join(dir, "hf"), "--json"], { env });
+  const r = await runCli(
+    ["export", "--model", join(dir, "model"), "--format", "hf", "--out", join(dir, "hf"), "--json"],
+    { env },
+  );
   assert.equal(r.code, 0, r.stderr);
-  assert.deepEqual(JSON.parse(r.stdout).files.sort(), ["config.json", "generation_config.json", "merges.txt", "model.safetensors", "tokenizer_config.json", "vocab.json"]);
+  assert.deepEqual(JSON.parse(r.stdout).files.sort(), [
+    "config.json",
+    "generation_config.json",
+    "merges.txt",
+    "model.safetensors",
+    "tokenizer_config.json",
+    "vocab.json",
+  ]);
 
   const hfCfg = JSON.parse(await readFile(join(dir, "hf", "config.json"), "utf8"));
   const orig = JSON.parse(await readFile(fixture("hf", "config.json"), "utf8"));
-  for (const key of ["model_type", "activation_function", "n_embd", "n_head", "n_layer", "n_positions", "n_ctx", "vocab_size", "layer_norm_epsilon", "tie_word_embeddings", "n_inner", "scale_attn_weights"]) {
+  for (const key of [
+    "model_type",
+    "activation_function",
+    "n_embd",
+    "n_head",
+    "n_layer",
+    "n_positions",
+    "n_ctx",
+    "vocab_size",
+    "layer_norm_epsilon",
+    "tie_word_embeddings",
+    "n_inner",
+    "scale_attn_weights",
+  ]) {
     assert.deepEqual(hfCfg[key], orig[key], key);
   }
   // Every tensor of the original HF file except the causal-mask buffers, bit for bit; no lm_head (tied).
@@ -69,7 +92,11 @@ test("export --format hf writes the fixture's own HF tensors back, with a GPT2Co
   const ck = await openGpt2Checkpoint(join(dir, "hf"));
   await writeModelDirFromCheckpoint(ck, join(dir, "back"));
   await ck.close();
-  assert.ok((await readFile(join(dir, "back", "model.safetensors"))).equals(await readFile(join(dir, "model", "model.safetensors"))));
+  assert.ok(
+    (await readFile(join(dir, "back", "model.safetensors"))).equals(
+      await readFile(join(dir, "model", "model.safetensors")),
+    ),
+  );
 
   const again = await runCli(["export", "--model", join(dir, "model"), "--out", join(dir, "hf")], { env });
   assert.equal(again.code, 2);
@@ -79,7 +106,16 @@ test("export --format hf writes the fixture's own HF tensors back, with a GPT2Co
 
 test("an untied model without qkv bias exports with lm_head.weight and zero c_attn biases and gives the same logits back", async () => {
   const dir = await mkdtemp(join(tmpdir(), "llmctl-export-untied-"));
-  const cfg: GPTConfig = { vocab_size: 97, context_length: 12, emb_dim: 16, n_heads: 4, n_layers: 2, drop_rate: 0.1, qkv_bias: false, tied_head: false };
+  const cfg: GPTConfig = {
+    vocab_size: 97,
+    context_length: 12,
+    emb_dim: 16,
+    n_heads: 4,
+    n_layers: 2,
+    drop_rate: 0.1,
+    qkv_bias: false,
+    tied_head: false,
+  };
   const gpt = buildGPT(cfg, { seed: 7 });
   await saveModelDir(join(dir, "model"), gpt);
   await exportHuggingFace(join(dir, "model"), join(dir, "hf"), { tokenizer: false });
@@ -137,11 +173,13 @@ function hfStyleEncoder(vocab: Record<string, number>, mergesTxt: string): (text
     }
   };
   return (text) =>
-    [...text.matchAll(pat)].flatMap((m) => bpe(Array.from(Buffer.from(m[0], "utf8"), (b) => b2u[b]!)).map((t) => {
-      const id = vocab[t];
-      assert.ok(id !== undefined, `token ${t} not in vocab.json`);
-      return id;
-    }));
+    [...text.matchAll(pat)].flatMap((m) =>
+      bpe(Array.from(Buffer.from(m[0], "utf8"), (b) => b2u[b]!)).map((t) => {
+        const id = vocab[t];
+        assert.ok(id !== undefined, `token ${t} not in vocab.json`);
+        return id;
+      }),
+    );
 }
 
 test("exported vocab.json + merges.txt tokenize exactly as js-tiktoken's GPT-2 encoding", async () => {
@@ -185,7 +223,10 @@ print(json.dumps({"logits": out, "tokens": tokens}))
 const PYTHON = process.env.LLMCTL_PYTHON ?? "python3";
 
 function runTransformers(dir: string, batches: number[][], text = ""): { logits: number[][]; tokens: number[] } {
-  const run = spawnSync(PYTHON, ["-c", PY_CHECK, dir, JSON.stringify(batches), text], { encoding: "utf8", maxBuffer: 256 << 20 });
+  const run = spawnSync(PYTHON, ["-c", PY_CHECK, dir, JSON.stringify(batches), text], {
+    encoding: "utf8",
+    maxBuffer: 256 << 20,
+  });
   assert.equal(run.status, 0, run.stderr);
   return JSON.parse(run.stdout.trim().split("\n").at(-1)!);
 }
@@ -193,7 +234,9 @@ function runTransformers(dir: string, batches: number[][], text = ""): { logits:
 test("transformers' GPT2LMHeadModel and GPT2Tokenizer load exports and agree with the reference (needs python3 with torch + transformers)", async (t) => {
   const probe = spawnSync(PYTHON, ["-c", "import torch, transformers, safetensors"], { encoding: "utf8" });
   if (probe.status !== 0) {
-    t.skip(`${PYTHON} with torch, transformers and safetensors is not available (pip install torch transformers safetensors; LLMCTL_PYTHON picks the interpreter)`);
+    t.skip(
+      `${PYTHON} with torch, transformers and safetensors is not available (pip install torch transformers safetensors; LLMCTL_PYTHON picks the interpreter)`,
+    );
     return;
   }
   const dir = await mkdtemp(join(tmpdir(), "llmctl-export-py-"));
@@ -202,7 +245,11 @@ test("transformers' GPT2LMHeadModel and GPT2Tokenizer load exports and agree wit
   await exportHuggingFace(join(dir, "model"), join(dir, "hf"));
   const expected = JSON.parse(await readFile(fixture("expected.json"), "utf8"));
   const cases = expected.cases as { ids: number[]; text?: string; logits_last_file: string }[];
-  const res = runTransformers(join(dir, "hf"), cases.map((c) => c.ids), cases[1]!.text);
+  const res = runTransformers(
+    join(dir, "hf"),
+    cases.map((c) => c.ids),
+    cases[1]!.text,
+  );
   for (const [k, c] of cases.entries()) {
     const ref = new Float32Array((await readFile(fixture(c.logits_last_file))).buffer.slice(0));
     const diff = maxAbsDiff(Float32Array.from(res.logits[k]!), ref);
@@ -212,7 +259,16 @@ test("transformers' GPT2LMHeadModel and GPT2Tokenizer load exports and agree wit
   assert.deepEqual(res.tokens, cases[1]!.ids);
 
   // An untied model trained without qkv bias: transformers computes what llmctl computes.
-  const cfg: GPTConfig = { vocab_size: 97, context_length: 12, emb_dim: 16, n_heads: 4, n_layers: 2, drop_rate: 0, qkv_bias: false, tied_head: false };
+  const cfg: GPTConfig = {
+    vocab_size: 97,
+    context_length: 12,
+    emb_dim: 16,
+    n_heads: 4,
+    n_layers: 2,
+    drop_rate: 0,
+    qkv_bias: false,
+    tied_head: false,
+  };
   const gpt = buildGPT(cfg, { seed: 11 });
   await saveModelDir(join(dir, "untied"), gpt);
   await exportHuggingFace(join(dir, "untied"), join(dir, "hf-untied"), { tokenizer: false });

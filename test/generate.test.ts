@@ -10,7 +10,14 @@ import { saveModelDir } from "../src/model/model-dir.js";
 import { readAllSafetensors } from "../src/weights/safetensors.js";
 import { getTokenizer } from "../src/tokenizer/index.js";
 import { generate } from "../src/generate/generate.js";
-import { kthLargest, nextTokenProbabilities, sampleNext, softmax, topKMask, topPFilter } from "../src/generate/sampler.js";
+import {
+  kthLargest,
+  nextTokenProbabilities,
+  sampleNext,
+  softmax,
+  topKMask,
+  topPFilter,
+} from "../src/generate/sampler.js";
 import { TextStream } from "../src/generate/text-stream.js";
 import { UsageError } from "../src/errors.js";
 import { runCli } from "./helpers/cli.js";
@@ -24,7 +31,10 @@ const round4 = (xs: ArrayLike<number>) => Array.from(xs, (x) => Math.round(x * 1
 test("softmax of the toy logits matches the book; top-3 masks to [0.0615, 0, 0, 0.5775, 0, 0, 0, 0.3610, 0]", () => {
   assert.deepEqual(round4(softmax(TOY)), [0.0609, 0.0016, 0.0001, 0.5721, 0.0034, 0.0001, 0.0001, 0.3576, 0.004]);
   assert.deepEqual(round4(softmax(topKMask(TOY, 3))), [0.0615, 0, 0, 0.5775, 0, 0, 0, 0.361, 0]);
-  assert.deepEqual(round4(nextTokenProbabilities(TOY, { topK: 3, temperature: 1 })), [0.0615, 0, 0, 0.5775, 0, 0, 0, 0.361, 0]);
+  assert.deepEqual(
+    round4(nextTokenProbabilities(TOY, { topK: 3, temperature: 1 })),
+    [0.0615, 0, 0, 0.5775, 0, 0, 0, 0.361, 0],
+  );
   // top-p: 0.5721 alone reaches 0.5; 0.9 needs the two largest (0.5721 + 0.3576 = 0.9297)
   assert.deepEqual(round4(topPFilter(softmax(TOY), 0.5)), [0, 0, 0, 1, 0, 0, 0, 0, 0]);
   assert.deepEqual(round4(topPFilter(softmax(TOY), 0.9)), [0, 0, 0, 0.6154, 0, 0, 0, 0.3846, 0]);
@@ -40,9 +50,16 @@ for (const temperature of [1, 5]) {
     for (let i = 0; i < TOY.length; i++) {
       const sigma = Math.sqrt((p[i] * (1 - p[i])) / n);
       const freq = counts[i] / n;
-      assert.ok(Math.abs(freq - p[i]) <= 4 * sigma + 1e-12, `token ${i}: frequency ${freq} vs p ${p[i].toFixed(5)} (4σ = ${(4 * sigma).toFixed(5)})`);
+      assert.ok(
+        Math.abs(freq - p[i]) <= 4 * sigma + 1e-12,
+        `token ${i}: frequency ${freq} vs p ${p[i].toFixed(5)} (4σ = ${(4 * sigma).toFixed(5)})`,
+      );
     }
-    if (temperature === 5) assert.ok(counts.every((c) => c > 0), "temperature 5 flattens: every token is drawn");
+    if (temperature === 5)
+      assert.ok(
+        counts.every((c) => c > 0),
+        "temperature 5 flattens: every token is drawn",
+      );
   });
 }
 
@@ -63,7 +80,10 @@ test("streamed decoding holds a token that ends mid-character until the characte
   const pieces = ids.map((id) => stream.push(id));
   pieces.push(stream.flush());
   assert.equal(pieces.join(""), text);
-  assert.ok(pieces.every((p) => !p.includes("\uFFFD")), JSON.stringify(pieces));
+  assert.ok(
+    pieces.every((p) => !p.includes("\uFFFD")),
+    JSON.stringify(pieces),
+  );
   // the emoji takes several tokens, so at least one push emitted nothing
   assert.ok(pieces.some((p) => p === ""));
 });
@@ -86,7 +106,16 @@ before(async () => {
   const weights = new Map<string, Float32Array>();
   for (const [name, t] of tensors) if (!/^h\.\d+\.attn\.bias$/.test(name)) weights.set(name, t.data); // mask buffers
   fixtureGpt = buildGPT(
-    { vocab_size: 50257, context_length: 32, emb_dim: 16, n_heads: 2, n_layers: 2, drop_rate: 0, qkv_bias: true, tied_head: true },
+    {
+      vocab_size: 50257,
+      context_length: 32,
+      emb_dim: 16,
+      n_heads: 2,
+      n_layers: 2,
+      drop_rate: 0,
+      qkv_bias: true,
+      tied_head: true,
+    },
     { initialize: false },
   );
   fixtureGpt.setWeights(weights);
@@ -102,7 +131,11 @@ after(() => {
 test("library greedy generation reproduces the fixture's greedy continuations, with and without the KV cache", async () => {
   for (const c of cases) {
     for (const useCache of [true, false]) {
-      const r = await generate(fixtureGpt, c.ids, { maxNewTokens: c.greedy_continuation.length, temperature: 0, useCache });
+      const r = await generate(fixtureGpt, c.ids, {
+        maxNewTokens: c.greedy_continuation.length,
+        temperature: 0,
+        useCache,
+      });
       assert.deepEqual(r.ids, c.greedy_continuation, `${c.text ?? "synthetic"} (cache ${useCache})`);
     }
   }
@@ -115,9 +148,26 @@ test("cached and uncached generation give identical ids, also far past the conte
   assert.equal(greedy.ids.length, 70); // 4 + 70 tokens: more than twice the context of 32
   assert.deepEqual(greedy.ids, greedyNoCache.ids);
 
-  const small = buildGPT({ vocab_size: 300, context_length: 10, emb_dim: 16, n_heads: 2, n_layers: 2, drop_rate: 0.1, qkv_bias: false, tied_head: false }, { seed: 5 });
+  const small = buildGPT(
+    {
+      vocab_size: 300,
+      context_length: 10,
+      emb_dim: 16,
+      n_heads: 2,
+      n_layers: 2,
+      drop_rate: 0.1,
+      qkv_bias: false,
+      tied_head: false,
+    },
+    { seed: 5 },
+  );
   try {
-    for (const opts of [{ temperature: 0 }, { temperature: 1, seed: 9 }, { temperature: 0.8, topK: 20, seed: 3 }, { temperature: 1.2, topP: 0.9, seed: 4 }]) {
+    for (const opts of [
+      { temperature: 0 },
+      { temperature: 1, seed: 9 },
+      { temperature: 0.8, topK: 20, seed: 3 },
+      { temperature: 1.2, topP: 0.9, seed: 4 },
+    ]) {
       const a = await generate(small, [1, 2, 3], { ...opts, maxNewTokens: 25, useCache: true });
       const b = await generate(small, [1, 2, 3], { ...opts, maxNewTokens: 25, useCache: false });
       assert.deepEqual(a.ids, b.ids, JSON.stringify(opts));
@@ -146,8 +196,14 @@ test("stop at end-of-text; bad requests are UsageErrors", async () => {
   const r = await generate(fixtureGpt, cases[0].ids, { maxNewTokens: 10, temperature: 0, eosId: first });
   assert.deepEqual(r.ids, [first]);
   assert.equal(r.stoppedAtEos, true);
-  await assert.rejects(generate(fixtureGpt, [], { maxNewTokens: 3 }), (e: unknown) => e instanceof UsageError && /prompt is empty/.test(e.message));
-  await assert.rejects(generate(fixtureGpt, [1], { maxNewTokens: 3, temperature: -1 }), /temperature must be a number ≥ 0/);
+  await assert.rejects(
+    generate(fixtureGpt, [], { maxNewTokens: 3 }),
+    (e: unknown) => e instanceof UsageError && /prompt is empty/.test(e.message),
+  );
+  await assert.rejects(
+    generate(fixtureGpt, [1], { maxNewTokens: 3, temperature: -1 }),
+    /temperature must be a number ≥ 0/,
+  );
   await assert.rejects(generate(fixtureGpt, [1], { maxNewTokens: 3, topK: 0 }), /top-k must be an integer ≥ 1/);
   await assert.rejects(generate(fixtureGpt, [1], { maxNewTokens: 3, topP: 1.5 }), /top-p must be in \(0, 1\]/);
   await assert.rejects(generate(fixtureGpt, [50257], { maxNewTokens: 3 }), /outside the model's vocabulary/);
@@ -160,9 +216,24 @@ test("llmctl generate --temperature 0 --json gives the fixture's greedy continua
   assert.equal(textCases.length, 2);
   for (const c of textCases) {
     for (const extra of [[], ["--no-cache"]]) {
-      const r = await runCli(["generate", "--model", dir, "--prompt", c.text!, "--temperature", "0", "--max-new-tokens", "12", "--json", ...extra], {
-        env: { LLMCTL_BACKEND: "cpu" },
-      });
+      const r = await runCli(
+        [
+          "generate",
+          "--model",
+          dir,
+          "--prompt",
+          c.text!,
+          "--temperature",
+          "0",
+          "--max-new-tokens",
+          "12",
+          "--json",
+          ...extra,
+        ],
+        {
+          env: { LLMCTL_BACKEND: "cpu" },
+        },
+      );
       assert.equal(r.code, 0, r.stderr);
       const j = JSON.parse(r.stdout);
       assert.deepEqual(j.prompt_ids, c.ids);
@@ -173,12 +244,16 @@ test("llmctl generate --temperature 0 --json gives the fixture's greedy continua
   }
   // streamed text output: the prompt, then the new text, then a newline
   const c = cases[1];
-  const s = await runCli(["generate", "-m", dir, "-p", c.text!, "-t", "0", "-n", "12"], { env: { LLMCTL_BACKEND: "cpu" } });
+  const s = await runCli(["generate", "-m", dir, "-p", c.text!, "-t", "0", "-n", "12"], {
+    env: { LLMCTL_BACKEND: "cpu" },
+  });
   assert.equal(s.code, 0, s.stderr);
   assert.equal(s.stdout, c.text + getTokenizer().decode(c.greedy_continuation) + "\n");
   // quiet by default; --verbose names the backend that ran, on stderr
   assert.doesNotMatch(s.stderr, /backend:/);
-  const v = await runCli(["generate", "-m", dir, "-p", c.text!, "-t", "0", "-n", "2", "--verbose"], { env: { LLMCTL_BACKEND: "cpu" } });
+  const v = await runCli(["generate", "-m", dir, "-p", c.text!, "-t", "0", "-n", "2", "--verbose"], {
+    env: { LLMCTL_BACKEND: "cpu" },
+  });
   assert.equal(v.code, 0, v.stderr);
   assert.match(v.stderr, /^backend: cpu \(@tensorflow\/tfjs \d/m);
 });
@@ -191,7 +266,15 @@ test("llmctl generate: an empty prompt and a missing model directory give clear 
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /^llmctl: model directory not found: .*nope — /);
   assert.equal(missing.stderr.trim().split("\n").length, 1);
-  const badTemp = await runCli(["generate", "--model", join(workDir, "fixture"), "--prompt", "Hi", "--temperature", "-2"]);
+  const badTemp = await runCli([
+    "generate",
+    "--model",
+    join(workDir, "fixture"),
+    "--prompt",
+    "Hi",
+    "--temperature",
+    "-2",
+  ]);
   assert.equal(badTemp.code, 2);
   assert.match(badTemp.stderr, /temperature must be a number ≥ 0/);
 });

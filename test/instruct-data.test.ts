@@ -5,10 +5,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sharedPath } from "./helpers/shared.js";
 import { loadInstructionData, parseInstructionData, splitInstructionData } from "../src/finetune/instruct-data.js";
-import { checkPromptStyle, extractResponse, formatExample, formatPrompt, responseHeader } from "../src/finetune/prompt-style.js";
+import {
+  checkPromptStyle,
+  extractResponse,
+  formatExample,
+  formatPrompt,
+  responseHeader,
+} from "../src/finetune/prompt-style.js";
 import { FileFormatError, UsageError } from "../src/errors.js";
 
-const PREAMBLE = "Below is an instruction that describes a task. Write a response that appropriately completes the request.";
+const PREAMBLE =
+  "Below is an instruction that describes a task. Write a response that appropriately completes the request.";
 
 test("the book's instruction data splits 935 / 110 / 55 in file order", async () => {
   const data = await loadInstructionData(sharedPath("datasets", "instruction-data.json"));
@@ -43,16 +50,33 @@ test("alpaca prompt without an input (the book's data[999]) has no Input section
 });
 
 test("phi3 prompt as in the book's exercise 7.1", () => {
-  const withInput = { instruction: "Identify the correct spelling of the following word.", input: "Ocassion", output: "The correct spelling is 'Occasion.'" };
-  const noInput = { instruction: "What is an antonym of 'complicated'?", input: "", output: "An antonym of 'complicated' is 'simple'." };
-  assert.equal(formatPrompt(withInput, "phi3"), "<|user|>\nIdentify the correct spelling of the following word.\nOcassion");
+  const withInput = {
+    instruction: "Identify the correct spelling of the following word.",
+    input: "Ocassion",
+    output: "The correct spelling is 'Occasion.'",
+  };
+  const noInput = {
+    instruction: "What is an antonym of 'complicated'?",
+    input: "",
+    output: "An antonym of 'complicated' is 'simple'.",
+  };
+  assert.equal(
+    formatPrompt(withInput, "phi3"),
+    "<|user|>\nIdentify the correct spelling of the following word.\nOcassion",
+  );
   assert.equal(formatPrompt(noInput, "phi3"), "<|user|>\nWhat is an antonym of 'complicated'?");
-  assert.equal(formatExample(noInput, "phi3"), "<|user|>\nWhat is an antonym of 'complicated'?\n<|assistant|>:\nAn antonym of 'complicated' is 'simple'.");
+  assert.equal(
+    formatExample(noInput, "phi3"),
+    "<|user|>\nWhat is an antonym of 'complicated'?\n<|assistant|>:\nAn antonym of 'complicated' is 'simple'.",
+  );
   assert.equal(responseHeader("phi3"), "\n<|assistant|>:\n");
 });
 
 test("extractResponse strips the response tag and whitespace like the book", () => {
-  assert.equal(extractResponse("\n\n### Response:\nThe meal is cooked by the chef.  ", "alpaca"), "The meal is cooked by the chef.");
+  assert.equal(
+    extractResponse("\n\n### Response:\nThe meal is cooked by the chef.  ", "alpaca"),
+    "The meal is cooked by the chef.",
+  );
   assert.equal(extractResponse("\n<|assistant|>:\nJane Austen.\n", "phi3"), "Jane Austen.");
   assert.equal(extractResponse("no tag here", "alpaca"), "no tag here");
 });
@@ -75,11 +99,21 @@ test("a malformed entry is named by its index", () => {
     { instruction: "a", input: "", output: "b" },
     { instruction: "c", input: "", output: 3 },
   ]);
-  assert.throws(() => parseInstructionData(bad, "d.json"), (err: Error) => err instanceof FileFormatError && /entry 1 of d\.json/.test(err.message) && /output/.test(err.message));
-  assert.throws(() => parseInstructionData('[{"input":"x","output":"y"}]', "d.json"), /entry 0 of d\.json has no "instruction"/);
-  assert.throws(() => parseInstructionData('{"instruction":"a","output":"b"}\nnot json\n', "d.jsonl"), /entry 1 \(line 2\) of d\.jsonl is not valid JSON/);
+  assert.throws(
+    () => parseInstructionData(bad, "d.json"),
+    (err: Error) =>
+      err instanceof FileFormatError && /entry 1 of d\.json/.test(err.message) && /output/.test(err.message),
+  );
+  assert.throws(
+    () => parseInstructionData('[{"input":"x","output":"y"}]', "d.json"),
+    /entry 0 of d\.json has no "instruction"/,
+  );
+  assert.throws(
+    () => parseInstructionData('{"instruction":"a","output":"b"}\nnot json\n', "d.jsonl"),
+    /entry 1 \(line 2\) of d\.jsonl is not valid JSON/,
+  );
   assert.throws(() => parseInstructionData('[{"instruction":"a",', "d.json"), /d\.json is not valid JSON/);
-  assert.throws(() => parseInstructionData('[1]', "d.json"), /entry 0 of d\.json is not an object/);
+  assert.throws(() => parseInstructionData("[1]", "d.json"), /entry 0 of d\.json is not an object/);
   assert.throws(() => parseInstructionData("  ", "d.json"), /d\.json is empty/);
 });
 

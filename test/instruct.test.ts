@@ -22,7 +22,16 @@ import {
 import { sharedPath } from "./helpers/shared.js";
 import { runCli } from "./helpers/cli.js";
 
-const TINY = { vocab_size: 50257, context_length: 64, emb_dim: 16, n_heads: 2, n_layers: 1, drop_rate: 0, qkv_bias: false, tied_head: true };
+const TINY = {
+  vocab_size: 50257,
+  context_length: 64,
+  emb_dim: 16,
+  n_heads: 2,
+  n_layers: 1,
+  drop_rate: 0,
+  qkv_bias: false,
+  tied_head: true,
+};
 
 /** The 14 shortest entries of the book's data (in file order): train 11, test 1, validation 2. */
 async function shortEntries() {
@@ -39,11 +48,35 @@ test("a very short finetune: loss falls, the run and its responses are saved, pr
   try {
     const tok = getTokenizer();
     const entries = await shortEntries();
-    const run: InstructRunInfo = { format: "llmctl-instruct-run", version: 1, data: "test", prompt_style: "phi3", mask_instruction: false, max_length: 40, base_model: "tiny" };
+    const run: InstructRunInfo = {
+      format: "llmctl-instruct-run",
+      version: 1,
+      data: "test",
+      prompt_style: "phi3",
+      mask_instruction: false,
+      max_length: 40,
+      base_model: "tiny",
+    };
     // a high learning rate so a handful of steps visibly lowers the loss of a random model
-    const settings = resolveTrainSettings({ ...INSTRUCT_TRAIN_DEFAULTS, batch_size: 2, lr: 5e-3, eval_freq: 1, eval_iter: 2, max_steps: 6, max_length: 40 });
-    const batches = instructionBatches(entries, tok, { style: "phi3", batchSize: 2, maxLength: 40, maskInstruction: false });
-    assert.deepEqual([batches.split.train.length, batches.split.test.length, batches.split.validation.length], [11, 1, 2]);
+    const settings = resolveTrainSettings({
+      ...INSTRUCT_TRAIN_DEFAULTS,
+      batch_size: 2,
+      lr: 5e-3,
+      eval_freq: 1,
+      eval_iter: 2,
+      max_steps: 6,
+      max_length: 40,
+    });
+    const batches = instructionBatches(entries, tok, {
+      style: "phi3",
+      batchSize: 2,
+      maxLength: 40,
+      maskInstruction: false,
+    });
+    assert.deepEqual(
+      [batches.split.train.length, batches.split.test.length, batches.split.validation.length],
+      [11, 1, 2],
+    );
     assert.equal(batches.train.numBatches, 5, "drop_last: 11 examples make 5 batches of 2");
 
     const gpt = buildGPT(TINY, { seed: 7 });
@@ -54,12 +87,21 @@ test("a very short finetune: loss falls, the run and its responses are saved, pr
     const first = result.evals[0];
     const last = result.evals[result.evals.length - 1];
     assert.ok(last.train_loss < first.train_loss - 0.5, `train loss ${first.train_loss} → ${last.train_loss}`);
-    assert.ok(last.val_loss !== null && first.val_loss !== null && last.val_loss < first.val_loss, `val loss ${first.val_loss} → ${last.val_loss}`);
+    assert.ok(
+      last.val_loss !== null && first.val_loss !== null && last.val_loss < first.val_loss,
+      `val loss ${first.val_loss} → ${last.val_loss}`,
+    );
 
     const meta = JSON.parse(await readFile(join(runDir, "config.json"), "utf8"));
     assert.equal(meta.prompt_style, "phi3");
-    const log = (await readFile(join(runDir, "log.jsonl"), "utf8")).trim().split("\n").map((l) => JSON.parse(l));
-    assert.ok(log.some((r) => r.type === "epoch" && typeof r.sample === "string"), "an epoch sample is logged");
+    const log = (await readFile(join(runDir, "log.jsonl"), "utf8"))
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    assert.ok(
+      log.some((r) => r.type === "epoch" && typeof r.sample === "string"),
+      "an epoch sample is logged",
+    );
 
     const r = await generateResponses(gpt, tok, batches.split.test, "phi3", { maxNewTokens: 5 });
     assert.equal(r.entries.length, 1);
@@ -69,7 +111,9 @@ test("a very short finetune: loss falls, the run and its responses are saved, pr
     gpt.dispose();
 
     // the saved model answers through the CLI with its own prompt style
-    const cli = await runCli(["instruct", "--model", runDir, "Name a color.", "--max-new-tokens", "4", "--json"], { env: { LLMCTL_BACKEND: "wasm" } });
+    const cli = await runCli(["instruct", "--model", runDir, "Name a color.", "--max-new-tokens", "4", "--json"], {
+      env: { LLMCTL_BACKEND: "wasm" },
+    });
     assert.equal(cli.code, 0, cli.stderr);
     const answer = JSON.parse(cli.stdout);
     assert.equal(answer.instruction, "Name a color.");
@@ -86,17 +130,45 @@ test("Ctrl-C during finetuning saves a checkpoint that --resume finishes", async
   try {
     const tok = getTokenizer();
     const entries = await shortEntries();
-    const run: InstructRunInfo = { format: "llmctl-instruct-run", version: 1, data: "test", prompt_style: "alpaca", mask_instruction: true, max_length: 40, base_model: "tiny" };
-    const settings = resolveTrainSettings({ ...INSTRUCT_TRAIN_DEFAULTS, batch_size: 2, eval_freq: 10, eval_iter: 1, max_steps: 4, max_length: 40 });
-    const batches = instructionBatches(entries, tok, { style: "alpaca", batchSize: 2, maxLength: 40, maskInstruction: true });
+    const run: InstructRunInfo = {
+      format: "llmctl-instruct-run",
+      version: 1,
+      data: "test",
+      prompt_style: "alpaca",
+      mask_instruction: true,
+      max_length: 40,
+      base_model: "tiny",
+    };
+    const settings = resolveTrainSettings({
+      ...INSTRUCT_TRAIN_DEFAULTS,
+      batch_size: 2,
+      eval_freq: 10,
+      eval_iter: 1,
+      max_steps: 4,
+      max_length: 40,
+    });
+    const batches = instructionBatches(entries, tok, {
+      style: "alpaca",
+      batchSize: 2,
+      maxLength: 40,
+      maskInstruction: true,
+    });
     const runDir = join(dir, "run");
     const gpt = buildGPT(TINY, { seed: 7 });
     const controller = new AbortController();
     await assert.rejects(
       finetuneInstruct({
-        gpt, tokenizer: tok, batches, run, settings, runDir, signal: controller.signal,
+        gpt,
+        tokenizer: tok,
+        batches,
+        run,
+        settings,
+        runDir,
+        signal: controller.signal,
         saveModel: (d) => saveModelDir(d, gpt, { prompt_style: "alpaca" }).then(() => undefined),
-        onEvent: (ev) => { if (ev.kind === "step" && ev.progress.step === 2) controller.abort(); },
+        onEvent: (ev) => {
+          if (ev.kind === "step" && ev.progress.step === 2) controller.abort();
+        },
       }),
       InterruptedError,
     );
@@ -106,7 +178,13 @@ test("Ctrl-C during finetuning saves a checkpoint that --resume finishes", async
 
     const { gpt: again } = await loadModelDir(runDir);
     const result = await finetuneInstruct({
-      gpt: again, tokenizer: tok, batches, run, settings, runDir, resume: true,
+      gpt: again,
+      tokenizer: tok,
+      batches,
+      run,
+      settings,
+      runDir,
+      resume: true,
       saveModel: (d) => saveModelDir(d, again, { prompt_style: "alpaca" }).then(() => undefined),
     });
     assert.equal(result.step, 4);
@@ -128,7 +206,10 @@ test("a test answer stops at end-of-text, which is not part of the response", as
     // make end-of-text the certain next token: the head is tied, so a token's logit is h · wte[token]; copy
     // the row of the current greedy pick (the largest, positive logit) into row 50256, scaled up 1000 times
     const { generate } = await import("../src/generate/generate.js");
-    const prompt = tok.encode("Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\nName a color.", { allowedSpecial: [] });
+    const prompt = tok.encode(
+      "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\nName a color.",
+      { allowedSpecial: [] },
+    );
     const [top] = (await generate(gpt, prompt, { maxNewTokens: 1, temperature: 0 })).ids;
     const wte = gpt.namedWeights().get("wte.weight")!;
     const w = (await wte.read().data()).slice();
@@ -155,7 +236,27 @@ test("llmctl finetune instruct: a short run through the CLI, then --resume of th
     const out = join(dir, "sft");
     const env = { env: { LLMCTL_BACKEND: "wasm" } };
     const common = ["--batch-size", "2", "--eval-iter", "1", "--response-tokens", "3", "--json"];
-    const r = await runCli(["finetune", "instruct", "--model", base, "--out", out, "--data", data, "--max-steps", "2", "--max-length", "32", "--prompt-style", "phi3", "--mask-instruction", ...common], env);
+    const r = await runCli(
+      [
+        "finetune",
+        "instruct",
+        "--model",
+        base,
+        "--out",
+        out,
+        "--data",
+        data,
+        "--max-steps",
+        "2",
+        "--max-length",
+        "32",
+        "--prompt-style",
+        "phi3",
+        "--mask-instruction",
+        ...common,
+      ],
+      env,
+    );
     assert.equal(r.code, 0, r.stderr);
     const summary = JSON.parse(r.stdout);
     assert.equal(summary.steps, 2);
@@ -171,7 +272,8 @@ test("llmctl finetune instruct: a short run through the CLI, then --resume of th
     assert.equal(responses.length, 1);
     assert.equal(typeof responses[0].model_response, "string");
     assert.equal(JSON.parse(await readFile(join(out, "config.json"), "utf8")).prompt_style, "phi3");
-    for (const f of ["log.jsonl", "loss.svg", "trainer-state.json", "optimizer.safetensors", "instruct-run.json"]) assert.ok(existsSync(join(out, f)), f);
+    for (const f of ["log.jsonl", "loss.svg", "trainer-state.json", "optimizer.safetensors", "instruct-run.json"])
+      assert.ok(existsSync(join(out, f)), f);
 
     // a second run into the same directory is refused; --resume picks up the saved setup
     const again = await runCli(["finetune", "instruct", "--model", base, "--out", out, "--data", data], env);
@@ -194,7 +296,10 @@ test("llmctl finetune instruct: clear errors for bad arguments and data", async 
     assert.match(noOut.stderr, /give --out DIR/);
     const noModel = await runCli(["finetune", "instruct", "--out", join(dir, "o")], { cwd: dir });
     assert.equal(noModel.code, 2);
-    assert.match(noModel.stderr, /default base model models\/gpt2-355m \(GPT-2 medium, as the book\) is not there — run `llmctl load-gpt2 --size 355M/);
+    assert.match(
+      noModel.stderr,
+      /default base model models\/gpt2-355m \(GPT-2 medium, as the book\) is not there — run `llmctl load-gpt2 --size 355M/,
+    );
     const both = await runCli(["finetune", "instruct", "--resume", dir, "--model", dir]);
     assert.equal(both.code, 2);
     assert.match(both.stderr, /--resume continues a run/);
@@ -204,7 +309,9 @@ test("llmctl finetune instruct: clear errors for bad arguments and data", async 
     gpt.dispose();
     const bad = join(dir, "bad.jsonl");
     await writeFile(bad, '{"instruction":"a","input":"","output":"b"}\n{"instruction":"c","input":""}\n');
-    const r = await runCli(["finetune", "instruct", "--model", base, "--out", join(dir, "o"), "--data", bad], { env: { LLMCTL_BACKEND: "wasm" } });
+    const r = await runCli(["finetune", "instruct", "--model", base, "--out", join(dir, "o"), "--data", bad], {
+      env: { LLMCTL_BACKEND: "wasm" },
+    });
     assert.equal(r.code, 1);
     assert.match(r.stderr, /entry 1 \(line 2\) of .*bad\.jsonl: "output" must be a string/);
   } finally {

@@ -15,7 +15,16 @@ import { namedParameters, withSeededRandom } from "../src/train/trainer.js";
 import { Rng } from "../src/data/rng.js";
 import { generate } from "../src/generate/generate.js";
 
-const cfg: GPTConfig = { vocab_size: 101, context_length: 16, emb_dim: 32, n_heads: 4, n_layers: 2, drop_rate: 0.1, qkv_bias: true, tied_head: false };
+const cfg: GPTConfig = {
+  vocab_size: 101,
+  context_length: 16,
+  emb_dim: 32,
+  n_heads: 4,
+  n_layers: 2,
+  drop_rate: 0.1,
+  qkv_bias: true,
+  tied_head: false,
+};
 const B = 2;
 const T = 12;
 const STEPS = 55;
@@ -75,7 +84,10 @@ for (const backend of ["cpu", "wasm"] as const) {
       assert.equal(end.numBytes, baseline!.numBytes, "bytes kept growing");
       const first = seen.slice(0, 4).reduce((a, b) => a + b) / 4;
       const last = seen.slice(-4).reduce((a, b) => a + b) / 4;
-      assert.ok(last < 0.7 * first, `the loss should fall on four repeated batches: ${first.toFixed(3)} → ${last.toFixed(3)}`);
+      assert.ok(
+        last < 0.7 * first,
+        `the loss should fall on four repeated batches: ${first.toFixed(3)} → ${last.toFixed(3)}`,
+      );
       losses.set(`${backend}/${head.kind}`, seen);
       opt.dispose();
       gpt.dispose();
@@ -127,7 +139,10 @@ for (const backend of ["cpu", "wasm"] as const) {
     assert.equal(after.numBytes, before.numBytes);
     // while generating: the KV cache replaces its tensors, so the count holds still from token to token
     const steady = counts.slice(2, 20);
-    assert.ok(steady.every((c) => c === steady[0]), `tensor counts while generating: ${steady.join(",")}`);
+    assert.ok(
+      steady.every((c) => c === steady[0]),
+      `tensor counts while generating: ${steady.join(",")}`,
+    );
     gpt.dispose();
     assert.equal(tf.memory().numTensors, empty.numTensors, "the model's dispose() frees its inference copy too");
     assert.equal(tf.memory().numBytes, empty.numBytes);

@@ -17,7 +17,10 @@ interface Expected {
 }
 
 async function greedy(model: string, prompt: string): Promise<number[]> {
-  const r = await runCli(["generate", "--model", model, "--prompt", prompt, "--temperature", "0", "--max-new-tokens", "12", "--json"], { env });
+  const r = await runCli(
+    ["generate", "--model", model, "--prompt", prompt, "--temperature", "0", "--max-new-tokens", "12", "--json"],
+    { env },
+  );
   assert.equal(r.code, 0, r.stderr);
   return JSON.parse(r.stdout).ids;
 }
@@ -33,7 +36,16 @@ test("load-gpt2 --from an OpenAI dir, a HF dir and a .index file: generate conti
     assert.equal(r.code, 0, r.stderr);
     const res = JSON.parse(r.stdout);
     assert.equal(res.parameters, 811216);
-    assert.deepEqual(res.config, { vocab_size: 50257, context_length: 32, emb_dim: 16, n_heads: 2, n_layers: 2, drop_rate: 0, qkv_bias: true, tied_head: true });
+    assert.deepEqual(res.config, {
+      vocab_size: 50257,
+      context_length: 32,
+      emb_dim: 16,
+      n_heads: 2,
+      n_layers: 2,
+      drop_rate: 0,
+      qkv_bias: true,
+      tied_head: true,
+    });
     weights.push(await readFile(join(out, "model.safetensors")));
   }
   assert.ok(weights[0]!.equals(weights[1]!) && weights[0]!.equals(weights[2]!));
@@ -64,7 +76,10 @@ test("load-gpt2 explains bad input in one line", async () => {
   await writeFile(join(dir, "hf", "config.json"), await readFile(fixture("hf", "config.json")));
   const trunc = await runCli(["load-gpt2", "--from", join(dir, "hf"), "--out", join(dir, "m")], { env });
   assert.equal(trunc.code, 1);
-  assert.match(trunc.stderr, /not a valid safetensors file: the tensors need \d+ data bytes but the file has only \d+ after the header \(truncated\)/);
+  assert.match(
+    trunc.stderr,
+    /not a valid safetensors file: the tensors need \d+ data bytes but the file has only \d+ after the header \(truncated\)/,
+  );
   assert.equal(trunc.stderr.trim().split("\n").length, 1);
 
   // A bare file whose head count cannot be inferred, then with --heads.
@@ -72,7 +87,10 @@ test("load-gpt2 explains bad input in one line", async () => {
   const bare = await runCli(["load-gpt2", "--from", join(dir, "bare.safetensors"), "--out", join(dir, "m")], { env });
   assert.equal(bare.code, 2);
   assert.match(bare.stderr, /attention heads.* — .*--heads N/);
-  const ok = await runCli(["load-gpt2", "--from", join(dir, "bare.safetensors"), "--heads", "2", "--out", join(dir, "m"), "--json"], { env });
+  const ok = await runCli(
+    ["load-gpt2", "--from", join(dir, "bare.safetensors"), "--heads", "2", "--out", join(dir, "m"), "--json"],
+    { env },
+  );
   assert.equal(ok.code, 0, ok.stderr);
   assert.equal(JSON.parse(ok.stdout).config.n_heads, 2);
   await rm(dir, { recursive: true });
@@ -94,7 +112,10 @@ async function mirrorServer(files: Map<string, Buffer>, dropFile: string, dropAf
     const start = m ? Number(m[1]) : 0;
     const status = m ? 206 : 200;
     log.push({ path, range: req.headers.range, status });
-    const headers: Record<string, string | number> = { "content-length": body.length - start, "accept-ranges": "bytes" };
+    const headers: Record<string, string | number> = {
+      "content-length": body.length - start,
+      "accept-ranges": "bytes",
+    };
     if (m) headers["content-range"] = `bytes ${start}-${body.length - 1}/${body.length}`;
     res.writeHead(status, headers);
     if (path.endsWith(dropFile) && !dropped) {
@@ -113,9 +134,14 @@ test("load-gpt2 downloads from a mirror (OpenAI and HF layouts), resuming a drop
   const dir = await mkdtemp(join(tmpdir(), "llmctl-load-dl-"));
   const files = new Map<string, Buffer>();
   const mirrorEnv = { LLMCTL_GPT2_MIRROR: "http://mirror" };
-  for (const { file, url } of gpt2Urls("124M", "openai", mirrorEnv)) files.set(new URL(url).pathname, await readFile(fixture("tf", file)));
-  for (const { file, url } of gpt2Urls("124M", "hf", mirrorEnv)) files.set(new URL(url).pathname, await readFile(fixture("hf", file)));
-  assert.ok(files.has("/124M/model.ckpt.data-00000-of-00001") && files.has("/openai-community/gpt2/resolve/main/model.safetensors"));
+  for (const { file, url } of gpt2Urls("124M", "openai", mirrorEnv))
+    files.set(new URL(url).pathname, await readFile(fixture("tf", file)));
+  for (const { file, url } of gpt2Urls("124M", "hf", mirrorEnv))
+    files.set(new URL(url).pathname, await readFile(fixture("hf", file)));
+  assert.ok(
+    files.has("/124M/model.ckpt.data-00000-of-00001") &&
+      files.has("/openai-community/gpt2/resolve/main/model.safetensors"),
+  );
 
   const data = "model.ckpt.data-00000-of-00001";
   const server = await mirrorServer(files, data, 1_000_000);
@@ -127,10 +153,16 @@ test("load-gpt2 downloads from a mirror (OpenAI and HF layouts), resuming a drop
     assert.equal(JSON.parse(r.stdout).source, "openai gpt2-124M");
     // The data file was cut off once, then fetched from where it stopped.
     const dataReqs = server.log.filter((l) => l.path === `/124M/${data}`);
-    assert.deepEqual(dataReqs.map((l) => l.status), [200, 206]);
+    assert.deepEqual(
+      dataReqs.map((l) => l.status),
+      [200, 206],
+    );
     const resumedAt = Number(/^bytes=(\d+)-$/.exec(dataReqs[1]!.range ?? "")?.[1]);
     assert.ok(resumedAt > 0 && resumedAt <= 1_000_000, `resumed at ${dataReqs[1]!.range}`);
-    assert.deepEqual((await readdir(join(cache, "gpt2", "openai", "124M"))).sort(), ["checkpoint", "hparams.json", data, "model.ckpt.index"].sort());
+    assert.deepEqual(
+      (await readdir(join(cache, "gpt2", "openai", "124M"))).sort(),
+      ["checkpoint", "hparams.json", data, "model.ckpt.index"].sort(),
+    );
 
     const h = await runCli(["load-gpt2", "--source", "hf", "--out", join(dir, "hf"), "--json"], { env: runEnv });
     assert.equal(h.code, 0, h.stderr);
@@ -138,7 +170,10 @@ test("load-gpt2 downloads from a mirror (OpenAI and HF layouts), resuming a drop
     const b = await readFile(join(dir, "hf", "model.safetensors"));
     assert.ok(a.equals(b), "both downloads convert to the same weights");
     const expected = JSON.parse(await readFile(fixture("expected.json"), "utf8")) as Expected;
-    assert.deepEqual(await greedy(join(dir, "openai"), expected.cases[0]!.text!), expected.cases[0]!.greedy_continuation);
+    assert.deepEqual(
+      await greedy(join(dir, "openai"), expected.cases[0]!.text!),
+      expected.cases[0]!.greedy_continuation,
+    );
 
     // A second run uses the cache: no new requests.
     const before = server.log.length;
@@ -153,7 +188,10 @@ test("load-gpt2 downloads from a mirror (OpenAI and HF layouts), resuming a drop
     await writeFile(cachedData, bytes);
     const corrupt = await runCli(["load-gpt2", "--out", join(dir, "openai"), "--force"], { env: runEnv });
     assert.equal(corrupt.code, 1);
-    assert.match(corrupt.stderr, /checksum mismatch for tensor '[^']+'.* — delete .*gpt2\/openai\/124M and run the command again/);
+    assert.match(
+      corrupt.stderr,
+      /checksum mismatch for tensor '[^']+'.* — delete .*gpt2\/openai\/124M and run the command again/,
+    );
 
     // A mirror without the files: a network error naming the URL, exit 1.
     const missing = await runCli(["load-gpt2", "--size", "355M", "--out", join(dir, "x")], { env: runEnv });

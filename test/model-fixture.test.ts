@@ -49,13 +49,24 @@ for (const backend of [...new Set(["cpu", "wasm", testBackend()] as const)]) {
         assert.ok(maxDiff <= 1e-3, `${c.name}: max |logit diff| ${maxDiff}`);
         ctx.diagnostic(`${c.name}: max |logit diff| ${maxDiff.toExponential(2)}`);
 
-        assert.ok(Math.abs(logSumExp(last) - c.logsumexp_last) <= 1e-3, `${c.name}: logsumexp ${logSumExp(last)} vs ${c.logsumexp_last}`);
+        assert.ok(
+          Math.abs(logSumExp(last) - c.logsumexp_last) <= 1e-3,
+          `${c.name}: logsumexp ${logSumExp(last)} vs ${c.logsumexp_last}`,
+        );
 
-        const order = Array.from(last.keys()).sort((a, b) => last[b] - last[a]).slice(0, 10);
+        const order = Array.from(last.keys())
+          .sort((a, b) => last[b] - last[a])
+          .slice(0, 10);
         assert.deepEqual(order, c.top10_last.ids, `${c.name}: top-10 ids`);
-        order.forEach((id, k) => assert.ok(Math.abs(last[id] - c.top10_last.logits[k]) <= 1e-3, `${c.name}: top-10 logit ${k}`));
+        order.forEach((id, k) =>
+          assert.ok(Math.abs(last[id] - c.top10_last.logits[k]) <= 1e-3, `${c.name}: top-10 logit ${k}`),
+        );
 
-        assert.deepEqual(Array.from({ length: T }, (_, t) => argmax(row(t))), c.argmax_per_position, `${c.name}: argmax per position`);
+        assert.deepEqual(
+          Array.from({ length: T }, (_, t) => argmax(row(t))),
+          c.argmax_per_position,
+          `${c.name}: argmax per position`,
+        );
 
         let loss = 0; // mean cross-entropy of ids[1:] given ids[:-1]
         for (let t = 0; t < T - 1; t++) loss += logSumExp(row(t)) - row(t)[c.ids[t + 1]];
@@ -97,7 +108,10 @@ if (testBackend() === "tensorflow") {
       });
       process.stdout.write(JSON.stringify({ V: config.vocab_size, out }));
     `;
-    const r = spawnSync(process.execPath, ["--input-type=module", "-e", child], { encoding: "utf8", maxBuffer: 1 << 30 });
+    const r = spawnSync(process.execPath, ["--input-type=module", "-e", child], {
+      encoding: "utf8",
+      maxBuffer: 1 << 30,
+    });
     assert.equal(r.status, 0, r.stderr);
     const { V, out } = JSON.parse(r.stdout) as { V: number; out: number[][] };
     expected.cases.forEach((c, k) => {

@@ -39,7 +39,10 @@ test("parameter counts equal the book's (computed from the config, nothing alloc
   // ch05 only shortens the context: 256 fewer-than-1024 position rows
   assert.equal(countParameters(loadConfigFile("gpt2-124m-ch05").model), 163_009_536 - (1024 - 256) * 768);
   // the book's ch06 classifier: the 124M GPT-2 (qkv bias, tied) with a 2-class head instead of the LM head
-  assert.equal(countParameters({ ...m124, qkv_bias: true, tied_head: true }, { kind: "classifier", numClasses: 2 }), 124_439_808 + 2 * 768 + 2);
+  assert.equal(
+    countParameters({ ...m124, qkv_bias: true, tied_head: true }, { kind: "classifier", numClasses: 2 }),
+    124_439_808 + 2 * 768 + 2,
+  );
   assert.equal(summarize(m124).fp32_mb, 621.83);
 });
 
@@ -48,7 +51,10 @@ test("a built model has exactly the counted parameters, layer by layer", () => {
     { cfg: small, head: { kind: "lm" } as const },
     { cfg: { ...small, tied_head: true }, head: { kind: "lm" } as const },
     { cfg: { ...small, qkv_bias: true }, head: { kind: "lm" } as const },
-    { cfg: { ...small, qkv_bias: true, tied_head: true, n_layers: 3 }, head: { kind: "classifier", numClasses: 3 } as const },
+    {
+      cfg: { ...small, qkv_bias: true, tied_head: true, n_layers: 3 },
+      head: { kind: "classifier", numClasses: 3 } as const,
+    },
   ]) {
     const gpt = buildGPT(variant.cfg, { head: variant.head });
     try {
@@ -83,10 +89,22 @@ test("weights carry the Hugging Face GPT-2 names and shapes", () => {
   try {
     const names = [...gpt.namedWeights().keys()];
     const block = (i: number) =>
-      ["ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight", "ln_2.bias"]
+      [
+        "ln_1.weight",
+        "ln_1.bias",
+        "attn.c_attn.weight",
+        "attn.c_attn.bias",
+        "attn.c_proj.weight",
+        "attn.c_proj.bias",
+        "ln_2.weight",
+        "ln_2.bias",
+      ]
         .concat(["mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias"])
         .map((n) => `h.${i}.${n}`);
-    assert.deepEqual(names.sort(), ["wte.weight", "wpe.weight", ...block(0), ...block(1), "ln_f.weight", "ln_f.bias"].sort());
+    assert.deepEqual(
+      names.sort(),
+      ["wte.weight", "wpe.weight", ...block(0), ...block(1), "ln_f.weight", "ln_f.bias"].sort(),
+    );
     const shapes = gpt.weightShapes();
     assert.deepEqual(shapes.get("h.0.attn.c_attn.weight"), [16, 48]);
     assert.deepEqual(shapes.get("h.0.attn.c_attn.bias"), [48]);
@@ -120,10 +138,16 @@ test("the same seed gives the same weights; a tied head reads wte", () => {
     assert.notDeepEqual(la.dataSync(), lc.dataSync());
     // logits = ln_f(h)·wteᵀ: zeroing wte row 5 zeroes logit 5 everywhere
     const wte = a.namedWeights().get("wte.weight")!;
-    const mask = tf.tensor2d(Array.from({ length: 97 }, (_, i) => (i === 5 ? 0 : 1)), [97, 1]);
+    const mask = tf.tensor2d(
+      Array.from({ length: 97 }, (_, i) => (i === 5 ? 0 : 1)),
+      [97, 1],
+    );
     wte.write(tf.mul(wte.read(), mask));
     const z = a.forward(ids, false).arraySync() as number[][][];
-    assert.deepEqual(z[0].map((row) => row[5]), [0, 0, 0, 0]);
+    assert.deepEqual(
+      z[0].map((row) => row[5]),
+      [0, 0, 0, 0],
+    );
     tf.dispose([ids, la, lb, lc, mask]);
   } finally {
     [a, b, c].forEach((g) => g.dispose());
@@ -140,7 +164,10 @@ test("forward: causal (a later token never changes earlier logits), dropout only
     assert.deepEqual(y1.shape, [1, 5, 97]);
     const first4 = (y: tf.Tensor) => Array.from(tf.slice(y, [0, 0, 0], [1, 4, 97]).dataSync());
     assert.deepEqual(first4(y1), first4(y2));
-    assert.notDeepEqual(Array.from(tf.slice(y1, [0, 4, 0], [1, 1, 97]).dataSync()), Array.from(tf.slice(y2, [0, 4, 0], [1, 1, 97]).dataSync()));
+    assert.notDeepEqual(
+      Array.from(tf.slice(y1, [0, 4, 0], [1, 1, 97]).dataSync()),
+      Array.from(tf.slice(y2, [0, 4, 0], [1, 1, 97]).dataSync()),
+    );
     assert.deepEqual(gpt.forward(x1, false).dataSync(), y1.dataSync());
     assert.notDeepEqual(gpt.forward(x1, true).dataSync(), y1.dataSync());
     tf.dispose([x1, x2, y1, y2]);
@@ -229,7 +256,10 @@ test("inference reuses the head's transposed copy until a weight changes, then f
       const want = b.forwardLast(ids).dataSync();
       const got = a.forwardLast(ids).dataSync();
       assert.notDeepEqual(Array.from(want), before);
-      assert.ok(Math.max(...Array.from(got, (v, i) => Math.abs(v - want[i]))) < 1e-6, `tied ${tied_head}: stale head weights`);
+      assert.ok(
+        Math.max(...Array.from(got, (v, i) => Math.abs(v - want[i]))) < 1e-6,
+        `tied ${tied_head}: stale head weights`,
+      );
       ids.dispose();
     } finally {
       a.dispose();
@@ -242,19 +272,28 @@ test("setWeights checks names and shapes and names the tensor at fault", () => {
   const gpt = buildGPT(small);
   try {
     const good = new Map<string, Float32Array>();
-    for (const [name, shape] of gpt.weightShapes()) good.set(name, new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(0.5));
+    for (const [name, shape] of gpt.weightShapes())
+      good.set(name, new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(0.5));
     gpt.setWeights(good);
     assert.deepEqual(Array.from(gpt.namedWeights().get("h.1.ln_2.bias")!.read().dataSync()).slice(0, 2), [0.5, 0.5]);
 
     const missing = new Map(good);
     missing.delete("h.1.attn.c_proj.bias");
-    assert.throws(() => gpt.setWeights(missing), (e: unknown) => e instanceof FileFormatError && /h\.1\.attn\.c_proj\.bias/.test(e.message));
+    assert.throws(
+      () => gpt.setWeights(missing),
+      (e: unknown) => e instanceof FileFormatError && /h\.1\.attn\.c_proj\.bias/.test(e.message),
+    );
     const extra = new Map(good).set("h.0.attn.bias", new Float32Array(4));
-    assert.throws(() => gpt.setWeights(extra), (e: unknown) => e instanceof FileFormatError && /h\.0\.attn\.bias/.test(e.message));
+    assert.throws(
+      () => gpt.setWeights(extra),
+      (e: unknown) => e instanceof FileFormatError && /h\.0\.attn\.bias/.test(e.message),
+    );
     const wrong = new Map<string, Float32Array | tf.Tensor>(good).set("wpe.weight", tf.zeros([13, 16]));
     assert.throws(
       () => gpt.setWeights(wrong),
-      (e: unknown) => e instanceof FileFormatError && /'wpe\.weight' has shape \[13, 16\], the model expects \[12, 16\]/.test(e.message),
+      (e: unknown) =>
+        e instanceof FileFormatError &&
+        /'wpe\.weight' has shape \[13, 16\], the model expects \[12, 16\]/.test(e.message),
     );
   } finally {
     gpt.dispose();
@@ -262,7 +301,10 @@ test("setWeights checks names and shapes and names the tensor at fault", () => {
 });
 
 test("config validation names the key at fault", () => {
-  assert.throws(() => validateGPTConfig({ ...small, emb_dims: 3 }), (e: unknown) => e instanceof ConfigError && /unknown model key 'emb_dims'/.test(e.message));
+  assert.throws(
+    () => validateGPTConfig({ ...small, emb_dims: 3 }),
+    (e: unknown) => e instanceof ConfigError && /unknown model key 'emb_dims'/.test(e.message),
+  );
   assert.throws(() => validateGPTConfig({ ...small, n_heads: 3 }), /emb_dim 16 does not divide into n_heads 3/);
   const noLayers: Partial<GPTConfig> = { ...small };
   delete noLayers.n_layers;
@@ -286,18 +328,31 @@ test("model directory: save and load round-trip the logits; bad directories give
   try {
     await saveModelDir(join(dir, "m"), gpt, { source: "test" });
     const meta = await readModelMeta(join(dir, "m"));
-    assert.deepEqual(meta, { format: "llmctl-model", version: 1, model: gpt.config, tokenizer: "gpt2", head: { kind: "lm" }, source: "test" });
+    assert.deepEqual(meta, {
+      format: "llmctl-model",
+      version: 1,
+      model: gpt.config,
+      tokenizer: "gpt2",
+      head: { kind: "lm" },
+      source: "test",
+    });
     const { gpt: loaded } = await loadModelDir(join(dir, "m"));
     const ids = tf.tensor2d([[4, 8, 15, 16, 23, 42]], [1, 6], "int32");
     assert.deepEqual(loaded.forward(ids, false).dataSync(), gpt.forward(ids, false).dataSync());
     loaded.dispose();
 
-    await assert.rejects(loadModelDir(join(dir, "nope")), (e: unknown) => e instanceof FileFormatError && /model directory not found/.test(e.message));
+    await assert.rejects(
+      loadModelDir(join(dir, "nope")),
+      (e: unknown) => e instanceof FileFormatError && /model directory not found/.test(e.message),
+    );
     // a config that disagrees with the weights: the tensor and both shapes are named
     const cfgPath = join(dir, "m", "config.json");
     const cfg = JSON.parse(readFileSync(cfgPath, "utf8"));
     writeFileSync(cfgPath, JSON.stringify({ ...cfg, model: { ...cfg.model, context_length: 24 } }));
-    await assert.rejects(loadModelDir(join(dir, "m")), /'wpe\.weight' has shape \[12, 16\], the model expects \[24, 16\]/);
+    await assert.rejects(
+      loadModelDir(join(dir, "m")),
+      /'wpe\.weight' has shape \[12, 16\], the model expects \[24, 16\]/,
+    );
     writeFileSync(cfgPath, JSON.stringify({ ...cfg, model: { ...cfg.model, qkv_bias: false } }));
     await assert.rejects(loadModelDir(join(dir, "m")), /no place for: h\.0\.attn\.c_attn\.bias/);
     writeFileSync(cfgPath, JSON.stringify(cfg));
@@ -347,7 +402,17 @@ test("llmctl info: parameters and fp32 size from a config (JSON) and a model dir
 
 test("init 'torch' draws PyTorch's layer defaults (the book's from-scratch runs); LayerNorm stays ones/zeros", async () => {
   const { buildGPT } = await import("../src/model/gpt.js");
-  const cfg = { vocab_size: 500, context_length: 16, emb_dim: 32, n_heads: 4, n_layers: 2, drop_rate: 0, qkv_bias: true, tied_head: false, init: "torch" as const };
+  const cfg = {
+    vocab_size: 500,
+    context_length: 16,
+    emb_dim: 32,
+    n_heads: 4,
+    n_layers: 2,
+    drop_rate: 0,
+    qkv_bias: true,
+    tied_head: false,
+    init: "torch" as const,
+  };
   const gpt = buildGPT(cfg, { seed: 7 });
   try {
     const w = (name: string) => gpt.namedWeights().get(name)!.read().dataSync() as Float32Array;
@@ -355,7 +420,13 @@ test("init 'torch' draws PyTorch's layer defaults (the book's from-scratch runs)
     const maxAbs = (a: Float32Array) => a.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
     assert.ok(Math.abs(std(w("wte.weight")) - 1) < 0.05, "wte ~ N(0, 1)");
     assert.ok(Math.abs(std(w("wpe.weight")) - 1) < 0.2, "wpe ~ N(0, 1)");
-    for (const [name, fanIn] of [["h.0.attn.c_attn.weight", 32], ["h.1.mlp.c_proj.weight", 128], ["h.1.mlp.c_proj.bias", 128], ["lm_head.weight", 32], ["h.0.attn.c_attn.bias", 32]] as const) {
+    for (const [name, fanIn] of [
+      ["h.0.attn.c_attn.weight", 32],
+      ["h.1.mlp.c_proj.weight", 128],
+      ["h.1.mlp.c_proj.bias", 128],
+      ["lm_head.weight", 32],
+      ["h.0.attn.c_attn.bias", 32],
+    ] as const) {
       const a = w(name);
       const bound = 1 / Math.sqrt(fanIn);
       assert.ok(maxAbs(a) <= bound && maxAbs(a) > 0.9 * bound, `${name} ~ U(±1/√${fanIn})`);

@@ -49,20 +49,52 @@ test("a token file gives the same ids as its text; max_length above the context 
   assert.equal(split.train.length + split.validation.length, 5145);
   assert.equal(split.train.length, Math.floor(0.9 * 5145));
   assert.deepEqual(Array.from(split.train as Uint32Array).slice(0, 4), ids.slice(0, 4));
-  assert.throws(() => makePretrainLoaders(split, { batch_size: 2, max_length: 300, stride: 300 }, 256), /longer than the model's context_length/);
+  assert.throws(
+    () => makePretrainLoaders(split, { batch_size: 2, max_length: 300, stride: 300 }, 256),
+    /longer than the model's context_length/,
+  );
 });
 
-const tinyCfg: GPTConfig = { vocab_size: 256, context_length: 16, emb_dim: 16, n_heads: 2, n_layers: 2, drop_rate: 0.1, qkv_bias: false, tied_head: false };
+const tinyCfg: GPTConfig = {
+  vocab_size: 256,
+  context_length: 16,
+  emb_dim: 16,
+  n_heads: 2,
+  n_layers: 2,
+  drop_rate: 0.1,
+  qkv_bias: false,
+  tied_head: false,
+};
 
 function settings(over: Partial<TrainSettings> = {}): TrainSettings {
-  return resolveTrainSettings({ epochs: 2, batch_size: 4, lr: 0.004, max_length: 16, stride: 16, eval_freq: 3, eval_iter: 2, seed: 5, sample_tokens: 0 }, over);
+  return resolveTrainSettings(
+    {
+      epochs: 2,
+      batch_size: 4,
+      lr: 0.004,
+      max_length: 16,
+      stride: 16,
+      eval_freq: 3,
+      eval_iter: 2,
+      seed: 5,
+      sample_tokens: 0,
+    },
+    over,
+  );
 }
 
 async function train(gpt: ReturnType<typeof buildGPT>, dir: string, s: TrainSettings, resume = false) {
   // the-verdict's first ~800 tokens folded into the small test vocabulary (the cpu backend is slow on 50,257)
   const ids = readPretrainTokens([verdict()], 0.9);
-  const fold = (a: ArrayLike<number>, n: number) => Array.from(a).slice(0, n).map((id) => id % gpt.config.vocab_size);
-  const data = makePretrainLoaders({ train: fold(ids.train, 700), validation: fold(ids.validation, 100) }, s, gpt.config.context_length);
+  const fold = (a: ArrayLike<number>, n: number) =>
+    Array.from(a)
+      .slice(0, n)
+      .map((id) => id % gpt.config.vocab_size);
+  const data = makePretrainLoaders(
+    { train: fold(ids.train, 700), validation: fold(ids.validation, 100) },
+    s,
+    gpt.config.context_length,
+  );
   return new Trainer({
     params: namedParameters(gpt),
     loss: languageModelLoss(gpt),
@@ -126,17 +158,33 @@ test("the epoch sample is the prompt plus greedy tokens, newlines shown as space
 test("CLI: pretrain writes a model directory, log, plot and JSON summary; --resume continues; bad flags are usage errors", async () => {
   const dir = tmp();
   const cfgPath = join(dir, "tiny.json");
-  writeFileSync(cfgPath, JSON.stringify({ model: { ...tinyCfg, vocab_size: 50257 }, train: { epochs: 1, batch_size: 4, max_length: 16, eval_freq: 2, eval_iter: 1, sample_tokens: 5 } }));
+  writeFileSync(
+    cfgPath,
+    JSON.stringify({
+      model: { ...tinyCfg, vocab_size: 50257 },
+      train: { epochs: 1, batch_size: 4, max_length: 16, eval_freq: 2, eval_iter: 1, sample_tokens: 5 },
+    }),
+  );
   const text = join(dir, "text.txt");
   writeFileSync(text, readFileSync(verdict(), "utf8").slice(0, 2000));
   const out = join(dir, "run");
   const env = { LLMCTL_BACKEND: "wasm" };
-  const r = await runCli(["pretrain", "--config", cfgPath, "--data", text, "--max-steps", "3", "--out", out, "--json"], { env });
+  const r = await runCli(
+    ["pretrain", "--config", cfgPath, "--data", text, "--max-steps", "3", "--out", out, "--json"],
+    { env },
+  );
   assert.equal(r.code, 0, r.stderr);
   const summary = JSON.parse(r.stdout.trim());
   assert.equal(summary.steps, 3);
   assert.ok(summary.train_loss > 9 && summary.train_loss < 11.5, `loss ${summary.train_loss}`);
-  for (const f of ["config.json", "model.safetensors", "optimizer.safetensors", "trainer-state.json", "log.jsonl", "loss.svg"]) {
+  for (const f of [
+    "config.json",
+    "model.safetensors",
+    "optimizer.safetensors",
+    "trainer-state.json",
+    "log.jsonl",
+    "loss.svg",
+  ]) {
     assert.ok(existsSync(join(out, f)), f);
   }
   assert.equal(JSON.parse(readFileSync(join(out, "config.json"), "utf8")).format, "llmctl-model");
@@ -150,7 +198,10 @@ test("CLI: pretrain writes a model directory, log, plot and JSON summary; --resu
   assert.equal(resumed.code, 0, resumed.stderr);
   assert.equal(JSON.parse(resumed.stdout.trim()).steps, 5);
 
-  const bad = await runCli(["pretrain", "--config", cfgPath, "--data", text, "--out", join(dir, "r2"), "--batch-size", "0"], { env });
+  const bad = await runCli(
+    ["pretrain", "--config", cfgPath, "--data", text, "--out", join(dir, "r2"), "--batch-size", "0"],
+    { env },
+  );
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /'batch_size' must be a positive integer/);
   const none = await runCli(["pretrain", "--out", join(dir, "r3")], { env });
@@ -161,14 +212,24 @@ test("CLI: pretrain writes a model directory, log, plot and JSON summary; --resu
 test("CLI: Ctrl-C (SIGINT) saves a resumable checkpoint and exits 130", async () => {
   const dir = tmp();
   const cfgPath = join(dir, "tiny.json");
-  writeFileSync(cfgPath, JSON.stringify({ model: { ...tinyCfg, vocab_size: 50257 }, train: { epochs: 50, batch_size: 2, max_length: 16, eval_freq: 1000, sample_tokens: 0 } }));
+  writeFileSync(
+    cfgPath,
+    JSON.stringify({
+      model: { ...tinyCfg, vocab_size: 50257 },
+      train: { epochs: 50, batch_size: 2, max_length: 16, eval_freq: 1000, sample_tokens: 0 },
+    }),
+  );
   const text = join(dir, "text.txt");
   writeFileSync(text, readFileSync(verdict(), "utf8").slice(0, 2000));
   const out = join(dir, "run");
-  const child = spawn(process.execPath, [join(REPO_ROOT, "bin", "llmctl"), "pretrain", "--config", cfgPath, "--data", text, "--out", out, "--verbose"], {
-    env: { ...process.env, LLMCTL_BACKEND: "wasm" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = spawn(
+    process.execPath,
+    [join(REPO_ROOT, "bin", "llmctl"), "pretrain", "--config", cfgPath, "--data", text, "--out", out, "--verbose"],
+    {
+      env: { ...process.env, LLMCTL_BACKEND: "wasm" },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   let stderr = "";
   let sent = false;
   child.stderr.on("data", (d) => {

@@ -20,7 +20,16 @@ before(async () => {
   await useBackend("cpu");
 });
 
-const CFG: GPTConfig = { vocab_size: 64, context_length: 8, emb_dim: 16, n_heads: 2, n_layers: 3, drop_rate: 0, qkv_bias: false, tied_head: false };
+const CFG: GPTConfig = {
+  vocab_size: 64,
+  context_length: 8,
+  emb_dim: 16,
+  n_heads: 2,
+  n_layers: 3,
+  drop_rate: 0,
+  qkv_bias: false,
+  tied_head: false,
+};
 
 function batch(): SpamBatch {
   // two texts of 3 and 6 tokens, padded with id 63 to 6 positions
@@ -48,7 +57,10 @@ test("toClassifier copies every weight but the LM head and adds score.weight [2,
   // a tied LM converts too (the head shared wte; wte stays)
   const tied = buildGPT({ ...CFG, tied_head: true }, { seed: 2 });
   const tcls = toClassifier(tied);
-  assert.deepEqual(tcls.namedWeights().get("wte.weight")!.read().dataSync(), tied.namedWeights().get("wte.weight")!.read().dataSync());
+  assert.deepEqual(
+    tcls.namedWeights().get("wte.weight")!.read().dataSync(),
+    tied.namedWeights().get("wte.weight")!.read().dataSync(),
+  );
   for (const m of [lm, cls, tied, tcls]) m.dispose();
 });
 
@@ -59,7 +71,8 @@ function snapshot(named: Map<string, tf.LayerVariable>): Map<string, Float32Arra
 const EXPECTED_TRAINABLE: Record<TrainableScope, (name: string) => boolean> = {
   head: (n) => n.startsWith("score."),
   "last-block": (n) => n.startsWith("score.") || n.startsWith("ln_f.") || n.startsWith("h.2."),
-  "last-2-blocks": (n) => n.startsWith("score.") || n.startsWith("ln_f.") || n.startsWith("h.2.") || n.startsWith("h.1."),
+  "last-2-blocks": (n) =>
+    n.startsWith("score.") || n.startsWith("ln_f.") || n.startsWith("h.2.") || n.startsWith("h.1."),
   all: () => true,
 };
 
@@ -75,7 +88,10 @@ for (const scope of Object.keys(EXPECTED_TRAINABLE) as TrainableScope[]) {
 
     const before = snapshot(cls.namedWeights());
     const opt = new AdamW(params, { weightDecay: 0.1 });
-    const { value, grads } = tf.variableGrads(() => classificationLoss(classLogits(cls, batch(), "last", true), batch().labels), cls.trainableVariables());
+    const { value, grads } = tf.variableGrads(
+      () => classificationLoss(classLogits(cls, batch(), "last", true), batch().labels),
+      cls.trainableVariables(),
+    );
     const byName = new Map(params.map((p) => [p.name, grads[p.variable.name]]));
     opt.applyGradients(byName, 1e-2);
     value.dispose();
@@ -115,7 +131,13 @@ test("last-nonpad pooling ignores the padding; last pooling reads through it", (
   lm.dispose();
   const b = batch();
   // the first text alone, unpadded: its last-token scores equal the padded row's last-nonpad scores (causal mask)
-  const alone: SpamBatch = { inputs: Int32Array.from([5, 9, 2]), labels: Int32Array.from([1]), lengths: Int32Array.from([3]), batchSize: 1, seqLen: 3 };
+  const alone: SpamBatch = {
+    inputs: Int32Array.from([5, 9, 2]),
+    labels: Int32Array.from([1]),
+    lengths: Int32Array.from([3]),
+    batchSize: 1,
+    seqLen: 3,
+  };
   const ref = Array.from(classLogits(cls, alone, "last", false).dataSync());
   const nonpad = Array.from(classLogits(cls, b, "last-nonpad", false).dataSync()).slice(0, 2);
   const last = Array.from(classLogits(cls, b, "last", false).dataSync()).slice(0, 2);

@@ -27,9 +27,15 @@ test("parsePythonCsv follows Python's csv quoting rules", () => {
   // a quote that is not the field's first character is a literal
   assert.deepEqual(parsePythonCsv('ham\tsay "hi" now\n'), [["ham", 'say "hi" now']]);
   // inside quotes: "" is one quote, tab and newline are literal
-  assert.deepEqual(parsePythonCsv('a\t"x""y\tz\nw"\nb\tc'), [["a", 'x"y\tz\nw'], ["b", "c"]]);
+  assert.deepEqual(parsePythonCsv('a\t"x""y\tz\nw"\nb\tc'), [
+    ["a", 'x"y\tz\nw'],
+    ["b", "c"],
+  ]);
   // blank lines are skipped, CRLF ends a record
-  assert.deepEqual(parsePythonCsv("a\tb\r\n\r\nc\td\n\n"), [["a", "b"], ["c", "d"]]);
+  assert.deepEqual(parsePythonCsv("a\tb\r\n\r\nc\td\n\n"), [
+    ["a", "b"],
+    ["c", "d"],
+  ]);
   assert.throws(() => parsePythonCsv('a\t"never closed\nb\tc\n'), FileFormatError);
 });
 
@@ -37,7 +43,10 @@ test("the SMS Spam Collection parses as pandas does: 5,572 rows, 4,825 ham, 747 
   const msgs = await readSmsSpamCollection(SMS);
   assert.equal(msgs.length, 5572);
   assert.deepEqual(labelCounts(msgs), { ham: 4825, spam: 747 });
-  assert.deepEqual(msgs[0], { label: 0, text: "Go until jurong point, crazy.. Available only in bugis n great world la e buffet... Cine there got amore wat..." });
+  assert.deepEqual(msgs[0], {
+    label: 0,
+    text: "Go until jurong point, crazy.. Available only in bugis n great world la e buffet... Cine there got amore wat...",
+  });
   // line 283: `"...Keep-in-touch" gdeve..` loses its quotes
   assert.equal(msgs[282].text.slice(0, 22), "Wen u miss someone, th");
   assert.ok(msgs[282].text.endsWith("Keep-in-touch gdeve.."));
@@ -61,15 +70,27 @@ test("balance and split: 1,045 / 149 / 300, 747 of each class, deterministic per
   const all = [...split.train, ...split.validation, ...split.test];
   assert.deepEqual(labelCounts(all), { ham: 747, spam: 747 });
   // every spam message is used exactly once; the ham ones are distinct records of the file
-  const spamTexts = msgs.filter((m) => m.label === 1).map((m) => m.text).sort();
-  assert.deepEqual(all.filter((m) => m.label === 1).map((m) => m.text).sort(), spamTexts);
+  const spamTexts = msgs
+    .filter((m) => m.label === 1)
+    .map((m) => m.text)
+    .sort();
+  assert.deepEqual(
+    all
+      .filter((m) => m.label === 1)
+      .map((m) => m.text)
+      .sort(),
+    spamTexts,
+  );
   assert.equal(new Set(all.filter((m) => m.label === 0)).size, 747);
   for (const m of all) assert.ok(msgs.includes(m));
 
   const again = makeSpamSplit(msgs, 123);
   assert.deepEqual(again, split);
   const other = makeSpamSplit(msgs, 7);
-  assert.notDeepEqual(other.train.map((m) => m.text), split.train.map((m) => m.text));
+  assert.notDeepEqual(
+    other.train.map((m) => m.text),
+    split.train.map((m) => m.text),
+  );
   assert.equal(other.train.length, 1045);
 });
 
@@ -108,7 +129,14 @@ test("SpamDataset pads with 50256 to the longest training text and truncates oth
   assert.deepEqual(Array.from(ds.labels), [0, 1]);
 
   // validation/test use the training max length: longer texts are cut, shorter ones padded
-  const val = new SpamDataset([{ label: 1, text: "Every effort moves you forward" }, { label: 0, text: "Hello" }], tok, { maxLength: ds.maxLength });
+  const val = new SpamDataset(
+    [
+      { label: 1, text: "Every effort moves you forward" },
+      { label: 0, text: "Hello" },
+    ],
+    tok,
+    { maxLength: ds.maxLength },
+  );
   assert.deepEqual(Array.from(val.ids), [6109, 3626, 6100, 345, 15496, 50256, 50256, 50256]);
   assert.deepEqual(Array.from(val.lengths), [4, 1]);
   assert.equal(val.truncated, 1);
@@ -131,7 +159,10 @@ test("SpamDataLoader: the book's batch counts (train drops the last partial batc
   const trainLoader = new SpamDataLoader(train, 8, true, true);
   const testLoader = new SpamDataLoader(test, 8);
   assert.equal(trainLoader.numBatches, 130);
-  assert.equal(new SpamDataLoader(new SpamDataset(split.validation, tok, { maxLength: train.maxLength }), 8).numBatches, 19);
+  assert.equal(
+    new SpamDataLoader(new SpamDataset(split.validation, tok, { maxLength: train.maxLength }), 8).numBatches,
+    19,
+  );
   assert.equal(testLoader.numBatches, 38);
   const batches = [...testLoader.batches()];
   assert.equal(batches.at(-1)!.batchSize, 4);
@@ -142,5 +173,8 @@ test("SpamDataLoader: the book's batch counts (train drops the last partial batc
   assert.deepEqual(trainLoader.epochOrder(new Rng(1)), order);
   const b = trainLoader.batch(order, 0);
   assert.equal(b.labels[0], train.labels[order[0]]);
-  assert.deepEqual(Array.from(b.inputs.subarray(0, train.maxLength)), Array.from(train.ids.subarray(order[0] * train.maxLength, (order[0] + 1) * train.maxLength)));
+  assert.deepEqual(
+    Array.from(b.inputs.subarray(0, train.maxLength)),
+    Array.from(train.ids.subarray(order[0] * train.maxLength, (order[0] + 1) * train.maxLength)),
+  );
 });

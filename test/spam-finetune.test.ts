@@ -12,13 +12,28 @@ import { getTokenizer } from "../src/tokenizer/index.js";
 import { InterruptedError } from "../src/errors.js";
 import { finetuneSpam, type AccuracyReport, type SpamEvent } from "../src/finetune/spam.js";
 import { classifyTexts } from "../src/finetune/classifier.js";
-import { makeSpamSplit, readSmsSpamCollection, readSplitCsvs, writeSplitCsvs, SPAM_LABELS } from "../src/finetune/spam-data.js";
+import {
+  makeSpamSplit,
+  readSmsSpamCollection,
+  readSplitCsvs,
+  writeSplitCsvs,
+  SPAM_LABELS,
+} from "../src/finetune/spam-data.js";
 import { sharedPath } from "./helpers/shared.js";
 import { runCli } from "./helpers/cli.js";
 
 const SMS = sharedPath("datasets", "SMSSpamCollection");
 // GPT-2's vocabulary (the SMS texts use it), otherwise as small as a GPT gets
-const CFG: GPTConfig = { vocab_size: 50257, context_length: 24, emb_dim: 16, n_heads: 2, n_layers: 2, drop_rate: 0.1, qkv_bias: false, tied_head: false };
+const CFG: GPTConfig = {
+  vocab_size: 50257,
+  context_length: 24,
+  emb_dim: 16,
+  n_heads: 2,
+  n_layers: 2,
+  drop_rate: 0.1,
+  qkv_bias: false,
+  tied_head: false,
+};
 
 let root: string;
 let lmDir: string;
@@ -35,33 +50,72 @@ before(async () => {
   // a small split of the real data keeps the resume test's three runs short
   const full = makeSpamSplit(await readSmsSpamCollection(SMS), 123);
   smallSplit = join(root, "small-split");
-  await writeSplitCsvs(smallSplit, { train: full.train.slice(0, 48), validation: full.validation.slice(0, 16), test: full.test.slice(0, 16) });
+  await writeSplitCsvs(smallSplit, {
+    train: full.train.slice(0, 48),
+    validation: full.validation.slice(0, 16),
+    test: full.test.slice(0, 16),
+  });
 });
 
 after(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-const RUN = { epochs: 2, batchSize: 8, lr: 1e-3, trainable: "all" as const, pool: "last-nonpad" as const, evalFreq: 2, evalIter: 2, maxSteps: 3 };
+const RUN = {
+  epochs: 2,
+  batchSize: 8,
+  lr: 1e-3,
+  trainable: "all" as const,
+  pool: "last-nonpad" as const,
+  evalFreq: 2,
+  evalIter: 2,
+  maxSteps: 3,
+};
 
 test("finetune spam end to end on a small split of the real data: classifier dir, accuracy.json that classify reproduces", async () => {
   const out = join(root, "clf");
   const events: SpamEvent[] = [];
-  const result = await finetuneSpam({ modelDir: lmDir, outDir: out, splitDir: smallSplit, ...RUN, onEvent: (e) => events.push(e) });
+  const result = await finetuneSpam({
+    modelDir: lmDir,
+    outDir: out,
+    splitDir: smallSplit,
+    ...RUN,
+    onEvent: (e) => events.push(e),
+  });
 
   assert.equal(result.train.step, 3);
   assert.equal(result.maxLength, 24); // the longest training text is longer than the context: cut to it
   const data = events.find((e) => e.kind === "data");
   assert.deepEqual(data && [data.train, data.validation, data.test], [48, 16, 16]);
-  const steps = events.filter((e) => e.kind === "train" && e.event.kind === "step") as Extract<SpamEvent, { kind: "train" }>[];
+  const steps = events.filter((e) => e.kind === "train" && e.event.kind === "step") as Extract<
+    SpamEvent,
+    { kind: "train" }
+  >[];
   assert.equal(steps.length, 3);
   assert.ok(steps.every((s) => s.runningAccuracy !== null && s.runningAccuracy >= 0 && s.runningAccuracy <= 1));
 
-  for (const f of ["config.json", "model.safetensors", "train.csv", "validation.csv", "test.csv", "accuracy.json", "accuracy.svg", "loss.svg", "log.jsonl", "finetune.json"]) {
+  for (const f of [
+    "config.json",
+    "model.safetensors",
+    "train.csv",
+    "validation.csv",
+    "test.csv",
+    "accuracy.json",
+    "accuracy.svg",
+    "loss.svg",
+    "log.jsonl",
+    "finetune.json",
+  ]) {
     assert.ok(existsSync(join(out, f)), f);
   }
   const config = JSON.parse(await readFile(join(out, "config.json"), "utf8"));
-  assert.deepEqual(config.head, { kind: "classifier", num_classes: 2, labels: ["not spam", "spam"], pool: "last-nonpad", max_length: 24 });
+  assert.deepEqual(config.head, {
+    kind: "classifier",
+    num_classes: 2,
+    labels: ["not spam", "spam"],
+    pool: "last-nonpad",
+    max_length: 24,
+  });
   assert.equal(config.model.drop_rate, 0); // the book finetunes without dropout
 
   const report = JSON.parse(await readFile(join(out, "accuracy.json"), "utf8")) as AccuracyReport;
@@ -77,7 +131,12 @@ test("finetune spam end to end on a small split of the real data: classifier dir
   const { meta, gpt } = await loadModelDir(out);
   try {
     const head = meta.head.kind === "classifier" ? meta.head : assert.fail("not a classifier");
-    const preds = classifyTexts(gpt, getTokenizer(), split.test.map((m) => m.text), { labels: SPAM_LABELS, pool: head.pool!, maxLength: head.max_length, batchSize: 32 });
+    const preds = classifyTexts(
+      gpt,
+      getTokenizer(),
+      split.test.map((m) => m.text),
+      { labels: SPAM_LABELS, pool: head.pool!, maxLength: head.max_length, batchSize: 32 },
+    );
     const correct = preds.filter((p, i) => p.label === SPAM_LABELS[split.test[i].label]).length;
     assert.equal(correct / split.test.length, report.test_accuracy);
     assert.ok(preds.every((p) => p.probability >= 0.5 && p.probability <= 1));
@@ -86,10 +145,22 @@ test("finetune spam end to end on a small split of the real data: classifier dir
   }
 
   // the CLI reads the same directory
-  const cli = await runCli(["classify", "--model", out, "--json", "--backend", "cpu", split.test[0].text, split.test[1].text]);
+  const cli = await runCli([
+    "classify",
+    "--model",
+    out,
+    "--json",
+    "--backend",
+    "cpu",
+    split.test[0].text,
+    split.test[1].text,
+  ]);
   assert.equal(cli.code, 0, cli.stderr);
   const rows = JSON.parse(cli.stdout) as { text: string; label: string; probability: number }[];
-  assert.deepEqual(rows.map((r) => r.text), [split.test[0].text, split.test[1].text]);
+  assert.deepEqual(
+    rows.map((r) => r.text),
+    [split.test[0].text, split.test[1].text],
+  );
   assert.ok(rows.every((r) => (SPAM_LABELS as readonly string[]).includes(r.label)));
 });
 

@@ -34,7 +34,14 @@ test("special tokens: allowed by default, ordinary text when not allowed", () =>
 });
 
 test("decode(encode(x)) == x for emoji, CJK and whitespace runs", () => {
-  for (const s of ["😀👍🏽 family: 👨‍👩‍👧", "日本語のテキスト、中文", "a  b\t\tc\n\n\n  d   ", " leading", "trailing   ", "£ü\u0091"]) {
+  for (const s of [
+    "😀👍🏽 family: 👨‍👩‍👧",
+    "日本語のテキスト、中文",
+    "a  b\t\tc\n\n\n  d   ",
+    " leading",
+    "trailing   ",
+    "£ü\u0091",
+  ]) {
     assert.equal(tok.decode(tok.encode(s)), s);
   }
 });
@@ -50,7 +57,8 @@ test("the piece-cached encoder gives js-tiktoken's own ids: book text, JSON, mix
     for (const allowedSpecial of [["<|endoftext|>"], []]) {
       const want = reference.encode(text, allowedSpecial, []);
       // the second pass is served from the piece cache
-      for (let pass = 0; pass < 2; pass++) assert.deepEqual(tok.encode(text, { allowedSpecial }), want, `${text.slice(0, 20)}… pass ${pass}`);
+      for (let pass = 0; pass < 2; pass++)
+        assert.deepEqual(tok.encode(text, { allowedSpecial }), want, `${text.slice(0, 20)}… pass ${pass}`);
     }
   }
 });
@@ -91,7 +99,10 @@ test("token file round trip (uint16) and corrupt files fail clearly", async () =
 
     const truncated = join(dir, "trunc.bin");
     writeFileSync(truncated, encodeTokenFile(ids, 50257).subarray(0, 40));
-    assert.throws(() => readTokenFile(truncated), (e: unknown) => e instanceof FileFormatError && /truncated/.test(e.message));
+    assert.throws(
+      () => readTokenFile(truncated),
+      (e: unknown) => e instanceof FileFormatError && /truncated/.test(e.message),
+    );
     const garbage = join(dir, "garbage.bin");
     writeFileSync(garbage, Buffer.alloc(64, 7));
     assert.throws(() => readTokenFile(garbage), /bad magic/);

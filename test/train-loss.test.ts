@@ -13,11 +13,25 @@ function lossOf(logits: number[][], targets: number[]): number {
 }
 
 test("book ch07 example: logits [[-1,1],[-0.5,1.5]], targets [0,1] → 1.1269", () => {
-  assert.ok(Math.abs(lossOf([[-1, 1], [-0.5, 1.5]], [0, 1]) - 1.1269) < 1e-4);
+  assert.ok(
+    Math.abs(
+      lossOf(
+        [
+          [-1, 1],
+          [-0.5, 1.5],
+        ],
+        [0, 1],
+      ) - 1.1269,
+    ) < 1e-4,
+  );
 });
 
 test("a third row with target -100 is ignored; with target 1 the mean becomes 0.7936", () => {
-  const logits = [[-1, 1], [-0.5, 1.5], [-0.5, 1.5]];
+  const logits = [
+    [-1, 1],
+    [-0.5, 1.5],
+    [-0.5, 1.5],
+  ];
   assert.ok(Math.abs(lossOf(logits, [0, 1, IGNORE_INDEX]) - 1.1269) < 1e-4);
   assert.ok(Math.abs(lossOf(logits, [0, 1, 1]) - 0.7936) < 1e-4);
 });
@@ -33,7 +47,9 @@ test("far-off targets stay exact: a probability that underflows float32 still gi
 test("[B,T,V] logits equal the flattened [N,V] case; all-ignored gives 0", () => {
   const data = Array.from({ length: 2 * 3 * 5 }, (_, i) => Math.sin(i * 1.3) * 3);
   const targets = [4, 0, 2, 1, IGNORE_INDEX, 3];
-  const a = tf.tidy(() => sparseCrossEntropy(tf.tensor3d(data, [2, 3, 5]), tf.tensor2d(targets, [2, 3], "int32")).arraySync());
+  const a = tf.tidy(() =>
+    sparseCrossEntropy(tf.tensor3d(data, [2, 3, 5]), tf.tensor2d(targets, [2, 3], "int32")).arraySync(),
+  );
   const b = tf.tidy(() => sparseCrossEntropy(tf.tensor2d(data, [6, 5]), tf.tensor1d(targets, "int32")).arraySync());
   assert.equal(a, b);
   // reference: mean over the 5 kept rows of logsumexp − picked, computed in float64
@@ -59,7 +75,12 @@ test("gradient matches central finite differences and (softmax − onehot)/n", (
   const targets = [5, IGNORE_INDEX, 0, 3];
   const t = tf.tensor1d(targets, "int32");
   const f = (x: tf.Tensor) => sparseCrossEntropy(x, t);
-  const grad = tf.tidy(() => tf.grad(f)(tf.tensor2d(data, [N, V])).arraySync() as number[][]);
+  const grad = tf.tidy(
+    () =>
+      tf
+        .grad(f)(tf.tensor2d(data, [N, V]))
+        .arraySync() as number[][],
+  );
   const h = 1e-2;
   const kept = targets.filter((x) => x !== IGNORE_INDEX).length;
   for (let r = 0; r < N; r++) {
@@ -71,7 +92,9 @@ test("gradient matches central finite differences and (softmax − onehot)/n", (
       plus[r * V + c] += h;
       const minus = data.slice();
       minus[r * V + c] -= h;
-      const fd = tf.tidy(() => (f(tf.tensor2d(plus, [N, V])).arraySync() - f(tf.tensor2d(minus, [N, V])).arraySync()) / (2 * h));
+      const fd = tf.tidy(
+        () => (f(tf.tensor2d(plus, [N, V])).arraySync() - f(tf.tensor2d(minus, [N, V])).arraySync()) / (2 * h),
+      );
       assert.ok(Math.abs(fd - grad[r][c]) < 2e-3, `finite difference at [${r},${c}]: ${fd} vs ${grad[r][c]}`);
       const analytic = targets[r] === IGNORE_INDEX ? 0 : (Math.exp(row[c] - m) / z - (c === targets[r] ? 1 : 0)) / kept;
       assert.ok(Math.abs(analytic - grad[r][c]) < 1e-6, `analytic at [${r},${c}]: ${analytic} vs ${grad[r][c]}`);
@@ -114,10 +137,17 @@ test("wasm gives the same loss and gradient as cpu", async () => {
 });
 
 test("the upstream gradient scales the result (d(−2.5·loss) = −2.5·d loss)", () => {
-  const x = tf.tensor2d([[0.3, -1, 2], [1, 1, 0]]);
+  const x = tf.tensor2d([
+    [0.3, -1, 2],
+    [1, 1, 0],
+  ]);
   const t = tf.tensor1d([2, 0], "int32");
-  const g1 = tf.grad((y: tf.Tensor) => sparseCrossEntropy(y, t))(x).arraySync() as number[][];
-  const g2 = tf.grad((y: tf.Tensor) => tf.mul(sparseCrossEntropy(y, t), -2.5))(x).arraySync() as number[][];
+  const g1 = tf
+    .grad((y: tf.Tensor) => sparseCrossEntropy(y, t))(x)
+    .arraySync() as number[][];
+  const g2 = tf
+    .grad((y: tf.Tensor) => tf.mul(sparseCrossEntropy(y, t), -2.5))(x)
+    .arraySync() as number[][];
   g1.flat().forEach((v, i) => assert.ok(Math.abs(-2.5 * v - g2.flat()[i]) < 1e-6));
   tf.dispose([x, t]);
 });

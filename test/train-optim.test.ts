@@ -9,7 +9,8 @@ before(async () => {
   await useBackend("cpu");
 });
 
-const close = (a: number, b: number, tol: number, what = "") => assert.ok(Math.abs(a - b) <= tol, `${what} ${a} vs ${b}`);
+const close = (a: number, b: number, tol: number, what = "") =>
+  assert.ok(Math.abs(a - b) <= tol, `${what} ${a} vs ${b}`);
 
 for (const moments of ["arrays", "tensors"] as const) {
   test(`one AdamW step on a scalar (moments in ${moments}): p=1, g=0.5, lr=0.1, λ=0.1 → 0.99 − 0.1 = 0.89 (PyTorch's formula)`, () => {
@@ -34,7 +35,13 @@ for (const moments of ["arrays", "tensors"] as const) {
     const n = 5;
     const init = [0.3, -1.2, 2.0, 0.0, 0.7];
     const p = tf.variable(tf.tensor1d(init));
-    const opt = new AdamW([{ name: "w", variable: p }], { weightDecay: 0.05, beta1: 0.8, beta2: 0.99, epsilon: 1e-6, moments });
+    const opt = new AdamW([{ name: "w", variable: p }], {
+      weightDecay: 0.05,
+      beta1: 0.8,
+      beta2: 0.99,
+      epsilon: 1e-6,
+      moments,
+    });
     const ref = init.slice();
     const m = new Array(n).fill(0);
     const v = new Array(n).fill(0);
@@ -62,7 +69,11 @@ for (const moments of ["arrays", "tensors"] as const) {
     const mk = () => tf.variable(tf.tensor1d([1, 2, 3]));
     const a = mk();
     const optA = new AdamW([{ name: "x", variable: a }], { weightDecay: 0.1, moments });
-    const grads = [[0.1, -0.2, 0.3], [0.5, 0.5, -0.5], [-0.1, 0.0, 0.2]];
+    const grads = [
+      [0.1, -0.2, 0.3],
+      [0.5, 0.5, -0.5],
+      [-0.1, 0.0, 0.2],
+    ];
     const apply = (opt: AdamW, gv: number[]) => {
       const g = tf.tensor1d(gv);
       opt.applyGradients(new Map([["x", g]]), 0.01);
@@ -102,7 +113,14 @@ test("global-norm clipping as clip_grad_norm_: norm of (3,4) and (12) is 13, cli
 
 test("schedule: appendix D warmup + cosine, and the constant ch05 rate", () => {
   // appendix D: peak 0.01, initial 1e-4, min 1e-5, warmup 20 of 135 steps (the book's numbers)
-  const s = makeSchedule({ peakLr: 0.01, initialLr: 0.0001, minLr: 0.00001, warmupSteps: 20, totalSteps: 135, decay: "cosine" });
+  const s = makeSchedule({
+    peakLr: 0.01,
+    initialLr: 0.0001,
+    minLr: 0.00001,
+    warmupSteps: 20,
+    totalSteps: 135,
+    decay: "cosine",
+  });
   close(learningRate(0, s), 0.0001, 1e-12);
   close(learningRate(10, s), 0.0001 + 10 * (0.0099 / 20), 1e-12);
   close(learningRate(20, s), 0.01, 1e-12);

@@ -15,10 +15,17 @@ test("nice ticks are round steps covering the range", () => {
 
 test("the loss plot has both series, axis labels, and escapes text", () => {
   const evals: EvalRecord[] = [1, 6, 11].map((step, i) => ({
-    type: "eval", step, epoch: 0, tokens_seen: step * 512, train_loss: 10 - 3 * i, val_loss: i === 1 ? null : 10 - i, lr: 4e-4, elapsed_seconds: i,
+    type: "eval",
+    step,
+    epoch: 0,
+    tokens_seen: step * 512,
+    train_loss: 10 - 3 * i,
+    val_loss: i === 1 ? null : 10 - i,
+    lr: 4e-4,
+    elapsed_seconds: i,
   }));
   const svg = lossPlot(evals);
-  assert.ok(svg.startsWith("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+  assert.ok(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"'));
   assert.ok(svg.trimEnd().endsWith("</svg>"));
   assert.equal(svg.match(/<polyline /g)?.length, 2);
   // the validation line skips the evaluation without a validation loss: 2 points

@@ -33,8 +33,16 @@ const tokens = (() => {
 })();
 
 function loaders(batchSize = 3) {
-  const train = new DataLoader(new SlidingWindowDataset(tokens.slice(0, 104), 8, 4), { batchSize, shuffle: true, dropLast: true });
-  const validation = new DataLoader(new SlidingWindowDataset(tokens.slice(104, 150), 8, 8), { batchSize, shuffle: false, dropLast: false });
+  const train = new DataLoader(new SlidingWindowDataset(tokens.slice(0, 104), 8, 4), {
+    batchSize,
+    shuffle: true,
+    dropLast: true,
+  });
+  const validation = new DataLoader(new SlidingWindowDataset(tokens.slice(104, 150), 8, 8), {
+    batchSize,
+    shuffle: false,
+    dropLast: false,
+  });
   return { train, validation };
 }
 
@@ -51,7 +59,9 @@ class Bigram {
     return sparseCrossEntropy(logits, tf.tensor2d(b.targets, [b.batchSize, b.seqLen], "int32"));
   };
   save = async (dir: string) => {
-    await writeSafetensors(join(dir, "model.safetensors"), [{ name: "W", shape: [V, V], data: this.W.dataSync() as Float32Array }]);
+    await writeSafetensors(join(dir, "model.safetensors"), [
+      { name: "W", shape: [V, V], data: this.W.dataSync() as Float32Array },
+    ]);
     await writeFile(join(dir, "config.json"), JSON.stringify({ format: "test-bigram" }));
   };
   static async load(dir: string): Promise<Bigram> {
@@ -62,12 +72,29 @@ class Bigram {
 
 function settings(over: Partial<TrainSettings> = {}): TrainSettings {
   return resolveTrainSettings(
-    { epochs: 3, batch_size: 3, lr: 0.05, weight_decay: 0.1, eval_freq: 4, eval_iter: 2, grad_accum: 2, grad_clip: 0.5, lr_schedule: "cosine", warmup_steps: 3, seed: 99 },
+    {
+      epochs: 3,
+      batch_size: 3,
+      lr: 0.05,
+      weight_decay: 0.1,
+      eval_freq: 4,
+      eval_iter: 2,
+      grad_accum: 2,
+      grad_clip: 0.5,
+      lr_schedule: "cosine",
+      warmup_steps: 3,
+      seed: 99,
+    },
     over,
   );
 }
 
-function options(model: Bigram, runDir: string, over: Partial<TrainerOptions<TokenBatch>> = {}, s = settings()): TrainerOptions<TokenBatch> {
+function options(
+  model: Bigram,
+  runDir: string,
+  over: Partial<TrainerOptions<TokenBatch>> = {},
+  s = settings(),
+): TrainerOptions<TokenBatch> {
   const { train, validation } = loaders(s.batch_size);
   return {
     params: [{ name: "W", variable: model.W }],
@@ -117,8 +144,16 @@ test("resume: 12 updates straight equal 5 + resume + 7 within 1e-6 (dropout, shu
   // training moved the weights and the log has the same evaluations (steps 1, 5, 9 and the final 12)
   assert.ok(Math.abs(wa[0] - Math.sin(0) * 0.1) > 1e-3);
   const steps = (dir: string) =>
-    readFileSync(join(dir, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((r) => r.type === "eval").map((r) => [r.step, r.train_loss, r.val_loss]);
-  assert.deepEqual(steps(splitDir).map((r) => r[0]), [1, 5, 9, 12]);
+    readFileSync(join(dir, "log.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l))
+      .filter((r) => r.type === "eval")
+      .map((r) => [r.step, r.train_loss, r.val_loss]);
+  assert.deepEqual(
+    steps(splitDir).map((r) => r[0]),
+    [1, 5, 9, 12],
+  );
   const sa = steps(straightDir);
   const sc = steps(splitDir);
   for (let i = 0; i < sa.length; i++) for (let j = 1; j < 3; j++) assert.ok(Math.abs(sa[i][j] - sc[i][j]) < 1e-5);
@@ -159,8 +194,13 @@ test("abort (Ctrl-C) saves a resumable checkpoint and throws InterruptedError; r
   const dir = tmp();
   const m = new Bigram();
   const ac = new AbortController();
-  const run = new Trainer(options(m, dir, { signal: ac.signal, onEvent: (e) => e.kind === "step" && e.progress.step === 3 && ac.abort() })).run();
-  await assert.rejects(run, (err: unknown) => err instanceof InterruptedError && err.exitCode === 130 && /--resume/.test(err.fix ?? ""));
+  const run = new Trainer(
+    options(m, dir, { signal: ac.signal, onEvent: (e) => e.kind === "step" && e.progress.step === 3 && ac.abort() }),
+  ).run();
+  await assert.rejects(
+    run,
+    (err: unknown) => err instanceof InterruptedError && err.exitCode === 130 && /--resume/.test(err.fix ?? ""),
+  );
   assert.equal((await readTrainerState(dir)).step, 3);
   m.W.dispose();
   const r = await Bigram.load(dir);
@@ -185,10 +225,16 @@ test("a crash while writing a checkpoint leaves the previous one loadable; a cra
     await writeFile(join(stage, "model.safetensors"), "half a file");
     throw new Error("simulated crash");
   };
-  await assert.rejects(new Trainer(options(m2, dir, { resume: true, saveModel: crashStaging }, settings({ max_steps: 8 }))).run(), /simulated crash/);
+  await assert.rejects(
+    new Trainer(options(m2, dir, { resume: true, saveModel: crashStaging }, settings({ max_steps: 8 }))).run(),
+    /simulated crash/,
+  );
   assert.equal((await readTrainerState(dir)).step, 4);
   assert.deepEqual(Array.from((await readAllSafetensors(join(dir, "model.safetensors"))).tensors.get("W")!.data), w4);
-  assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith(".")), []);
+  assert.deepEqual(
+    readdirSync(dir).filter((f) => f.startsWith(".")),
+    [],
+  );
   m2.W.dispose();
 
   // 2. the process dies after the commit point, between two renames — recovery completes the new checkpoint
@@ -197,7 +243,12 @@ test("a crash while writing a checkpoint leaves the previous one loadable; a cra
   const crashMidCommit = (file: string) => {
     if (++renames === 2) throw new Error(`simulated crash before moving ${file}`);
   };
-  await assert.rejects(new Trainer(options(m3, dir, { resume: true, beforeCommitRename: crashMidCommit }, settings({ max_steps: 8 }))).run(), /simulated crash/);
+  await assert.rejects(
+    new Trainer(
+      options(m3, dir, { resume: true, beforeCommitRename: crashMidCommit }, settings({ max_steps: 8 })),
+    ).run(),
+    /simulated crash/,
+  );
   const w8 = Array.from(m3.W.dataSync());
   m3.W.dispose();
   assert.equal(await recoverCheckpoint(dir), true);
@@ -210,7 +261,10 @@ test("a crash while writing a checkpoint leaves the previous one loadable; a cra
 test("a diverging loss is a TrainingError that says to lower the learning rate", async () => {
   const model = new Bigram();
   const nanLoss = (b: TokenBatch, training: boolean) => tf.mul(model.loss(b, training), NaN) as tf.Scalar;
-  await assert.rejects(new Trainer(options(model, tmp(), { loss: nanLoss })).run(), (err: unknown) => err instanceof TrainingError && /lower the learning rate/.test(err.fix ?? ""));
+  await assert.rejects(
+    new Trainer(options(model, tmp(), { loss: nanLoss })).run(),
+    (err: unknown) => err instanceof TrainingError && /lower the learning rate/.test(err.fix ?? ""),
+  );
   model.W.dispose();
 });
 
@@ -218,7 +272,10 @@ test("an existing run directory is not overwritten without --resume", async () =
   const dir = tmp();
   const model = new Bigram();
   await new Trainer(options(model, dir, {}, settings({ max_steps: 1 }))).run();
-  await assert.rejects(new Trainer(options(model, dir, {}, settings({ max_steps: 1 }))).run(), (err: unknown) => err instanceof UsageError && /already holds/.test(err.message));
+  await assert.rejects(
+    new Trainer(options(model, dir, {}, settings({ max_steps: 1 }))).run(),
+    (err: unknown) => err instanceof UsageError && /already holds/.test(err.message),
+  );
   await mkdir(join(dir, "x"), { recursive: true });
   model.W.dispose();
 });

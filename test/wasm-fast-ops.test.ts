@@ -13,7 +13,11 @@ import { Rng } from "../src/data/rng.js";
 function data(shape: number[], seed: number, scale = 1): tf.Tensor {
   const rng = new Rng(seed);
   const n = shape.reduce((a, b) => a * b, 1);
-  return tf.tensor(Float32Array.from({ length: n }, () => (rng.random() * 2 - 1) * scale), shape, "float32");
+  return tf.tensor(
+    Float32Array.from({ length: n }, () => (rng.random() * 2 - 1) * scale),
+    shape,
+    "float32",
+  );
 }
 
 /** Math.random replaced by a seeded stream while fn runs (tfjs' unseeded random ops draw their seed from it) */
@@ -129,20 +133,27 @@ const cases: Case[] = [
   {
     name: "causal attention",
     inputs: () => [data([2, 3, T, 4], 15), data([2, 3, 4, T], 16), data([2, 3, T, 4], 17)],
-    fast: (q, kT, v) => attention(q as tf.Tensor4D, kT as tf.Tensor4D, v as tf.Tensor4D, { mask: mask(), dropRate: 0, training: true }),
+    fast: (q, kT, v) =>
+      attention(q as tf.Tensor4D, kT as tf.Tensor4D, v as tf.Tensor4D, { mask: mask(), dropRate: 0, training: true }),
     plain: (q, kT, v) => plainAttention(q, kT, v, 0),
   },
   {
     name: "causal attention with dropout",
     inputs: () => [data([2, 3, T, 4], 18), data([2, 3, 4, T], 19), data([2, 3, T, 4], 20)],
-    fast: (q, kT, v) => attention(q as tf.Tensor4D, kT as tf.Tensor4D, v as tf.Tensor4D, { mask: mask(), dropRate: 0.3, training: true }),
+    fast: (q, kT, v) =>
+      attention(q as tf.Tensor4D, kT as tf.Tensor4D, v as tf.Tensor4D, { mask: mask(), dropRate: 0.3, training: true }),
     plain: (q, kT, v) => plainAttention(q, kT, v, 0.3),
     random: true,
   },
   {
     name: "causal attention over 40 positions, with dropout",
     inputs: () => [data([1, 2, LONG, 8], 24), data([1, 2, 8, LONG], 25), data([1, 2, LONG, 8], 26)],
-    fast: (q, kT, v) => attention(q as tf.Tensor4D, kT as tf.Tensor4D, v as tf.Tensor4D, { mask: mask(LONG), dropRate: 0.2, training: true }),
+    fast: (q, kT, v) =>
+      attention(q as tf.Tensor4D, kT as tf.Tensor4D, v as tf.Tensor4D, {
+        mask: mask(LONG),
+        dropRate: 0.2,
+        training: true,
+      }),
     plain: (q, kT, v) => plainAttention(q, kT, v, 0.2),
     random: true,
   },
@@ -168,7 +179,10 @@ test("fast ops: values and gradients equal tf.grads of the plain ops on cpu (1e-
     const before = tf.memory().numTensors;
     const fast = evaluate(c, "fast");
     const plain = evaluate(c, "plain");
-    assert.ok(maxAbsDiff(fast.value, plain.value) < 1e-5, `${c.name}: value differs by ${maxAbsDiff(fast.value, plain.value)}`);
+    assert.ok(
+      maxAbsDiff(fast.value, plain.value) < 1e-5,
+      `${c.name}: value differs by ${maxAbsDiff(fast.value, plain.value)}`,
+    );
     fast.grads.forEach((g, i) => {
       const d = maxAbsDiff(g, plain.grads[i]);
       assert.ok(d < 1e-5, `${c.name}: gradient of input ${i} differs by ${d}`);
@@ -195,7 +209,10 @@ test("fast ops: wasm gives cpu's values and gradients (1e-4 relative)", async ()
         let scale = 1e-3;
         for (const v of ref[i]) scale = Math.max(scale, Math.abs(v));
         for (let j = 0; j < arr.length; j++) {
-          assert.ok(Math.abs(arr[j] - ref[i][j]) <= 1e-4 * scale, `${c.name}: output ${i}[${j}] is ${arr[j]} on wasm, ${ref[i][j]} on cpu`);
+          assert.ok(
+            Math.abs(arr[j] - ref[i][j]) <= 1e-4 * scale,
+            `${c.name}: output ${i}[${j}] is ${arr[j]} on wasm, ${ref[i][j]} on cpu`,
+          );
         }
       });
     }

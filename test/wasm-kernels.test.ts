@@ -9,11 +9,28 @@ import * as tf from "@tensorflow/tfjs";
 import { useBackend } from "../src/backend/index.js";
 
 function cases(): Record<string, () => tf.Tensor | tf.Tensor[]> {
-  const x = () => tf.tensor3d(Float32Array.from({ length: 4 * 5 * 6 }, (_, i) => i * 0.5 - 7), [4, 5, 6]);
-  const ids = () => tf.tensor3d(Int32Array.from({ length: 4 * 5 * 6 }, (_, i) => (i * 37) % 11), [4, 5, 6], "int32");
+  const x = () =>
+    tf.tensor3d(
+      Float32Array.from({ length: 4 * 5 * 6 }, (_, i) => i * 0.5 - 7),
+      [4, 5, 6],
+    );
+  const ids = () =>
+    tf.tensor3d(
+      Int32Array.from({ length: 4 * 5 * 6 }, (_, i) => (i * 37) % 11),
+      [4, 5, 6],
+      "int32",
+    );
   return {
-    "segment sum": () => tf.unsortedSegmentSum(tf.reshape(x(), [20, 6]), tf.tensor1d([3, 0, 3, 1, 7, 7, 2, 0, 0, 3, 1, 1, 5, 6, 2, 2, 4, 4, 4, 9], "int32"), 10),
-    "gather gradient": () => tf.grad((w: tf.Tensor) => tf.sum(tf.mul(tf.gather(w, tf.tensor1d([2, 0, 2, 3], "int32")), tf.range(0, 24).reshape([4, 6]))))(tf.reshape(x(), [20, 6])),
+    "segment sum": () =>
+      tf.unsortedSegmentSum(
+        tf.reshape(x(), [20, 6]),
+        tf.tensor1d([3, 0, 3, 1, 7, 7, 2, 0, 0, 3, 1, 1, 5, 6, 2, 2, 4, 4, 4, 9], "int32"),
+        10,
+      ),
+    "gather gradient": () =>
+      tf.grad((w: tf.Tensor) =>
+        tf.sum(tf.mul(tf.gather(w, tf.tensor1d([2, 0, 2, 3], "int32")), tf.range(0, 24).reshape([4, 6]))),
+      )(tf.reshape(x(), [20, 6])),
     "contiguous slice": () => tf.slice(x(), [1, 0, 0], [2, 5, 6]),
     "row slice": () => tf.slice(x(), [2, 3, 0], [1, 2, 6]),
     "strided slice": () => tf.slice(x(), [1, 1, 2], [3, 3, 3]),
@@ -51,7 +68,9 @@ test("wasm kernels give cpu's results", async () => {
 test("segment sum equals a hand-written sum per segment on cpu and wasm; out-of-range ids are dropped", async () => {
   const ids = [3, 0, 3, 1, -1, 7, 2, 0, 12, 3];
   const rows = ids.map((_, r) => [r, 10 * r + 0.5]);
-  const want = Array.from({ length: 8 }, (_, s) => [0, 1].map((j) => ids.reduce((acc, id, r) => (id === s ? acc + rows[r][j] : acc), 0))).flat();
+  const want = Array.from({ length: 8 }, (_, s) =>
+    [0, 1].map((j) => ids.reduce((acc, id, r) => (id === s ? acc + rows[r][j] : acc), 0)),
+  ).flat();
   for (const backend of ["cpu", "wasm"] as const) {
     await useBackend(backend);
     const got = tf.tidy(() => tf.unsortedSegmentSum(tf.tensor2d(rows), tf.tensor1d(ids, "int32"), 8).dataSync());

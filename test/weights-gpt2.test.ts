@@ -28,7 +28,16 @@ before(async () => {
 });
 
 const fixture = (...p: string[]) => sharedPath("fixtures", "gpt2-tiny", ...p);
-const TINY: GPTConfig = { vocab_size: 50257, context_length: 32, emb_dim: 16, n_heads: 2, n_layers: 2, drop_rate: 0, qkv_bias: true, tied_head: true };
+const TINY: GPTConfig = {
+  vocab_size: 50257,
+  context_length: 32,
+  emb_dim: 16,
+  n_heads: 2,
+  n_layers: 2,
+  drop_rate: 0,
+  qkv_bias: true,
+  tied_head: true,
+};
 
 async function tempDir(): Promise<string> {
   return mkdtemp(join(tmpdir(), "llmctl-gpt2-"));
@@ -46,19 +55,41 @@ function values(n: number, seed: number): Float32Array {
 }
 
 /** A synthetic OpenAI checkpoint for cfg, optionally dropping or reshaping a tensor. */
-async function writeOpenAI(dir: string, cfg: GPTConfig, edit: { drop?: string; reshape?: [string, number[]] } = {}): Promise<Map<string, Float32Array>> {
+async function writeOpenAI(
+  dir: string,
+  cfg: GPTConfig,
+  edit: { drop?: string; reshape?: [string, number[]] } = {},
+): Promise<Map<string, Float32Array>> {
   await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, "hparams.json"), JSON.stringify({ n_vocab: cfg.vocab_size, n_ctx: cfg.context_length, n_embd: cfg.emb_dim, n_head: cfg.n_heads, n_layer: cfg.n_layers }));
+  await writeFile(
+    join(dir, "hparams.json"),
+    JSON.stringify({
+      n_vocab: cfg.vocab_size,
+      n_ctx: cfg.context_length,
+      n_embd: cfg.emb_dim,
+      n_head: cfg.n_heads,
+      n_layer: cfg.n_layers,
+    }),
+  );
   const ours = new Map<string, Float32Array>();
   const tensors = [...gpt2WeightShapes(cfg)].map(([name, shape], k) => {
-    const data = values(shape.reduce((a, b) => a * b, 1), k + 1);
+    const data = values(
+      shape.reduce((a, b) => a * b, 1),
+      k + 1,
+    );
     ours.set(name, data);
     const key = internalToOpenai(name);
     const isConv = key.endsWith("/w");
     return { key, shape: edit.reshape?.[0] === key ? edit.reshape[1] : isConv ? [1, ...shape] : shape, data };
   });
-  await writeTensorBundle(join(dir, "model.ckpt"), tensors.filter((t) => t.key !== edit.drop));
-  await writeFile(join(dir, "checkpoint"), 'model_checkpoint_path: "model.ckpt"\nall_model_checkpoint_paths: "model.ckpt"\n');
+  await writeTensorBundle(
+    join(dir, "model.ckpt"),
+    tensors.filter((t) => t.key !== edit.drop),
+  );
+  await writeFile(
+    join(dir, "checkpoint"),
+    'model_checkpoint_path: "model.ckpt"\nall_model_checkpoint_paths: "model.ckpt"\n',
+  );
   return ours;
 }
 
@@ -131,7 +162,9 @@ test("gpt2-tiny tf/ and hf/ convert to identical model directories that give the
   const expected = JSON.parse(await readFile(fixture("expected.json"), "utf8"));
   const { gpt } = await loadModelDir(outs[0]!);
   try {
-    for (const [k, c] of (expected.cases as { ids: number[]; argmax_per_position: number[]; logits_last_file: string }[]).entries()) {
+    for (const [k, c] of (
+      expected.cases as { ids: number[]; argmax_per_position: number[]; logits_last_file: string }[]
+    ).entries()) {
       const ref = new Float32Array((await readFile(fixture(c.logits_last_file))).buffer.slice(0));
       const { last, argmax } = tf.tidy(() => {
         const logits = gpt.forward(tf.tensor2d([c.ids], [1, c.ids.length], "int32"), false); // [1,T,V]
@@ -155,7 +188,11 @@ test("a bare .safetensors infers its config from shapes; heads need GPT-2's head
   const dir = await tempDir();
   const file = join(dir, "weights.safetensors");
   await copyFile(fixture("hf", "model.safetensors"), file);
-  await assert.rejects(openGpt2Checkpoint(file), (err: unknown) => err instanceof UsageError && /attention heads.*emb_dim 16/.test(err.message) && /--heads/.test(err.fix ?? ""));
+  await assert.rejects(
+    openGpt2Checkpoint(file),
+    (err: unknown) =>
+      err instanceof UsageError && /attention heads.*emb_dim 16/.test(err.message) && /--heads/.test(err.fix ?? ""),
+  );
   const ck = await openGpt2Checkpoint(file, { nHeads: 2 });
   assert.deepEqual(ck.config, TINY);
   await ck.close();
@@ -166,7 +203,15 @@ test("HF checkpoints with the transformer. prefix and lm_head: tied when equal t
   const dir = await tempDir();
   const cfg: GPTConfig = { ...TINY, vocab_size: 50, context_length: 8, emb_dim: 128, n_heads: 2, n_layers: 1 };
   const shapes = gpt2WeightShapes(cfg);
-  const data = new Map([...shapes].map(([n, s], k) => [n, values(s.reduce((a, b) => a * b, 1), k + 7)]));
+  const data = new Map(
+    [...shapes].map(([n, s], k) => [
+      n,
+      values(
+        s.reduce((a, b) => a * b, 1),
+        k + 7,
+      ),
+    ]),
+  );
   const entries = (lmHead?: Float32Array) => [
     ...[...shapes].map(([name, shape]) => ({ name: `transformer.${name}`, shape, data: data.get(name)! })),
     { name: "transformer.h.0.attn.bias", shape: [1, 1, 8, 8], data: new Float32Array(64).fill(1) },
@@ -206,23 +251,39 @@ test("an OpenAI checkpoint with 11 layers (h10 sorts before h2) converts; bad on
   await ck.close();
 
   await writeOpenAI(join(dir, "missing"), cfg, { drop: "model/h7/mlp/c_fc/b" });
-  await assert.rejects(openGpt2Checkpoint(join(dir, "missing")), (err: unknown) =>
-    err instanceof FileFormatError && /has no tensor 'model\/h7\/mlp\/c_fc\/b'.*shape \[32\]/.test(err.message));
+  await assert.rejects(
+    openGpt2Checkpoint(join(dir, "missing")),
+    (err: unknown) =>
+      err instanceof FileFormatError && /has no tensor 'model\/h7\/mlp\/c_fc\/b'.*shape \[32\]/.test(err.message),
+  );
 
   await writeOpenAI(join(dir, "shape"), cfg, { reshape: ["model/h3/attn/c_proj/w", [1, 4, 16]] });
-  await assert.rejects(openGpt2Checkpoint(join(dir, "shape")), (err: unknown) =>
-    err instanceof FileFormatError && /tensor 'model\/h3\/attn\/c_proj\/w' has shape \[4, 16\], expected \[8, 8\]/.test(err.message));
+  await assert.rejects(
+    openGpt2Checkpoint(join(dir, "shape")),
+    (err: unknown) =>
+      err instanceof FileFormatError &&
+      /tensor 'model\/h3\/attn\/c_proj\/w' has shape \[4, 16\], expected \[8, 8\]/.test(err.message),
+  );
 
   await writeOpenAI(join(dir, "conv"), cfg, { reshape: ["model/h0/mlp/c_fc/w", [8, 32]] });
-  await assert.rejects(openGpt2Checkpoint(join(dir, "conv")), /tensor 'model\/h0\/mlp\/c_fc\/w' has shape \[8, 32\], expected \[1, 8, 32\]/);
+  await assert.rejects(
+    openGpt2Checkpoint(join(dir, "conv")),
+    /tensor 'model\/h0\/mlp\/c_fc\/w' has shape \[8, 32\], expected \[1, 8, 32\]/,
+  );
 
   // hparams that disagree with the weights (a 355M hparams.json next to smaller weights).
   await writeOpenAI(join(dir, "hp"), cfg);
   await writeFile(join(dir, "hp", "hparams.json"), JSON.stringify({ ...GPT2_HPARAMS["355M"] }));
-  await assert.rejects(openGpt2Checkpoint(join(dir, "hp")), /tensor 'model\/wte' has shape \[30, 8\], expected \[50257, 1024\]/);
+  await assert.rejects(
+    openGpt2Checkpoint(join(dir, "hp")),
+    /tensor 'model\/wte' has shape \[30, 8\], expected \[50257, 1024\]/,
+  );
 
   await mkdir(join(dir, "empty"));
-  await assert.rejects(openGpt2Checkpoint(join(dir, "empty")), (err: unknown) => err instanceof UsageError && /neither an OpenAI checkpoint/.test(err.message));
+  await assert.rejects(
+    openGpt2Checkpoint(join(dir, "empty")),
+    (err: unknown) => err instanceof UsageError && /neither an OpenAI checkpoint/.test(err.message),
+  );
   await assert.rejects(openGpt2Checkpoint(join(dir, "nope")), /does not exist/);
   await rm(dir, { recursive: true });
 });

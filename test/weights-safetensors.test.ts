@@ -64,7 +64,8 @@ test("reads the gpt2-tiny Hugging Face fixture: names, shapes, metadata, values"
     // Header padded to 8 bytes; parameters (without the mask buffers) number 811216 as the README says.
     assert.equal(file.dataStart % 8, 0);
     let params = 0;
-    for (const [name, info] of file.tensors) if (!/^h\.\d+\.attn\.bias$/.test(name)) params += info.shape.reduce((a, b) => a * b, 1);
+    for (const [name, info] of file.tensors)
+      if (!/^h\.\d+\.attn\.bias$/.test(name)) params += info.shape.reduce((a, b) => a * b, 1);
     assert.equal(params, 811216);
     // The causal mask buffer: lower-triangular ones.
     const mask = await file.read("h.0.attn.bias");
@@ -149,7 +150,10 @@ test("F16 and BF16 tensors decode to float32", async () => {
 test("a non-float tensor cannot be read as weights, but its bytes can", async () => {
   const dir = await tempDir();
   const path = join(dir, "i.safetensors");
-  await writeFile(path, rawFile({ i: { dtype: "I64", shape: [1], data_offsets: [0, 8] } }, new Uint8Array([5, 0, 0, 0, 0, 0, 0, 0])));
+  await writeFile(
+    path,
+    rawFile({ i: { dtype: "I64", shape: [1], data_offsets: [0, 8] } }, new Uint8Array([5, 0, 0, 0, 0, 0, 0, 0])),
+  );
   const file = await readSafetensors(path);
   await assert.rejects(file.read("i"), /dtype I64/);
   assert.deepEqual([...(await file.readBytes("i"))], [5, 0, 0, 0, 0, 0, 0, 0]);
@@ -173,29 +177,77 @@ test("truncated and corrupt files fail with a FileFormatError naming the file an
     ["empty", Buffer.alloc(0), /shorter than the 8-byte header length/],
     ["short-len", goodBytes.subarray(0, 5), /shorter than the 8-byte header length/],
     ["cut-in-header", goodBytes.subarray(0, 8 + headerLen - 3), /runs past the end.*truncated/],
-    ["cut-in-data", goodBytes.subarray(0, goodBytes.length - 1), /need 28 data bytes but the file has only 27.*truncated/],
+    [
+      "cut-in-data",
+      goodBytes.subarray(0, goodBytes.length - 1),
+      /need 28 data bytes but the file has only 27.*truncated/,
+    ],
     ["trailing", Buffer.concat([goodBytes, Buffer.from([0])]), /1 trailing bytes/],
-    ["huge-len", (() => { const b = Buffer.from(goodBytes); b.writeBigUInt64LE(2n ** 40n); return b; })(), /exceeds the .*limit/],
+    [
+      "huge-len",
+      (() => {
+        const b = Buffer.from(goodBytes);
+        b.writeBigUInt64LE(2n ** 40n);
+        return b;
+      })(),
+      /exceeds the .*limit/,
+    ],
     ["not-json", rawFile(null, twelve, "{not json}  "), /not valid JSON/],
     ["not-object", rawFile(null, twelve, "[1,2,3] "), /does not start with '\{'/],
-    ["bad-utf8", (() => { const b = rawFile(null, new Uint8Array(0), "{\"a\":1}"); b[9] = 0xff; return b; })(), /not valid UTF-8/],
-    ["bad-dtype", rawFile({ a: { dtype: "F31", shape: [3], data_offsets: [0, 12] } }, twelve), /tensor 'a': unknown dtype "F31"/],
+    [
+      "bad-utf8",
+      (() => {
+        const b = rawFile(null, new Uint8Array(0), '{"a":1}');
+        b[9] = 0xff;
+        return b;
+      })(),
+      /not valid UTF-8/,
+    ],
+    [
+      "bad-dtype",
+      rawFile({ a: { dtype: "F31", shape: [3], data_offsets: [0, 12] } }, twelve),
+      /tensor 'a': unknown dtype "F31"/,
+    ],
     ["bad-shape", rawFile({ a: { dtype: "F32", shape: [-3], data_offsets: [0, 12] } }, twelve), /shape \[-3\]/],
     ["bad-offsets", rawFile({ a: { dtype: "F32", shape: [3], data_offsets: [0] } }, twelve), /data_offsets \[0\]/],
     ["reversed", rawFile({ a: { dtype: "F32", shape: [0], data_offsets: [12, 0] } }, twelve), /end before they begin/],
-    ["size-mismatch", rawFile({ a: { dtype: "F32", shape: [2], data_offsets: [0, 12] } }, twelve), /holds 12 bytes but F32 \[2\] needs 8/],
+    [
+      "size-mismatch",
+      rawFile({ a: { dtype: "F32", shape: [2], data_offsets: [0, 12] } }, twelve),
+      /holds 12 bytes but F32 \[2\] needs 8/,
+    ],
     [
       "overlap",
-      rawFile({ a: { dtype: "F32", shape: [2], data_offsets: [0, 8] }, b: { dtype: "F32", shape: [2], data_offsets: [4, 12] } }, twelve),
+      rawFile(
+        {
+          a: { dtype: "F32", shape: [2], data_offsets: [0, 8] },
+          b: { dtype: "F32", shape: [2], data_offsets: [4, 12] },
+        },
+        twelve,
+      ),
       /tensor 'b' .* overlaps/,
     ],
     [
       "gap",
-      rawFile({ a: { dtype: "F32", shape: [1], data_offsets: [0, 4] }, b: { dtype: "F32", shape: [1], data_offsets: [8, 12] } }, twelve),
+      rawFile(
+        {
+          a: { dtype: "F32", shape: [1], data_offsets: [0, 4] },
+          b: { dtype: "F32", shape: [1], data_offsets: [8, 12] },
+        },
+        twelve,
+      ),
       /gap in the data section: bytes 4..8/,
     ],
-    ["past-end", rawFile({ a: { dtype: "F32", shape: [4], data_offsets: [0, 16] } }, twelve), /need 16 data bytes but the file has only 12/],
-    ["bad-metadata", rawFile({ __metadata__: { n: 1 }, a: { dtype: "F32", shape: [3], data_offsets: [0, 12] } }, twelve), /__metadata__ value for 'n'/],
+    [
+      "past-end",
+      rawFile({ a: { dtype: "F32", shape: [4], data_offsets: [0, 16] } }, twelve),
+      /need 16 data bytes but the file has only 12/,
+    ],
+    [
+      "bad-metadata",
+      rawFile({ __metadata__: { n: 1 }, a: { dtype: "F32", shape: [3], data_offsets: [0, 12] } }, twelve),
+      /__metadata__ value for 'n'/,
+    ],
   ];
   for (const [name, bytes, pattern] of cases) {
     await writeFile(f(name), bytes);
@@ -223,10 +275,15 @@ test("the writer rejects data that does not match its shape and leaves no file b
   // An aborted write stops between tensors and removes its temporary file.
   const ac = new AbortController();
   await assert.rejects(
-    writeSafetensors(path, [
-      { name: "a", shape: [1], data: () => (ac.abort(), new Float32Array(1)) },
-      { name: "b", shape: [1], data: new Float32Array(1) },
-    ], undefined, { signal: ac.signal }),
+    writeSafetensors(
+      path,
+      [
+        { name: "a", shape: [1], data: () => (ac.abort(), new Float32Array(1)) },
+        { name: "b", shape: [1], data: new Float32Array(1) },
+      ],
+      undefined,
+      { signal: ac.signal },
+    ),
     (err: unknown) => err instanceof InterruptedError,
   );
   assert.deepEqual(await readdir(dir), []);

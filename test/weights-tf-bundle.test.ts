@@ -3,7 +3,13 @@ import assert from "node:assert/strict";
 import { mkdtemp, readFile, writeFile, copyFile, rm, truncate } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { TensorBundleReader, writeTensorBundle, encodeBundleEntry, encodeBundleHeader, bundlePrefix } from "../src/weights/tf-bundle.js";
+import {
+  TensorBundleReader,
+  writeTensorBundle,
+  encodeBundleEntry,
+  encodeBundleHeader,
+  bundlePrefix,
+} from "../src/weights/tf-bundle.js";
 import { readTable, writeTable, parseBlock } from "../src/weights/leveldb-table.js";
 import { crc32c, maskCrc, unmaskCrc } from "../src/weights/crc32c.js";
 import { readSafetensors } from "../src/weights/safetensors.js";
@@ -28,13 +34,19 @@ test("crc32c matches the standard check value and masking round-trips", () => {
     return ~c >>> 0;
   };
   const buf = Uint8Array.from({ length: 100 }, (_, i) => (i * 131 + 7) & 0xff);
-  for (let off = 0; off < 8; off++) for (let len = 0; len <= 40; len++) assert.equal(crc32c(buf.subarray(off, off + len)), slow(buf.subarray(off, off + len)), `${off}+${len}`);
+  for (let off = 0; off < 8; off++)
+    for (let len = 0; len <= 40; len++)
+      assert.equal(crc32c(buf.subarray(off, off + len)), slow(buf.subarray(off, off + len)), `${off}+${len}`);
 });
 
 test("times_three_float: table layout, header and tensors as the fixture README lists", async () => {
   const r = await TensorBundleReader.open(real("times_three_float"));
   try {
-    assert.deepEqual(r.header, { numShards: 1, endianness: "LITTLE", version: { producer: 1, minConsumer: 0, badConsumers: [] } });
+    assert.deepEqual(r.header, {
+      numShards: 1,
+      endianness: "LITTLE",
+      version: { producer: 1, minConsumer: 0, badConsumers: [] },
+    });
     assert.deepEqual(r.table.blocks, [
       { kind: "data", handle: { offset: 0, size: 103 }, entries: 3, restarts: [0] },
       { kind: "metaindex", handle: { offset: 108, size: 8 }, entries: 0, restarts: [0] },
@@ -42,7 +54,10 @@ test("times_three_float: table layout, header and tensors as the fixture README 
     ]);
     assert.deepEqual([...r.entries.keys()], ["_CHECKPOINTABLE_OBJECT_GRAPH", "v/.ATTRIBUTES/VARIABLE_VALUE"]);
     const g = r.entry("_CHECKPOINTABLE_OBJECT_GRAPH");
-    assert.deepEqual([g.dtypeName, g.dtype, g.shape, g.offset, g.size, g.crc32c], ["DT_STRING", 7, [], 4, 92, 0x5292fc47]);
+    assert.deepEqual(
+      [g.dtypeName, g.dtype, g.shape, g.offset, g.size, g.crc32c],
+      ["DT_STRING", 7, [], 4, 92, 0x5292fc47],
+    );
     const strings = await r.readStrings("_CHECKPOINTABLE_OBJECT_GRAPH");
     assert.equal(strings.length, 1);
     assert.equal(strings[0]!.length, 87);
@@ -50,7 +65,10 @@ test("times_three_float: table layout, header and tensors as the fixture README 
       assert.ok(Buffer.from(strings[0]!).includes(s), `object graph mentions ${s}`);
     }
     const v = r.entry("v/.ATTRIBUTES/VARIABLE_VALUE");
-    assert.deepEqual([v.dtypeName, v.dtype, v.shape, v.offset, v.size, v.crc32c], ["DT_FLOAT", 1, [], 0, 4, 0xc382d6ef]);
+    assert.deepEqual(
+      [v.dtypeName, v.dtype, v.shape, v.offset, v.size, v.crc32c],
+      ["DT_FLOAT", 1, [], 0, 4, 0xc382d6ef],
+    );
     assert.deepEqual([...(await r.read("v/.ATTRIBUTES/VARIABLE_VALUE"))], [3]);
   } finally {
     await r.close();
@@ -58,17 +76,23 @@ test("times_three_float: table layout, header and tensors as the fixture README 
   // The index block's one separator key is 'w'.
   const index = await readFile(`${real("times_three_float")}.index`);
   const sep = parseBlock(index.subarray(121, 121 + 14), "index");
-  assert.deepEqual(sep.entries.map((e) => text(e.key)), ["w"]);
+  assert.deepEqual(
+    sep.entries.map((e) => text(e.key)),
+    ["w"],
+  );
 });
 
 test("int64_multiply: int64 values, prefix-compressed keys and the string tensor", async () => {
   const r = await TensorBundleReader.open(`${real("int64_multiply")}.index`);
   try {
-    assert.deepEqual(r.table.blocks.map((b) => [b.kind, b.handle.offset, b.handle.size, b.entries]), [
-      ["data", 0, 149, 4],
-      ["metaindex", 154, 8, 0],
-      ["index", 167, 15, 1],
-    ]);
+    assert.deepEqual(
+      r.table.blocks.map((b) => [b.kind, b.handle.offset, b.handle.size, b.entries]),
+      [
+        ["data", 0, 149, 4],
+        ["metaindex", 154, 8, 0],
+        ["index", 167, 15, 1],
+      ],
+    );
     const rows = [...r.entries.values()].map((e) => [e.key, e.dtypeName, e.shape, e.offset, e.size, e.crc32c]);
     assert.deepEqual(rows, [
       ["_CHECKPOINTABLE_OBJECT_GRAPH", "DT_STRING", [], 16, 164, 0x6362ebdf],
@@ -79,7 +103,8 @@ test("int64_multiply: int64 values, prefix-compressed keys and the string tensor
     assert.deepEqual([...((await r.readValues("v2/.ATTRIBUTES/VARIABLE_VALUE")) as BigInt64Array)], [2n]);
     const [graph] = (await r.readValues("_CHECKPOINTABLE_OBJECT_GRAPH")) as Uint8Array[];
     assert.equal(graph!.length, 158);
-    for (const s of ["v1", "v2", "signatures", "v1/.ATTRIBUTES/VARIABLE_VALUE", "v2/.ATTRIBUTES/VARIABLE_VALUE"]) assert.ok(Buffer.from(graph!).includes(s));
+    for (const s of ["v1", "v2", "signatures", "v1/.ATTRIBUTES/VARIABLE_VALUE", "v2/.ATTRIBUTES/VARIABLE_VALUE"])
+      assert.ok(Buffer.from(graph!).includes(s));
     await assert.rejects(r.read("v1/.ATTRIBUTES/VARIABLE_VALUE"), /DT_INT64, not a floating-point type/);
   } finally {
     await r.close();
@@ -98,7 +123,11 @@ test("int64_multiply: int64 values, prefix-compressed keys and the string tensor
 });
 
 test("re-encoding the decoded entries reproduces TensorFlow's index files byte for byte", async () => {
-  for (const path of [`${real("times_three_float")}.index`, `${real("int64_multiply")}.index`, sharedPath("fixtures", "gpt2-tiny", "tf", "model.ckpt.index")]) {
+  for (const path of [
+    `${real("times_three_float")}.index`,
+    `${real("int64_multiply")}.index`,
+    sharedPath("fixtures", "gpt2-tiny", "tf", "model.ckpt.index"),
+  ]) {
     const bytes = await readFile(path);
     const table = readTable(bytes, path);
     assert.deepEqual(Buffer.from(writeTable(table.entries)), bytes, path);
@@ -126,12 +155,18 @@ test("gpt2-tiny tf/ holds OpenAI names and is bit-for-bit equal to hf/", async (
       const o = `model/h${i}/`;
       const h = `h.${i}.`;
       pairs.push(
-        [`${o}ln_1/g`, `${h}ln_1.weight`, [16]], [`${o}ln_1/b`, `${h}ln_1.bias`, [16]],
-        [`${o}ln_2/g`, `${h}ln_2.weight`, [16]], [`${o}ln_2/b`, `${h}ln_2.bias`, [16]],
-        [`${o}attn/c_attn/w`, `${h}attn.c_attn.weight`, [1, 16, 48]], [`${o}attn/c_attn/b`, `${h}attn.c_attn.bias`, [48]],
-        [`${o}attn/c_proj/w`, `${h}attn.c_proj.weight`, [1, 16, 16]], [`${o}attn/c_proj/b`, `${h}attn.c_proj.bias`, [16]],
-        [`${o}mlp/c_fc/w`, `${h}mlp.c_fc.weight`, [1, 16, 64]], [`${o}mlp/c_fc/b`, `${h}mlp.c_fc.bias`, [64]],
-        [`${o}mlp/c_proj/w`, `${h}mlp.c_proj.weight`, [1, 64, 16]], [`${o}mlp/c_proj/b`, `${h}mlp.c_proj.bias`, [16]],
+        [`${o}ln_1/g`, `${h}ln_1.weight`, [16]],
+        [`${o}ln_1/b`, `${h}ln_1.bias`, [16]],
+        [`${o}ln_2/g`, `${h}ln_2.weight`, [16]],
+        [`${o}ln_2/b`, `${h}ln_2.bias`, [16]],
+        [`${o}attn/c_attn/w`, `${h}attn.c_attn.weight`, [1, 16, 48]],
+        [`${o}attn/c_attn/b`, `${h}attn.c_attn.bias`, [48]],
+        [`${o}attn/c_proj/w`, `${h}attn.c_proj.weight`, [1, 16, 16]],
+        [`${o}attn/c_proj/b`, `${h}attn.c_proj.bias`, [16]],
+        [`${o}mlp/c_fc/w`, `${h}mlp.c_fc.weight`, [1, 16, 64]],
+        [`${o}mlp/c_fc/b`, `${h}mlp.c_fc.bias`, [64]],
+        [`${o}mlp/c_proj/w`, `${h}mlp.c_proj.weight`, [1, 64, 16]],
+        [`${o}mlp/c_proj/b`, `${h}mlp.c_proj.bias`, [16]],
       );
     }
     assert.equal(r.entries.size, pairs.length);
@@ -154,7 +189,11 @@ test("a bundle spread over many data blocks: index walk, bytewise key order, ten
   const prefix = join(dir, "ck", "model.ckpt");
   // Written in an order unlike key order, so data offsets are not sorted by key.
   const names = ["model/h2/w", "model/h10/w", "model/h1/w", "model/wte", "model/h11/b"];
-  const tensors = names.map((key, i) => ({ key, shape: [i + 1, 3], data: Float32Array.from({ length: 3 * (i + 1) }, (_, j) => i * 100 + j + 0.5) }));
+  const tensors = names.map((key, i) => ({
+    key,
+    shape: [i + 1, 3],
+    data: Float32Array.from({ length: 3 * (i + 1) }, (_, j) => i * 100 + j + 0.5),
+  }));
   await writeTensorBundle(prefix, tensors, { blockSize: 40 });
   const r = await TensorBundleReader.open(prefix);
   try {
@@ -202,7 +241,10 @@ test("corrupt and truncated bundles fail with clear FileFormatErrors", async () 
   await expectOpen(await variant(noFooter), /runs past the end of the file/);
   await expectOpen(await variant(null), /model\.ckpt\.index does not exist/);
   await expectOpen(await variant(index, (p) => rm(p)), /data-00000-of-00001 does not exist/);
-  await expectOpen(await variant(index, (p) => truncate(p, 1000)), /needs bytes .* but the file has 1000 \(truncated\)/);
+  await expectOpen(
+    await variant(index, (p) => truncate(p, 1000)),
+    /needs bytes .* but the file has 1000 \(truncated\)/,
+  );
 
   // A flipped bit in a tensor's bytes is caught by its crc32c when that tensor is read.
   const bad = await variant(index, async (p) => {

@@ -28,7 +28,12 @@ interface EngineInternals {
   startTape(): void;
   endTape(): void;
   tidy<T extends tf.TensorContainer>(name: string, f: () => T): T;
-  gradients<T extends tf.Tensor>(f: () => T, xs: tf.Tensor[], dy?: T, allowNoGradients?: boolean): { value: T; grads: tf.Tensor[] };
+  gradients<T extends tf.Tensor>(
+    f: () => T,
+    xs: tf.Tensor[],
+    dy?: T,
+    allowNoGradients?: boolean,
+  ): { value: T; grads: tf.Tensor[] };
 }
 
 /** The nodes on a path from some x to y, each with only the inputs that depend on an x. */
@@ -81,7 +86,9 @@ export function installFreeingBackprop(): void {
     const tape = engine.state.activeTape ?? [];
     const filtered = nodesFromXToY(tape, xs, y);
     if (!allowNoGradients && filtered.length === 0) {
-      throw new Error("Cannot compute gradient of y=f(x) with respect to x. Make sure that the f you passed encloses all operations that lead from x to y.");
+      throw new Error(
+        "Cannot compute gradient of y=f(x) with respect to x. Make sure that the f you passed encloses all operations that lead from x to y.",
+      );
     }
     const keepIds = new Set(xs.map((x) => x.id));
     return engine.tidy("backward", () => {
@@ -105,11 +112,19 @@ export function installFreeingBackprop(): void {
         const dys = node.outputs.map((o) => grads.get(o.id) ?? null);
         const inputGrads = node.gradient(dys);
         for (const [name, x] of Object.entries(node.inputs)) {
-          if (!(name in inputGrads)) throw new Error(`Cannot backprop through input ${name}. Available gradients found: ${Object.keys(inputGrads)}.`);
+          if (!(name in inputGrads))
+            throw new Error(
+              `Cannot backprop through input ${name}. Available gradients found: ${Object.keys(inputGrads)}.`,
+            );
           const dx = engine.tidy(name, () => inputGrads[name]());
-          if (dx.dtype !== "float32") throw new Error(`Error in gradient for op ${node.kernelName}. The gradient of input ${name} must have 'float32' dtype, but has '${dx.dtype}'`);
+          if (dx.dtype !== "float32")
+            throw new Error(
+              `Error in gradient for op ${node.kernelName}. The gradient of input ${name} must have 'float32' dtype, but has '${dx.dtype}'`,
+            );
           if (!tf.util.arraysEqual(dx.shape, x.shape)) {
-            throw new Error(`Error in gradient for op ${node.kernelName}. The gradient of input '${name}' has shape '${dx.shape}', which does not match the shape of the input '${x.shape}'`);
+            throw new Error(
+              `Error in gradient for op ${node.kernelName}. The gradient of input '${name}' has shape '${dx.shape}', which does not match the shape of the input '${x.shape}'`,
+            );
           }
           const current = grads.get(x.id);
           if (current === undefined) {

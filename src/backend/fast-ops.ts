@@ -95,7 +95,10 @@ const linearNoBias = tf.customGrad((x, w, save) => {
   return {
     value: tf.matMul(x as tf.Tensor2D, operand(w as tf.Tensor2D)),
     gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
-      gradientThenFree(saved, () => [mm(dy as tf.Tensor2D, saved[1] as tf.Tensor2D, false, true), mm(saved[0] as tf.Tensor2D, dy as tf.Tensor2D, true, false)]),
+      gradientThenFree(saved, () => [
+        mm(dy as tf.Tensor2D, saved[1] as tf.Tensor2D, false, true),
+        mm(saved[0] as tf.Tensor2D, dy as tf.Tensor2D, true, false),
+      ]),
   };
 });
 
@@ -177,7 +180,10 @@ const dropoutOp = (rate: number) =>
   tf.customGrad((x, save) => {
     const mask = dropoutMask((x as tf.Tensor).shape, rate);
     (save as tf.GradSaveFunc)([mask]);
-    return { value: tf.mul(x as tf.Tensor, mask), gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => gradientThenFree(saved, () => tf.mul(dy, saved[0])) };
+    return {
+      value: tf.mul(x as tf.Tensor, mask),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => gradientThenFree(saved, () => tf.mul(dy, saved[0])),
+    };
   });
 
 const dropoutOps = new Map<number, ReturnType<typeof dropoutOp>>();
@@ -258,10 +264,18 @@ export function attention(q: tf.Tensor4D, kT: tf.Tensor4D, v: tf.Tensor4D, opts:
   const dropping = opts.training && opts.dropRate > 0;
   if (!recording()) {
     return tf.tidy(() => {
-      let scores = batchMatMul(tf.mul(tf.reshape(q, [G, Tq, hd]), scale) as tf.Tensor3D, tf.reshape(kT, [G, hd, Tk]) as tf.Tensor3D); // [G,Tq,Tk]
+      let scores = batchMatMul(
+        tf.mul(tf.reshape(q, [G, Tq, hd]), scale) as tf.Tensor3D,
+        tf.reshape(kT, [G, hd, Tk]) as tf.Tensor3D,
+      ); // [G,Tq,Tk]
       if (opts.mask) scores = tf.add(scores, opts.mask);
       const p = dropping ? tf.mul(tf.softmax(scores), dropoutMask(scores.shape, opts.dropRate)) : tf.softmax(scores);
-      return tf.reshape(batchMatMul(p as tf.Tensor3D, tf.reshape(v, [G, Tk, hd]) as tf.Tensor3D), [B, H, Tq, hd]) as tf.Tensor4D;
+      return tf.reshape(batchMatMul(p as tf.Tensor3D, tf.reshape(v, [G, Tk, hd]) as tf.Tensor3D), [
+        B,
+        H,
+        Tq,
+        hd,
+      ]) as tf.Tensor4D;
     });
   }
   const op = tf.customGrad((qi, kTi, vi, save) => {
@@ -278,7 +292,13 @@ export function attention(q: tf.Tensor4D, kT: tf.Tensor4D, v: tf.Tensor4D, opts:
       value: tf.reshape(batchMatMul(tf.reshape(pd, [G, Tq, Tk]) as tf.Tensor3D, v3), [B, H, Tq, hd]) as tf.Tensor4D,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
         gradientThenFree(saved, () => {
-          const [qs, kTs, vs, ps, ms] = saved as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D, tf.Tensor, tf.Tensor | undefined];
+          const [qs, kTs, vs, ps, ms] = saved as [
+            tf.Tensor3D,
+            tf.Tensor3D,
+            tf.Tensor3D,
+            tf.Tensor,
+            tf.Tensor | undefined,
+          ];
           const dy3 = tf.reshape(dy, [G, Tq, hd]) as tf.Tensor3D;
           const p3 = tf.reshape(ps, [G, Tq, Tk]) as tf.Tensor3D;
           const pd3 = ms ? (tf.mul(p3, tf.reshape(ms, [G, Tq, Tk])) as tf.Tensor3D) : p3;

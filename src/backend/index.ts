@@ -110,10 +110,16 @@ function cpuStatus(): BackendStatus {
 
 function checkBf16(choice: string): void {
   if (choice === "wasm" || choice === "cpu") {
-    throw new UsageError(`--bf16 needs the tensorflow backend, not ${choice}`, "drop --bf16, or use --backend tensorflow (`npm run setup:tensorflow`)");
+    throw new UsageError(
+      `--bf16 needs the tensorflow backend, not ${choice}`,
+      "drop --bf16, or use --backend tensorflow (`npm run setup:tensorflow`)",
+    );
   }
   if (cpuBf16Support() === "none") {
-    throw new UsageError("--bf16: this CPU has no bfloat16 matrix instructions (AMX-BF16 or AVX512-BF16), so it would change nothing", "drop --bf16");
+    throw new UsageError(
+      "--bf16: this CPU has no bfloat16 matrix instructions (AMX-BF16 or AVX512-BF16), so it would change nothing",
+      "drop --bf16",
+    );
   }
 }
 
@@ -148,7 +154,10 @@ async function activate(status: BackendStatus): Promise<boolean> {
 let selected: BackendStatus | undefined;
 
 /** Select and initialise a backend. Throws BackendError when an explicitly requested backend cannot load. */
-export async function useBackend(choice: string = process.env.LLMCTL_BACKEND ?? "auto", opts: BackendOptions = {}): Promise<BackendStatus> {
+export async function useBackend(
+  choice: string = process.env.LLMCTL_BACKEND ?? "auto",
+  opts: BackendOptions = {},
+): Promise<BackendStatus> {
   if (!(BACKEND_NAMES as readonly string[]).includes(choice)) {
     throw new UsageError(`unknown backend '${choice}'`, `use one of ${BACKEND_NAMES.join(", ")}`);
   }
@@ -158,7 +167,11 @@ export async function useBackend(choice: string = process.env.LLMCTL_BACKEND ?? 
     if (bf16 && !selected.bf16) throw new Error("--bf16 must be chosen before the tensorflow backend is first loaded");
     return selected;
   }
-  const order = bf16 ? (["tensorflow"] as const) : choice === "auto" ? (["tensorflow", "wasm", "cpu"] as const) : [choice as BackendStatus["name"]];
+  const order = bf16
+    ? (["tensorflow"] as const)
+    : choice === "auto"
+      ? (["tensorflow", "wasm", "cpu"] as const)
+      : [choice as BackendStatus["name"]];
   for (const name of order) {
     const status = await load(name, bf16);
     if (await activate(status)) {
@@ -166,7 +179,9 @@ export async function useBackend(choice: string = process.env.LLMCTL_BACKEND ?? 
       return status;
     }
     if (choice !== "auto" || bf16) {
-      const fix = bf16 ? "--bf16 needs it: run `npm run setup:tensorflow`, or drop --bf16" : "run `llmctl doctor` to see which backends load";
+      const fix = bf16
+        ? "--bf16 needs it: run `npm run setup:tensorflow`, or drop --bf16"
+        : "run `llmctl doctor` to see which backends load";
       throw new BackendError(`backend '${name}' cannot be used: ${status.reason}`, fix);
     }
   }

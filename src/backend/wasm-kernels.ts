@@ -19,7 +19,14 @@ function unsortedSegmentSum({ inputs, attrs, backend }: Parameters<tf.KernelFunc
   // Views are taken after makeOutput: allocating can grow the wasm heap and detach earlier views.
   const outVals = wasm.typedArrayFromHeap(out) as Float32Array | Int32Array;
   outVals.fill(0);
-  scatterAddRows(outVals, wasm.typedArrayFromHeap(x) as Float32Array | Int32Array, wasm.typedArrayFromHeap(segmentIds) as Int32Array, rows, width, numSegments);
+  scatterAddRows(
+    outVals,
+    wasm.typedArrayFromHeap(x) as Float32Array | Int32Array,
+    wasm.typedArrayFromHeap(segmentIds) as Int32Array,
+    rows,
+    width,
+    numSegments,
+  );
   return out;
 }
 
@@ -59,7 +66,12 @@ function fastSlice(stock: tf.KernelFunc) {
     if (x.dtype === "string") return stock(args);
     const [b, s] = tf.slice_util.parseSliceParams(x as tf.Tensor, begin, size);
     if (!tf.slice_util.isSliceContinous(x.shape, b, s)) return stock(args);
-    return copyBlock(args.backend as BackendWasm, x, tf.slice_util.computeFlatOffset(b, tf.util.computeStrides(x.shape)), s);
+    return copyBlock(
+      args.backend as BackendWasm,
+      x,
+      tf.slice_util.computeFlatOffset(b, tf.util.computeStrides(x.shape)),
+      s,
+    );
   };
 }
 

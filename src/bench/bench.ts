@@ -106,7 +106,10 @@ export async function benchShape(shape: BenchShape, opts: BenchOptions = {}): Pr
     progress(`${shape.model}: generating without the cache`);
     const uncached = await generate(gpt, prompt, { maxNewTokens: genTokens, temperature: 0, useCache: false });
     progress(`${shape.model}: generating with the KV cache`);
-    const cached = await generate(gpt, prompt, { maxNewTokens: Math.min(genTokens, cfg.context_length - prompt.length), temperature: 0 });
+    const cached = await generate(gpt, prompt, {
+      maxNewTokens: Math.min(genTokens, cfg.context_length - prompt.length),
+      temperature: 0,
+    });
     return {
       backend: tf.getBackend(),
       precision: opts.bf16 ? "bf16" : "fp32",
@@ -165,12 +168,35 @@ export async function pythonHasTorch(python: string): Promise<boolean> {
  * numbers under our keys.
  * The script is run through runpy so its peak RSS can be read in the same interpreter afterwards.
  */
-export async function benchTorch(python: string, script: string, shape: BenchShape, bf16 = false): Promise<BenchRecord> {
+export async function benchTorch(
+  python: string,
+  script: string,
+  shape: BenchShape,
+  bf16 = false,
+): Promise<BenchRecord> {
   const { cfg } = shape;
   const argv = [
-    script, "--model", "gpt2-tiny", "--batch", String(shape.batch), "--context", String(shape.context),
-    "--vocab", String(cfg.vocab_size), "--emb", String(cfg.emb_dim), "--layers", String(cfg.n_layers),
-    "--heads", String(cfg.n_heads), "--steps", "3", "--gen-tokens", "32", "--threads", "2",
+    script,
+    "--model",
+    "gpt2-tiny",
+    "--batch",
+    String(shape.batch),
+    "--context",
+    String(shape.context),
+    "--vocab",
+    String(cfg.vocab_size),
+    "--emb",
+    String(cfg.emb_dim),
+    "--layers",
+    String(cfg.n_layers),
+    "--heads",
+    String(cfg.n_heads),
+    "--steps",
+    "3",
+    "--gen-tokens",
+    "32",
+    "--threads",
+    "2",
     ...(cfg.tied_head ? ["--tied"] : []),
     ...(bf16 ? ["--bf16"] : []),
   ];
@@ -180,8 +206,12 @@ export async function benchTorch(python: string, script: string, shape: BenchSha
     "runpy.run_path(sys.argv[0], run_name='__main__')\n" +
     "print(json.dumps({'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))\n";
   const r = await run(python, ["-c", code]);
-  const lines = r.stdout.trim().split("\n").filter((l) => l.startsWith("{"));
-  if (r.code !== 0 || lines.length < 2) throw new Error(`torch_ref.py failed (exit ${r.code}): ${r.stderr.trim().split("\n").pop()}`);
+  const lines = r.stdout
+    .trim()
+    .split("\n")
+    .filter((l) => l.startsWith("{"));
+  if (r.code !== 0 || lines.length < 2)
+    throw new Error(`torch_ref.py failed (exit ${r.code}): ${r.stderr.trim().split("\n").pop()}`);
   const ref = JSON.parse(lines[0]) as Record<string, number | string>;
   const rss = JSON.parse(lines[1]) as { peak_rss_mb: number };
   return {

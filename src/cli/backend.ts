@@ -4,7 +4,11 @@ import { verbose, type GlobalOptions } from "./output.js";
 /** The backend the global options ask for (--backend, --bf16); --verbose says which one runs. */
 export async function selectBackend(opts: GlobalOptions): Promise<BackendStatus> {
   const s = await useBackend(opts.backend, { bf16: opts.bf16 });
-  const details = [`${s.package} ${s.version ?? ""}`.trim(), s.library_version && `libtensorflow ${s.library_version}`, s.bf16 && "bf16 matmuls"];
+  const details = [
+    `${s.package} ${s.version ?? ""}`.trim(),
+    s.library_version && `libtensorflow ${s.library_version}`,
+    s.bf16 && "bf16 matmuls",
+  ];
   verbose(opts, `backend: ${s.name} (${details.filter(Boolean).join(", ")})`);
   return s;
 }

@@ -31,7 +31,8 @@ function suggestOption(msg: string | undefined, known: string[]): string | undef
   let best: string | undefined;
   for (const k of known) {
     const d = editDistance(unknown, k);
-    if (k.length >= 4 && d <= Math.max(2, Math.floor(k.length / 3)) && (!best || d < editDistance(unknown, best))) best = k;
+    if (k.length >= 4 && d <= Math.max(2, Math.floor(k.length / 3)) && (!best || d < editDistance(unknown, best)))
+      best = k;
   }
   return best ? `did you mean --${best}? (see --help)` : "see --help for the options";
 }
@@ -55,7 +56,13 @@ async function main(argv: string[]): Promise<number> {
     })
     .option("seed", { type: "number", describe: "random seed", global: true })
     .option("json", { type: "boolean", default: false, describe: "machine-readable output on stdout", global: true })
-    .option("verbose", { alias: "v", type: "boolean", default: false, describe: "more detail, stack traces", global: true })
+    .option("verbose", {
+      alias: "v",
+      type: "boolean",
+      default: false,
+      describe: "more detail, stack traces",
+      global: true,
+    })
     .command(commands)
     .demandCommand(1, "name a command (see the list above)")
     .recommendCommands()
@@ -68,7 +75,9 @@ async function main(argv: string[]): Promise<number> {
     .fail((msg, err) => {
       if (err) throw err;
       // getOptions() is untyped in @types/yargs; during a command it lists that command's options
-      const known = Object.keys((cli as unknown as { getOptions(): { key: Record<string, unknown> } }).getOptions().key);
+      const known = Object.keys(
+        (cli as unknown as { getOptions(): { key: Record<string, unknown> } }).getOptions().key,
+      );
       throw new UsageError(msg ?? "invalid arguments", suggestOption(msg, known) ?? "see `llmctl --help`");
     });
   try {

@@ -46,7 +46,10 @@ export function formatDuration(seconds: number): string {
 }
 
 /** A spinner that shows download progress; pass `onProgress` to download()/fetchDataset(). */
-export function downloadSpinner(label: string): { onProgress: (received: number, total?: number) => void; stop: () => void } {
+export function downloadSpinner(label: string): {
+  onProgress: (received: number, total?: number) => void;
+  stop: () => void;
+} {
   const s = spinner(label);
   const mb = (n: number) => (n / 1e6).toFixed(1) + " MB";
   return {
@@ -74,5 +77,11 @@ export function interruptOnCtrlC(message: string): { signal: AbortSignal; releas
 
 /** A training step for the spinner: step, epoch and loss, then the command's own figures, then the ETA. */
 export function stepLine(p: TrainProgress, figures: string[]): string {
-  return [`step ${p.step}/${p.totalSteps}`, `epoch ${p.epoch + 1}/${p.epochs}`, `loss ${p.loss.toFixed(3)}`, ...figures, `ETA ${formatDuration(p.etaSeconds)}`].join(" · ");
+  return [
+    `step ${p.step}/${p.totalSteps}`,
+    `epoch ${p.epoch + 1}/${p.epochs}`,
+    `loss ${p.loss.toFixed(3)}`,
+    ...figures,
+    `ETA ${formatDuration(p.etaSeconds)}`,
+  ].join(" · ");
 }

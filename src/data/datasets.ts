@@ -66,7 +66,9 @@ export const DATASETS: Readonly<Record<DatasetName, DatasetInfo>> = {
     file: "instruction-data.json",
     bytes: 203_524,
     sha256: "7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944",
-    urls: ["https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/01_main-chapter-code/instruction-data.json"],
+    urls: [
+      "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/01_main-chapter-code/instruction-data.json",
+    ],
     format: "JSON array of 1,100 {instruction, input, output} objects",
     license: "Apache-2.0 (Sebastian Raschka, LLMs-from-scratch)",
   },
@@ -217,12 +219,21 @@ export async function fetchDataset(name: string, opts: FetchDatasetOptions = {})
     }
   }
 
-  const more = failures.length > 1 ? ` (and ${failures.length - 1} more source${failures.length > 2 ? "s" : ""} failed; --verbose lists them)` : "";
+  const more =
+    failures.length > 1
+      ? ` (and ${failures.length - 1} more source${failures.length > 2 ? "s" : ""} failed; --verbose lists them)`
+      : "";
   throw new NetworkError(`could not fetch dataset ${name}: ${failures[0] ?? "no source to try"}${more}`, fixFor(info));
 }
 
 /** Download a ZIP, unpack `info.zipMember`, check its sha256, write it to `dest`; the archive is deleted. */
-async function fetchZipMember(url: string, dir: string, dest: string, info: DatasetInfo, opts: DownloadOptions): Promise<void> {
+async function fetchZipMember(
+  url: string,
+  dir: string,
+  dest: string,
+  info: DatasetInfo,
+  opts: DownloadOptions,
+): Promise<void> {
   // One archive name per URL, so a partial download from one source is never resumed from another.
   const zipPath = join(dir, `${info.name}-${createHash("sha256").update(url).digest("hex").slice(0, 12)}.zip`);
   await download(url, zipPath, opts); // the archive's own checksum is not published; its member's is
@@ -230,12 +241,18 @@ async function fetchZipMember(url: string, dir: string, dest: string, info: Data
     const entries = readZip(await readFile(zipPath), url);
     const entry = entries.find((e) => posix.basename(e.name) === info.zipMember);
     if (!entry) {
-      throw new NetworkError(`${url} has no member ${info.zipMember} (it holds: ${entries.map((e) => e.name).join(", ") || "nothing"})`, opts.fix);
+      throw new NetworkError(
+        `${url} has no member ${info.zipMember} (it holds: ${entries.map((e) => e.name).join(", ") || "nothing"})`,
+        opts.fix,
+      );
     }
     const data = entry.read();
     const got = createHash("sha256").update(data).digest("hex");
     if (got !== info.sha256) {
-      throw new NetworkError(`checksum mismatch for ${info.zipMember} in ${url}: expected sha256 ${info.sha256}, got ${got} (nothing was kept)`, opts.fix);
+      throw new NetworkError(
+        `checksum mismatch for ${info.zipMember} in ${url}: expected sha256 ${info.sha256}, got ${got} (nothing was kept)`,
+        opts.fix,
+      );
     }
     await writeFileAtomic(dest, data);
   } finally {
@@ -250,9 +267,13 @@ async function fetchZipMember(url: string, dir: string, dest: string, info: Data
 export async function resolveDataPath(nameOrFile: string, opts: FetchDatasetOptions = {}): Promise<string> {
   const path = resolve(nameOrFile);
   if (existsSync(path)) {
-    if (statSync(path).isDirectory()) throw new UsageError(`--data ${nameOrFile} is a directory`, "pass a data file or a dataset name");
+    if (statSync(path).isDirectory())
+      throw new UsageError(`--data ${nameOrFile} is a directory`, "pass a data file or a dataset name");
     return path;
   }
   if (isDatasetName(nameOrFile)) return fetchDataset(nameOrFile, opts);
-  throw new UsageError(`--data ${nameOrFile}: no such file, and not a dataset name`, `pass an existing file or one of: ${DATASET_NAMES.join(", ")}`);
+  throw new UsageError(
+    `--data ${nameOrFile}: no such file, and not a dataset name`,
+    `pass an existing file or one of: ${DATASET_NAMES.join(", ")}`,
+  );
 }

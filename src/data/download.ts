@@ -87,14 +87,20 @@ async function verifyPart(url: string, part: string, opts: DownloadOptions, fix:
   const size = await fileSize(part);
   if (opts.expectedSize !== undefined && size !== opts.expectedSize) {
     await rm(part, { force: true });
-    throw new NetworkError(`download of ${url} has the wrong size: expected ${opts.expectedSize} bytes, got ${size}`, fix);
+    throw new NetworkError(
+      `download of ${url} has the wrong size: expected ${opts.expectedSize} bytes, got ${size}`,
+      fix,
+    );
   }
   if (opts.sha256 !== undefined) {
     const want = opts.sha256.toLowerCase();
     const got = await sha256File(part);
     if (got !== want) {
       await rm(part, { force: true });
-      throw new NetworkError(`checksum mismatch for ${url}: expected sha256 ${want}, got ${got} (the file was deleted)`, fix);
+      throw new NetworkError(
+        `checksum mismatch for ${url}: expected sha256 ${want}, got ${got} (the file was deleted)`,
+        fix,
+      );
     }
   }
   // Flush before the rename so a crash cannot leave a renamed-but-empty file behind.
@@ -177,14 +183,22 @@ async function fetchToPart(url: URL, part: string, opts: DownloadOptions, fix: s
       if (outcome === "complete") return;
       // The server cannot continue this part file; start over (bounded, in case it never can).
       await rm(part, { force: true });
-      if (++restarts > retries) throw new NetworkError(`could not download ${url.href}: the server keeps answering range requests inconsistently`, fix);
+      if (++restarts > retries)
+        throw new NetworkError(
+          `could not download ${url.href}: the server keeps answering range requests inconsistently`,
+          fix,
+        );
     } catch (err) {
       if (opts.signal?.aborted) throw interrupted(url.href, opts.signal);
       if (!(err instanceof TransientError)) throw err;
       // A drop after some progress is a fresh start for the retry budget: a long download over a flaky
       // link may drop many times, yet each resume gets further.
       failures = (await fileSize(part)) > offset ? 0 : failures + 1;
-      if (failures > retries) throw new NetworkError(`could not download ${url.href}: ${err.message} (gave up after ${retries + 1} attempts)`, fix);
+      if (failures > retries)
+        throw new NetworkError(
+          `could not download ${url.href}: ${err.message} (gave up after ${retries + 1} attempts)`,
+          fix,
+        );
       await sleep(retryDelayMs * Math.max(1, failures), opts.signal);
     }
   }
@@ -203,31 +217,41 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 }
 
 /** Send one GET (following redirects) and resolve with the final response. */
-function request(url: URL, headers: Record<string, string>, opts: DownloadOptions, fix: string, redirects = 0): Promise<{ res: http.IncomingMessage; url: URL }> {
+function request(
+  url: URL,
+  headers: Record<string, string>,
+  opts: DownloadOptions,
+  fix: string,
+  redirects = 0,
+): Promise<{ res: http.IncomingMessage; url: URL }> {
   const timeoutMs = opts.timeoutMs ?? 30_000;
   return new Promise((resolvePromise, reject) => {
     const mod = url.protocol === "https:" ? https : http;
     // agent: false — a fresh connection per request, so a dropped or half-read one is never reused.
-    const req = mod.request(url, { method: "GET", headers, agent: false, timeout: timeoutMs, signal: opts.signal }, (res) => {
-      const status = res.statusCode ?? 0;
-      if (status >= 300 && status < 400 && status !== 304 && res.headers.location) {
-        res.resume();
-        if (redirects >= MAX_REDIRECTS) {
-          reject(new NetworkError(`could not download ${url.href}: more than ${MAX_REDIRECTS} redirects`, fix));
+    const req = mod.request(
+      url,
+      { method: "GET", headers, agent: false, timeout: timeoutMs, signal: opts.signal },
+      (res) => {
+        const status = res.statusCode ?? 0;
+        if (status >= 300 && status < 400 && status !== 304 && res.headers.location) {
+          res.resume();
+          if (redirects >= MAX_REDIRECTS) {
+            reject(new NetworkError(`could not download ${url.href}: more than ${MAX_REDIRECTS} redirects`, fix));
+            return;
+          }
+          let next: URL;
+          try {
+            next = new URL(res.headers.location, url);
+          } catch {
+            reject(new NetworkError(`could not download ${url.href}: bad redirect to ${res.headers.location}`, fix));
+            return;
+          }
+          request(next, headers, opts, fix, redirects + 1).then(resolvePromise, reject);
           return;
         }
-        let next: URL;
-        try {
-          next = new URL(res.headers.location, url);
-        } catch {
-          reject(new NetworkError(`could not download ${url.href}: bad redirect to ${res.headers.location}`, fix));
-          return;
-        }
-        request(next, headers, opts, fix, redirects + 1).then(resolvePromise, reject);
-        return;
-      }
-      resolvePromise({ res, url });
-    });
+        resolvePromise({ res, url });
+      },
+    );
     req.on("timeout", () => req.destroy(new TransientError(`no response for ${Math.round(timeoutMs / 1000)} s`)));
     req.on("error", (err) => {
       if (err instanceof TransientError || opts.signal?.aborted) reject(err);
@@ -246,7 +270,13 @@ function parseContentRange(value: string | undefined): { start?: number; total?:
   return { start: m[1] !== undefined ? Number(m[1]) : undefined, total: m[2] !== "*" ? Number(m[2]) : undefined };
 }
 
-async function attempt(url: URL, part: string, offset: number, opts: DownloadOptions, fix: string): Promise<AttemptOutcome> {
+async function attempt(
+  url: URL,
+  part: string,
+  offset: number,
+  opts: DownloadOptions,
+  fix: string,
+): Promise<AttemptOutcome> {
   const headers: Record<string, string> = { "user-agent": "llmctl", "accept-encoding": "identity" };
   if (offset > 0) headers.range = `bytes=${offset}-`;
   const { res, url: finalUrl } = await request(url, headers, opts, fix);
@@ -312,7 +342,10 @@ async function writeBody(
   let pending = 0;
   let writeError: unknown;
   const opened = open(part, start === 0 ? "w" : "a").catch((err: Error) => {
-    writeError = new NetworkError(`could not write ${part}: ${err.message}`, "check the disk space and permissions of the cache directory");
+    writeError = new NetworkError(
+      `could not write ${part}: ${err.message}`,
+      "check the disk space and permissions of the cache directory",
+    );
     res.destroy();
     return undefined;
   });
@@ -328,7 +361,10 @@ async function writeBody(
           written += chunk.length;
           onBytes(start + written);
         } catch (err) {
-          writeError = new NetworkError(`could not write ${part}: ${(err as Error).message}`, "check the disk space and permissions of the cache directory");
+          writeError = new NetworkError(
+            `could not write ${part}: ${(err as Error).message}`,
+            "check the disk space and permissions of the cache directory",
+          );
           res.destroy();
         }
       }

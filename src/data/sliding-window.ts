@@ -14,8 +14,10 @@ export class SlidingWindowDataset {
     readonly maxLength: number,
     readonly stride: number,
   ) {
-    if (!Number.isInteger(maxLength) || maxLength < 1) throw new UsageError(`max length must be a positive integer, got ${maxLength}`);
-    if (!Number.isInteger(stride) || stride < 1) throw new UsageError(`stride must be a positive integer, got ${stride}`);
+    if (!Number.isInteger(maxLength) || maxLength < 1)
+      throw new UsageError(`max length must be a positive integer, got ${maxLength}`);
+    if (!Number.isInteger(stride) || stride < 1)
+      throw new UsageError(`stride must be a positive integer, got ${stride}`);
     this.length = ids.length > maxLength ? Math.ceil((ids.length - maxLength) / stride) : 0;
   }
 

@@ -69,14 +69,16 @@ export function readZip(zip: Buffer, what = "archive"): ZipEntry[] {
   const count = zip.readUInt16LE(end + 10);
   const cdSize = zip.readUInt32LE(end + 12);
   const cdOffset = zip.readUInt32LE(end + 16);
-  if (count === 0xffff || cdSize === 0xffffffff || cdOffset === 0xffffffff) throw corrupt(what, "ZIP64 archives are not supported");
+  if (count === 0xffff || cdSize === 0xffffffff || cdOffset === 0xffffffff)
+    throw corrupt(what, "ZIP64 archives are not supported");
   if (disk !== 0) throw corrupt(what, "multi-disk archives are not supported");
   if (cdOffset + cdSize > end) throw corrupt(what, "central directory lies outside the file (truncated download?)");
 
   const entries: ZipEntry[] = [];
   let p = cdOffset;
   for (let i = 0; i < count; i++) {
-    if (p + 46 > end || zip.readUInt32LE(p) !== SIG_CENTRAL) throw corrupt(what, `central directory entry ${i} is damaged`);
+    if (p + 46 > end || zip.readUInt32LE(p) !== SIG_CENTRAL)
+      throw corrupt(what, `central directory entry ${i} is damaged`);
     const flags = zip.readUInt16LE(p + 8);
     const method = zip.readUInt16LE(p + 10);
     const crc = zip.readUInt32LE(p + 16);
@@ -116,7 +118,8 @@ function readMember(
   crc: number,
 ): Buffer {
   if (flags & FLAG_ENCRYPTED) throw corrupt(what, `member ${name} is encrypted`);
-  if (localOffset + 30 > zip.length || zip.readUInt32LE(localOffset) !== SIG_LOCAL) throw corrupt(what, `local header of ${name} is damaged`);
+  if (localOffset + 30 > zip.length || zip.readUInt32LE(localOffset) !== SIG_LOCAL)
+    throw corrupt(what, `local header of ${name} is damaged`);
   // The local header's name/extra lengths may differ from the central directory's, so read them here.
   const start = localOffset + 30 + zip.readUInt16LE(localOffset + 26) + zip.readUInt16LE(localOffset + 28);
   if (start + compressedSize > zip.length) throw corrupt(what, `member ${name} is truncated`);
@@ -129,7 +132,11 @@ function readMember(
     } catch (err) {
       throw corrupt(what, `member ${name} does not inflate (${(err as Error).message})`);
     }
-  } else throw corrupt(what, `member ${name} uses compression method ${method}; only stored (0) and deflate (8) are supported`);
+  } else
+    throw corrupt(
+      what,
+      `member ${name} uses compression method ${method}; only stored (0) and deflate (8) are supported`,
+    );
   if (data.length !== size) throw corrupt(what, `member ${name} is ${data.length} bytes, the directory says ${size}`);
   if (crc32(data) !== crc) throw corrupt(what, `member ${name} fails its CRC-32 check`);
   return data;

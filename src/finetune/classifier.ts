@@ -80,12 +80,14 @@ export function toClassifier(lm: GPTModel, numClasses = 2, seed = 123, dropRate 
  * `model.trainableWeights` and `trainableVariables()`. Returns the trainable weights by name.
  */
 export function freezeForFinetuning(gpt: GPTModel, scope: TrainableScope): NamedVariable[] {
-  if (gpt.head.kind !== "classifier") throw new UsageError("only a classifier model can be frozen for classification finetuning");
+  if (gpt.head.kind !== "classifier")
+    throw new UsageError("only a classifier model can be frozen for classification finetuning");
   const n = gpt.blocks.length;
   gpt.embedding.trainable = scope === "all";
   gpt.blocks.forEach((b, i) => {
     const fromEnd = n - 1 - i; // 0 = the last block
-    b.trainable = scope === "all" || (scope === "last-block" && fromEnd === 0) || (scope === "last-2-blocks" && fromEnd <= 1);
+    b.trainable =
+      scope === "all" || (scope === "last-block" && fromEnd === 0) || (scope === "last-2-blocks" && fromEnd <= 1);
   });
   gpt.lnF.trainable = scope !== "head";
   gpt.outHead.trainable = true;
@@ -96,7 +98,8 @@ export function freezeForFinetuning(gpt: GPTModel, scope: TrainableScope): Named
 export function trainableNamed(gpt: GPTModel): NamedVariable[] {
   const trainable = new Set(gpt.model.trainableWeights);
   const out: NamedVariable[] = [];
-  for (const [name, lv] of gpt.namedWeights()) if (trainable.has(lv)) out.push({ name, variable: lv.read() as tf.Variable });
+  for (const [name, lv] of gpt.namedWeights())
+    if (trainable.has(lv)) out.push({ name, variable: lv.read() as tf.Variable });
   return out;
 }
 
@@ -185,8 +188,17 @@ export interface ClassifyOptions {
 }
 
 /** Classify texts in batches: the label and probability of each, in input order. */
-export function classifyTexts(gpt: GPTModel, tokenizer: Tokenizer, texts: readonly string[], opts: ClassifyOptions): Classification[] {
-  if (gpt.head.kind !== "classifier") throw new UsageError("this model is a language model, not a classifier", "finetune one with `llmctl finetune spam`");
+export function classifyTexts(
+  gpt: GPTModel,
+  tokenizer: Tokenizer,
+  texts: readonly string[],
+  opts: ClassifyOptions,
+): Classification[] {
+  if (gpt.head.kind !== "classifier")
+    throw new UsageError(
+      "this model is a language model, not a classifier",
+      "finetune one with `llmctl finetune spam`",
+    );
   const C = gpt.head.numClasses;
   if (opts.labels.length !== C) throw new UsageError(`${opts.labels.length} labels for a ${C}-class classifier`);
   const ctx = gpt.config.context_length;

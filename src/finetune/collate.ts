@@ -116,6 +116,9 @@ export class InstructionLoader extends BatchLoader<TokenBatch> {
   }
 
   protected collect(indices: Int32Array): TokenBatch {
-    return collateInstructions(Array.from(indices, (k) => this.dataset.items[k]), this.opts);
+    return collateInstructions(
+      Array.from(indices, (k) => this.dataset.items[k]),
+      this.opts,
+    );
   }
 }

@@ -22,7 +22,10 @@ function checkEntry(value: unknown, where: string, fix: string): InstructionReco
     throw new FileFormatError(`${where}: "input" must be a string, found ${typeof e.input}`, fix);
   }
   if (typeof e.output !== "string") {
-    throw new FileFormatError(`${where}: "output" must be a string, found ${e.output === undefined ? "nothing" : typeof e.output}`, fix);
+    throw new FileFormatError(
+      `${where}: "output" must be a string, found ${e.output === undefined ? "nothing" : typeof e.output}`,
+      fix,
+    );
   }
   return { ...e, instruction: e.instruction, input: (e.input as string | null | undefined) ?? "", output: e.output };
 }
@@ -40,7 +43,10 @@ export function parseInstructionData(text: string, source = "instruction data"):
     try {
       data = JSON.parse(trimmed);
     } catch (err) {
-      throw new FileFormatError(`${source} is not valid JSON: ${(err as Error).message}`, "fix the file, or use JSON Lines");
+      throw new FileFormatError(
+        `${source} is not valid JSON: ${(err as Error).message}`,
+        "fix the file, or use JSON Lines",
+      );
     }
     if (!Array.isArray(data)) throw new FileFormatError(`${source} is not a JSON array`, fix);
     return data.map((e, i) => checkEntry(e, `entry ${i} of ${source}`, fix));
@@ -54,7 +60,10 @@ export function parseInstructionData(text: string, source = "instruction data"):
     try {
       value = JSON.parse(lines[line]);
     } catch (err) {
-      throw new FileFormatError(`${where} is not valid JSON: ${(err as Error).message}`, "a JSON Lines file holds one JSON object per line");
+      throw new FileFormatError(
+        `${where} is not valid JSON: ${(err as Error).message}`,
+        "a JSON Lines file holds one JSON object per line",
+      );
     }
     entries.push(checkEntry(value, where, fix));
   }

@@ -17,7 +17,13 @@ import { InterruptedError, UsageError } from "../errors.js";
 import { generate } from "../generate/generate.js";
 import { InstructionDataset, InstructionLoader, IGNORE_INDEX } from "./collate.js";
 import { splitInstructionData, type InstructionRecord, type InstructionSplit } from "./instruct-data.js";
-import { extractResponse, formatPrompt, responseHeader, type InstructionEntry, type PromptStyle } from "./prompt-style.js";
+import {
+  extractResponse,
+  formatPrompt,
+  responseHeader,
+  type InstructionEntry,
+  type PromptStyle,
+} from "./prompt-style.js";
 
 /** The book's recipe (chapter 7): AdamW 5e-5, weight decay 0.1, 2 epochs, batch 8, eval every 5 steps over 5 batches. */
 export const INSTRUCT_TRAIN_DEFAULTS: Partial<TrainSettings> = {
@@ -107,7 +113,11 @@ export async function generateResponse(
 }
 
 /** Prompt ids for answering interactively: the prompt and the response header, so the answer starts at once. */
-export function answerPromptIds(tokenizer: Tokenizer, entry: Pick<InstructionEntry, "instruction" | "input">, style: PromptStyle): number[] {
+export function answerPromptIds(
+  tokenizer: Tokenizer,
+  entry: Pick<InstructionEntry, "instruction" | "input">,
+  style: PromptStyle,
+): number[] {
   return tokenizer.encode(formatPrompt(entry, style) + responseHeader(style), { allowedSpecial: [] });
 }
 
@@ -135,7 +145,8 @@ export async function generateResponses(
   const out: ResponsesResult["entries"] = [];
   let endedWithEos = 0;
   for (const entry of entries) {
-    if (opts.signal?.aborted) throw new InterruptedError(`response generation interrupted after ${out.length} of ${entries.length}`);
+    if (opts.signal?.aborted)
+      throw new InterruptedError(`response generation interrupted after ${out.length} of ${entries.length}`);
     const r = await generateResponse(gpt, tokenizer, entry, style, opts.maxNewTokens ?? MAX_RESPONSE_TOKENS);
     if (r.stoppedAtEos) endedWithEos++;
     out.push({ ...entry, model_response: r.text });
@@ -173,7 +184,9 @@ export async function finetuneInstruct(opts: FinetuneInstructOptions): Promise<T
     settings,
     runDir: opts.runDir,
     saveModel: opts.saveModel,
-    afterEpoch: async () => ({ sample: (await generateResponse(gpt, tokenizer, sampleEntry, run.prompt_style, settings.sample_tokens)).text }),
+    afterEpoch: async () => ({
+      sample: (await generateResponse(gpt, tokenizer, sampleEntry, run.prompt_style, settings.sample_tokens)).text,
+    }),
     onEvent: opts.onEvent,
     signal: opts.signal,
     resume: opts.resume,

@@ -36,7 +36,8 @@ interface StyleDefinition {
 
 const STYLES: Record<PromptStyle, StyleDefinition> = {
   alpaca: {
-    prompt: (e) => `${ALPACA_PREAMBLE}\n\n### Instruction:\n${e.instruction}` + (e.input ? `\n\n### Input:\n${e.input}` : ""),
+    prompt: (e) =>
+      `${ALPACA_PREAMBLE}\n\n### Instruction:\n${e.instruction}` + (e.input ? `\n\n### Input:\n${e.input}` : ""),
     responseHeader: "\n\n### Response:\n",
     responseTag: "### Response:",
   },
@@ -59,7 +60,10 @@ export function checkPromptStyle(name: string): PromptStyle {
 }
 
 /** The book's `format_input`: instruction and, when non-empty, input. */
-export function formatPrompt(entry: Pick<InstructionEntry, "instruction" | "input">, style: PromptStyle = DEFAULT_PROMPT_STYLE): string {
+export function formatPrompt(
+  entry: Pick<InstructionEntry, "instruction" | "input">,
+  style: PromptStyle = DEFAULT_PROMPT_STYLE,
+): string {
   return STYLES[style].prompt(entry);
 }
 

@@ -131,7 +131,8 @@ export function parsePythonCsv(text: string, delimiter = "\t"): string[][] {
 /** Parse the SMS Spam Collection (`ham|spam<TAB>text` per record) into labelled messages. */
 export function parseSmsSpamCollection(content: string, source = "SMSSpamCollection"): SmsMessage[] {
   const rows = parsePythonCsv(content, "\t");
-  if (rows.length === 0) throw new FileFormatError(`${source} is empty`, "pass the UCI SMSSpamCollection file with --data");
+  if (rows.length === 0)
+    throw new FileFormatError(`${source} is empty`, "pass the UCI SMSSpamCollection file with --data");
   return rows.map((r, i) => {
     const label = r[0] === "ham" ? 0 : r[0] === "spam" ? 1 : -1;
     if (r.length !== 2 || label < 0) {
@@ -149,7 +150,9 @@ export async function readSmsSpamCollection(path: string): Promise<SmsMessage[]>
   try {
     content = await readFile(path, "utf8");
   } catch (err) {
-    throw new FileFormatError(`cannot read ${path}: ${(err as Error).message}`, "check the --data path", { cause: err });
+    throw new FileFormatError(`cannot read ${path}: ${(err as Error).message}`, "check the --data path", {
+      cause: err,
+    });
   }
   return parseSmsSpamCollection(content, path);
 }
@@ -169,7 +172,10 @@ export function balanceSpam(messages: SmsMessage[], rng: Rng): SmsMessage[] {
   const ham = messages.filter((m) => m.label === 0);
   const spam = messages.filter((m) => m.label === 1);
   if (spam.length === 0 || ham.length < spam.length) {
-    throw new UsageError(`cannot balance ${ham.length} ham and ${spam.length} spam messages`, "the data needs at least as many ham as spam messages, and some spam");
+    throw new UsageError(
+      `cannot balance ${ham.length} ham and ${spam.length} spam messages`,
+      "the data needs at least as many ham as spam messages, and some spam",
+    );
   }
   const order = rng.permutation(ham.length);
   const sample = Array.from(order.subarray(0, spam.length), (i) => ham[i]);
@@ -182,12 +188,19 @@ export function balanceSpam(messages: SmsMessage[], rng: Rng): SmsMessage[] {
  */
 export function randomSplit(messages: SmsMessage[], rng: Rng, trainFrac = 0.7, validationFrac = 0.1): SpamSplit {
   if (!(trainFrac > 0 && validationFrac >= 0 && trainFrac + validationFrac < 1)) {
-    throw new UsageError(`bad split fractions ${trainFrac} / ${validationFrac}`, "train > 0, validation ≥ 0, and together < 1");
+    throw new UsageError(
+      `bad split fractions ${trainFrac} / ${validationFrac}`,
+      "train > 0, validation ≥ 0, and together < 1",
+    );
   }
   const shuffled = rng.shuffle([...messages]) as SmsMessage[];
   const trainEnd = Math.floor(shuffled.length * trainFrac);
   const validationEnd = trainEnd + Math.floor(shuffled.length * validationFrac);
-  return { train: shuffled.slice(0, trainEnd), validation: shuffled.slice(trainEnd, validationEnd), test: shuffled.slice(validationEnd) };
+  return {
+    train: shuffled.slice(0, trainEnd),
+    validation: shuffled.slice(trainEnd, validationEnd),
+    test: shuffled.slice(validationEnd),
+  };
 }
 
 /** Balance then split, each step with its own generator seeded `seed` (the book seeds both with 123). */
@@ -200,7 +213,10 @@ export async function writeSplitCsvs(dir: string, split: SpamSplit): Promise<voi
   await mkdir(dir, { recursive: true });
   for (const part of ["train", "validation", "test"] as const) {
     const records = split[part].map((m) => [m.label, m.text]);
-    await writeFileAtomic(join(dir, SPLIT_FILES[part]), stringifyCsv(records, { header: true, columns: ["Label", "Text"] }));
+    await writeFileAtomic(
+      join(dir, SPLIT_FILES[part]),
+      stringifyCsv(records, { header: true, columns: ["Label", "Text"] }),
+    );
   }
 }
 
@@ -209,15 +225,25 @@ function parseSplitCsv(path: string, content: string): SmsMessage[] {
   try {
     records = parseCsv(content, { relax_column_count: false, skip_empty_lines: true }) as string[][];
   } catch (err) {
-    throw new FileFormatError(`${path} is not a valid CSV: ${(err as Error).message}`, "rebuild the split (omit --split-dir)", { cause: err });
+    throw new FileFormatError(
+      `${path} is not a valid CSV: ${(err as Error).message}`,
+      "rebuild the split (omit --split-dir)",
+      { cause: err },
+    );
   }
   const [header, ...rows] = records;
   if (!header || header.length !== 2 || header[0] !== "Label" || header[1] !== "Text") {
-    throw new FileFormatError(`${path} does not start with the header Label,Text`, "rebuild the split (omit --split-dir)");
+    throw new FileFormatError(
+      `${path} does not start with the header Label,Text`,
+      "rebuild the split (omit --split-dir)",
+    );
   }
   return rows.map((r, i) => {
     if (r[0] !== "0" && r[0] !== "1") {
-      throw new FileFormatError(`${path}: row ${i + 2} has label ${JSON.stringify(r[0])}, expected 0 or 1`, "rebuild the split (omit --split-dir)");
+      throw new FileFormatError(
+        `${path}: row ${i + 2} has label ${JSON.stringify(r[0])}, expected 0 or 1`,
+        "rebuild the split (omit --split-dir)",
+      );
     }
     return { label: Number(r[0]), text: r[1] };
   });
@@ -232,7 +258,8 @@ export async function readSplitCsvs(dir: string): Promise<SpamSplit> {
       throw new FileFormatError(`${path} not found`, `--split-dir needs ${Object.values(SPLIT_FILES).join(", ")}`);
     }
     out[part] = parseSplitCsv(path, await readFile(path, "utf8"));
-    if (out[part].length === 0) throw new FileFormatError(`${path} has no rows`, "rebuild the split (omit --split-dir)");
+    if (out[part].length === 0)
+      throw new FileFormatError(`${path} has no rows`, "rebuild the split (omit --split-dir)");
   }
   return out as SpamSplit;
 }

@@ -103,7 +103,15 @@ export interface SplitAccuracy {
 }
 
 export type SpamEvent =
-  | { kind: "data"; train: number; validation: number; test: number; maxLength: number; truncated: number; source: string }
+  | {
+      kind: "data";
+      train: number;
+      validation: number;
+      test: number;
+      maxLength: number;
+      truncated: number;
+      source: string;
+    }
   | { kind: "model"; trainableParameters: number; totalParameters: number; converted: boolean; resumed: boolean }
   /** a Trainer event; for steps, the running accuracy of this epoch's training batches so far */
   | { kind: "train"; event: TrainEvent; runningAccuracy: number | null }
@@ -184,18 +192,28 @@ async function loadSplit(opts: FinetuneSpamOptions, seed: number): Promise<{ spl
   const messages = await readSmsSpamCollection(opts.dataPath);
   const counts = labelCounts(messages);
   if (counts.spam === 0 || counts.ham === 0) {
-    throw new UsageError(`${opts.dataPath} has ${counts.ham} ham and ${counts.spam} spam messages`, "the data needs both classes");
+    throw new UsageError(
+      `${opts.dataPath} has ${counts.ham} ham and ${counts.spam} spam messages`,
+      "the data needs both classes",
+    );
   }
   return { split: makeSpamSplit(messages, seed), source: opts.dataPath };
 }
 
 /** Load the starting model: a classifier as is, a language model with a new 2-class head. */
-async function loadStart(dir: string, seed: number, dropRate: number): Promise<{ gpt: GPTModel; meta: ModelMeta; converted: boolean }> {
+async function loadStart(
+  dir: string,
+  seed: number,
+  dropRate: number,
+): Promise<{ gpt: GPTModel; meta: ModelMeta; converted: boolean }> {
   const { meta, gpt } = await loadModelDir(dir);
   if (meta.head.kind === "classifier") {
     if (meta.head.num_classes !== SPAM_LABELS.length) {
       gpt.dispose();
-      throw new UsageError(`${dir} is a ${meta.head.num_classes}-class classifier`, "start spam finetuning from a language model or a 2-class classifier");
+      throw new UsageError(
+        `${dir} is a ${meta.head.num_classes}-class classifier`,
+        "start spam finetuning from a language model or a 2-class classifier",
+      );
     }
     return { gpt, meta, converted: false };
   }
@@ -239,7 +257,11 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
   );
 
   const { split, source } = await loadSplit(opts, seed);
-  const { gpt, converted } = await loadStart(resuming ? opts.outDir : opts.modelDir, seed, opts.dropRate ?? SPAM_DEFAULTS.dropRate);
+  const { gpt, converted } = await loadStart(
+    resuming ? opts.outDir : opts.modelDir,
+    seed,
+    opts.dropRate ?? SPAM_DEFAULTS.dropRate,
+  );
   try {
     const tok = getTokenizer();
     const ctx = gpt.config.context_length;
@@ -247,10 +269,28 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
     const maxLength = trainSet.maxLength;
     const valSet = new SpamDataset(split.validation, tok, { maxLength });
     const testSet = new SpamDataset(split.test, tok, { maxLength });
-    emit({ kind: "data", train: trainSet.count, validation: valSet.count, test: testSet.count, maxLength, truncated: trainSet.truncated + valSet.truncated + testSet.truncated, source });
+    emit({
+      kind: "data",
+      train: trainSet.count,
+      validation: valSet.count,
+      test: testSet.count,
+      maxLength,
+      truncated: trainSet.truncated + valSet.truncated + testSet.truncated,
+      source,
+    });
     if (!resuming) {
       await writeSplitCsvs(opts.outDir, split);
-      const record: FinetuneRecord = { format: "llmctl-finetune", version: 1, task: "spam", from: opts.modelDir, data: source, trainable, pool, max_length: maxLength, seed };
+      const record: FinetuneRecord = {
+        format: "llmctl-finetune",
+        version: 1,
+        task: "spam",
+        from: opts.modelDir,
+        data: source,
+        trainable,
+        pool,
+        max_length: maxLength,
+        seed,
+      };
       await writeFileAtomic(join(opts.outDir, FINETUNE_FILE), JSON.stringify(record, null, 2) + "\n");
     }
 
@@ -258,7 +298,10 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
     const valLoader = new SpamDataLoader(valSet, settings.batch_size);
     const testLoader = new SpamDataLoader(testSet, settings.batch_size);
     if (trainLoader.numBatches === 0) {
-      throw new UsageError(`${trainSet.count} training examples make no full batch of ${settings.batch_size}`, "lower --batch-size");
+      throw new UsageError(
+        `${trainSet.count} training examples make no full batch of ${settings.batch_size}`,
+        "lower --batch-size",
+      );
     }
 
     const params = freezeForFinetuning(gpt, trainable);
@@ -283,7 +326,12 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
       return classificationLoss(logits, batch.labels);
     };
 
-    const extras = { labels: [...SPAM_LABELS], pool, max_length: maxLength, source: `finetune spam from ${savedSpam?.from ?? opts.modelDir}` };
+    const extras = {
+      labels: [...SPAM_LABELS],
+      pool,
+      max_length: maxLength,
+      source: `finetune spam from ${savedSpam?.from ?? opts.modelDir}`,
+    };
     const epochs: EpochAccuracy[] = [];
     const trainer = new Trainer<SpamBatch>({
       params,
@@ -309,7 +357,11 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
       },
       onEvent: (event) => {
         if (event.kind === "epoch") {
-          epochs.push({ epoch: event.record.epoch, train_accuracy: event.record.train_accuracy as number, val_accuracy: event.record.val_accuracy as number });
+          epochs.push({
+            epoch: event.record.epoch,
+            train_accuracy: event.record.train_accuracy as number,
+            val_accuracy: event.record.val_accuracy as number,
+          });
         }
         emit({ kind: "train", event, runningAccuracy: runSeen ? runCorrect / runSeen : null });
       },
@@ -327,7 +379,9 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
       // the book measures the training accuracy over its shuffled drop_last loader (1,040 of 1,045 examples); here the
       // five left out are the last five rather than five random ones, so the number does not depend on an RNG draw
       const full = name === "train" ? new SpamDataLoader(trainSet, settings.batch_size, false, true) : loader;
-      acc[name] = accuracy(gpt, full, pool, { onBatch: (batch, batches) => emit({ kind: "final-eval", split: name, batch, batches }) });
+      acc[name] = accuracy(gpt, full, pool, {
+        onBatch: (batch, batches) => emit({ kind: "final-eval", split: name, batch, batches }),
+      });
     }
     const report: AccuracyReport = {
       format: "llmctl-accuracy",
@@ -340,7 +394,13 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
       max_length: maxLength,
       pool,
       trainable,
-      settings: { epochs: settings.epochs, batch_size: settings.batch_size, lr: settings.lr, weight_decay: settings.weight_decay, seed: settings.seed },
+      settings: {
+        epochs: settings.epochs,
+        batch_size: settings.batch_size,
+        lr: settings.lr,
+        weight_decay: settings.weight_decay,
+        seed: settings.seed,
+      },
     };
     await writeFileAtomic(join(opts.outDir, ACCURACY_FILE), JSON.stringify(report, null, 2) + "\n");
     const allEpochs = await epochHistory(opts.outDir, epochs);
@@ -357,9 +417,17 @@ async function readFinetuneRecord(dir: string): Promise<FinetuneRecord> {
   try {
     r = JSON.parse(await readFile(path, "utf8")) as FinetuneRecord;
   } catch (err) {
-    throw new FileFormatError(`cannot read ${path}: ${(err as Error).message}`, "the run directory is incomplete; start a new run without --resume", { cause: err });
+    throw new FileFormatError(
+      `cannot read ${path}: ${(err as Error).message}`,
+      "the run directory is incomplete; start a new run without --resume",
+      { cause: err },
+    );
   }
-  if (r.format !== "llmctl-finetune" || r.task !== "spam") throw new FileFormatError(`${path} is not a spam finetuning record`, "resume with the command that started the run");
+  if (r.format !== "llmctl-finetune" || r.task !== "spam")
+    throw new FileFormatError(
+      `${path} is not a spam finetuning record`,
+      "resume with the command that started the run",
+    );
   checkScope(r.trainable);
   checkPooling(r.pool);
   return r;
@@ -373,7 +441,11 @@ async function epochHistory(dir: string, current: EpochAccuracy[]): Promise<Epoc
       if (!line) continue;
       const r = JSON.parse(line) as Record<string, unknown>;
       if (r.type === "epoch" && typeof r.train_accuracy === "number") {
-        byEpoch.set(r.epoch as number, { epoch: r.epoch as number, train_accuracy: r.train_accuracy, val_accuracy: r.val_accuracy as number });
+        byEpoch.set(r.epoch as number, {
+          epoch: r.epoch as number,
+          train_accuracy: r.train_accuracy,
+          val_accuracy: r.val_accuracy as number,
+        });
       }
     }
   } catch {
@@ -391,7 +463,12 @@ export function accuracyPlot(epochs: EpochAccuracy[]): string {
     yLabel: "accuracy",
     series: [
       { label: "training accuracy", color: "#1f77b4", points: epochs.map((e) => [e.epoch + 1, e.train_accuracy]) },
-      { label: "validation accuracy", color: "#ff7f0e", dashed: true, points: epochs.map((e) => [e.epoch + 1, e.val_accuracy]) },
+      {
+        label: "validation accuracy",
+        color: "#ff7f0e",
+        dashed: true,
+        points: epochs.map((e) => [e.epoch + 1, e.val_accuracy]),
+      },
     ],
   });
 }

@@ -36,7 +36,11 @@ export interface GenerateResult {
 }
 
 /** Generate up to maxNewTokens ids after promptIds. */
-export async function generate(gpt: GPTModel, promptIds: readonly number[], opts: GenerateOptions): Promise<GenerateResult> {
+export async function generate(
+  gpt: GPTModel,
+  promptIds: readonly number[],
+  opts: GenerateOptions,
+): Promise<GenerateResult> {
   checkSamplingOptions(opts);
   const cfg = gpt.config;
   if (gpt.head.kind !== "lm") {
@@ -98,5 +102,11 @@ export async function generate(gpt: GPTModel, promptIds: readonly number[], opts
     cache.dispose();
   }
   const seconds = (performance.now() - started) / 1000;
-  return { ids: out, croppedPromptTokens, stoppedAtEos, seconds, tokensPerSecond: seconds > 0 ? out.length / seconds : 0 };
+  return {
+    ids: out,
+    croppedPromptTokens,
+    stoppedAtEos,
+    seconds,
+    tokensPerSecond: seconds > 0 ? out.length / seconds : 0,
+  };
 }

@@ -19,9 +19,13 @@ export interface SamplingOptions {
 export function checkSamplingOptions(opts: SamplingOptions): void {
   const { temperature = 1, topK, topP } = opts;
   if (!(Number.isFinite(temperature) && temperature >= 0)) {
-    throw new UsageError(`temperature must be a number ≥ 0, got ${temperature}`, "use 0 for greedy decoding, around 1 for sampling");
+    throw new UsageError(
+      `temperature must be a number ≥ 0, got ${temperature}`,
+      "use 0 for greedy decoding, around 1 for sampling",
+    );
   }
-  if (topK != null && !(Number.isInteger(topK) && topK >= 1)) throw new UsageError(`top-k must be an integer ≥ 1, got ${topK}`);
+  if (topK != null && !(Number.isInteger(topK) && topK >= 1))
+    throw new UsageError(`top-k must be an integer ≥ 1, got ${topK}`);
   if (topP != null && !(topP > 0 && topP <= 1)) throw new UsageError(`top-p must be in (0, 1], got ${topP}`);
 }
 

@@ -77,7 +77,11 @@ export async function loadResponses(path: string, responseKey = RESPONSE_KEY): P
  * judge. A reply that is not an integer is kept in the result and left out of the average. A network
  * failure (after the client's retries) stops the run: the remaining scores would all fail the same way.
  */
-export async function scoreResponses(entries: readonly InstructionRecord[], judge: Judge, opts: EvaluateOptions = {}): Promise<EvaluationResult> {
+export async function scoreResponses(
+  entries: readonly InstructionRecord[],
+  judge: Judge,
+  opts: EvaluateOptions = {},
+): Promise<EvaluationResult> {
   const key = opts.responseKey ?? RESPONSE_KEY;
   const concurrency = Math.max(1, Math.floor(opts.concurrency ?? 1));
   const results: EntryScore[] = new Array(entries.length);

@@ -172,7 +172,10 @@ export class OllamaClient {
 
   private connectError(err: NodeJS.ErrnoException): Error {
     if (err.code === "ECONNREFUSED") {
-      return new NetworkError(`nothing is listening at ${this.url.origin}`, "is Ollama running? start it with `ollama serve`");
+      return new NetworkError(
+        `nothing is listening at ${this.url.origin}`,
+        "is Ollama running? start it with `ollama serve`",
+      );
     }
     if (err.code === "ENOTFOUND" || err.code === "EAI_AGAIN") {
       return new NetworkError(`cannot resolve the host of ${this.url.origin}`, "check --judge-url");
@@ -183,7 +186,10 @@ export class OllamaClient {
 
   private ollamaError(message: string): Error {
     if (/not found/i.test(message) && /model/i.test(message)) {
-      return new NetworkError(`the judge model '${this.model}' is not available: ${message}`, `run \`ollama pull ${this.model}\``);
+      return new NetworkError(
+        `the judge model '${this.model}' is not available: ${message}`,
+        `run \`ollama pull ${this.model}\``,
+      );
     }
     return new NetworkError(`Ollama at ${this.url.origin} reported: ${message}`);
   }
@@ -204,6 +210,9 @@ export class OllamaClient {
       );
     }
     if (status >= 500 || status === 429) return new TransientError(`HTTP ${status}${detail ? `: ${detail}` : ""}`);
-    return new NetworkError(`the judge at ${this.url.origin} answered HTTP ${status}${detail ? `: ${detail}` : ""}`, "check --judge-url and --judge-model");
+    return new NetworkError(
+      `the judge at ${this.url.origin} answered HTTP ${status}${detail ? `: ${detail}` : ""}`,
+      "check --judge-url and --judge-model",
+    );
   }
 }

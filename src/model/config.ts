@@ -63,14 +63,17 @@ export function validateGPTConfig(raw: unknown, where = "model config"): GPTConf
   }
   for (const key of INT_KEYS) {
     const v = obj[key];
-    if (v === undefined) throw new ConfigError(`${where}: model key '${key}' is missing`, `add "${key}": <positive integer>`);
+    if (v === undefined)
+      throw new ConfigError(`${where}: model key '${key}' is missing`, `add "${key}": <positive integer>`);
     if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) {
       throw new ConfigError(`${where}: model key '${key}' must be a positive integer, got ${JSON.stringify(v)}`);
     }
   }
   const drop = obj.drop_rate ?? 0;
   if (typeof drop !== "number" || !(drop >= 0 && drop < 1)) {
-    throw new ConfigError(`${where}: model key 'drop_rate' must be a number in [0, 1), got ${JSON.stringify(obj.drop_rate)}`);
+    throw new ConfigError(
+      `${where}: model key 'drop_rate' must be a number in [0, 1), got ${JSON.stringify(obj.drop_rate)}`,
+    );
   }
   for (const key of ["qkv_bias", "tied_head"] as const) {
     if (obj[key] !== undefined && typeof obj[key] !== "boolean") {
@@ -148,7 +151,10 @@ export function loadConfigFile(nameOrPath: string): ConfigFile {
   }
   for (const key of Object.keys(obj)) {
     if (key !== "model" && key !== "train" && key !== "description") {
-      throw new ConfigError(`${path}: unknown top-level key '${key}'`, "a config file has 'model', 'train' and optionally 'description'");
+      throw new ConfigError(
+        `${path}: unknown top-level key '${key}'`,
+        "a config file has 'model', 'train' and optionally 'description'",
+      );
     }
   }
   const train = obj.train ?? {};
@@ -168,11 +174,15 @@ export function countParameters(cfg: GPTConfig, head: HeadSpec = { kind: "lm" })
   const embeddings = V * D + cfg.context_length * D; // wte + wpe
   const block =
     2 * D + // ln_1
-    D * 3 * D + (cfg.qkv_bias ? 3 * D : 0) + // attn.c_attn
-    D * D + D + // attn.c_proj
+    D * 3 * D +
+    (cfg.qkv_bias ? 3 * D : 0) + // attn.c_attn
+    D * D +
+    D + // attn.c_proj
     2 * D + // ln_2
-    D * 4 * D + 4 * D + // mlp.c_fc
-    4 * D * D + D; // mlp.c_proj
+    D * 4 * D +
+    4 * D + // mlp.c_fc
+    4 * D * D +
+    D; // mlp.c_proj
   const lnF = 2 * D;
   const headParams = head.kind === "classifier" ? head.numClasses * D + head.numClasses : cfg.tied_head ? 0 : V * D;
   return embeddings + cfg.n_layers * block + lnF + headParams;

@@ -7,14 +7,7 @@ import * as tf from "@tensorflow/tfjs";
 import { FileFormatError, UsageError } from "../errors.js";
 import { Rng } from "../data/rng.js";
 import { type GPTConfig, type HeadSpec, countParameters } from "./config.js";
-import {
-  ClassifierHead,
-  GPTEmbedding,
-  LayerNorm,
-  LMHead,
-  TransformerBlock,
-  type LayerKV,
-} from "./layers.js";
+import { ClassifierHead, GPTEmbedding, LayerNorm, LMHead, TransformerBlock, type LayerKV } from "./layers.js";
 
 export type { GPTConfig, HeadSpec } from "./config.js";
 
@@ -107,7 +100,13 @@ export class GPTModel {
             seed: seed(),
           });
     if (zeros) {
-      for (const layer of [this.embedding, ...this.blocks, ...this.blocks.flatMap((b) => [b.ln1, b.attn, b.ln2, b.mlp]), this.lnF, this.outHead]) {
+      for (const layer of [
+        this.embedding,
+        ...this.blocks,
+        ...this.blocks.flatMap((b) => [b.ln1, b.attn, b.ln2, b.mlp]),
+        this.lnF,
+        this.outHead,
+      ]) {
         layer.setFastWeightInitDuringBuild(true);
       }
     }
@@ -137,7 +136,8 @@ export class GPTModel {
   private initLikePyTorch(seed: () => number): void {
     const named = this.namedWeights();
     // fan_in of each linear weight: [in, out] layout for the GPT-2 Conv1D weights, [out, in] for the heads
-    const fanIn = (name: string, shape: number[]) => (name === "lm_head.weight" || name === "score.weight" ? shape[1] : shape[0]);
+    const fanIn = (name: string, shape: number[]) =>
+      name === "lm_head.weight" || name === "score.weight" ? shape[1] : shape[0];
     for (const [name, v] of named) {
       const shape = v.shape as number[];
       if (/(^|\.)ln_(1|2|f)\./.test(name) || name.startsWith("ln_f.")) continue; // LayerNorm stays ones / zeros
@@ -270,7 +270,12 @@ export class GPTModel {
     for (const [name, variable] of named) {
       const value = tensors.get(name)!;
       tf.tidy(() => {
-        const t = value instanceof tf.Tensor ? (value.dtype === "float32" ? value : tf.cast(value, "float32")) : tf.tensor(value, variable.shape as number[], "float32");
+        const t =
+          value instanceof tf.Tensor
+            ? value.dtype === "float32"
+              ? value
+              : tf.cast(value, "float32")
+            : tf.tensor(value, variable.shape as number[], "float32");
         variable.write(t);
       });
     }
@@ -309,12 +314,21 @@ export class GPTModel {
  * Check a set of tensors against the weights a model needs: every name present, none extra, every shape equal
  * (a bare number is an element count, for data without a shape). Throws FileFormatError naming the tensor.
  */
-export function checkWeightShapes(expected: Map<string, number[]>, found: Map<string, number[] | number>, where: string): void {
+export function checkWeightShapes(
+  expected: Map<string, number[]>,
+  found: Map<string, number[] | number>,
+  where: string,
+): void {
   const fix = "load weights written for this model config (check qkv_bias, tied_head, n_layers, emb_dim and the head)";
   const missing = [...expected.keys()].filter((k) => !found.has(k));
-  if (missing.length > 0) throw new FileFormatError(`${where} lack ${missing.length} tensor(s) the model needs: ${listNames(missing)}`, fix);
+  if (missing.length > 0)
+    throw new FileFormatError(`${where} lack ${missing.length} tensor(s) the model needs: ${listNames(missing)}`, fix);
   const extra = [...found.keys()].filter((k) => !expected.has(k));
-  if (extra.length > 0) throw new FileFormatError(`${where} hold ${extra.length} tensor(s) this model has no place for: ${listNames(extra)}`, fix);
+  if (extra.length > 0)
+    throw new FileFormatError(
+      `${where} hold ${extra.length} tensor(s) this model has no place for: ${listNames(extra)}`,
+      fix,
+    );
   for (const [name, shape] of expected) {
     const got = found.get(name)!;
     const size = shape.reduce((a, b) => a * b, 1);

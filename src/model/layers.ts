@@ -222,7 +222,11 @@ export class CausalSelfAttention extends tf.layers.Layer {
     const [B, T, D] = x.shape;
     const H = this.numHeads;
     const hd = this.headDim;
-    const qkv = fast.linear(tf.reshape(x, [B * T, D]) as tf.Tensor2D, this.cAttnWeight.read() as tf.Tensor2D, this.cAttnBias?.read() as tf.Tensor1D | undefined); // [B*T,3D]
+    const qkv = fast.linear(
+      tf.reshape(x, [B * T, D]) as tf.Tensor2D,
+      this.cAttnWeight.read() as tf.Tensor2D,
+      this.cAttnBias?.read() as tf.Tensor1D | undefined,
+    ); // [B*T,3D]
     const [q, k, v] = tf.split(qkv, 3, 1); // each [B*T,D]; head h owns columns h*hd..(h+1)*hd-1
     return {
       q: tf.transpose(tf.reshape(q, [B, T, H, hd]), [0, 2, 1, 3]) as tf.Tensor4D,
@@ -237,7 +241,11 @@ export class CausalSelfAttention extends tf.layers.Layer {
     const Tk = kT.shape[3];
     const mask = Tq > 1 ? causalMask(Tq, Tk) : null; // a single new query may see every key
     const y = tf.transpose(fast.attention(q, kT, v, { mask, dropRate: this.dropRate, training }), [0, 2, 1, 3]); // [B,Tq,H,hd]
-    const out = fast.linear(tf.reshape(y, [B * Tq, this.embDim]) as tf.Tensor2D, this.cProjWeight.read() as tf.Tensor2D, this.cProjBias.read() as tf.Tensor1D);
+    const out = fast.linear(
+      tf.reshape(y, [B * Tq, this.embDim]) as tf.Tensor2D,
+      this.cProjWeight.read() as tf.Tensor2D,
+      this.cProjBias.read() as tf.Tensor1D,
+    );
     return tf.reshape(out, [B, Tq, this.embDim]);
   }
 
@@ -316,7 +324,13 @@ export class FeedForward extends tf.layers.Layer {
     return tf.tidy(() => {
       const x = single(inputs) as tf.Tensor3D;
       const [B, T, D] = x.shape;
-      const h = gelu(fast.linear(tf.reshape(x, [B * T, D]) as tf.Tensor2D, this.cFcWeight.read() as tf.Tensor2D, this.cFcBias.read() as tf.Tensor1D)); // [B*T,4D]
+      const h = gelu(
+        fast.linear(
+          tf.reshape(x, [B * T, D]) as tf.Tensor2D,
+          this.cFcWeight.read() as tf.Tensor2D,
+          this.cFcBias.read() as tf.Tensor1D,
+        ),
+      ); // [B*T,4D]
       const out = fast.linear(h, this.cProjWeight.read() as tf.Tensor2D, this.cProjBias.read() as tf.Tensor1D); // [B*T,D]
       return tf.reshape(out, [B, T, D]);
     });
@@ -372,7 +386,12 @@ export class TransformerBlock extends tf.layers.Layer {
     this.ln1 = new LayerNorm({ name: `${prefix}.ln_1` });
     this.attn = new CausalSelfAttention({ ...args, name: `${prefix}.attn`, seed: args.seed });
     this.ln2 = new LayerNorm({ name: `${prefix}.ln_2` });
-    this.mlp = new FeedForward({ embDim: args.embDim, numLayers: args.numLayers, name: `${prefix}.mlp`, seed: args.seed + 2 });
+    this.mlp = new FeedForward({
+      embDim: args.embDim,
+      numLayers: args.numLayers,
+      name: `${prefix}.mlp`,
+      seed: args.seed + 2,
+    });
   }
 
   private get parts(): tf.layers.Layer[] {
@@ -562,7 +581,13 @@ export class LMHead extends OutputHead {
   }
 
   override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), vocabSize: this.outDim, embDim: this.embDim, tied: this.tiedTo !== null, seed: this.seed };
+    return {
+      ...super.getConfig(),
+      vocabSize: this.outDim,
+      embDim: this.embDim,
+      tied: this.tiedTo !== null,
+      seed: this.seed,
+    };
   }
 }
 
@@ -601,6 +626,16 @@ export class ClassifierHead extends OutputHead {
   }
 }
 
-for (const cls of [LayerNorm, GPTEmbedding, CausalSelfAttention, FeedForward, TransformerBlock, LMHead, ClassifierHead]) {
-  tf.serialization.registerClass(cls as unknown as tf.serialization.SerializableConstructor<tf.serialization.Serializable>);
+for (const cls of [
+  LayerNorm,
+  GPTEmbedding,
+  CausalSelfAttention,
+  FeedForward,
+  TransformerBlock,
+  LMHead,
+  ClassifierHead,
+]) {
+  tf.serialization.registerClass(
+    cls as unknown as tf.serialization.SerializableConstructor<tf.serialization.Serializable>,
+  );
 }

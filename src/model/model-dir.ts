@@ -59,7 +59,11 @@ export function headSpecOf(meta: HeadMeta): HeadSpec {
   return meta.kind === "classifier" ? { kind: "classifier", numClasses: meta.num_classes } : { kind: "lm" };
 }
 
-function bad(path: string, problem: string, fix = "re-create the model directory (pretrain, load-gpt2 or finetune write one)"): FileFormatError {
+function bad(
+  path: string,
+  problem: string,
+  fix = "re-create the model directory (pretrain, load-gpt2 or finetune write one)",
+): FileFormatError {
   return new FileFormatError(`${path}: ${problem}`, fix);
 }
 
@@ -69,9 +73,14 @@ export function validateModelMeta(raw: unknown, path: string): ModelMeta {
   const o = raw as Record<string, unknown>;
   if (o.format !== MODEL_FORMAT) throw bad(path, `'format' must be "${MODEL_FORMAT}", got ${JSON.stringify(o.format)}`);
   if (o.version !== MODEL_FORMAT_VERSION) {
-    throw bad(path, `unsupported version ${JSON.stringify(o.version)} (this llmctl reads version ${MODEL_FORMAT_VERSION})`, "use the llmctl that wrote it");
+    throw bad(
+      path,
+      `unsupported version ${JSON.stringify(o.version)} (this llmctl reads version ${MODEL_FORMAT_VERSION})`,
+      "use the llmctl that wrote it",
+    );
   }
-  if (o.tokenizer !== "gpt2") throw bad(path, `unknown tokenizer ${JSON.stringify(o.tokenizer)}`, "llmctl supports \"gpt2\"");
+  if (o.tokenizer !== "gpt2")
+    throw bad(path, `unknown tokenizer ${JSON.stringify(o.tokenizer)}`, 'llmctl supports "gpt2"');
   const model = validateGPTConfig(o.model, `${path} (model)`);
   const h = o.head as Record<string, unknown> | undefined;
   let head: HeadMeta;
@@ -79,8 +88,12 @@ export function validateModelMeta(raw: unknown, path: string): ModelMeta {
     head = { kind: "lm" };
   } else if (h.kind === "classifier") {
     const n = h.num_classes;
-    if (typeof n !== "number" || !Number.isInteger(n) || n < 2) throw bad(path, "head.num_classes must be an integer ≥ 2");
-    if (h.labels !== undefined && (!Array.isArray(h.labels) || h.labels.length !== n || !h.labels.every((l) => typeof l === "string"))) {
+    if (typeof n !== "number" || !Number.isInteger(n) || n < 2)
+      throw bad(path, "head.num_classes must be an integer ≥ 2");
+    if (
+      h.labels !== undefined &&
+      (!Array.isArray(h.labels) || h.labels.length !== n || !h.labels.every((l) => typeof l === "string"))
+    ) {
       throw bad(path, `head.labels must be ${n} strings`);
     }
     if (h.pool !== undefined && !CLASSIFIER_POOLS.includes(h.pool as string)) {
@@ -88,7 +101,10 @@ export function validateModelMeta(raw: unknown, path: string): ModelMeta {
     }
     const ml = h.max_length;
     if (ml !== undefined && (typeof ml !== "number" || !Number.isInteger(ml) || ml < 1 || ml > model.context_length)) {
-      throw bad(path, `head.max_length must be an integer from 1 to the context length ${model.context_length}, got ${JSON.stringify(ml)}`);
+      throw bad(
+        path,
+        `head.max_length must be an integer from 1 to the context length ${model.context_length}, got ${JSON.stringify(ml)}`,
+      );
     }
     head = {
       kind: "classifier",
@@ -122,7 +138,8 @@ function checkDir(dir: string): void {
       "give a directory written by `llmctl pretrain --out`, `llmctl load-gpt2` or `llmctl finetune`",
     );
   }
-  if (!statSync(dir).isDirectory()) throw new FileFormatError(`${dir} is not a directory`, "give a model directory (config.json + model.safetensors)");
+  if (!statSync(dir).isDirectory())
+    throw new FileFormatError(`${dir} is not a directory`, "give a model directory (config.json + model.safetensors)");
 }
 
 /** Read and validate DIR/config.json only (no weights): for `info` and for deciding how to load. */
@@ -130,7 +147,10 @@ export async function readModelMeta(dir: string): Promise<ModelMeta> {
   checkDir(dir);
   const path = join(dir, CONFIG_FILE);
   if (!existsSync(path)) {
-    throw new FileFormatError(`${dir} has no ${CONFIG_FILE}`, "give a directory written by pretrain, load-gpt2 or finetune");
+    throw new FileFormatError(
+      `${dir} has no ${CONFIG_FILE}`,
+      "give a directory written by pretrain, load-gpt2 or finetune",
+    );
   }
   let raw: unknown;
   try {
@@ -154,7 +174,10 @@ export function modelMetaFor(gpt: GPTModel, extra: ModelExtras = {}): ModelMeta 
         }
       : { kind: "lm" };
   if (head.kind === "classifier" && head.labels && head.labels.length !== head.num_classes) {
-    throw new FileFormatError(`${head.labels.length} labels for a classifier with ${head.num_classes} classes`, "give one label per class");
+    throw new FileFormatError(
+      `${head.labels.length} labels for a classifier with ${head.num_classes} classes`,
+      "give one label per class",
+    );
   }
   return {
     format: MODEL_FORMAT,
@@ -187,7 +210,11 @@ export async function saveModelDir(dir: string, gpt: GPTModel, extra: ModelExtra
 export async function loadModelDir(dir: string): Promise<{ meta: ModelMeta; gpt: GPTModel }> {
   const meta = await readModelMeta(dir);
   const path = join(dir, WEIGHTS_FILE);
-  if (!existsSync(path)) throw new FileFormatError(`${dir} has no ${WEIGHTS_FILE}`, "the save was interrupted or the file was removed; re-create the model directory");
+  if (!existsSync(path))
+    throw new FileFormatError(
+      `${dir} has no ${WEIGHTS_FILE}`,
+      "the save was interrupted or the file was removed; re-create the model directory",
+    );
   const file = await readSafetensors(path);
   try {
     const gpt = buildGPT(meta.model, { head: headSpecOf(meta.head), initialize: false });

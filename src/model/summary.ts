@@ -24,8 +24,11 @@ export function summarize(cfg: GPTConfig, head: HeadSpec = { kind: "lm" }): Mode
   const D = cfg.emb_dim;
   const V = cfg.vocab_size;
   const tied = countParameters({ ...cfg, n_layers: 0 }, head);
-  const blockParams = (countParameters(cfg, head) - countParameters({ ...cfg, n_layers: 0 }, head)) / Math.max(cfg.n_layers, 1);
-  const layers: LayerRow[] = [{ name: "embedding", type: "GPTEmbedding", output_shape: ["B", "T", D], parameters: (V + cfg.context_length) * D }];
+  const blockParams =
+    (countParameters(cfg, head) - countParameters({ ...cfg, n_layers: 0 }, head)) / Math.max(cfg.n_layers, 1);
+  const layers: LayerRow[] = [
+    { name: "embedding", type: "GPTEmbedding", output_shape: ["B", "T", D], parameters: (V + cfg.context_length) * D },
+  ];
   for (let i = 0; i < cfg.n_layers; i++) {
     layers.push({ name: `h_${i}`, type: "TransformerBlock", output_shape: ["B", "T", D], parameters: blockParams });
   }
@@ -34,7 +37,12 @@ export function summarize(cfg: GPTConfig, head: HeadSpec = { kind: "lm" }): Mode
   layers.push(
     head.kind === "classifier"
       ? { name: "score", type: "ClassifierHead", output_shape: ["B", "T", head.numClasses], parameters: headParams }
-      : { name: "lm_head", type: cfg.tied_head ? "LMHead (tied to wte)" : "LMHead", output_shape: ["B", "T", V], parameters: headParams },
+      : {
+          name: "lm_head",
+          type: cfg.tied_head ? "LMHead (tied to wte)" : "LMHead",
+          output_shape: ["B", "T", V],
+          parameters: headParams,
+        },
   );
   const parameters = layers.reduce((a, l) => a + l.parameters, 0);
   const fp32Bytes = parameters * 4;

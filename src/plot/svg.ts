@@ -70,9 +70,12 @@ export function linePlotSvg(plot: LinePlot): string {
   const f = (v: number) => v.toFixed(1);
 
   const out: string[] = [];
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+  );
   out.push(`<rect width="${W}" height="${H}" fill="white"/>`);
-  if (plot.title) out.push(`<text x="${W / 2}" y="24" text-anchor="middle" font-size="15">${escapeXml(plot.title)}</text>`);
+  if (plot.title)
+    out.push(`<text x="${W / 2}" y="24" text-anchor="middle" font-size="15">${escapeXml(plot.title)}</text>`);
   // grid and ticks
   for (const t of yTicks) {
     out.push(`<line x1="${margin.left}" x2="${margin.left + pw}" y1="${f(sy(t))}" y2="${f(sy(t))}" stroke="#e5e5e5"/>`);
@@ -84,7 +87,9 @@ export function linePlotSvg(plot: LinePlot): string {
   }
   out.push(`<rect x="${margin.left}" y="${margin.top}" width="${pw}" height="${ph}" fill="none" stroke="#333"/>`);
   out.push(`<text x="${margin.left + pw / 2}" y="${H - 12}" text-anchor="middle">${escapeXml(plot.xLabel)}</text>`);
-  out.push(`<text transform="translate(16 ${margin.top + ph / 2}) rotate(-90)" text-anchor="middle">${escapeXml(plot.yLabel)}</text>`);
+  out.push(
+    `<text transform="translate(16 ${margin.top + ph / 2}) rotate(-90)" text-anchor="middle">${escapeXml(plot.yLabel)}</text>`,
+  );
   // series
   for (const s of plot.series) {
     const pts = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y)).sort((a, b) => a[0] - b[0]);
@@ -98,7 +103,9 @@ export function linePlotSvg(plot: LinePlot): string {
     const y = margin.top + 16 + i * 18;
     const x = margin.left + pw - 130;
     const dash = s.dashed ? ` stroke-dasharray="6 4"` : "";
-    out.push(`<line x1="${x}" x2="${x + 24}" y1="${y - 4}" y2="${y - 4}" stroke="${s.color}" stroke-width="2"${dash}/>`);
+    out.push(
+      `<line x1="${x}" x2="${x + 24}" y1="${y - 4}" y2="${y - 4}" stroke="${s.color}" stroke-width="2"${dash}/>`,
+    );
     out.push(`<text x="${x + 30}" y="${y}">${escapeXml(s.label)}</text>`);
   });
   out.push(`</svg>`);

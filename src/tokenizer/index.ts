@@ -89,7 +89,10 @@ function lastSafeCut(text: string): number {
 export class IdBuffer {
   private data: Uint16Array | Uint32Array;
   length = 0;
-  constructor(private readonly wide: boolean, capacity = 1 << 16) {
+  constructor(
+    private readonly wide: boolean,
+    capacity = 1 << 16,
+  ) {
     this.data = wide ? new Uint32Array(capacity) : new Uint16Array(capacity);
   }
   push(ids: number[]): void {

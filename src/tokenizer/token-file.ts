@@ -31,8 +31,12 @@ function header(count: number, itemSize: number, vocabSize: number): Buffer {
 function body(ids: ArrayLike<number>, itemSize: number): Uint8Array {
   const typed =
     itemSize === 2
-      ? ids instanceof Uint16Array ? ids : Uint16Array.from(ids)
-      : ids instanceof Uint32Array ? ids : Uint32Array.from(ids);
+      ? ids instanceof Uint16Array
+        ? ids
+        : Uint16Array.from(ids)
+      : ids instanceof Uint32Array
+        ? ids
+        : Uint32Array.from(ids);
   return new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
 }
 
@@ -61,16 +65,28 @@ export function readTokenFile(path: string): { ids: Uint16Array | Uint32Array; v
   const fd = openSync(path, "r");
   const size = fstatSync(fd).size;
   closeSync(fd);
-  if (size < TOKEN_FILE_HEADER_BYTES) throw new FileFormatError(`${path}: too short to be a token file`, "re-create it with `llmctl tokenize --out`");
+  if (size < TOKEN_FILE_HEADER_BYTES)
+    throw new FileFormatError(`${path}: too short to be a token file`, "re-create it with `llmctl tokenize --out`");
   const buf = readFileSync(path);
-  if (buf.toString("latin1", 0, 8) !== MAGIC) throw new FileFormatError(`${path}: not an llmctl token file (bad magic)`, "re-create it with `llmctl tokenize --out`");
+  if (buf.toString("latin1", 0, 8) !== MAGIC)
+    throw new FileFormatError(
+      `${path}: not an llmctl token file (bad magic)`,
+      "re-create it with `llmctl tokenize --out`",
+    );
   const version = buf.readUInt32LE(8);
-  if (version !== 1) throw new FileFormatError(`${path}: token file version ${version} is not supported`, "re-create it with this llmctl");
+  if (version !== 1)
+    throw new FileFormatError(
+      `${path}: token file version ${version} is not supported`,
+      "re-create it with this llmctl",
+    );
   const itemSize = buf.readUInt32LE(12);
   const count = Number(buf.readBigUInt64LE(16));
   const vocabSize = buf.readUInt32LE(24);
   if ((itemSize !== 2 && itemSize !== 4) || TOKEN_FILE_HEADER_BYTES + count * itemSize !== size) {
-    throw new FileFormatError(`${path}: token file is truncated or corrupt (header says ${count} ids of ${itemSize} bytes, file has ${size} bytes)`, "re-create it with `llmctl tokenize --out`");
+    throw new FileFormatError(
+      `${path}: token file is truncated or corrupt (header says ${count} ids of ${itemSize} bytes, file has ${size} bytes)`,
+      "re-create it with `llmctl tokenize --out`",
+    );
   }
   // Copy into an aligned array (the Buffer pool offset is not guaranteed to be 2- or 4-aligned).
   const bytes = buf.subarray(TOKEN_FILE_HEADER_BYTES);

@@ -100,9 +100,16 @@ export class AdamW {
       for (const which of ["m", "v"] as const) {
         const key = `${which}.${name}`;
         const data = read(key);
-        if (!data) throw new FileFormatError(`optimizer state has no '${key}'`, "the checkpoint does not belong to this model; start without --resume");
+        if (!data)
+          throw new FileFormatError(
+            `optimizer state has no '${key}'`,
+            "the checkpoint does not belong to this model; start without --resume",
+          );
         if (data.length !== variable.size) {
-          throw new FileFormatError(`optimizer state '${key}' has ${data.length} values, expected ${variable.size}`, "the checkpoint does not belong to this model");
+          throw new FileFormatError(
+            `optimizer state '${key}' has ${data.length} values, expected ${variable.size}`,
+            "the checkpoint does not belong to this model",
+          );
         }
         const target = st[which];
         if (target instanceof tf.Tensor) {
@@ -151,7 +158,12 @@ interface StepConstants {
 
 // PyTorch: denom = sqrt(v)/sqrt(bc2) + eps; p ← p·(1 − lr·λ) − (lr/bc1)·m/denom
 
-function arrayStep(variable: tf.Variable, grad: tf.Tensor, st: { m: Float32Array; v: Float32Array }, k: StepConstants): void {
+function arrayStep(
+  variable: tf.Variable,
+  grad: tf.Tensor,
+  st: { m: Float32Array; v: Float32Array },
+  k: StepConstants,
+): void {
   const { b1, b2, eps, decay, stepSize, sqrtBc2, gradScale } = k;
   const { m, v } = st;
   const g = grad.dataSync() as Float32Array;
@@ -205,7 +217,10 @@ export function clipCoefficient(norm: number, maxNorm: number): number {
  * every gradient by maxNorm / (norm + 1e-6). Returns the norm before clipping and the (possibly new)
  * gradients; gradients that were replaced are disposed. (The Trainer folds the factor into AdamW instead.)
  */
-export function clipByGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: number): { norm: number; grads: Map<string, tf.Tensor> } {
+export function clipByGlobalNorm(
+  grads: Map<string, tf.Tensor>,
+  maxNorm: number,
+): { norm: number; grads: Map<string, tf.Tensor> } {
   const norm = globalNorm(grads.values());
   const coef = clipCoefficient(norm, maxNorm);
   if (coef === 1) return { norm, grads };

@@ -53,7 +53,11 @@ export type CommitHook = (file: string) => void;
  * Write a checkpoint into `runDir`: `write(stageDir)` writes every file of it into `stageDir`. Files not in the
  * stage (logs, plots) are left alone. trainer-state.json, when present, is moved last.
  */
-export async function writeCheckpoint(runDir: string, write: (stageDir: string) => Promise<void>, beforeRename?: CommitHook): Promise<void> {
+export async function writeCheckpoint(
+  runDir: string,
+  write: (stageDir: string) => Promise<void>,
+  beforeRename?: CommitHook,
+): Promise<void> {
   await mkdir(runDir, { recursive: true });
   await recoverCheckpoint(runDir);
   const stageName = `${STAGE_PREFIX}${process.pid}-${Date.now()}`;
@@ -71,7 +75,12 @@ export async function writeCheckpoint(runDir: string, write: (stageDir: string) 
   await finishCommit(runDir, stageName, files, beforeRename);
 }
 
-async function finishCommit(runDir: string, stageName: string, files: string[], beforeRename?: CommitHook): Promise<void> {
+async function finishCommit(
+  runDir: string,
+  stageName: string,
+  files: string[],
+  beforeRename?: CommitHook,
+): Promise<void> {
   for (const f of files) {
     const from = join(runDir, stageName, f);
     if (!existsSync(from)) continue; // moved before a crash
@@ -111,20 +120,34 @@ export async function readTrainerState(runDir: string): Promise<TrainerState> {
   await recoverCheckpoint(runDir);
   const path = join(runDir, TRAINER_STATE_FILE);
   if (!existsSync(path)) {
-    throw new FileFormatError(`${runDir} has no ${TRAINER_STATE_FILE}, so it is not a resumable run directory`, "pass the --out directory of an earlier `llmctl pretrain` run");
+    throw new FileFormatError(
+      `${runDir} has no ${TRAINER_STATE_FILE}, so it is not a resumable run directory`,
+      "pass the --out directory of an earlier `llmctl pretrain` run",
+    );
   }
   let s: TrainerState;
   try {
     s = JSON.parse(await readFile(path, "utf8"));
   } catch (err) {
-    throw new FileFormatError(`${path} is not valid JSON: ${(err as Error).message}`, "the checkpoint is damaged; start a new run");
+    throw new FileFormatError(
+      `${path} is not valid JSON: ${(err as Error).message}`,
+      "the checkpoint is damaged; start a new run",
+    );
   }
   if (s.format !== "llmctl-trainer-state" || s.version !== 1) {
-    throw new FileFormatError(`${path} is not an llmctl trainer state (version 1)`, "pass the --out directory of an earlier `llmctl pretrain` run");
+    throw new FileFormatError(
+      `${path} is not an llmctl trainer state (version 1)`,
+      "pass the --out directory of an earlier `llmctl pretrain` run",
+    );
   }
   for (const key of ["step", "epoch", "batch_index", "tokens_seen", "elapsed_seconds"] as const) {
-    if (typeof s[key] !== "number" || !(s[key] >= 0)) throw new FileFormatError(`${path}: '${key}' is missing or invalid`, "the checkpoint is damaged; start a new run");
+    if (typeof s[key] !== "number" || !(s[key] >= 0))
+      throw new FileFormatError(
+        `${path}: '${key}' is missing or invalid`,
+        "the checkpoint is damaged; start a new run",
+      );
   }
-  if (!Array.isArray(s.rng) || s.rng.length !== 4) throw new FileFormatError(`${path}: 'rng' must hold 4 numbers`, "the checkpoint is damaged; start a new run");
+  if (!Array.isArray(s.rng) || s.rng.length !== 4)
+    throw new FileFormatError(`${path}: 'rng' must hold 4 numbers`, "the checkpoint is damaged; start a new run");
   return s;
 }

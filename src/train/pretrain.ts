@@ -35,9 +35,11 @@ export interface TokenSplit {
  * (joined with the end-of-text id) and the ids are split at train_ratio instead.
  */
 export function readPretrainTokens(files: string[], trainRatio: number): TokenSplit {
-  if (files.length === 0) throw new ConfigError("no training data", "pass --data FILE (text or `llmctl tokenize --out` file)");
+  if (files.length === 0)
+    throw new ConfigError("no training data", "pass --data FILE (text or `llmctl tokenize --out` file)");
   for (const f of files) {
-    if (!existsSync(f) || !statSync(f).isFile()) throw new FileFormatError(`data file not found: ${f}`, "check the --data path");
+    if (!existsSync(f) || !statSync(f).isFile())
+      throw new FileFormatError(`data file not found: ${f}`, "check the --data path");
   }
   const tok = getTokenizer();
   const tokenFiles = files.map((f) => isTokenFile(f));
@@ -50,7 +52,10 @@ export function readPretrainTokens(files: string[], trainRatio: number): TokenSp
     if (!tokenFiles[i]) return tok.encode(readFileSync(f, "utf8"));
     const { ids, vocabSize } = readTokenFile(f);
     if (vocabSize !== tok.vocabSize) {
-      throw new FileFormatError(`${f} was tokenized for a vocabulary of ${vocabSize}, the GPT-2 tokenizer has ${tok.vocabSize}`, "re-create it with `llmctl tokenize --out`");
+      throw new FileFormatError(
+        `${f} was tokenized for a vocabulary of ${vocabSize}, the GPT-2 tokenizer has ${tok.vocabSize}`,
+        "re-create it with `llmctl tokenize --out`",
+      );
     }
     return ids;
   });
@@ -67,14 +72,29 @@ export function readPretrainTokens(files: string[], trainRatio: number): TokenSp
 }
 
 /** The book's two loaders: train shuffled with drop_last, validation in order with every window. */
-export function makePretrainLoaders(tokens: TokenSplit, s: Pick<TrainSettings, "batch_size" | "max_length" | "stride">, contextLength: number): PretrainData {
+export function makePretrainLoaders(
+  tokens: TokenSplit,
+  s: Pick<TrainSettings, "batch_size" | "max_length" | "stride">,
+  contextLength: number,
+): PretrainData {
   const maxLength = s.max_length ?? contextLength;
   const stride = s.stride ?? maxLength;
   if (maxLength > contextLength) {
-    throw new ConfigError(`max_length ${maxLength} is longer than the model's context_length ${contextLength}`, `set train.max_length (or --max-length) to at most ${contextLength}`);
+    throw new ConfigError(
+      `max_length ${maxLength} is longer than the model's context_length ${contextLength}`,
+      `set train.max_length (or --max-length) to at most ${contextLength}`,
+    );
   }
-  const train = new DataLoader(new SlidingWindowDataset(tokens.train, maxLength, stride), { batchSize: s.batch_size, shuffle: true, dropLast: true });
-  const validation = new DataLoader(new SlidingWindowDataset(tokens.validation, maxLength, stride), { batchSize: s.batch_size, shuffle: false, dropLast: false });
+  const train = new DataLoader(new SlidingWindowDataset(tokens.train, maxLength, stride), {
+    batchSize: s.batch_size,
+    shuffle: true,
+    dropLast: true,
+  });
+  const validation = new DataLoader(new SlidingWindowDataset(tokens.validation, maxLength, stride), {
+    batchSize: s.batch_size,
+    shuffle: false,
+    dropLast: false,
+  });
   return { train, validation, trainTokens: tokens.train.length, validationTokens: tokens.validation.length };
 }
 

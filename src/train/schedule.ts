@@ -29,12 +29,19 @@ export function makeSchedule(s: Partial<LrSchedule> & { peakLr: number; totalSte
     initialLr,
     minLr: s.minLr ?? initialLr / 10,
   };
-  if (!(out.peakLr > 0)) throw new ConfigError(`learning rate must be positive, got ${out.peakLr}`, "set train.lr (or --lr) to e.g. 0.0004");
+  if (!(out.peakLr > 0))
+    throw new ConfigError(`learning rate must be positive, got ${out.peakLr}`, "set train.lr (or --lr) to e.g. 0.0004");
   if (!Number.isInteger(out.warmupSteps) || out.warmupSteps < 0) {
-    throw new ConfigError(`warmup_steps must be a non-negative integer, got ${out.warmupSteps}`, "set train.warmup_steps to e.g. 0 or 20");
+    throw new ConfigError(
+      `warmup_steps must be a non-negative integer, got ${out.warmupSteps}`,
+      "set train.warmup_steps to e.g. 0 or 20",
+    );
   }
   if (out.decay !== "constant" && out.decay !== "cosine") {
-    throw new ConfigError(`lr_schedule must be "constant" or "cosine", got "${String(out.decay)}"`, 'set train.lr_schedule to "constant" or "cosine"');
+    throw new ConfigError(
+      `lr_schedule must be "constant" or "cosine", got "${String(out.decay)}"`,
+      'set train.lr_schedule to "constant" or "cosine"',
+    );
   }
   return out;
 }

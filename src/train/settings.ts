@@ -132,12 +132,19 @@ function ok(kind: Kind, v: number): boolean {
  * Merge a config's train section (and then command-line overrides, which win) over the defaults, checking
  * every key. `where` names the source in error messages.
  */
-export function resolveTrainSettings(raw: Record<string, unknown> = {}, overrides: Partial<TrainSettings> = {}, where = "train config"): TrainSettings {
+export function resolveTrainSettings(
+  raw: Record<string, unknown> = {},
+  overrides: Partial<TrainSettings> = {},
+  where = "train config",
+): TrainSettings {
   const out: Record<string, unknown> = { ...DEFAULT_TRAIN_SETTINGS };
   for (const [key, value] of [...Object.entries(raw), ...Object.entries(overrides)]) {
     if (value === undefined) continue;
     if (!(key in DEFAULT_TRAIN_SETTINGS)) {
-      throw new ConfigError(`${where}: unknown train key '${key}'`, `the train keys are ${Object.keys(DEFAULT_TRAIN_SETTINGS).join(", ")} (docs/training.md)`);
+      throw new ConfigError(
+        `${where}: unknown train key '${key}'`,
+        `the train keys are ${Object.keys(DEFAULT_TRAIN_SETTINGS).join(", ")} (docs/training.md)`,
+      );
     }
     out[key] = value;
   }
@@ -145,18 +152,26 @@ export function resolveTrainSettings(raw: Record<string, unknown> = {}, override
     const v = out[key];
     if (v === null && check.nullable) continue;
     if (typeof v !== "number" || !ok(check.kind, v)) {
-      throw new ConfigError(`${where}: train key '${key}' must be ${DESCRIBE[check.kind]}${check.nullable ? " or null" : ""}, got ${JSON.stringify(v)}`);
+      throw new ConfigError(
+        `${where}: train key '${key}' must be ${DESCRIBE[check.kind]}${check.nullable ? " or null" : ""}, got ${JSON.stringify(v)}`,
+      );
     }
   }
   if (out.lr_schedule !== "constant" && out.lr_schedule !== "cosine") {
-    throw new ConfigError(`${where}: train key 'lr_schedule' must be "constant" or "cosine", got ${JSON.stringify(out.lr_schedule)}`);
+    throw new ConfigError(
+      `${where}: train key 'lr_schedule' must be "constant" or "cosine", got ${JSON.stringify(out.lr_schedule)}`,
+    );
   }
   const data = out.data;
   if (data !== null && typeof data !== "string" && !(Array.isArray(data) && data.every((d) => typeof d === "string"))) {
-    throw new ConfigError(`${where}: train key 'data' must be a dataset name, a path or a list of paths, got ${JSON.stringify(data)}`);
+    throw new ConfigError(
+      `${where}: train key 'data' must be a dataset name, a path or a list of paths, got ${JSON.stringify(data)}`,
+    );
   }
   if (typeof out.sample_prompt !== "string") {
-    throw new ConfigError(`${where}: train key 'sample_prompt' must be a string, got ${JSON.stringify(out.sample_prompt)}`);
+    throw new ConfigError(
+      `${where}: train key 'sample_prompt' must be a string, got ${JSON.stringify(out.sample_prompt)}`,
+    );
   }
   return out as unknown as TrainSettings;
 }

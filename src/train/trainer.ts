@@ -18,7 +18,14 @@ import { join } from "node:path";
 import { AdamW, clipCoefficient, globalNorm, type NamedVariable } from "./adamw.js";
 import { learningRate, makeSchedule, type LrSchedule } from "./schedule.js";
 import type { TrainSettings } from "./settings.js";
-import { OPTIMIZER_FILE, TRAINER_STATE_FILE, readTrainerState, writeCheckpoint, type CommitHook, type TrainerState } from "./checkpoint.js";
+import {
+  OPTIMIZER_FILE,
+  TRAINER_STATE_FILE,
+  readTrainerState,
+  writeCheckpoint,
+  type CommitHook,
+  type TrainerState,
+} from "./checkpoint.js";
 import { Rng } from "../data/rng.js";
 import { readAllSafetensors, writeSafetensors } from "../weights/safetensors.js";
 import { writeFileAtomic } from "../fs-atomic.js";
@@ -146,7 +153,12 @@ export function withSeededRandom<T>(seed: number, fn: () => T): T {
 }
 
 /** The book's `calc_loss_loader`: mean loss over the first min(maxBatches, numBatches) batches of `order`. */
-export function meanLoss<B>(source: BatchSource<B>, loss: (batch: B, training: boolean) => tf.Scalar, maxBatches: number, order = source.epochOrder()): number {
+export function meanLoss<B>(
+  source: BatchSource<B>,
+  loss: (batch: B, training: boolean) => tf.Scalar,
+  maxBatches: number,
+  order = source.epochOrder(),
+): number {
   const n = Math.min(maxBatches, source.numBatches);
   if (n === 0) return NaN;
   let sum = 0;
@@ -200,9 +212,13 @@ export class Trainer<B> {
     this.opts = opts;
     this.s = opts.settings;
     if (opts.train.numBatches === 0) {
-      throw new TrainingError("there are no training batches", "give more text, or lower max_length / batch_size (a batch needs batch_size windows of max_length + 1 tokens)");
+      throw new TrainingError(
+        "there are no training batches",
+        "give more text, or lower max_length / batch_size (a batch needs batch_size windows of max_length + 1 tokens)",
+      );
     }
-    if (opts.params.length === 0) throw new TrainingError("there are no trainable parameters", "unfreeze at least one layer");
+    if (opts.params.length === 0)
+      throw new TrainingError("there are no trainable parameters", "unfreeze at least one layer");
     this.stepsPerEpoch = Math.ceil(opts.train.numBatches / this.s.grad_accum);
     this.totalSteps = Math.min(this.s.epochs * this.stepsPerEpoch, this.s.max_steps ?? Infinity);
     // the schedule spans all epochs (the book's len(train_loader) · n_epochs); max_steps only stops early,
@@ -215,7 +231,12 @@ export class Trainer<B> {
       initialLr: this.s.initial_lr ?? undefined,
       minLr: this.s.min_lr ?? undefined,
     });
-    this.optimizer = new AdamW(opts.params, { beta1: this.s.beta1, beta2: this.s.beta2, epsilon: this.s.eps, weightDecay: this.s.weight_decay });
+    this.optimizer = new AdamW(opts.params, {
+      beta1: this.s.beta1,
+      beta2: this.s.beta2,
+      epsilon: this.s.eps,
+      weightDecay: this.s.weight_decay,
+    });
     this.nameOfVar = new Map(opts.params.map((p) => [p.variable.name, p.name]));
     this.varList = opts.params.map((p) => p.variable);
     this.rng = new Rng(this.s.seed);
@@ -280,13 +301,20 @@ export class Trainer<B> {
       }
       if (signal?.aborted && this.step < this.totalSteps) {
         await this.checkpoint(this.elapsedBefore + seconds(), false);
-        throw new InterruptedError(`training interrupted at step ${this.step} of ${this.totalSteps}; checkpoint saved in ${this.opts.runDir}`, `continue with --resume ${this.opts.runDir}`);
+        throw new InterruptedError(
+          `training interrupted at step ${this.step} of ${this.totalSteps}; checkpoint saved in ${this.opts.runDir}`,
+          `continue with --resume ${this.opts.runDir}`,
+        );
       }
     }
     if (lastEvalStep !== this.step && this.step > 0) {
       // after the last epoch ended, the update evaluated here belongs to that epoch, not the next
       const epoch = this.batchIndex === 0 && this.epoch > 0 ? this.epoch - 1 : this.epoch;
-      await this.evaluate(learningRate(Math.max(0, this.step - 1), this.schedule), this.elapsedBefore + seconds(), epoch);
+      await this.evaluate(
+        learningRate(Math.max(0, this.step - 1), this.schedule),
+        this.elapsedBefore + seconds(),
+        epoch,
+      );
     }
     await this.checkpoint(this.elapsedBefore + seconds(), true);
     const last = this.evals[this.evals.length - 1];
@@ -369,7 +397,13 @@ export class Trainer<B> {
 
   private async endEpoch(): Promise<void> {
     const extra = (await this.opts.afterEpoch?.(this.epoch)) ?? {};
-    const record: EpochRecord = { type: "epoch", epoch: this.epoch, step: this.step, tokens_seen: this.tokensSeen, ...extra };
+    const record: EpochRecord = {
+      type: "epoch",
+      epoch: this.epoch,
+      step: this.step,
+      tokens_seen: this.tokensSeen,
+      ...extra,
+    };
     await appendFile(join(this.opts.runDir, LOG_FILE), JSON.stringify(record) + "\n");
     this.emit({ kind: "epoch", record });
     this.epoch += 1;
@@ -397,7 +431,10 @@ export class Trainer<B> {
       async (stage) => {
         await this.opts.saveModel(stage);
         const entries = [...opt.stateArrays()].map(([name, { shape, data }]) => ({ name, shape, data }));
-        await writeSafetensors(join(stage, OPTIMIZER_FILE), entries, { format: "llmctl-adamw", step: String(opt.step) });
+        await writeSafetensors(join(stage, OPTIMIZER_FILE), entries, {
+          format: "llmctl-adamw",
+          step: String(opt.step),
+        });
         await writeFileAtomic(join(stage, TRAINER_STATE_FILE), JSON.stringify(state, null, 1) + "\n");
       },
       this.opts.beforeCommitRename,
@@ -409,7 +446,10 @@ export class Trainer<B> {
   private async start(): Promise<void> {
     const dir = this.opts.runDir;
     if (existsSync(join(dir, TRAINER_STATE_FILE))) {
-      throw new UsageError(`${dir} already holds a training run`, `continue it with --resume ${dir}, or choose another output directory`);
+      throw new UsageError(
+        `${dir} already holds a training run`,
+        `continue it with --resume ${dir}, or choose another output directory`,
+      );
     }
     await mkdir(dir, { recursive: true });
     await writeFile(join(dir, LOG_FILE), "");
@@ -419,7 +459,8 @@ export class Trainer<B> {
     const dir = this.opts.runDir;
     const st = await readTrainerState(dir);
     const optFile = join(dir, OPTIMIZER_FILE);
-    if (!existsSync(optFile)) throw new TrainingError(`${dir} has no ${OPTIMIZER_FILE}`, "the checkpoint is incomplete; start a new run");
+    if (!existsSync(optFile))
+      throw new TrainingError(`${dir} has no ${OPTIMIZER_FILE}`, "the checkpoint is incomplete; start a new run");
     const { tensors } = await readAllSafetensors(optFile);
     this.optimizer.loadState(st.step, (key) => tensors.get(key)?.data);
     this.step = st.step;

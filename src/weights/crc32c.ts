@@ -22,7 +22,16 @@ const TABLES: Uint32Array[] = (() => {
 
 /** Continue a CRC-32C over more bytes (start with crc = 0). Returns an unsigned 32-bit value. */
 export function crc32cExtend(crc: number, bytes: Uint8Array): number {
-  const [t0, t1, t2, t3, t4, t5, t6, t7] = TABLES as [Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array];
+  const [t0, t1, t2, t3, t4, t5, t6, t7] = TABLES as [
+    Uint32Array,
+    Uint32Array,
+    Uint32Array,
+    Uint32Array,
+    Uint32Array,
+    Uint32Array,
+    Uint32Array,
+    Uint32Array,
+  ];
   let c = ~crc >>> 0;
   let i = 0;
   const n = bytes.length;
@@ -34,8 +43,14 @@ export function crc32cExtend(crc: number, bytes: Uint8Array): number {
       const lo = (c ^ words[w]!) >>> 0;
       const hi = words[w + 1]!;
       c =
-        t7[lo & 0xff]! ^ t6[(lo >>> 8) & 0xff]! ^ t5[(lo >>> 16) & 0xff]! ^ t4[lo >>> 24]! ^
-        t3[hi & 0xff]! ^ t2[(hi >>> 8) & 0xff]! ^ t1[(hi >>> 16) & 0xff]! ^ t0[hi >>> 24]!;
+        t7[lo & 0xff]! ^
+        t6[(lo >>> 8) & 0xff]! ^
+        t5[(lo >>> 16) & 0xff]! ^
+        t4[lo >>> 24]! ^
+        t3[hi & 0xff]! ^
+        t2[(hi >>> 8) & 0xff]! ^
+        t1[(hi >>> 16) & 0xff]! ^
+        t0[hi >>> 24]!;
     }
     i += words.length * 4;
   }

@@ -19,10 +19,19 @@ export const HF_BASE = "https://huggingface.co";
 export type Gpt2Source = "openai" | "hf";
 
 /** The files a conversion needs (OpenAI also publishes checkpoint, encoder.json, vocab.bpe, model.ckpt.meta). */
-export const OPENAI_FILES = ["checkpoint", "hparams.json", "model.ckpt.index", "model.ckpt.data-00000-of-00001"] as const;
+export const OPENAI_FILES = [
+  "checkpoint",
+  "hparams.json",
+  "model.ckpt.index",
+  "model.ckpt.data-00000-of-00001",
+] as const;
 export const HF_FILES = ["config.json", "model.safetensors"] as const;
 
-export function gpt2Urls(size: Gpt2Size, source: Gpt2Source, env: NodeJS.ProcessEnv = process.env): { file: string; url: string }[] {
+export function gpt2Urls(
+  size: Gpt2Size,
+  source: Gpt2Source,
+  env: NodeJS.ProcessEnv = process.env,
+): { file: string; url: string }[] {
   const mirror = env.LLMCTL_GPT2_MIRROR?.replace(/\/+$/, "");
   if (source === "openai") {
     const base = mirror ?? OPENAI_BASE;

@@ -34,7 +34,9 @@ export type Gpt2Size = "124M" | "355M" | "774M" | "1558M";
 export const GPT2_SIZES: readonly Gpt2Size[] = ["124M", "355M", "774M", "1558M"];
 
 /** The four released models (OpenAI's hparams.json). */
-export const GPT2_HPARAMS: Readonly<Record<Gpt2Size, { n_vocab: number; n_ctx: number; n_embd: number; n_head: number; n_layer: number }>> = {
+export const GPT2_HPARAMS: Readonly<
+  Record<Gpt2Size, { n_vocab: number; n_ctx: number; n_embd: number; n_head: number; n_layer: number }>
+> = {
   "124M": { n_vocab: 50257, n_ctx: 1024, n_embd: 768, n_head: 12, n_layer: 12 },
   "355M": { n_vocab: 50257, n_ctx: 1024, n_embd: 1024, n_head: 16, n_layer: 24 },
   "774M": { n_vocab: 50257, n_ctx: 1024, n_embd: 1280, n_head: 20, n_layer: 36 },
@@ -50,7 +52,13 @@ export const GPT2_HF_REPOS: Readonly<Record<Gpt2Size, string>> = {
 };
 
 /** Config of a GPT-2 model as loaded for inference: qkv bias, tied head, no dropout (finetune sets its own). */
-export function gpt2Config(h: { n_vocab: number; n_ctx: number; n_embd: number; n_head: number; n_layer: number }): GPTConfig {
+export function gpt2Config(h: {
+  n_vocab: number;
+  n_ctx: number;
+  n_embd: number;
+  n_head: number;
+  n_layer: number;
+}): GPTConfig {
   return {
     vocab_size: h.n_vocab,
     context_length: h.n_ctx,
@@ -118,14 +126,26 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
 }
 
 /** Every expected tensor present, nothing unexpected, every shape right; messages name the source tensor. */
-function checkTensors(where: string, cfg: GPTConfig, tensors: Map<string, SourceTensor>, sourceNameOf: (ours: string) => string): void {
+function checkTensors(
+  where: string,
+  cfg: GPTConfig,
+  tensors: Map<string, SourceTensor>,
+  sourceNameOf: (ours: string) => string,
+): void {
   const expected = gpt2WeightShapes(cfg);
   const fix = "use a GPT-2 checkpoint whose files belong together (hparams/config and weights of the same model size)";
   for (const [name, shape] of expected) {
     const t = tensors.get(name);
-    if (!t) throw new FileFormatError(`${where} has no tensor '${sourceNameOf(name)}' (needed for ${name}, shape ${fmt(shape)})`, fix);
+    if (!t)
+      throw new FileFormatError(
+        `${where} has no tensor '${sourceNameOf(name)}' (needed for ${name}, shape ${fmt(shape)})`,
+        fix,
+      );
     if (!sameShape(t.shape, shape)) {
-      throw new FileFormatError(`${where}: tensor '${t.sourceName}' has shape ${fmt(t.shape)}, expected ${fmt(shape)}`, fix);
+      throw new FileFormatError(
+        `${where}: tensor '${t.sourceName}' has shape ${fmt(t.shape)}, expected ${fmt(shape)}`,
+        fix,
+      );
     }
   }
   for (const [name, t] of tensors) {
@@ -142,8 +162,14 @@ const OPENAI_PARTS: [RegExp, (m: RegExpMatchArray) => string][] = [
   [/^model\/ln_f\/b$/, () => "ln_f.bias"],
   [/^model\/h(\d+)\/(ln_1|ln_2)\/g$/, (m) => `h.${m[1]}.${m[2]}.weight`],
   [/^model\/h(\d+)\/(ln_1|ln_2)\/b$/, (m) => `h.${m[1]}.${m[2]}.bias`],
-  [/^model\/h(\d+)\/(attn\/c_attn|attn\/c_proj|mlp\/c_fc|mlp\/c_proj)\/w$/, (m) => `h.${m[1]}.${m[2]!.replace("/", ".")}.weight`],
-  [/^model\/h(\d+)\/(attn\/c_attn|attn\/c_proj|mlp\/c_fc|mlp\/c_proj)\/b$/, (m) => `h.${m[1]}.${m[2]!.replace("/", ".")}.bias`],
+  [
+    /^model\/h(\d+)\/(attn\/c_attn|attn\/c_proj|mlp\/c_fc|mlp\/c_proj)\/w$/,
+    (m) => `h.${m[1]}.${m[2]!.replace("/", ".")}.weight`,
+  ],
+  [
+    /^model\/h(\d+)\/(attn\/c_attn|attn\/c_proj|mlp\/c_fc|mlp\/c_proj)\/b$/,
+    (m) => `h.${m[1]}.${m[2]!.replace("/", ".")}.bias`,
+  ],
 ];
 
 /** OpenAI variable name → our name, or undefined for a name that is not a GPT-2 weight. */
@@ -187,7 +213,11 @@ function positiveInt(obj: Record<string, unknown>, keys: string[], path: string)
   for (const k of keys) {
     const v = obj[k];
     if (v === undefined || v === null) continue;
-    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) throw new FileFormatError(`${path}: '${k}' must be a positive integer, got ${JSON.stringify(v)}`, "fix or re-download the file");
+    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0)
+      throw new FileFormatError(
+        `${path}: '${k}' must be a positive integer, got ${JSON.stringify(v)}`,
+        "fix or re-download the file",
+      );
     return v;
   }
   throw new FileFormatError(`${path} lacks '${keys[0]}'`, "fix or re-download the file");
@@ -203,7 +233,11 @@ export async function openOpenAICheckpoint(dir: string): Promise<Gpt2Checkpoint>
     n_head: positiveInt(hp, ["n_head"], hpPath),
     n_layer: positiveInt(hp, ["n_layer"], hpPath),
   });
-  if (config.emb_dim % config.n_heads !== 0) throw new FileFormatError(`${hpPath}: n_embd ${config.emb_dim} is not divisible by n_head ${config.n_heads}`, "fix hparams.json");
+  if (config.emb_dim % config.n_heads !== 0)
+    throw new FileFormatError(
+      `${hpPath}: n_embd ${config.emb_dim} is not divisible by n_head ${config.n_heads}`,
+      "fix hparams.json",
+    );
   const prefix = await checkpointPrefix(dir);
   const bundle = await TensorBundleReader.open(prefix);
   try {
@@ -212,13 +246,20 @@ export async function openOpenAICheckpoint(dir: string): Promise<Gpt2Checkpoint>
       const ours = openaiToInternal(e.key);
       if (ours === undefined) {
         // TF bookkeeping (object graph, global step, optimizer slots) is not part of the model.
-        if (e.key.startsWith("model/")) throw new FileFormatError(`${prefix}: unexpected tensor '${e.key}'`, "this does not look like an OpenAI GPT-2 checkpoint");
+        if (e.key.startsWith("model/"))
+          throw new FileFormatError(
+            `${prefix}: unexpected tensor '${e.key}'`,
+            "this does not look like an OpenAI GPT-2 checkpoint",
+          );
         continue;
       }
       const isConv = /\/w$/.test(e.key);
       if (isConv && (e.shape.length !== 3 || e.shape[0] !== 1)) {
         const want = [1, ...(gpt2WeightShapes(config).get(ours) ?? [])];
-        throw new FileFormatError(`${prefix}: tensor '${e.key}' has shape ${fmt(e.shape)}, expected ${fmt(want)}`, "use an unmodified OpenAI GPT-2 checkpoint");
+        throw new FileFormatError(
+          `${prefix}: tensor '${e.key}' has shape ${fmt(e.shape)}, expected ${fmt(want)}`,
+          "use an unmodified OpenAI GPT-2 checkpoint",
+        );
       }
       tensors.set(ours, {
         sourceName: e.key,
@@ -259,14 +300,20 @@ const HF_BUFFERS = /^h\.\d+\.attn\.(bias|masked_bias)$/;
 export function inferGpt2Config(shapes: Map<string, number[]>, where: string, nHeads?: number): GPTConfig {
   const wte = shapes.get("wte.weight");
   const wpe = shapes.get("wpe.weight");
-  if (!wte || wte.length !== 2) throw new FileFormatError(`${where} has no 2-D 'wte.weight'`, "this does not look like a GPT-2 checkpoint");
-  if (!wpe || wpe.length !== 2) throw new FileFormatError(`${where} has no 2-D 'wpe.weight'`, "this does not look like a GPT-2 checkpoint");
+  if (!wte || wte.length !== 2)
+    throw new FileFormatError(`${where} has no 2-D 'wte.weight'`, "this does not look like a GPT-2 checkpoint");
+  if (!wpe || wpe.length !== 2)
+    throw new FileFormatError(`${where} has no 2-D 'wpe.weight'`, "this does not look like a GPT-2 checkpoint");
   let layers = 0;
   for (const n of shapes.keys()) {
     const m = n.match(/^h\.(\d+)\./);
     if (m) layers = Math.max(layers, Number(m[1]) + 1);
   }
-  if (layers === 0) throw new FileFormatError(`${where} has no transformer blocks (h.0.*)`, "this does not look like a GPT-2 checkpoint");
+  if (layers === 0)
+    throw new FileFormatError(
+      `${where} has no transformer blocks (h.0.*)`,
+      "this does not look like a GPT-2 checkpoint",
+    );
   const D = wte[1]!;
   const heads = nHeads ?? (D % 64 === 0 ? D / 64 : undefined);
   if (heads === undefined || D % heads !== 0) {
@@ -283,16 +330,26 @@ export function inferGpt2Config(shapes: Map<string, number[]>, where: string, nH
 
 function configFromHF(hf: Record<string, unknown>, path: string): GPTConfig {
   if (hf.model_type !== undefined && hf.model_type !== "gpt2") {
-    throw new FileFormatError(`${path}: model_type is ${JSON.stringify(hf.model_type)}, not "gpt2"`, "load-gpt2 converts GPT-2 models only");
+    throw new FileFormatError(
+      `${path}: model_type is ${JSON.stringify(hf.model_type)}, not "gpt2"`,
+      "load-gpt2 converts GPT-2 models only",
+    );
   }
   const act = hf.activation_function;
   if (act !== undefined && act !== "gelu_new" && act !== "gelu_pytorch_tanh") {
-    throw new FileFormatError(`${path}: activation_function ${JSON.stringify(act)} is not GPT-2's tanh GELU`, "llmctl's model uses gelu_new");
+    throw new FileFormatError(
+      `${path}: activation_function ${JSON.stringify(act)} is not GPT-2's tanh GELU`,
+      "llmctl's model uses gelu_new",
+    );
   }
   const eps = hf.layer_norm_epsilon;
-  if (eps !== undefined && eps !== 1e-5) throw new FileFormatError(`${path}: layer_norm_epsilon ${String(eps)} is not 1e-5`, "llmctl's LayerNorm uses 1e-5");
+  if (eps !== undefined && eps !== 1e-5)
+    throw new FileFormatError(`${path}: layer_norm_epsilon ${String(eps)} is not 1e-5`, "llmctl's LayerNorm uses 1e-5");
   if (hf.scale_attn_weights === false || hf.scale_attn_by_inverse_layer_idx === true) {
-    throw new FileFormatError(`${path}: attention scaling differs from GPT-2's 1/sqrt(head size)`, "llmctl's attention scales by 1/sqrt(head size) only");
+    throw new FileFormatError(
+      `${path}: attention scaling differs from GPT-2's 1/sqrt(head size)`,
+      "llmctl's attention scales by 1/sqrt(head size) only",
+    );
   }
   const cfg = gpt2Config({
     n_vocab: positiveInt(hf, ["vocab_size"], path),
@@ -302,7 +359,10 @@ function configFromHF(hf: Record<string, unknown>, path: string): GPTConfig {
     n_layer: positiveInt(hf, ["n_layer", "num_hidden_layers"], path),
   });
   if (hf.n_inner !== undefined && hf.n_inner !== null && hf.n_inner !== 4 * cfg.emb_dim) {
-    throw new FileFormatError(`${path}: n_inner ${String(hf.n_inner)} is not 4 × n_embd`, "llmctl's MLP is 4 × emb_dim wide");
+    throw new FileFormatError(
+      `${path}: n_inner ${String(hf.n_inner)} is not 4 × n_embd`,
+      "llmctl's MLP is 4 × emb_dim wide",
+    );
   }
   return cfg;
 }
@@ -318,14 +378,22 @@ function equalArrays(a: Float32Array, b: Float32Array): boolean {
  * they are inferred from the shapes. An lm_head equal to wte is the tied head; a different one makes the
  * model untied.
  */
-export async function openHFCheckpoint(file: string, configPath?: string, opts: { nHeads?: number } = {}): Promise<Gpt2Checkpoint> {
+export async function openHFCheckpoint(
+  file: string,
+  configPath?: string,
+  opts: { nHeads?: number } = {},
+): Promise<Gpt2Checkpoint> {
   const st: SafetensorsFile = await readSafetensors(file);
   try {
     const raw = new Map<string, { sourceName: string; shape: number[] }>();
     for (const [name, info] of st.tensors) {
       const ours = name.startsWith("transformer.") ? name.slice("transformer.".length) : name;
       if (HF_BUFFERS.test(ours)) continue;
-      if (raw.has(ours)) throw new FileFormatError(`${file}: tensor '${ours}' appears both with and without the 'transformer.' prefix`, "use a clean GPT-2 checkpoint");
+      if (raw.has(ours))
+        throw new FileFormatError(
+          `${file}: tensor '${ours}' appears both with and without the 'transformer.' prefix`,
+          "use a clean GPT-2 checkpoint",
+        );
       raw.set(ours, { sourceName: name, shape: info.shape });
     }
     const shapes = new Map([...raw].map(([k, v]) => [k, v.shape]));
@@ -337,12 +405,18 @@ export async function openHFCheckpoint(file: string, configPath?: string, opts: 
       config = inferGpt2Config(shapes, file, opts.nHeads);
     }
     if (opts.nHeads !== undefined && opts.nHeads !== config.n_heads) {
-      throw new UsageError(`--heads ${opts.nHeads} contradicts ${configPath ?? file} (n_head ${config.n_heads})`, "drop --heads");
+      throw new UsageError(
+        `--heads ${opts.nHeads} contradicts ${configPath ?? file} (n_head ${config.n_heads})`,
+        "drop --heads",
+      );
     }
     const lmHead = raw.get("lm_head.weight");
     if (lmHead) {
       const wte = raw.get("wte.weight");
-      const tied = wte !== undefined && sameShape(wte.shape, lmHead.shape) && equalArrays(await st.read(wte.sourceName), await st.read(lmHead.sourceName));
+      const tied =
+        wte !== undefined &&
+        sameShape(wte.shape, lmHead.shape) &&
+        equalArrays(await st.read(wte.sourceName), await st.read(lmHead.sourceName));
       if (tied) raw.delete("lm_head.weight");
       else config.tied_head = false;
     }
@@ -362,7 +436,11 @@ export async function openHFCheckpoint(file: string, configPath?: string, opts: 
  * when it is a Hugging Face config, otherwise the config is inferred from the shapes).
  */
 export async function openGpt2Checkpoint(path: string, opts: { nHeads?: number } = {}): Promise<Gpt2Checkpoint> {
-  if (!existsSync(path)) throw new UsageError(`${path} does not exist`, "give an OpenAI checkpoint directory, a Hugging Face directory or a .safetensors file");
+  if (!existsSync(path))
+    throw new UsageError(
+      `${path} does not exist`,
+      "give an OpenAI checkpoint directory, a Hugging Face directory or a .safetensors file",
+    );
   if (statSync(path).isDirectory()) {
     if (existsSync(join(path, "hparams.json"))) return openOpenAICheckpoint(path);
     if (existsSync(join(path, "model.safetensors"))) {
@@ -428,14 +506,17 @@ export async function writeModelDirFromCheckpoint(
     },
   }));
   const configPath = join(outDir, CONFIG_FILE);
-  const meta = validateModelMeta({
-    format: "llmctl-model",
-    version: 1,
-    model: ck.config,
-    tokenizer: "gpt2",
-    head: { kind: "lm" },
-    source: opts.source ?? `${ck.format === "openai" ? "openai" : "huggingface"} checkpoint ${ck.path}`,
-  }, configPath);
+  const meta = validateModelMeta(
+    {
+      format: "llmctl-model",
+      version: 1,
+      model: ck.config,
+      tokenizer: "gpt2",
+      head: { kind: "lm" },
+      source: opts.source ?? `${ck.format === "openai" ? "openai" : "huggingface"} checkpoint ${ck.path}`,
+    },
+    configPath,
+  );
   await writeSafetensors(join(outDir, WEIGHTS_FILE), entries, { format: "pt" }, { signal: opts.signal });
   await writeFileAtomic(configPath, JSON.stringify(meta, null, 2) + "\n");
   return meta;

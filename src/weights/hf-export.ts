@@ -153,13 +153,25 @@ export async function exportHuggingFace(
       const info = src.tensors.get(name);
       if (!info) throw new UsageError(`${join(modelDir, WEIGHTS_FILE)} lacks '${name}'`, "re-save the model directory");
       if (info.shape.join(",") !== shape.join(",")) {
-        throw new UsageError(`${join(modelDir, WEIGHTS_FILE)}: '${name}' has shape [${info.shape.join(", ")}], expected [${shape.join(", ")}]`, "re-save the model directory");
+        throw new UsageError(
+          `${join(modelDir, WEIGHTS_FILE)}: '${name}' has shape [${info.shape.join(", ")}], expected [${shape.join(", ")}]`,
+          "re-save the model directory",
+        );
       }
     }
-    const entries: SafetensorsEntry[] = [...expected].map(([name, shape]) => ({ name, shape, data: () => src.read(name) }));
+    const entries: SafetensorsEntry[] = [...expected].map(([name, shape]) => ({
+      name,
+      shape,
+      data: () => src.read(name),
+    }));
     if (!cfg.qkv_bias) {
       // HF GPT-2 always adds a bias to q, k, v: zeros compute exactly what no bias does.
-      for (let i = 0; i < cfg.n_layers; i++) entries.push({ name: `h.${i}.attn.c_attn.bias`, shape: [3 * cfg.emb_dim], data: () => new Float32Array(3 * cfg.emb_dim) });
+      for (let i = 0; i < cfg.n_layers; i++)
+        entries.push({
+          name: `h.${i}.attn.c_attn.bias`,
+          shape: [3 * cfg.emb_dim],
+          data: () => new Float32Array(3 * cfg.emb_dim),
+        });
     }
     // transformers loads an un-prefixed file only when it holds nothing but the base model (as the original
     // gpt2 upload does); next to lm_head.weight the base weights need GPT2LMHeadModel's `transformer.` prefix.
@@ -178,7 +190,10 @@ export async function exportHuggingFace(
     await writeSafetensors(join(outDir, "model.safetensors"), counted, { format: "pt" });
     const config = hfGpt2Config(cfg);
     await writeFileAtomic(join(outDir, CONFIG_FILE), JSON.stringify(config, null, 2) + "\n");
-    await writeFileAtomic(join(outDir, "generation_config.json"), JSON.stringify({ bos_token_id: 50256, eos_token_id: 50256 }, null, 2) + "\n");
+    await writeFileAtomic(
+      join(outDir, "generation_config.json"),
+      JSON.stringify({ bos_token_id: 50256, eos_token_id: 50256 }, null, 2) + "\n",
+    );
     const files = [CONFIG_FILE, "generation_config.json", "model.safetensors"];
     if (opts.tokenizer !== false) {
       const { vocab, merges } = gpt2TokenizerFiles();
@@ -187,7 +202,14 @@ export async function exportHuggingFace(
       await writeFile(
         join(outDir, "tokenizer_config.json"),
         JSON.stringify(
-          { tokenizer_class: "GPT2Tokenizer", model_max_length: cfg.context_length, bos_token: END_OF_TEXT, eos_token: END_OF_TEXT, unk_token: END_OF_TEXT, add_prefix_space: false },
+          {
+            tokenizer_class: "GPT2Tokenizer",
+            model_max_length: cfg.context_length,
+            bos_token: END_OF_TEXT,
+            eos_token: END_OF_TEXT,
+            unk_token: END_OF_TEXT,
+            add_prefix_space: false,
+          },
           null,
           2,
         ) + "\n",

@@ -47,7 +47,10 @@ export function compareBytes(a: Uint8Array, b: Uint8Array): number {
 }
 
 function corrupt(name: string, problem: string): FileFormatError {
-  return new FileFormatError(`${name} is not a valid table (checkpoint index): ${problem}`, "re-download or re-create the checkpoint (it may be truncated or corrupt)");
+  return new FileFormatError(
+    `${name} is not a valid table (checkpoint index): ${problem}`,
+    "re-download or re-create the checkpoint (it may be truncated or corrupt)",
+  );
 }
 
 function readHandle(bytes: Uint8Array, pos: number, name: string): [BlockHandle, number] {
@@ -58,11 +61,13 @@ function readHandle(bytes: Uint8Array, pos: number, name: string): [BlockHandle,
 
 /** Parse and verify a whole table held in memory; `name` (the file path) appears in every error. */
 export function readTable(file: Uint8Array, name: string): Table {
-  if (file.length < FOOTER_SIZE) throw corrupt(name, `file is ${file.length} bytes, shorter than the ${FOOTER_SIZE}-byte footer (truncated?)`);
+  if (file.length < FOOTER_SIZE)
+    throw corrupt(name, `file is ${file.length} bytes, shorter than the ${FOOTER_SIZE}-byte footer (truncated?)`);
   const footerStart = file.length - FOOTER_SIZE;
   const footer = file.subarray(footerStart);
   const magic = new DataView(footer.buffer, footer.byteOffset + 40, 8).getBigUint64(0, true);
-  if (magic !== TABLE_MAGIC) throw corrupt(name, `bad magic number 0x${magic.toString(16)} in the footer (truncated or not a table)`);
+  if (magic !== TABLE_MAGIC)
+    throw corrupt(name, `bad magic number 0x${magic.toString(16)} in the footer (truncated or not a table)`);
   const [metaHandle, p] = readHandle(footer, 0, name);
   const [indexHandle] = readHandle(footer, p, name);
 
@@ -83,8 +88,10 @@ export function readTable(file: Uint8Array, name: string): Table {
     const blockEntries = load("data", handle);
     for (const e of blockEntries) {
       const prev = entries[entries.length - 1];
-      if (prev && compareBytes(prev.key, e.key) >= 0) throw corrupt(name, `keys out of order at '${new TextDecoder().decode(e.key)}'`);
-      if (compareBytes(e.key, sep.key) > 0) throw corrupt(name, `key '${new TextDecoder().decode(e.key)}' is beyond its index separator`);
+      if (prev && compareBytes(prev.key, e.key) >= 0)
+        throw corrupt(name, `keys out of order at '${new TextDecoder().decode(e.key)}'`);
+      if (compareBytes(e.key, sep.key) > 0)
+        throw corrupt(name, `key '${new TextDecoder().decode(e.key)}' is beyond its index separator`);
       entries.push(e);
     }
   }
@@ -93,7 +100,13 @@ export function readTable(file: Uint8Array, name: string): Table {
   return { entries, blocks };
 }
 
-function readBlockContents(file: Uint8Array, handle: BlockHandle, limit: number, name: string, kind: string): Uint8Array {
+function readBlockContents(
+  file: Uint8Array,
+  handle: BlockHandle,
+  limit: number,
+  name: string,
+  kind: string,
+): Uint8Array {
   const { offset, size } = handle;
   if (offset + size + BLOCK_TRAILER_SIZE > limit) {
     throw corrupt(name, `${kind} block at offset ${offset} (size ${size}) runs past the end of the file (truncated?)`);
@@ -103,21 +116,27 @@ function readBlockContents(file: Uint8Array, handle: BlockHandle, limit: number,
   const stored = new DataView(file.buffer, file.byteOffset + offset + size + 1, 4).getUint32(0, true);
   const actual = crc32cExtend(0, withType);
   if (unmaskCrc(stored) !== actual) {
-    throw corrupt(name, `checksum mismatch in the ${kind} block at offset ${offset} (stored 0x${unmaskCrc(stored).toString(16)}, computed 0x${actual.toString(16)})`);
+    throw corrupt(
+      name,
+      `checksum mismatch in the ${kind} block at offset ${offset} (stored 0x${unmaskCrc(stored).toString(16)}, computed 0x${actual.toString(16)})`,
+    );
   }
-  if (type === 1) throw corrupt(name, `${kind} block at offset ${offset} is snappy-compressed, which this reader does not support`);
+  if (type === 1)
+    throw corrupt(name, `${kind} block at offset ${offset} is snappy-compressed, which this reader does not support`);
   if (type !== 0) throw corrupt(name, `${kind} block at offset ${offset} has unknown compression type ${type}`);
   return file.subarray(offset, offset + size);
 }
 
 /** Decode one block's entries, checking the restart array against the entries actually found. */
 export function parseBlock(block: Uint8Array, what: string): { entries: TableEntry[]; restarts: number[] } {
-  const bad = (problem: string) => new FileFormatError(`${what}: ${problem}`, "the checkpoint index is corrupt; re-download or re-create it");
+  const bad = (problem: string) =>
+    new FileFormatError(`${what}: ${problem}`, "the checkpoint index is corrupt; re-download or re-create it");
   if (block.length < 4) throw bad(`block of ${block.length} bytes is too short for its restart count`);
   const view = new DataView(block.buffer, block.byteOffset, block.byteLength);
   const numRestarts = view.getUint32(block.length - 4, true);
   const restartsStart = block.length - 4 - 4 * numRestarts;
-  if (numRestarts > (block.length - 4) / 4 || restartsStart < 0) throw bad(`restart count ${numRestarts} does not fit in the block`);
+  if (numRestarts > (block.length - 4) / 4 || restartsStart < 0)
+    throw bad(`restart count ${numRestarts} does not fit in the block`);
   const restarts: number[] = [];
   for (let i = 0; i < numRestarts; i++) restarts.push(view.getUint32(restartsStart + 4 * i, true));
 
@@ -130,7 +149,8 @@ export function parseBlock(block: Uint8Array, what: string): { entries: TableEnt
     const [shared, p1] = readVarint(block, pos, what);
     const [nonShared, p2] = readVarint(block, p1, what);
     const [valueLen, p3] = readVarint(block, p2, what);
-    if (shared > prevKey.length) throw bad(`entry at ${pos} shares ${shared} bytes with a ${prevKey.length}-byte previous key`);
+    if (shared > prevKey.length)
+      throw bad(`entry at ${pos} shares ${shared} bytes with a ${prevKey.length}-byte previous key`);
     if (p3 + nonShared + valueLen > restartsStart) throw bad(`entry at ${pos} runs into the restart array`);
     const key = new Uint8Array(shared + nonShared);
     key.set(prevKey.subarray(0, shared), 0);
@@ -230,7 +250,10 @@ class BlockBuilder {
  * options (block size 256 KiB unless given, restart interval 16, index restart interval 1). Used to write
  * tensor bundles for tests and synthetic checkpoints; re-encoding a TensorFlow-written index reproduces it.
  */
-export function writeTable(entries: readonly TableEntry[], opts: { blockSize?: number; restartInterval?: number } = {}): Uint8Array {
+export function writeTable(
+  entries: readonly TableEntry[],
+  opts: { blockSize?: number; restartInterval?: number } = {},
+): Uint8Array {
   const blockSize = opts.blockSize ?? 262144;
   const restartInterval = opts.restartInterval ?? 16;
   const chunks: Uint8Array[] = [];

@@ -19,7 +19,8 @@ export function readVarintBig(bytes: Uint8Array, pos: number, what: string): [bi
   let result = 0n;
   let shift = 0n;
   for (let i = 0; i < 10; i++) {
-    if (pos >= bytes.length) throw new FileFormatError(`${what}: varint runs past the end of its buffer`, "the file is truncated or corrupt");
+    if (pos >= bytes.length)
+      throw new FileFormatError(`${what}: varint runs past the end of its buffer`, "the file is truncated or corrupt");
     const b = bytes[pos++]!;
     result |= BigInt(b & 0x7f) << shift;
     if ((b & 0x80) === 0) return [BigInt.asUintN(64, result), pos];
@@ -31,7 +32,8 @@ export function readVarintBig(bytes: Uint8Array, pos: number, what: string): [bi
 /** A varint that must fit in a safe JS integer (lengths, offsets). */
 export function readVarint(bytes: Uint8Array, pos: number, what: string): [number, number] {
   const [v, next] = readVarintBig(bytes, pos, what);
-  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new FileFormatError(`${what}: value ${v} is too large`, "the file is corrupt");
+  if (v > BigInt(Number.MAX_SAFE_INTEGER))
+    throw new FileFormatError(`${what}: value ${v} is too large`, "the file is corrupt");
   return [Number(v), next];
 }
 
@@ -45,7 +47,11 @@ export function decodeMessage(bytes: Uint8Array, what: string): ProtoField[] {
     const wire = tag & 7;
     if (field === 0) throw new FileFormatError(`${what}: protobuf field number 0`, "the file is corrupt");
     const take = (n: number): Uint8Array => {
-      if (pos + n > bytes.length) throw new FileFormatError(`${what}: field ${field} runs past the end of the message`, "the file is truncated or corrupt");
+      if (pos + n > bytes.length)
+        throw new FileFormatError(
+          `${what}: field ${field} runs past the end of the message`,
+          "the file is truncated or corrupt",
+        );
       const v = bytes.subarray(pos, pos + n);
       pos += n;
       return v;
@@ -70,7 +76,10 @@ export function decodeMessage(bytes: Uint8Array, what: string): ProtoField[] {
         fields.push({ field, wire, value: take(4) });
         break;
       default:
-        throw new FileFormatError(`${what}: unsupported protobuf wire type ${wire} (field ${field})`, "the file is corrupt");
+        throw new FileFormatError(
+          `${what}: unsupported protobuf wire type ${wire} (field ${field})`,
+          "the file is corrupt",
+        );
     }
   }
   return fields;
@@ -109,7 +118,8 @@ export function messageFields(fields: ProtoField[], field: number, what: string)
   return fields
     .filter((f) => f.field === field)
     .map((f) => {
-      if (f.wire !== 2) throw new FileFormatError(`${what}: field ${field} should be length-delimited`, "the file is corrupt");
+      if (f.wire !== 2)
+        throw new FileFormatError(`${what}: field ${field} should be length-delimited`, "the file is corrupt");
       return f.value;
     });
 }

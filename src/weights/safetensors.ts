@@ -15,15 +15,39 @@ import { FileFormatError, InterruptedError } from "../errors.js";
 import { writeFileAtomicWith } from "../fs-atomic.js";
 
 export type SafetensorsDtype =
-  | "F64" | "F32" | "F16" | "BF16"
-  | "I64" | "I32" | "I16" | "I8" | "U64" | "U32" | "U16" | "U8" | "BOOL"
-  | "F8_E4M3" | "F8_E5M2";
+  | "F64"
+  | "F32"
+  | "F16"
+  | "BF16"
+  | "I64"
+  | "I32"
+  | "I16"
+  | "I8"
+  | "U64"
+  | "U32"
+  | "U16"
+  | "U8"
+  | "BOOL"
+  | "F8_E4M3"
+  | "F8_E5M2";
 
 /** Bytes per element of each dtype the format defines. */
 export const DTYPE_SIZE: Readonly<Record<SafetensorsDtype, number>> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2,
-  I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1, BOOL: 1,
-  F8_E4M3: 1, F8_E5M2: 1,
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U64: 8,
+  U32: 4,
+  U16: 2,
+  U8: 1,
+  BOOL: 1,
+  F8_E4M3: 1,
+  F8_E5M2: 1,
 };
 
 /** The dtypes `read()` turns into float32. */
@@ -66,7 +90,13 @@ export class SafetensorsFile {
   readonly dataStart: number;
   private fh: FileHandle | undefined;
 
-  constructor(path: string, fh: FileHandle, tensors: Map<string, TensorInfo>, metadata: Record<string, string>, dataStart: number) {
+  constructor(
+    path: string,
+    fh: FileHandle,
+    tensors: Map<string, TensorInfo>,
+    metadata: Record<string, string>,
+    dataStart: number,
+  ) {
     this.path = path;
     this.fh = fh;
     this.tensors = tensors;
@@ -76,7 +106,11 @@ export class SafetensorsFile {
 
   info(name: string): TensorInfo {
     const info = this.tensors.get(name);
-    if (!info) throw new FileFormatError(`${this.path} has no tensor named '${name}'`, "check the tensor name (see `llmctl info`)");
+    if (!info)
+      throw new FileFormatError(
+        `${this.path} has no tensor named '${name}'`,
+        "check the tensor name (see `llmctl info`)",
+      );
     return info;
   }
 
@@ -194,9 +228,11 @@ async function parseHeader(path: string, fh: FileHandle, fileSize: number) {
   const lenBuf = Buffer.alloc(8);
   await fh.read(lenBuf, 0, 8, 0);
   const headerLen = lenBuf.readBigUInt64LE(0);
-  if (headerLen > BigInt(MAX_HEADER_BYTES)) throw formatError(path, `header length ${headerLen} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
+  if (headerLen > BigInt(MAX_HEADER_BYTES))
+    throw formatError(path, `header length ${headerLen} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
   const n = Number(headerLen);
-  if (8 + n > fileSize) throw formatError(path, `header length ${n} runs past the end of the ${fileSize}-byte file (truncated?)`);
+  if (8 + n > fileSize)
+    throw formatError(path, `header length ${n} runs past the end of the ${fileSize}-byte file (truncated?)`);
   if (n < 2) throw formatError(path, `header length ${n} is too small for a JSON object`);
   const headerBuf = Buffer.alloc(n);
   await fh.read(headerBuf, 0, n, 8);
@@ -213,7 +249,8 @@ async function parseHeader(path: string, fh: FileHandle, fileSize: number) {
   } catch (err) {
     throw formatError(path, `header is not valid JSON (${(err as Error).message})`);
   }
-  if (typeof json !== "object" || json === null || Array.isArray(json)) throw formatError(path, "header is not a JSON object");
+  if (typeof json !== "object" || json === null || Array.isArray(json))
+    throw formatError(path, "header is not a JSON object");
 
   const dataStart = 8 + n;
   const dataSize = fileSize - dataStart;
@@ -228,23 +265,37 @@ async function parseHeader(path: string, fh: FileHandle, fileSize: number) {
   }
 
   // Tensors must tile the data section exactly: sorted by offset, each begins where the previous ended.
-  const byOffset = [...tensors.entries()].sort((a, b) => a[1].offsets[0] - b[1].offsets[0] || a[1].offsets[1] - b[1].offsets[1]);
+  const byOffset = [...tensors.entries()].sort(
+    (a, b) => a[1].offsets[0] - b[1].offsets[0] || a[1].offsets[1] - b[1].offsets[1],
+  );
   let expected = 0;
   for (const [name, info] of byOffset) {
     const [begin] = info.offsets;
-    if (begin < expected) throw formatError(path, `tensor '${name}' at bytes [${info.offsets.join(", ")}) overlaps the previous tensor (which ends at ${expected})`);
-    if (begin > expected) throw formatError(path, `gap in the data section: bytes ${expected}..${begin} belong to no tensor (before '${name}')`);
+    if (begin < expected)
+      throw formatError(
+        path,
+        `tensor '${name}' at bytes [${info.offsets.join(", ")}) overlaps the previous tensor (which ends at ${expected})`,
+      );
+    if (begin > expected)
+      throw formatError(
+        path,
+        `gap in the data section: bytes ${expected}..${begin} belong to no tensor (before '${name}')`,
+      );
     expected = info.offsets[1];
   }
   if (expected > dataSize) {
-    throw formatError(path, `the tensors need ${expected} data bytes but the file has only ${dataSize} after the header (truncated)`);
+    throw formatError(
+      path,
+      `the tensors need ${expected} data bytes but the file has only ${dataSize} after the header (truncated)`,
+    );
   }
   if (expected < dataSize) throw formatError(path, `${dataSize - expected} trailing bytes after the last tensor`);
   return { tensors, metadata, dataStart };
 }
 
 function validateMetadata(path: string, raw: unknown): Record<string, string> {
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw formatError(path, "__metadata__ is not an object");
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw))
+    throw formatError(path, "__metadata__ is not an object");
   for (const [k, v] of Object.entries(raw)) {
     if (typeof v !== "string") throw formatError(path, `__metadata__ value for '${k}' is not a string`);
   }
@@ -310,10 +361,15 @@ export async function writeSafetensors(
   list.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (let i = 0; i < list.length; i++) {
     const e = list[i]!;
-    if (e.name === "__metadata__") throw new FileFormatError("'__metadata__' cannot be a tensor name", "rename the tensor");
-    if (i > 0 && list[i - 1]!.name === e.name) throw new FileFormatError(`tensor '${e.name}' is given twice`, "give each tensor a unique name");
+    if (e.name === "__metadata__")
+      throw new FileFormatError("'__metadata__' cannot be a tensor name", "rename the tensor");
+    if (i > 0 && list[i - 1]!.name === e.name)
+      throw new FileFormatError(`tensor '${e.name}' is given twice`, "give each tensor a unique name");
     if (!e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      throw new FileFormatError(`tensor '${e.name}' has an invalid shape ${JSON.stringify(e.shape)}`, "use non-negative integer dimensions");
+      throw new FileFormatError(
+        `tensor '${e.name}' has an invalid shape ${JSON.stringify(e.shape)}`,
+        "use non-negative integer dimensions",
+      );
     }
   }
   const { header } = encodeHeader(list, metadata);
@@ -354,7 +410,9 @@ async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
 }
 
 /** Read every tensor of a file as float32 (convenience for small files and tests). */
-export async function readAllSafetensors(path: string): Promise<{ tensors: Map<string, { shape: number[]; data: Float32Array }>; metadata: Record<string, string> }> {
+export async function readAllSafetensors(
+  path: string,
+): Promise<{ tensors: Map<string, { shape: number[]; data: Float32Array }>; metadata: Record<string, string> }> {
   const file = await readSafetensors(path);
   try {
     const tensors = new Map<string, { shape: number[]; data: Float32Array }>();

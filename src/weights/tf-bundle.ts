@@ -20,7 +20,15 @@ import { dirname } from "node:path";
 import { FileFormatError } from "../errors.js";
 import { crc32cExtend, maskCrc, unmaskCrc } from "./crc32c.js";
 import { compareBytes, readTable, writeTable, type Table } from "./leveldb-table.js";
-import { decodeMessage, fixed32Field, int64Field, intField, messageFields, readVarint, type ProtoField } from "./protobuf.js";
+import {
+  decodeMessage,
+  fixed32Field,
+  int64Field,
+  intField,
+  messageFields,
+  readVarint,
+  type ProtoField,
+} from "./protobuf.js";
 import { decodeFloat, numElements } from "./safetensors.js";
 
 /** TensorFlow DataType enum (tensorflow/core/framework/types.proto) with element sizes; 0 = variable size. */
@@ -69,12 +77,26 @@ export interface BundleEntry {
   crc32c: number;
 }
 
-export type TensorValues = Float32Array | Float64Array | Int32Array | BigInt64Array | BigUint64Array | Uint8Array | Int8Array | Int16Array | Uint16Array | Uint32Array | Uint8Array[];
+export type TensorValues =
+  | Float32Array
+  | Float64Array
+  | Int32Array
+  | BigInt64Array
+  | BigUint64Array
+  | Uint8Array
+  | Int8Array
+  | Int16Array
+  | Uint16Array
+  | Uint32Array
+  | Uint8Array[];
 
 const UTF8 = new TextDecoder();
 
 function bad(path: string, problem: string): FileFormatError {
-  return new FileFormatError(`${path}: ${problem}`, "re-download or re-create the checkpoint (it may be truncated or corrupt)");
+  return new FileFormatError(
+    `${path}: ${problem}`,
+    "re-download or re-create the checkpoint (it may be truncated or corrupt)",
+  );
 }
 
 /** `dir/model.ckpt`, `dir/model.ckpt.index` or `dir/model.ckpt.data-…` → the prefix `dir/model.ckpt`. */
@@ -97,7 +119,14 @@ export class TensorBundleReader {
   private shards: (FileHandle | undefined)[];
   private readonly shardSizes: number[];
 
-  private constructor(prefix: string, header: BundleHeader, entries: Map<string, BundleEntry>, table: Table, shards: FileHandle[], shardSizes: number[]) {
+  private constructor(
+    prefix: string,
+    header: BundleHeader,
+    entries: Map<string, BundleEntry>,
+    table: Table,
+    shards: FileHandle[],
+    shardSizes: number[],
+  ) {
     this.prefix = prefix;
     this.header = header;
     this.entries = entries;
@@ -117,13 +146,15 @@ export class TensorBundleReader {
       const code = (err as NodeJS.ErrnoException).code;
       throw new FileFormatError(
         code === "ENOENT" ? `${indexPath} does not exist` : `cannot read ${indexPath}: ${(err as Error).message}`,
-        code === "ENOENT" ? "pass the checkpoint prefix (e.g. dir/model.ckpt) of a TensorFlow checkpoint" : "check the file's permissions",
+        code === "ENOENT"
+          ? "pass the checkpoint prefix (e.g. dir/model.ckpt) of a TensorFlow checkpoint"
+          : "check the file's permissions",
         { cause: err },
       );
     }
     const table = readTable(indexBytes, indexPath);
     const first = table.entries[0];
-    if (!first || first.key.length !== 0) throw bad(indexPath, "the first key is not the bundle header (\"\")");
+    if (!first || first.key.length !== 0) throw bad(indexPath, 'the first key is not the bundle header ("")');
     const header = parseHeader(first.value, indexPath);
 
     const shardSizes: number[] = [];
@@ -135,7 +166,10 @@ export class TensorBundleReader {
         try {
           size = (await stat(p)).size;
         } catch {
-          throw new FileFormatError(`${p} does not exist`, `a checkpoint needs its .index and all ${header.numShards} .data file(s) side by side`);
+          throw new FileFormatError(
+            `${p} does not exist`,
+            `a checkpoint needs its .index and all ${header.numShards} .data file(s) side by side`,
+          );
         }
         shardSizes.push(size);
         shards.push(await open(p, "r"));
@@ -178,8 +212,13 @@ export class TensorBundleReader {
       this.verify(e, bytes);
       return out;
     }
-    const kind = { [DT_DOUBLE]: "F64", [DT_HALF]: "F16", [DT_BFLOAT16]: "BF16", [DT_FLOAT]: "F32" }[e.dtype] as "F64" | "F16" | "BF16" | "F32" | undefined;
-    if (!kind) throw new FileFormatError(`${this.prefix}: tensor '${key}' has dtype ${e.dtypeName}, not a floating-point type`, "only float tensors can be read as weights");
+    const kind = { [DT_DOUBLE]: "F64", [DT_HALF]: "F16", [DT_BFLOAT16]: "BF16", [DT_FLOAT]: "F32" }[e.dtype] as
+      "F64" | "F16" | "BF16" | "F32" | undefined;
+    if (!kind)
+      throw new FileFormatError(
+        `${this.prefix}: tensor '${key}' has dtype ${e.dtypeName}, not a floating-point type`,
+        "only float tensors can be read as weights",
+      );
     return decodeFloat(kind, await this.readBytes(key), n);
   }
 
@@ -190,25 +229,46 @@ export class TensorBundleReader {
     const bytes = await this.readBytes(key);
     const buf = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
     switch (e.dtype) {
-      case 1: return new Float32Array(buf);
-      case 2: return new Float64Array(buf);
-      case 3: return new Int32Array(buf);
-      case 4: case 10: return new Uint8Array(buf);
-      case 5: return new Int16Array(buf);
-      case 6: return new Int8Array(buf);
-      case 9: return new BigInt64Array(buf);
-      case 17: return new Uint16Array(buf);
-      case 22: return new Uint32Array(buf);
-      case 23: return new BigUint64Array(buf);
-      case 14: case 19: return this.read(key);
-      default: throw new FileFormatError(`${this.prefix}: tensor '${key}' has dtype ${e.dtypeName}, which this reader cannot decode`, "skip this tensor");
+      case 1:
+        return new Float32Array(buf);
+      case 2:
+        return new Float64Array(buf);
+      case 3:
+        return new Int32Array(buf);
+      case 4:
+      case 10:
+        return new Uint8Array(buf);
+      case 5:
+        return new Int16Array(buf);
+      case 6:
+        return new Int8Array(buf);
+      case 9:
+        return new BigInt64Array(buf);
+      case 17:
+        return new Uint16Array(buf);
+      case 22:
+        return new Uint32Array(buf);
+      case 23:
+        return new BigUint64Array(buf);
+      case 14:
+      case 19:
+        return this.read(key);
+      default:
+        throw new FileFormatError(
+          `${this.prefix}: tensor '${key}' has dtype ${e.dtypeName}, which this reader cannot decode`,
+          "skip this tensor",
+        );
     }
   }
 
   /** A DT_STRING tensor's elements as bytes; both the length checksum and the entry checksum are verified. */
   async readStrings(key: string): Promise<Uint8Array[]> {
     const e = this.entry(key);
-    if (e.dtype !== DT_STRING) throw new FileFormatError(`${this.prefix}: tensor '${key}' is ${e.dtypeName}, not DT_STRING`, "read it with read()");
+    if (e.dtype !== DT_STRING)
+      throw new FileFormatError(
+        `${this.prefix}: tensor '${key}' is ${e.dtypeName}, not DT_STRING`,
+        "read it with read()",
+      );
     const bytes = new Uint8Array(e.size);
     await this.readInto(e, bytes);
     const n = numElements(e.shape);
@@ -237,14 +297,17 @@ export class TensorBundleReader {
     pos += 4;
     const out: Uint8Array[] = [];
     for (const len of lengths) {
-      if (pos + len > bytes.length) throw bad(this.prefix, `string tensor '${key}': string bytes run past its ${e.size} bytes`);
+      if (pos + len > bytes.length)
+        throw bad(this.prefix, `string tensor '${key}': string bytes run past its ${e.size} bytes`);
       const s = bytes.subarray(pos, pos + len);
       crc = crc32cExtend(crc, s);
       out.push(s);
       pos += len;
     }
-    if (pos !== bytes.length) throw bad(this.prefix, `string tensor '${key}': ${bytes.length - pos} unexpected trailing bytes`);
-    if (maskCrc(crc) !== e.crc32c) throw bad(this.prefix, `checksum mismatch for tensor '${key}' (the data file is corrupt)`);
+    if (pos !== bytes.length)
+      throw bad(this.prefix, `string tensor '${key}': ${bytes.length - pos} unexpected trailing bytes`);
+    if (maskCrc(crc) !== e.crc32c)
+      throw bad(this.prefix, `checksum mismatch for tensor '${key}' (the data file is corrupt)`);
     return out;
   }
 
@@ -255,7 +318,11 @@ export class TensorBundleReader {
     let done = 0;
     while (done < target.length) {
       const { bytesRead } = await fh.read(target, done, Math.min(CHUNK, target.length - done), e.offset + done);
-      if (bytesRead === 0) throw bad(shardPath(this.prefix, e.shardId, this.header.numShards), `unexpected end of file reading '${e.key}'`);
+      if (bytesRead === 0)
+        throw bad(
+          shardPath(this.prefix, e.shardId, this.header.numShards),
+          `unexpected end of file reading '${e.key}'`,
+        );
       done += bytesRead;
     }
   }
@@ -321,7 +388,14 @@ function parseHeader(value: Uint8Array, path: string): BundleHeader {
   return header;
 }
 
-function parseEntry(key: string, value: Uint8Array, path: string, header: BundleHeader, shardSizes: number[], prefix: string): BundleEntry {
+function parseEntry(
+  key: string,
+  value: Uint8Array,
+  path: string,
+  header: BundleHeader,
+  shardSizes: number[],
+  prefix: string,
+): BundleEntry {
   const what = `${path} entry '${key}'`;
   const f = decodeMessage(value, what);
   const dtype = intField(f, 1, what);
@@ -339,7 +413,10 @@ function parseEntry(key: string, value: Uint8Array, path: string, header: Bundle
     }
   }
   if (messageFields(f, 7, what).length > 0) {
-    throw new FileFormatError(`${path}: tensor '${key}' is partitioned into slices, which this reader does not support`, "save the variable unpartitioned");
+    throw new FileFormatError(
+      `${path}: tensor '${key}' is partitioned into slices, which this reader does not support`,
+      "save the variable unpartitioned",
+    );
   }
   const entry: BundleEntry = {
     key,
@@ -351,7 +428,8 @@ function parseEntry(key: string, value: Uint8Array, path: string, header: Bundle
     size: intField(f, 5, what),
     crc32c: fixed32Field(f, 6, what),
   };
-  if (entry.shardId < 0 || entry.shardId >= header.numShards) throw bad(path, `tensor '${key}' is in shard ${entry.shardId} of ${header.numShards}`);
+  if (entry.shardId < 0 || entry.shardId >= header.numShards)
+    throw bad(path, `tensor '${key}' is in shard ${entry.shardId} of ${header.numShards}`);
   if (entry.offset < 0 || entry.size < 0) throw bad(path, `tensor '${key}' has a negative offset or size`);
   const shardSize = shardSizes[entry.shardId]!;
   if (entry.offset + entry.size > shardSize) {
@@ -361,7 +439,10 @@ function parseEntry(key: string, value: Uint8Array, path: string, header: Bundle
     );
   }
   if (info.size > 0 && entry.size !== numElements(shape) * info.size) {
-    throw bad(path, `tensor '${key}' is ${entry.size} bytes but ${info.name} [${shape.join(",")}] needs ${numElements(shape) * info.size}`);
+    throw bad(
+      path,
+      `tensor '${key}' is ${entry.size} bytes but ${info.name} [${shape.join(",")}] needs ${numElements(shape) * info.size}`,
+    );
   }
   return entry;
 }
@@ -420,7 +501,11 @@ export interface BundleTensor {
  * Write DT_FLOAT tensors as a single-shard bundle (`<prefix>.index` + `<prefix>.data-00000-of-00001`), data in
  * the order given, streamed one tensor at a time.
  */
-export async function writeTensorBundle(prefix: string, tensors: Iterable<BundleTensor>, opts: { blockSize?: number } = {}): Promise<void> {
+export async function writeTensorBundle(
+  prefix: string,
+  tensors: Iterable<BundleTensor>,
+  opts: { blockSize?: number } = {},
+): Promise<void> {
   await mkdir(dirname(prefix), { recursive: true });
   const fh = await open(shardPath(prefix, 0, 1), "w");
   const entries: { key: Uint8Array; value: Uint8Array }[] = [];
@@ -428,13 +513,21 @@ export async function writeTensorBundle(prefix: string, tensors: Iterable<Bundle
   try {
     for (const t of tensors) {
       const data = typeof t.data === "function" ? await t.data() : t.data;
-      if (data.length !== numElements(t.shape)) throw new Error(`writeTensorBundle: '${t.key}' has ${data.length} values for shape [${t.shape}]`);
+      if (data.length !== numElements(t.shape))
+        throw new Error(`writeTensorBundle: '${t.key}' has ${data.length} values for shape [${t.shape}]`);
       const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
       await fh.write(bytes, 0, bytes.length);
       const crc = maskCrc(crc32cExtend(0, bytes));
       entries.push({
         key: new TextEncoder().encode(t.key),
-        value: encodeBundleEntry({ dtype: DT_FLOAT, shape: t.shape, shardId: 0, offset, size: bytes.length, crc32c: crc }),
+        value: encodeBundleEntry({
+          dtype: DT_FLOAT,
+          shape: t.shape,
+          shardId: 0,
+          offset,
+          size: bytes.length,
+          crc32c: crc,
+        }),
       });
       offset += bytes.length;
     }

@@ -4,7 +4,8 @@
  */
 export function testBackend(): "wasm" | "tensorflow" | "cpu" {
   const b = process.env.LLMCTL_TEST_BACKEND ?? "wasm";
-  if (b !== "wasm" && b !== "tensorflow" && b !== "cpu") throw new Error(`LLMCTL_TEST_BACKEND=${b}: use wasm, tensorflow or cpu`);
+  if (b !== "wasm" && b !== "tensorflow" && b !== "cpu")
+    throw new Error(`LLMCTL_TEST_BACKEND=${b}: use wasm, tensorflow or cpu`);
   return b;
 }
 

@@ -17,7 +17,10 @@ export interface FixtureCase {
 }
 
 export const fixture = (...p: string[]) => sharedPath("fixtures", "gpt2-tiny", ...p);
-export const expected = JSON.parse(readFileSync(fixture("expected.json"), "utf8")) as { config: Record<string, number>; cases: FixtureCase[] };
+export const expected = JSON.parse(readFileSync(fixture("expected.json"), "utf8")) as {
+  config: Record<string, number>;
+  cases: FixtureCase[];
+};
 
 export const config: GPTConfig = {
   vocab_size: expected.config.n_vocab,

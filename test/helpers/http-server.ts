@@ -40,7 +40,8 @@ export async function startTestServer(routes: Record<string, Route | Buffer> = {
   const redirects = new Map<string, string>();
   const drops = new Map<string, number>();
   const requests: RequestLog[] = [];
-  const set = (path: string, route: Route | Buffer) => table.set(path, Buffer.isBuffer(route) ? { body: route } : route);
+  const set = (path: string, route: Route | Buffer) =>
+    table.set(path, Buffer.isBuffer(route) ? { body: route } : route);
   for (const [path, route] of Object.entries(routes)) set(path, route);
 
   const server = http.createServer((req, res) => {

@@ -3,7 +3,16 @@ import { cpuBf16Support } from "../../backend/index.js";
 import { selectBackend } from "../backend.js";
 import { loadConfigFile } from "../../model/config.js";
 import { LlmctlError } from "../../errors.js";
-import { benchShape, benchTorch, pythonHasTorch, ratios, run, torchRefPath, type BenchRecord, type BenchShape } from "../../bench/bench.js";
+import {
+  benchShape,
+  benchTorch,
+  pythonHasTorch,
+  ratios,
+  run,
+  torchRefPath,
+  type BenchRecord,
+  type BenchShape,
+} from "../../bench/bench.js";
 import { note, printJson, printLine, spinner, verbose, type GlobalOptions } from "../output.js";
 
 interface BenchArgs extends GlobalOptions {
@@ -44,7 +53,18 @@ function shapeOf(name: string): BenchShape {
 
 /** One (backend, config) pair in a fresh process, so its peak RSS is its own. */
 async function benchChild(v: Variant, config: string, steps: number): Promise<BenchRecord | string> {
-  const args = [process.argv[1], "bench", "--backend", v.backend, "--config", config, "--steps", String(steps), "--json", "--no-torch"];
+  const args = [
+    process.argv[1],
+    "bench",
+    "--backend",
+    v.backend,
+    "--config",
+    config,
+    "--steps",
+    String(steps),
+    "--json",
+    "--no-torch",
+  ];
   if (v.bf16) args.push("--bf16");
   const { code, stdout, stderr } = await run(process.execPath, args);
   const line = stdout.trim().split("\n").pop() ?? "";
@@ -66,10 +86,24 @@ export const benchCommand: CommandModule<GlobalOptions, BenchArgs> = {
   describe: "measure training and generation speed",
   builder: (y) =>
     y
-      .option("config", { alias: "c", type: "string", array: true, default: DEFAULT_CONFIGS, describe: "configs to measure (their model and batch shape)" })
+      .option("config", {
+        alias: "c",
+        type: "string",
+        array: true,
+        default: DEFAULT_CONFIGS,
+        describe: "configs to measure (their model and batch shape)",
+      })
       .option("steps", { type: "number", default: 3, describe: "timed training steps (after one warm-up step)" })
-      .option("torch", { type: "boolean", default: true, describe: "also run ../shared/bench/torch_ref.py on the same shapes (--no-torch to skip)" })
-      .option("python", { type: "string", default: "/usr/bin/python3", describe: "python with PyTorch for the reference" })
+      .option("torch", {
+        type: "boolean",
+        default: true,
+        describe: "also run ../shared/bench/torch_ref.py on the same shapes (--no-torch to skip)",
+      })
+      .option("python", {
+        type: "string",
+        default: "/usr/bin/python3",
+        describe: "python with PyTorch for the reference",
+      })
       .example("$0 bench --json", "every backend that loads × gpt2-tiny and the 124M ch05 setting, plus PyTorch")
       .example("$0 bench --backend wasm --config gpt2-tiny", "one backend, one model, measured in this process")
       .example("$0 bench --bf16", "tensorflow with bfloat16 matmuls against PyTorch's bf16 autocast"),
@@ -127,7 +161,11 @@ export const benchCommand: CommandModule<GlobalOptions, BenchArgs> = {
         if (a.json) printJson(ref);
         else printLine(human(ref));
       }
-      if (measured === 0) throw new LlmctlError(`no backend could be benchmarked for ${shape.model}`, "run `llmctl doctor` to see which backends load");
+      if (measured === 0)
+        throw new LlmctlError(
+          `no backend could be benchmarked for ${shape.model}`,
+          "run `llmctl doctor` to see which backends load",
+        );
     }
   },
 };

@@ -25,7 +25,8 @@ async function readTexts(file: string): Promise<string[]> {
     for await (const c of process.stdin) chunks.push(c as Buffer);
     content = Buffer.concat(chunks).toString("utf8");
   } else {
-    if (!existsSync(file) || !statSync(file).isFile()) throw new FileFormatError(`file not found: ${file}`, "check the --file path");
+    if (!existsSync(file) || !statSync(file).isFile())
+      throw new FileFormatError(`file not found: ${file}`, "check the --file path");
     content = await readFile(file, "utf8");
   }
   // one text per line; blank lines separate nothing and are skipped
@@ -38,32 +39,62 @@ export const classifyCommand: CommandModule<GlobalOptions, ClassifyArgs> = {
   builder: (y) =>
     y
       .positional("text", { type: "string", array: true, describe: "texts to classify (quote each one)" })
-      .option("model", { alias: "m", type: "string", demandOption: true, describe: "a classifier directory written by `llmctl finetune spam`" })
-      .option("file", { alias: "f", type: "string", describe: "classify each non-blank line of this file ('-' reads stdin)" })
+      .option("model", {
+        alias: "m",
+        type: "string",
+        demandOption: true,
+        describe: "a classifier directory written by `llmctl finetune spam`",
+      })
+      .option("file", {
+        alias: "f",
+        type: "string",
+        describe: "classify each non-blank line of this file ('-' reads stdin)",
+      })
       .option("batch-size", { alias: "b", type: "number", default: 8, describe: "texts per forward pass" })
-      .example('$0 classify -m models/spam "You are a winner you have been specially selected to receive $1000 cash or a $2000 award."', "the book's first example: spam")
-      .example('$0 classify -m models/spam "Hey, just wanted to check if we\'re still on for dinner tonight? Let me know!"', "the book's second: not spam")
-      .example("$0 classify -m models/spam --file messages.txt --json", 'one line per text; prints [{"text","label","probability"}]')
+      .example(
+        '$0 classify -m models/spam "You are a winner you have been specially selected to receive $1000 cash or a $2000 award."',
+        "the book's first example: spam",
+      )
+      .example(
+        '$0 classify -m models/spam "Hey, just wanted to check if we\'re still on for dinner tonight? Let me know!"',
+        "the book's second: not spam",
+      )
+      .example(
+        "$0 classify -m models/spam --file messages.txt --json",
+        'one line per text; prints [{"text","label","probability"}]',
+      )
       .check((a) => {
-        if (!Number.isInteger(a["batch-size"]) || a["batch-size"] < 1) throw new UsageError(`--batch-size must be a positive integer, got ${a["batch-size"]}`);
+        if (!Number.isInteger(a["batch-size"]) || a["batch-size"] < 1)
+          throw new UsageError(`--batch-size must be a positive integer, got ${a["batch-size"]}`);
         return true;
       }),
   handler: async (args) => {
     const texts = (args.text ?? []).map(String);
     if (args.file !== undefined) texts.push(...(await readTexts(args.file)));
-    if (texts.length === 0) throw new UsageError("nothing to classify", 'give texts as arguments or --file FILE, e.g. llmctl classify -m DIR "Win a prize now"');
+    if (texts.length === 0)
+      throw new UsageError(
+        "nothing to classify",
+        'give texts as arguments or --file FILE, e.g. llmctl classify -m DIR "Win a prize now"',
+      );
     const empty = texts.findIndex((t) => t.trim() === "");
     if (empty >= 0) throw new UsageError(`text ${empty + 1} is empty`, "give non-empty texts");
 
     const meta = await readModelMeta(args.model);
     if (meta.head.kind !== "classifier") {
-      throw new UsageError(`${args.model} is a language model, not a classifier`, `finetune one first: llmctl finetune spam --model ${args.model} --out DIR`);
+      throw new UsageError(
+        `${args.model} is a language model, not a classifier`,
+        `finetune one first: llmctl finetune spam --model ${args.model} --out DIR`,
+      );
     }
     const head = meta.head;
     await selectBackend(args);
     const { gpt } = await loadModelShowingProgress(args.model);
     try {
-      const labels = head.labels ?? (head.num_classes === SPAM_LABELS.length ? [...SPAM_LABELS] : Array.from({ length: head.num_classes }, (_, i) => `class ${i}`));
+      const labels =
+        head.labels ??
+        (head.num_classes === SPAM_LABELS.length
+          ? [...SPAM_LABELS]
+          : Array.from({ length: head.num_classes }, (_, i) => `class ${i}`));
       const progress = spinner(`classifying ${texts.length} texts`);
       let results;
       try {

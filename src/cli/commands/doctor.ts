@@ -33,13 +33,19 @@ export const doctorCommand: CommandModule<GlobalOptions, DoctorArgs> = {
   describe: "list the TF.js backends: installed, loadable, version, speed",
   builder: (y) =>
     y
-      .option("speed", { type: "boolean", default: true, describe: "measure matmul GFLOP/s on each backend (~2 s each)" })
+      .option("speed", {
+        type: "boolean",
+        default: true,
+        describe: "measure matmul GFLOP/s on each backend (~2 s each)",
+      })
       .example("$0 doctor", "which backends load here, and how fast they are")
       .example("$0 doctor --json --no-speed", "the same as JSON, without the speed test")
       .example("$0 doctor --bf16", "the tensorflow backend's matmul speed with bfloat16 matmuls"),
   handler: async (args) => {
     const selected = (await useBackend(args.backend, { bf16: args.bf16 })).name;
-    const backends: (BackendStatus & { threads?: number; matmul_gflops?: number })[] = await probeBackends({ bf16: args.bf16 });
+    const backends: (BackendStatus & { threads?: number; matmul_gflops?: number })[] = await probeBackends({
+      bf16: args.bf16,
+    });
     for (const b of backends) {
       if (!b.available) continue;
       await useBackend(b.name);

@@ -36,15 +36,31 @@ export const evaluateCommand: CommandModule<GlobalOptions, EvaluateArgs> = {
       .option("judge-url", { type: "string", default: DEFAULT_JUDGE_URL, describe: "Ollama server" })
       .option("judge-model", { type: "string", default: DEFAULT_JUDGE_MODEL, describe: "Ollama model that scores" })
       .option("concurrency", { alias: "c", type: "number", default: 1, describe: "requests in flight at once" })
-      .option("retries", { type: "number", default: 2, describe: "retries per request after a dropped connection or server error" })
+      .option("retries", {
+        type: "number",
+        default: 2,
+        describe: "retries per request after a dropped connection or server error",
+      })
       .option("key", { type: "string", default: RESPONSE_KEY, describe: "the field holding the response to score" })
-      .option("out", { alias: "o", type: "string", describe: "where to save the scores (default: RESPONSES.scores.json)" })
-      .example("$0 evaluate --responses sft/instruction-data-with-response.json", "score each test response 0-100, print the average")
-      .example("$0 evaluate -r responses.json --judge-model llama3.1 --concurrency 2 --json", 'prints {"scored":110,"skipped":0,"average":...}')
+      .option("out", {
+        alias: "o",
+        type: "string",
+        describe: "where to save the scores (default: RESPONSES.scores.json)",
+      })
+      .example(
+        "$0 evaluate --responses sft/instruction-data-with-response.json",
+        "score each test response 0-100, print the average",
+      )
+      .example(
+        "$0 evaluate -r responses.json --judge-model llama3.1 --concurrency 2 --json",
+        'prints {"scored":110,"skipped":0,"average":...}',
+      )
       .epilogue("Needs a running Ollama (`ollama serve`) with the judge model pulled (`ollama pull llama3`).")
       .check((a) => {
-        if (!Number.isInteger(a.concurrency) || a.concurrency < 1) throw new UsageError(`--concurrency must be a positive integer, got ${a.concurrency}`);
-        if (!Number.isInteger(a.retries) || a.retries < 0) throw new UsageError(`--retries must be a whole number, got ${a.retries}`);
+        if (!Number.isInteger(a.concurrency) || a.concurrency < 1)
+          throw new UsageError(`--concurrency must be a positive integer, got ${a.concurrency}`);
+        if (!Number.isInteger(a.retries) || a.retries < 0)
+          throw new UsageError(`--retries must be a whole number, got ${a.retries}`);
         return true;
       }),
   handler: async (args) => {

@@ -14,6 +14,9 @@ export const finetuneCommand: CommandModule<GlobalOptions, GlobalOptions> = {
       .command(finetuneInstructCommand as CommandModule<any, any>)
       .demandCommand(1, "name a task: spam or instruct")
       .example("$0 finetune spam --model models/gpt2-124m --out models/spam", "the book's chapter 6 classifier")
-      .example("$0 finetune instruct --model models/gpt2-355m --out models/instruct", "the book's chapter 7 instruction follower"),
+      .example(
+        "$0 finetune instruct --model models/gpt2-355m --out models/instruct",
+        "the book's chapter 7 instruction follower",
+      ),
   handler: () => undefined,
 };

@@ -24,21 +24,44 @@ export const generateCommand: CommandModule<GlobalOptions, GenerateArgs> = {
   describe: "generate text from a model, streamed token by token",
   builder: (y) =>
     y
-      .option("model", { alias: "m", type: "string", demandOption: true, describe: "model directory (from pretrain, load-gpt2 or finetune)" })
+      .option("model", {
+        alias: "m",
+        type: "string",
+        demandOption: true,
+        describe: "model directory (from pretrain, load-gpt2 or finetune)",
+      })
       .option("prompt", { alias: "p", type: "string", demandOption: true, describe: "text to continue" })
       .option("max-new-tokens", { alias: "n", type: "number", default: 50, describe: "tokens to generate" })
       .option("temperature", { alias: "t", type: "number", default: 1, describe: "0 = greedy; higher = more varied" })
       .option("top-k", { type: "number", describe: "sample only among the k most likely tokens (1 = greedy)" })
-      .option("top-p", { type: "number", describe: "sample only among the most likely tokens whose probability reaches p" })
+      .option("top-p", {
+        type: "number",
+        describe: "sample only among the most likely tokens whose probability reaches p",
+      })
       .option("stop-at-eos", { type: "boolean", default: false, describe: `stop at ${END_OF_TEXT}` })
-      .option("cache", { type: "boolean", default: true, describe: "reuse attention keys/values (--no-cache recomputes the window per token)" })
-      .example('$0 generate --model runs/tiny --prompt "Every effort moves you"', "50 sampled tokens (temperature 1, seed 123)")
-      .example('$0 generate -m models/gpt2-124m -p "Every effort moves you" --temperature 1.4 --top-k 25 --seed 123', "the book's ch05 sampling settings")
-      .example('$0 generate -m runs/tiny -p "Every effort moves you" -t 0 --json', '{"prompt_ids":[...],"ids":[...],"text":"...","tokens_per_second":...}'),
+      .option("cache", {
+        type: "boolean",
+        default: true,
+        describe: "reuse attention keys/values (--no-cache recomputes the window per token)",
+      })
+      .example(
+        '$0 generate --model runs/tiny --prompt "Every effort moves you"',
+        "50 sampled tokens (temperature 1, seed 123)",
+      )
+      .example(
+        '$0 generate -m models/gpt2-124m -p "Every effort moves you" --temperature 1.4 --top-k 25 --seed 123',
+        "the book's ch05 sampling settings",
+      )
+      .example(
+        '$0 generate -m runs/tiny -p "Every effort moves you" -t 0 --json',
+        '{"prompt_ids":[...],"ids":[...],"text":"...","tokens_per_second":...}',
+      ),
   handler: async (args) => {
-    if (args.prompt.length === 0) throw new UsageError("the prompt is empty", 'give some text, e.g. --prompt "Every effort moves you"');
+    if (args.prompt.length === 0)
+      throw new UsageError("the prompt is empty", 'give some text, e.g. --prompt "Every effort moves you"');
     const maxNew = args["max-new-tokens"];
-    if (!(Number.isInteger(maxNew) && maxNew >= 0)) throw new UsageError(`--max-new-tokens must be an integer ≥ 0, got ${maxNew}`);
+    if (!(Number.isInteger(maxNew) && maxNew >= 0))
+      throw new UsageError(`--max-new-tokens must be an integer ≥ 0, got ${maxNew}`);
     const sampling = { temperature: args.temperature, topK: args["top-k"] ?? null, topP: args["top-p"] ?? null };
     checkSamplingOptions(sampling);
 
@@ -49,7 +72,9 @@ export const generateCommand: CommandModule<GlobalOptions, GenerateArgs> = {
       const tok = getTokenizer(loaded.meta.tokenizer);
       const promptIds = tok.encode(args.prompt);
       if (promptIds.length > gpt.config.context_length) {
-        note(`the prompt has ${promptIds.length} tokens; the model sees its last ${gpt.config.context_length} (its context)`);
+        note(
+          `the prompt has ${promptIds.length} tokens; the model sees its last ${gpt.config.context_length} (its context)`,
+        );
       }
       const stream = new TextStream((ids) => tok.decode(ids));
       if (!args.json) process.stdout.write(args.prompt);
@@ -73,7 +98,10 @@ export const generateCommand: CommandModule<GlobalOptions, GenerateArgs> = {
       } else {
         process.stdout.write(stream.flush() + "\n");
       }
-      verbose(args, `${result.ids.length} tokens in ${result.seconds.toFixed(2)} s (${result.tokensPerSecond.toFixed(1)} tokens/s, ${args.cache ? "KV cache" : "no cache"})`);
+      verbose(
+        args,
+        `${result.ids.length} tokens in ${result.seconds.toFixed(2)} s (${result.tokensPerSecond.toFixed(1)} tokens/s, ${args.cache ? "KV cache" : "no cache"})`,
+      );
     } finally {
       gpt.dispose();
     }

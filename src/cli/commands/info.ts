@@ -17,7 +17,11 @@ export const infoCommand: CommandModule<GlobalOptions, InfoArgs> = {
   describe: "show a model's layers, parameter count and size (from a config or a model directory)",
   builder: (y) =>
     y
-      .positional("target", { type: "string", demandOption: true, describe: "a config file, a bundled config name, or a model directory" })
+      .positional("target", {
+        type: "string",
+        demandOption: true,
+        describe: "a config file, a bundled config name, or a model directory",
+      })
       .example("$0 info gpt2-124m", "163,009,536 parameters, 621.83 MB in fp32 (no weights are allocated)")
       .example("$0 info configs/gpt2-tiny.json --json", '{"parameters": ..., "fp32_mb": ...}')
       .example("$0 info runs/tiny", "the model directory written by pretrain"),
@@ -26,10 +30,21 @@ export const infoCommand: CommandModule<GlobalOptions, InfoArgs> = {
     const isDir = existsSync(target) && statSync(target).isDirectory();
     // Only shapes are needed: neither a config nor a model directory's weights are loaded.
     const { model, head, kind, meta } = isDir
-      ? await readModelMeta(target).then((m) => ({ model: m.model, head: headSpecOf(m.head), kind: "model-dir" as const, meta: m }))
-      : { model: loadConfigFile(target).model, head: { kind: "lm" as const }, kind: "config" as const, meta: undefined };
+      ? await readModelMeta(target).then((m) => ({
+          model: m.model,
+          head: headSpecOf(m.head),
+          kind: "model-dir" as const,
+          meta: m,
+        }))
+      : {
+          model: loadConfigFile(target).model,
+          head: { kind: "lm" as const },
+          kind: "config" as const,
+          meta: undefined,
+        };
     const s = summarize(model, head);
-    const weightsBytes = isDir && existsSync(join(target, WEIGHTS_FILE)) ? statSync(join(target, WEIGHTS_FILE)).size : undefined;
+    const weightsBytes =
+      isDir && existsSync(join(target, WEIGHTS_FILE)) ? statSync(join(target, WEIGHTS_FILE)).size : undefined;
     if (args.json) {
       printJson({
         path: target,

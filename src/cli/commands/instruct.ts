@@ -39,7 +39,15 @@ interface Sampling {
  * Answer one instruction, calling `onText` with each piece of text as soon as it is whole (tokens can end
  * mid-character). The prompt ends with the style's response header, so the answer starts at once.
  */
-async function answer(gpt: GPTModel, tok: Tokenizer, style: PromptStyle, instruction: string, input: string, s: Sampling, onText?: (text: string) => void): Promise<Answer> {
+async function answer(
+  gpt: GPTModel,
+  tok: Tokenizer,
+  style: PromptStyle,
+  instruction: string,
+  input: string,
+  s: Sampling,
+  onText?: (text: string) => void,
+): Promise<Answer> {
   const prompt = answerPromptIds(tok, { instruction, input }, style);
   const stream = new TextStream((ids) => tok.decode(ids));
   const r = await generate(gpt, prompt, {
@@ -66,20 +74,54 @@ export const instructCommand: CommandModule<GlobalOptions, InstructArgs> = {
   builder: (y) =>
     y
       .positional("instruction", { type: "string", describe: "what the model should do" })
-      .option("model", { alias: "m", type: "string", demandOption: true, describe: "model directory from `llmctl finetune instruct`" })
-      .option("input", { alias: "i", type: "string", default: "", describe: "the text the instruction is about (the Alpaca 'input')" })
-      .option("chat", { type: "boolean", default: false, describe: "keep asking: one instruction per line on stdin, until an empty line or EOF" })
-      .option("max-new-tokens", { alias: "n", type: "number", default: MAX_RESPONSE_TOKENS, describe: "most tokens in an answer" })
-      .option("temperature", { alias: "t", type: "number", default: 0, describe: "0 = greedy (the book's choice for answers); higher samples" })
+      .option("model", {
+        alias: "m",
+        type: "string",
+        demandOption: true,
+        describe: "model directory from `llmctl finetune instruct`",
+      })
+      .option("input", {
+        alias: "i",
+        type: "string",
+        default: "",
+        describe: "the text the instruction is about (the Alpaca 'input')",
+      })
+      .option("chat", {
+        type: "boolean",
+        default: false,
+        describe: "keep asking: one instruction per line on stdin, until an empty line or EOF",
+      })
+      .option("max-new-tokens", {
+        alias: "n",
+        type: "number",
+        default: MAX_RESPONSE_TOKENS,
+        describe: "most tokens in an answer",
+      })
+      .option("temperature", {
+        alias: "t",
+        type: "number",
+        default: 0,
+        describe: "0 = greedy (the book's choice for answers); higher samples",
+      })
       .option("top-k", { alias: "k", type: "number", describe: "sample only among the k most likely tokens" })
-      .example('$0 instruct -m sft "Rewrite the sentence using a simile." --input "The car is very fast."', "streams e.g. The car is as fast as a bullet.")
-      .example('$0 instruct -m sft "Name the author of \'Pride and Prejudice\'." --json', "prints {instruction, input, response, tokens, stopped}")
+      .example(
+        '$0 instruct -m sft "Rewrite the sentence using a simile." --input "The car is very fast."',
+        "streams e.g. The car is as fast as a bullet.",
+      )
+      .example(
+        "$0 instruct -m sft \"Name the author of 'Pride and Prejudice'.\" --json",
+        "prints {instruction, input, response, tokens, stopped}",
+      )
       .example("$0 instruct -m sft --chat", "an interactive loop")
       .check((a) => {
         if (!a.chat && (a.instruction === undefined || a.instruction.trim() === "")) {
-          throw new UsageError("give an INSTRUCTION (or --chat)", 'e.g. llmctl instruct -m sft "Name three primary colors."');
+          throw new UsageError(
+            "give an INSTRUCTION (or --chat)",
+            'e.g. llmctl instruct -m sft "Name three primary colors."',
+          );
         }
-        if (!Number.isInteger(a["max-new-tokens"]) || a["max-new-tokens"] < 1) throw new UsageError(`--max-new-tokens must be a positive integer, got ${a["max-new-tokens"]}`);
+        if (!Number.isInteger(a["max-new-tokens"]) || a["max-new-tokens"] < 1)
+          throw new UsageError(`--max-new-tokens must be a positive integer, got ${a["max-new-tokens"]}`);
         return true;
       }),
   handler: async (args) => {
@@ -87,12 +129,22 @@ export const instructCommand: CommandModule<GlobalOptions, InstructArgs> = {
     const loaded = await loadModelShowingProgress(args.model);
     const { gpt, meta } = loaded;
     try {
-      if (meta.head.kind !== "lm") throw new UsageError(`${args.model} is a classifier`, "use `llmctl classify` for it, or give an instruction-finetuned model");
+      if (meta.head.kind !== "lm")
+        throw new UsageError(
+          `${args.model} is a classifier`,
+          "use `llmctl classify` for it, or give an instruction-finetuned model",
+        );
       const style = meta.prompt_style ?? DEFAULT_PROMPT_STYLE;
-      if (!meta.prompt_style) note(`${args.model} has no prompt_style in its config.json (not instruction-finetuned?); using ${style}`);
+      if (!meta.prompt_style)
+        note(`${args.model} has no prompt_style in its config.json (not instruction-finetuned?); using ${style}`);
       const tok = getTokenizer();
       const max = args["max-new-tokens"];
-      const sampling: Sampling = { maxNewTokens: max, temperature: args.temperature, topK: args["top-k"], seed: args.seed };
+      const sampling: Sampling = {
+        maxNewTokens: max,
+        temperature: args.temperature,
+        topK: args["top-k"],
+        seed: args.seed,
+      };
 
       const one = async (instruction: string, input: string) => {
         if (args.json) {
@@ -117,7 +169,11 @@ export const instructCommand: CommandModule<GlobalOptions, InstructArgs> = {
         return;
       }
       if (args.instruction) await one(args.instruction, args.input ?? "");
-      const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: process.stdin.isTTY === true });
+      const rl = createInterface({
+        input: process.stdin,
+        output: process.stderr,
+        terminal: process.stdin.isTTY === true,
+      });
       const ask = () => {
         if (process.stdin.isTTY) process.stderr.write("> ");
       };

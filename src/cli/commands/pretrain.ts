@@ -10,7 +10,17 @@ import { resolveTrainSettings, type TrainSettings } from "../../train/settings.j
 import { readTrainerState } from "../../train/checkpoint.js";
 import { Trainer, namedParameters, LOG_FILE, PLOT_FILE, type TrainEvent } from "../../train/trainer.js";
 import { epochSample, languageModelLoss, makePretrainLoaders, readPretrainTokens } from "../../train/pretrain.js";
-import { formatDuration, interruptOnCtrlC, note, printJson, printLine, spinner, stepLine, verbose, type GlobalOptions } from "../output.js";
+import {
+  formatDuration,
+  interruptOnCtrlC,
+  note,
+  printJson,
+  printLine,
+  spinner,
+  stepLine,
+  verbose,
+  type GlobalOptions,
+} from "../output.js";
 
 interface PretrainArgs extends GlobalOptions {
   config?: string;
@@ -56,7 +66,8 @@ function overridesFrom(a: PretrainArgs): Partial<TrainSettings> {
 async function dataFiles(a: PretrainArgs, s: TrainSettings): Promise<string[]> {
   if (a.data && a.data.length > 0) return a.data.map((f) => resolve(f));
   const d = s.data;
-  if (d === null) throw new UsageError("no training data", 'pass --data FILE, or set train.data in the config (e.g. "the-verdict")');
+  if (d === null)
+    throw new UsageError("no training data", 'pass --data FILE, or set train.data in the config (e.g. "the-verdict")');
   const list = Array.isArray(d) ? d : [d];
   const files: string[] = [];
   for (const item of list) {
@@ -83,8 +94,17 @@ export const pretrainCommand: CommandModule<GlobalOptions, PretrainArgs> = {
   describe: "pretrain a GPT from scratch on text",
   builder: (y) =>
     y
-      .option("config", { alias: "c", type: "string", describe: "config file or bundled name (gpt2-tiny, gpt2-124m-ch05, …)" })
-      .option("data", { alias: "d", type: "string", array: true, describe: "text or token files (default: the config's train.data)" })
+      .option("config", {
+        alias: "c",
+        type: "string",
+        describe: "config file or bundled name (gpt2-tiny, gpt2-124m-ch05, …)",
+      })
+      .option("data", {
+        alias: "d",
+        type: "string",
+        array: true,
+        describe: "text or token files (default: the config's train.data)",
+      })
       .option("out", { alias: "o", type: "string", describe: "run directory: model, checkpoints, log.jsonl, loss.svg" })
       .option("resume", { type: "string", describe: "continue the run saved in this directory" })
       .option("epochs", { type: "number", describe: "passes over the training data" })
@@ -100,15 +120,29 @@ export const pretrainCommand: CommandModule<GlobalOptions, PretrainArgs> = {
       .option("grad-clip", { type: "number", describe: "clip gradients to this global norm" })
       .option("warmup-steps", { type: "number", describe: "linear warmup updates" })
       .option("weight-decay", { type: "number", describe: "AdamW weight decay" })
-      .example("$0 pretrain --config gpt2-tiny --out runs/tiny", "train the small model on the-verdict (minutes on 2 cores)")
+      .example(
+        "$0 pretrain --config gpt2-tiny --out runs/tiny",
+        "train the small model on the-verdict (minutes on 2 cores)",
+      )
       .example("$0 pretrain --config gpt2-124m-ch05 --out runs/ch05", "the book's ch05 recipe (124M, 10 epochs)")
-      .example("$0 pretrain --config gpt2-tiny --data corpus.bin --epochs 1 --out runs/corpus", "train on a token file from `llmctl tokenize --out`")
+      .example(
+        "$0 pretrain --config gpt2-tiny --data corpus.bin --epochs 1 --out runs/corpus",
+        "train on a token file from `llmctl tokenize --out`",
+      )
       .example("$0 pretrain --resume runs/ch05", "continue an interrupted run exactly where it stopped")
       .check((a) => {
-        if (a.resume === undefined && a.config === undefined) throw new UsageError("give --config (or --resume DIR)", "e.g. llmctl pretrain --config gpt2-tiny --out runs/tiny");
-        if (a.resume === undefined && a.out === undefined) throw new UsageError("give --out DIR for the run directory", "e.g. --out runs/tiny");
+        if (a.resume === undefined && a.config === undefined)
+          throw new UsageError(
+            "give --config (or --resume DIR)",
+            "e.g. llmctl pretrain --config gpt2-tiny --out runs/tiny",
+          );
+        if (a.resume === undefined && a.out === undefined)
+          throw new UsageError("give --out DIR for the run directory", "e.g. --out runs/tiny");
         if (a.resume !== undefined && a.out !== undefined && resolve(a.out) !== resolve(a.resume)) {
-          throw new UsageError("--resume continues in its own directory; --out must be omitted or the same", `drop --out or use --out ${a.resume}`);
+          throw new UsageError(
+            "--resume continues in its own directory; --out must be omitted or the same",
+            `drop --out or use --out ${a.resume}`,
+          );
         }
         return true;
       }),
@@ -124,7 +158,10 @@ export const pretrainCommand: CommandModule<GlobalOptions, PretrainArgs> = {
       settings = resolveTrainSettings(state.settings, overrides, `${runDir}/trainer-state.json`);
       if (a.data && a.data.length > 0) settings.data = a.data.map((f) => resolve(f));
       gpt = (await loadModelDir(runDir)).gpt;
-      if (state.finished) note(`${runDir}: the run finished at step ${state.step}; it continues only as far as --epochs / --max-steps now allow`);
+      if (state.finished)
+        note(
+          `${runDir}: the run finished at step ${state.step}; it continues only as far as --epochs / --max-steps now allow`,
+        );
     } else {
       runDir = a.out!;
       const cfg = loadConfigFile(a.config!);
@@ -135,10 +172,19 @@ export const pretrainCommand: CommandModule<GlobalOptions, PretrainArgs> = {
       const files = await dataFiles(a, settings);
       // record what was trained on, so --resume reads the same data
       if (a.data && a.data.length > 0) settings.data = files;
-      const data = makePretrainLoaders(readPretrainTokens(files, settings.train_ratio), settings, gpt.config.context_length);
-      verbose(a, `data: ${data.trainTokens} training tokens (${data.train.numBatches} batches), ${data.validationTokens} validation tokens (${data.validation.numBatches} batches)`);
+      const data = makePretrainLoaders(
+        readPretrainTokens(files, settings.train_ratio),
+        settings,
+        gpt.config.context_length,
+      );
+      verbose(
+        a,
+        `data: ${data.trainTokens} training tokens (${data.train.numBatches} batches), ${data.validationTokens} validation tokens (${data.validation.numBatches} batches)`,
+      );
 
-      const interrupt = interruptOnCtrlC("\ninterrupted: saving a checkpoint at the end of this step (Ctrl-C again to quit without saving)");
+      const interrupt = interruptOnCtrlC(
+        "\ninterrupted: saving a checkpoint at the end of this step (Ctrl-C again to quit without saving)",
+      );
       const spin = spinner("starting");
       const render = (e: TrainEvent) => {
         if (e.kind === "step") {
@@ -168,7 +214,10 @@ export const pretrainCommand: CommandModule<GlobalOptions, PretrainArgs> = {
         saveModel: async (dir) => {
           await saveModelDir(dir, gpt, { source: "llmctl pretrain" });
         },
-        afterEpoch: async () => (settings.sample_tokens > 0 ? { sample: await epochSample(gpt, settings.sample_prompt, settings.sample_tokens) } : {}),
+        afterEpoch: async () =>
+          settings.sample_tokens > 0
+            ? { sample: await epochSample(gpt, settings.sample_prompt, settings.sample_tokens) }
+            : {},
         onEvent: render,
         signal: interrupt.signal,
         resume: a.resume !== undefined,

@@ -18,7 +18,11 @@ function parseIds(text: string): number[] {
   const parts = text.split(/[\s,[\]]+/).filter(Boolean);
   return parts.map((p) => {
     const n = Number(p);
-    if (!Number.isInteger(n)) throw new UsageError(`--decode: '${p}' is not a token id`, 'pass ids separated by spaces, e.g. --decode "6109 3626"');
+    if (!Number.isInteger(n))
+      throw new UsageError(
+        `--decode: '${p}' is not a token id`,
+        'pass ids separated by spaces, e.g. --decode "6109 3626"',
+      );
     return n;
   });
 }
@@ -32,7 +36,11 @@ export const tokenizeCommand: CommandModule<GlobalOptions, TokenizeArgs> = {
       .option("file", { alias: "f", type: "string", describe: "tokenize a text file (streamed; any size)" })
       .option("count", { type: "boolean", default: false, describe: "print only the number of tokens" })
       .option("decode", { type: "string", describe: 'decode space-separated ids, e.g. "6109 3626 6100 345"' })
-      .option("out", { alias: "o", type: "string", describe: "write the ids to a token file (.bin) that pretrain reads" })
+      .option("out", {
+        alias: "o",
+        type: "string",
+        describe: "write the ids to a token file (.bin) that pretrain reads",
+      })
       .option("special", {
         type: "boolean",
         default: true,
@@ -41,10 +49,14 @@ export const tokenizeCommand: CommandModule<GlobalOptions, TokenizeArgs> = {
       .example('$0 tokenize "Every effort moves you"', "prints 6109 3626 6100 345")
       .example("$0 tokenize --file the-verdict.txt --count", "prints 5145")
       .example('$0 tokenize --decode "6109 3626 6100 345"', "prints Every effort moves you")
-      .example("$0 tokenize --file corpus.txt --out corpus.bin", "tokenize a large corpus once for pretrain --data corpus.bin")
+      .example(
+        "$0 tokenize --file corpus.txt --out corpus.bin",
+        "tokenize a large corpus once for pretrain --data corpus.bin",
+      )
       .check((a) => {
         const sources = [a.text !== undefined, a.file !== undefined, a.decode !== undefined].filter(Boolean).length;
-        if (sources !== 1) throw new UsageError("give exactly one of TEXT, --file or --decode", "see `llmctl tokenize --help`");
+        if (sources !== 1)
+          throw new UsageError("give exactly one of TEXT, --file or --decode", "see `llmctl tokenize --help`");
         return true;
       }),
   handler: async (args) => {
@@ -68,14 +80,17 @@ export const tokenizeCommand: CommandModule<GlobalOptions, TokenizeArgs> = {
       try {
         ids = await tokenizeFile(args.file, {
           allowedSpecial,
-          onProgress: (read) => (spin.text = `tokenizing ${args.file}: ${((100 * read) / Math.max(total, 1)).toFixed(0)}%`),
+          onProgress: (read) =>
+            (spin.text = `tokenizing ${args.file}: ${((100 * read) / Math.max(total, 1)).toFixed(0)}%`),
         });
       } finally {
         spin.stop();
       }
       if (args.verbose) {
         const s = (performance.now() - start) / 1000;
-        process.stderr.write(`${ids.length} tokens from ${total} bytes in ${s.toFixed(2)} s (${(total / 1e6 / s).toFixed(2)} MB/s)\n`);
+        process.stderr.write(
+          `${ids.length} tokens from ${total} bytes in ${s.toFixed(2)} s (${(total / 1e6 / s).toFixed(2)} MB/s)\n`,
+        );
       }
     } else {
       ids = tok.encode(args.text ?? "", { allowedSpecial });
