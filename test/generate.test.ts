@@ -7,7 +7,7 @@ import { useBackend } from "../src/backend/index.js";
 import { Rng } from "../src/data/rng.js";
 import { buildGPT, type GPTModel } from "../src/model/gpt.js";
 import { saveModelDir } from "../src/model/model-dir.js";
-import { readAllSafetensors } from "../src/weights/safetensors.js";
+import { readAllSafetensors } from "../src/formats/safetensors.js";
 import { getTokenizer } from "../src/tokenizer/index.js";
 import { generate } from "../src/generate/generate.js";
 import {

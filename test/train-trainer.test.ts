@@ -14,7 +14,7 @@ import { Trainer, type TrainerOptions, type TrainEvent } from "../src/train/trai
 import { resolveTrainSettings, type TrainSettings } from "../src/train/settings.js";
 import { sparseCrossEntropy } from "../src/train/loss.js";
 import { readTrainerState, recoverCheckpoint } from "../src/train/checkpoint.js";
-import { readAllSafetensors, writeSafetensors } from "../src/weights/safetensors.js";
+import { readAllSafetensors, writeSafetensors } from "../src/formats/safetensors.js";
 import { DataLoader, SlidingWindowDataset, type TokenBatch } from "../src/data/sliding-window.js";
 import { Rng } from "../src/data/rng.js";
 import { InterruptedError, TrainingError, UsageError } from "../src/errors.js";

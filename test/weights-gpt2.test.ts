@@ -17,8 +17,8 @@ import {
   gpt2Config,
   GPT2_HPARAMS,
 } from "../src/weights/gpt2.js";
-import { writeTensorBundle } from "../src/weights/tf-bundle.js";
-import { writeSafetensors, readSafetensors } from "../src/weights/safetensors.js";
+import { writeTensorBundle } from "../src/formats/tf-bundle.js";
+import { writeSafetensors, readSafetensors } from "../src/formats/safetensors.js";
 import { FileFormatError, UsageError } from "../src/errors.js";
 import { countParameters } from "../src/model/config.js";
 import { sharedPath } from "./helpers/shared.js";

@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { mkdtemp, readFile, writeFile, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { readSafetensors, writeSafetensors, readAllSafetensors, halfToFloat } from "../src/weights/safetensors.js";
+import { readSafetensors, writeSafetensors, readAllSafetensors } from "../src/formats/safetensors.js";
+import { halfToFloat } from "../src/formats/float.js";
 import { FileFormatError, InterruptedError } from "../src/errors.js";
 import { sharedPath } from "./helpers/shared.js";
 

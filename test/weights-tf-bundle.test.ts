@@ -9,10 +9,10 @@ import {
   encodeBundleEntry,
   encodeBundleHeader,
   bundlePrefix,
-} from "../src/weights/tf-bundle.js";
-import { readTable, writeTable, parseBlock } from "../src/weights/leveldb-table.js";
-import { crc32c, maskCrc, unmaskCrc } from "../src/weights/crc32c.js";
-import { readSafetensors } from "../src/weights/safetensors.js";
+} from "../src/formats/tf-bundle.js";
+import { readTable, writeTable, parseBlock } from "../src/formats/leveldb-table.js";
+import { crc32c, maskCrc, unmaskCrc } from "../src/formats/crc32c.js";
+import { readSafetensors } from "../src/formats/safetensors.js";
 import { FileFormatError } from "../src/errors.js";
 import { sharedPath } from "./helpers/shared.js";
 

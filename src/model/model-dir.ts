@@ -8,7 +8,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { FileFormatError } from "../errors.js";
 import { writeFileAtomic } from "../fs-atomic.js";
-import { readSafetensors, writeSafetensors } from "../weights/safetensors.js";
+import { readSafetensors, writeSafetensors } from "../formats/safetensors.js";
 import { type GPTConfig, type HeadSpec, validateGPTConfig } from "./config.js";
 import { type GPTModel, buildGPT, checkWeightShapes } from "./gpt.js";
 import * as tf from "@tensorflow/tfjs";

@@ -27,7 +27,7 @@ import {
   type TrainerState,
 } from "./checkpoint.js";
 import { Rng } from "../data/rng.js";
-import { readAllSafetensors, writeSafetensors } from "../weights/safetensors.js";
+import { readAllSafetensors, writeSafetensors } from "../formats/safetensors.js";
 import { writeFileAtomic } from "../fs-atomic.js";
 import { InterruptedError, TrainingError, UsageError } from "../errors.js";
 import { linePlotSvg } from "../plot/svg.js";

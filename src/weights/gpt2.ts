@@ -27,8 +27,8 @@ import { FileFormatError, UsageError } from "../errors.js";
 import { writeFileAtomic } from "../fs-atomic.js";
 import { type GPTConfig, countParameters } from "../model/config.js";
 import { CONFIG_FILE, WEIGHTS_FILE, validateModelMeta, type ModelMeta } from "../model/model-dir.js";
-import { readSafetensors, writeSafetensors, type SafetensorsFile } from "./safetensors.js";
-import { TensorBundleReader } from "./tf-bundle.js";
+import { readSafetensors, writeSafetensors, type SafetensorsFile } from "../formats/safetensors.js";
+import { TensorBundleReader } from "../formats/tf-bundle.js";
 
 export type Gpt2Size = "124M" | "355M" | "774M" | "1558M";
 export const GPT2_SIZES: readonly Gpt2Size[] = ["124M", "355M", "774M", "1558M"];

@@ -2,7 +2,7 @@
 import { readFileSync } from "node:fs";
 import { buildGPT, type GPTModel } from "../../src/model/gpt.js";
 import type { GPTConfig } from "../../src/model/config.js";
-import { readAllSafetensors } from "../../src/weights/safetensors.js";
+import { readAllSafetensors } from "../../src/formats/safetensors.js";
 import { sharedPath } from "./shared.js";
 
 export interface FixtureCase {

@@ -1,6 +1,6 @@
 import type { CommandModule } from "yargs";
 import { existsSync, statSync } from "node:fs";
-import { getTokenizer, tokenizeFile, END_OF_TEXT } from "../../tokenizer/index.js";
+import { getTokenizer, tokenizeFile, END_OF_TEXT, END_OF_TEXT_ID } from "../../tokenizer/index.js";
 import { writeTokenFile } from "../../tokenizer/token-file.js";
 import { UsageError, FileFormatError } from "../../errors.js";
 import { printJson, printLine, spinner, type GlobalOptions } from "../output.js";
@@ -44,7 +44,7 @@ export const tokenizeCommand: CommandModule<GlobalOptions, TokenizeArgs> = {
       .option("special", {
         type: "boolean",
         default: true,
-        describe: `encode ${END_OF_TEXT} as its id 50256 (--no-special: as ordinary text)`,
+        describe: `encode ${END_OF_TEXT} as its id ${END_OF_TEXT_ID} (--no-special: as ordinary text)`,
       })
       .example('$0 tokenize "Every effort moves you"', "prints 6109 3626 6100 345")
       .example("$0 tokenize --file the-verdict.txt --count", "prints 5145")

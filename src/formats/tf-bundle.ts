@@ -29,7 +29,7 @@ import {
   readVarint,
   type ProtoField,
 } from "./protobuf.js";
-import { decodeFloat, numElements } from "./safetensors.js";
+import { LITTLE_ENDIAN, decodeFloat, numElements, type FloatDtype } from "./float.js";
 
 /** TensorFlow DataType enum (tensorflow/core/framework/types.proto) with element sizes; 0 = variable size. */
 export const TF_DTYPES: Readonly<Record<number, { name: string; size: number }>> = {
@@ -213,7 +213,7 @@ export class TensorBundleReader {
       return out;
     }
     const kind = { [DT_DOUBLE]: "F64", [DT_HALF]: "F16", [DT_BFLOAT16]: "BF16", [DT_FLOAT]: "F32" }[e.dtype] as
-      "F64" | "F16" | "BF16" | "F32" | undefined;
+      FloatDtype | undefined;
     if (!kind)
       throw new FileFormatError(
         `${this.prefix}: tensor '${key}' has dtype ${e.dtypeName}, not a floating-point type`,
@@ -348,8 +348,6 @@ export class TensorBundleReader {
     return this.shardSizes;
   }
 }
-
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 function parseHeader(value: Uint8Array, path: string): BundleHeader {
   const what = `${path} (bundle header)`;

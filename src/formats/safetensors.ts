@@ -13,6 +13,7 @@
 import { open, type FileHandle } from "node:fs/promises";
 import { FileFormatError, InterruptedError } from "../errors.js";
 import { writeFileAtomicWith } from "../fs-atomic.js";
+import { LITTLE_ENDIAN, decodeFloat, numElements, type FloatDtype } from "./float.js";
 
 export type SafetensorsDtype =
   | "F64"
@@ -51,7 +52,7 @@ export const DTYPE_SIZE: Readonly<Record<SafetensorsDtype, number>> = {
 };
 
 /** The dtypes `read()` turns into float32. */
-const FLOAT_DTYPES = new Set<SafetensorsDtype>(["F64", "F32", "F16", "BF16"]);
+const FLOAT_DTYPES = new Set<SafetensorsDtype>(["F64", "F32", "F16", "BF16"] satisfies FloatDtype[]);
 
 /** The reference implementation refuses headers above 100 MB; so do we (a corrupt length must not allocate GBs). */
 export const MAX_HEADER_BYTES = 100_000_000;
@@ -68,10 +69,6 @@ export interface SafetensorsEntry {
   shape: number[];
   /** The values (row-major), or a function producing them when the writer reaches this tensor. */
   data: Float32Array | (() => Float32Array | Promise<Float32Array>);
-}
-
-export function numElements(shape: readonly number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
 }
 
 function formatError(path: string, problem: string): FileFormatError {
@@ -141,7 +138,7 @@ export class SafetensorsFile {
     }
     const bytes = new Uint8Array(info.offsets[1] - info.offsets[0]);
     await this.readInto(bytes, start);
-    return decodeFloat(info.dtype, bytes, n);
+    return decodeFloat(info.dtype as FloatDtype, bytes, n);
   }
 
   private async readInto(target: Uint8Array, position: number): Promise<void> {
@@ -161,43 +158,6 @@ export class SafetensorsFile {
     this.fh = undefined;
     await fh?.close();
   }
-}
-
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-
-/** Little-endian bytes of a float dtype → float32 values. */
-export function decodeFloat(dtype: SafetensorsDtype, bytes: Uint8Array, n: number): Float32Array {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const out = new Float32Array(n);
-  switch (dtype) {
-    case "F32":
-      for (let i = 0; i < n; i++) out[i] = view.getFloat32(4 * i, true);
-      return out;
-    case "F64":
-      for (let i = 0; i < n; i++) out[i] = view.getFloat64(8 * i, true);
-      return out;
-    case "BF16": {
-      // bfloat16 is the top half of a float32: shift it back into place.
-      const u32 = new Uint32Array(out.buffer);
-      for (let i = 0; i < n; i++) u32[i] = view.getUint16(2 * i, true) << 16;
-      return out;
-    }
-    case "F16":
-      for (let i = 0; i < n; i++) out[i] = halfToFloat(view.getUint16(2 * i, true));
-      return out;
-    default:
-      throw new Error(`decodeFloat: ${dtype} is not a float dtype`);
-  }
-}
-
-/** IEEE 754 binary16 → number, including subnormals, infinities and NaN. */
-export function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f;
-  const frac = h & 0x3ff;
-  if (exp === 0) return sign * frac * 2 ** -24; // subnormal: frac/1024 × 2^-14
-  if (exp === 0x1f) return frac ? NaN : sign * Infinity;
-  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }
 
 /** Parse and validate the header; leaves the file open for reading tensors. */

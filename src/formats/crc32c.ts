@@ -4,6 +4,8 @@
  * stays well distributed). Slicing-by-8 tables: the tensors of GPT-2 1558M are 6 GB to checksum.
  */
 
+import { LITTLE_ENDIAN } from "./float.js";
+
 const POLY = 0x82f63b78;
 
 // TABLES[k][b]: CRC contribution of byte b followed by k zero bytes.
@@ -57,8 +59,6 @@ export function crc32cExtend(crc: number, bytes: Uint8Array): number {
   for (; i < n; i++) c = t0[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
   return ~c >>> 0;
 }
-
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 export function crc32c(bytes: Uint8Array): number {
   return crc32cExtend(0, bytes);
