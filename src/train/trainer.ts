@@ -1,8 +1,8 @@
 /**
  * The training loop, shared by `pretrain`, `finetune spam` and `finetune instruct`: the book's
  * `train_model_simple` / `train_classifier_simple` with AdamW, an lr schedule, gradient accumulation and
- * clipping, periodic evaluation (`evaluate_model` over `eval_iter` batches), a JSONL log, an SVG loss plot and
- * exact resume from atomic checkpoints.
+ * clipping, periodic evaluation (`evaluate_model` over `eval_iter` batches), a JSONL log, an SVG loss plot,
+ * TensorBoard event files and exact resume from atomic checkpoints.
  *
  * What a caller provides (see TrainerOptions): the parameters to train under stable names, a loss function
  * for one batch, the train (and validation) batch sources, how to save the model into a directory, and
@@ -31,6 +31,7 @@ import { readAllSafetensors, writeSafetensors } from "../formats/safetensors.js"
 import { writeFileAtomic } from "../fs-atomic.js";
 import { InterruptedError, TrainingError, UsageError } from "../errors.js";
 import { linePlotSvg } from "../plot/svg.js";
+import { TensorBoardLog } from "./tensorboard.js";
 
 export const LOG_FILE = "log.jsonl";
 export const PLOT_FILE = "loss.svg";
@@ -96,7 +97,7 @@ export interface TrainerOptions<B> {
   /** tokens in a batch (for tokens seen and tokens/s) */
   batchTokens: (batch: B) => number;
   settings: TrainSettings;
-  /** the run directory: checkpoints, log.jsonl, loss.svg */
+  /** the run directory: checkpoints, log.jsonl, loss.svg, tensorboard/ */
   runDir: string;
   /** write the model directory files (config.json, model.safetensors) into `dir` */
   saveModel: (dir: string) => Promise<void>;
@@ -207,6 +208,7 @@ export class Trainer<B> {
   private tokensSeen = 0;
   private elapsedBefore = 0;
   private evals: EvalRecord[] = [];
+  private board: TensorBoardLog | null = null;
 
   constructor(opts: TrainerOptions<B>) {
     this.opts = opts;
@@ -247,8 +249,10 @@ export class Trainer<B> {
     try {
       if (this.opts.resume) await this.restore();
       else await this.start();
+      this.board = new TensorBoardLog(this.opts.runDir, this.step, !this.opts.resume);
       return await this.loop();
     } finally {
+      this.board?.close();
       this.optimizer.dispose();
     }
   }
@@ -489,6 +493,7 @@ export class Trainer<B> {
   }
 
   private emit(event: TrainEvent): void {
+    this.board?.record(event);
     this.opts.onEvent?.(event);
   }
 }
