@@ -3,10 +3,10 @@
  * scalars through a crash, a torn record and a resume, and the real reader (tensorboard's EventAccumulator, with
  * $LLMCTL_PYTHON) seeing each step once with the values log.jsonl holds.
  */
-import { test, before } from "node:test";
+import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { appendFileSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
@@ -28,7 +28,15 @@ before(async () => {
   await useBackend("cpu");
 });
 
-const tmp = () => mkdtempSync(join(tmpdir(), "llmctl-tensorboard-"));
+const dirs: string[] = [];
+const tmp = () => {
+  const dir = mkdtempSync(join(tmpdir(), "llmctl-tensorboard-"));
+  dirs.push(dir);
+  return dir;
+};
+after(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
 
 // Written by tensorboard 2.21's tensorboard.summary.writer.event_file_writer.EventFileWriter: its file_version
 // event, a summary with two simple values at step 300, and a SessionLog START at step 2^40 + 7.
