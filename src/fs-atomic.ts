@@ -27,3 +27,13 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string | 
     for (const part of Array.isArray(data) ? data : [data]) await fh.writeFile(part); // each call continues where the last ended
   });
 }
+
+/** Write all of `bytes` at the handle's position (one write call is limited to 2 GB and may write less). */
+export async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
+  const CHUNK = 1 << 30;
+  let done = 0;
+  while (done < bytes.length) {
+    const { bytesWritten } = await fh.write(bytes, done, Math.min(CHUNK, bytes.length - done));
+    done += bytesWritten;
+  }
+}

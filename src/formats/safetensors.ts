@@ -12,8 +12,8 @@
  */
 import { open, type FileHandle } from "node:fs/promises";
 import { FileFormatError, InterruptedError } from "../errors.js";
-import { writeFileAtomicWith } from "../fs-atomic.js";
-import { LITTLE_ENDIAN, decodeFloat, numElements, type FloatDtype } from "./float.js";
+import { writeAll, writeFileAtomicWith } from "../fs-atomic.js";
+import { LITTLE_ENDIAN, decodeFloat, encodeFloat, numElements, type FloatDtype } from "./float.js";
 
 export type SafetensorsDtype =
   | "F64"
@@ -347,26 +347,9 @@ export async function writeSafetensors(
           "pass data matching the shape",
         );
       }
-      await writeAll(fh, toLittleEndianBytes(data));
+      await writeAll(fh, encodeFloat("F32", data));
     }
   });
-}
-
-function toLittleEndianBytes(data: Float32Array): Uint8Array {
-  if (LITTLE_ENDIAN) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  const out = new Uint8Array(data.length * 4);
-  const view = new DataView(out.buffer);
-  for (let i = 0; i < data.length; i++) view.setFloat32(4 * i, data[i]!, true);
-  return out;
-}
-
-async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
-  const CHUNK = 1 << 30;
-  let done = 0;
-  while (done < bytes.length) {
-    const { bytesWritten } = await fh.write(bytes, done, Math.min(CHUNK, bytes.length - done));
-    done += bytesWritten;
-  }
 }
 
 /** Read every tensor of a file as float32 (convenience for small files and tests). */
