@@ -11,12 +11,11 @@
  */
 import { writeFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { UsageError } from "../errors.js";
 import { writeFileAtomic } from "../fs-atomic.js";
 import { type GPTConfig } from "../model/config.js";
-import { CONFIG_FILE, WEIGHTS_FILE, readModelMeta, type ModelMeta } from "../model/model-dir.js";
-import { readSafetensors, writeSafetensors, type SafetensorsEntry } from "../formats/safetensors.js";
-import { gpt2WeightShapes } from "./gpt2.js";
+import { CONFIG_FILE } from "../model/model-dir.js";
+import { writeSafetensors, type SafetensorsEntry } from "../formats/safetensors.js";
+import { openExportSource } from "./export-source.js";
 import { END_OF_TEXT, END_OF_TEXT_ID } from "../tokenizer/index.js";
 import { gpt2TokenizerFiles } from "../tokenizer/vocab.js";
 
@@ -69,27 +68,9 @@ export async function exportHuggingFace(
   outDir: string,
   opts: { tokenizer?: boolean; onProgress?: (p: ExportProgress) => void } = {},
 ): Promise<ExportResult> {
-  const meta: ModelMeta = await readModelMeta(modelDir);
-  if (meta.head.kind !== "lm") {
-    throw new UsageError(
-      `${modelDir} is a classifier (head '${meta.head.kind}'); export --format hf writes language models (GPT2LMHeadModel)`,
-      "export the language model the classifier was finetuned from",
-    );
-  }
+  const { meta, weights: src, shapes: expected } = await openExportSource(modelDir, "hf");
   const cfg = meta.model;
-  const src = await readSafetensors(join(modelDir, WEIGHTS_FILE));
   try {
-    const expected = gpt2WeightShapes(cfg);
-    for (const [name, shape] of expected) {
-      const info = src.tensors.get(name);
-      if (!info) throw new UsageError(`${join(modelDir, WEIGHTS_FILE)} lacks '${name}'`, "re-save the model directory");
-      if (info.shape.join(",") !== shape.join(",")) {
-        throw new UsageError(
-          `${join(modelDir, WEIGHTS_FILE)}: '${name}' has shape [${info.shape.join(", ")}], expected [${shape.join(", ")}]`,
-          "re-save the model directory",
-        );
-      }
-    }
     const entries: SafetensorsEntry[] = [...expected].map(([name, shape]) => ({
       name,
       shape,

@@ -3,19 +3,21 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { UsageError } from "../../errors.js";
 import { exportHuggingFace } from "../../weights/hf-export.js";
-import { note, printJson, printLine, spinner, type GlobalOptions } from "../output.js";
+import { GGUF_DTYPES, exportGguf, type GgufDtype } from "../../weights/gguf-export.js";
+import { interruptOnCtrlC, note, printJson, printLine, spinner, type GlobalOptions } from "../output.js";
 
 interface ExportArgs extends GlobalOptions {
   model: string;
-  format: "hf";
+  format: "hf" | "gguf";
   out: string;
+  dtype?: GgufDtype;
   tokenizer: boolean;
   force: boolean;
 }
 
 export const exportCommand: CommandModule<GlobalOptions, ExportArgs> = {
   command: "export",
-  describe: "export a model to the Hugging Face format",
+  describe: "export a model to the Hugging Face format, or to GGUF for llama.cpp and Ollama",
   builder: (y) =>
     y
       .option("model", {
@@ -25,23 +27,39 @@ export const exportCommand: CommandModule<GlobalOptions, ExportArgs> = {
         describe: "model directory (from pretrain, load-gpt2 or finetune instruct)",
       })
       .option("format", {
-        choices: ["hf"] as const,
+        choices: ["hf", "gguf"] as const,
         default: "hf" as const,
-        describe: "hf: a transformers GPT2LMHeadModel directory",
+        describe: "hf: a transformers GPT2LMHeadModel directory; gguf: one file for llama.cpp / Ollama",
       })
-      .option("out", { alias: "o", type: "string", demandOption: true, describe: "directory to write" })
+      .option("out", {
+        alias: "o",
+        type: "string",
+        demandOption: true,
+        describe: "directory to write (hf), or the .gguf file (gguf; a Modelfile is written beside it)",
+      })
+      .option("dtype", {
+        choices: GGUF_DTYPES,
+        describe: "gguf: how the matrices are stored (default f32; norms, biases and positions stay f32)",
+      })
       .option("tokenizer", {
         type: "boolean",
         default: true,
-        describe: "also write vocab.json + merges.txt (--no-tokenizer: weights and config only)",
+        describe: "hf: also write vocab.json + merges.txt (--no-tokenizer: weights and config only)",
       })
       .option("force", { type: "boolean", default: false, describe: "overwrite an export already in --out" })
       .example(
         "$0 export --model models/gpt2-124m --out hf/gpt2-124m",
         "then in Python: GPT2LMHeadModel.from_pretrained('hf/gpt2-124m')",
       )
-      .example("$0 export -m runs/tiny --out hf/tiny --no-tokenizer", "weights and config only"),
+      .example("$0 export -m runs/tiny --out hf/tiny --no-tokenizer", "weights and config only")
+      .example(
+        "$0 export -m models/gpt2-124m --format gguf --dtype f16 --out gguf/gpt2-124m.gguf",
+        "then: llama-cli -m gguf/gpt2-124m.gguf, or ollama create gpt2-124m -f gguf/Modelfile",
+      ),
   handler: async (args) => {
+    if (args.format === "gguf") return exportGgufCommand(args);
+    if (args.dtype !== undefined)
+      throw new UsageError("--dtype applies to --format gguf", "leave it out for --format hf (it writes float32)");
     if (!args.force && existsSync(join(args.out, "model.safetensors"))) {
       throw new UsageError(
         `${args.out} already holds a model`,
@@ -68,3 +86,39 @@ export const exportCommand: CommandModule<GlobalOptions, ExportArgs> = {
     }
   },
 };
+
+async function exportGgufCommand(args: ExportArgs): Promise<void> {
+  if (!args.tokenizer)
+    throw new UsageError("a GGUF file always carries its tokenizer", "leave out --no-tokenizer for --format gguf");
+  if (!args.force && existsSync(args.out))
+    throw new UsageError(`${args.out} already exists`, "choose another --out, or pass --force to overwrite it");
+  const spin = spinner(`exporting ${args.model}`);
+  const interrupt = interruptOnCtrlC("\nstopping the export (Ctrl-C again to quit at once)…");
+  let res;
+  try {
+    res = await exportGguf(args.model, args.out, {
+      dtype: args.dtype,
+      signal: interrupt.signal,
+      onProgress: (p) => (spin.text = `exporting ${p.name} (${p.done}/${p.total})`),
+    });
+  } finally {
+    interrupt.release();
+    spin.stop();
+  }
+  if (res.f16_fallback.length > 0) {
+    note(
+      `note: ${res.f16_fallback.length} matrices are F16, not Q8_0 (their rows are not a multiple of 32 long): ${res.f16_fallback.join(", ")}`,
+    );
+  }
+  if (args.json) {
+    printJson(res);
+    return;
+  }
+  printLine(
+    `wrote ${res.out} (${res.dtype}, ${res.tensors} tensors, ${(res.bytes / 1e6).toFixed(1)} MB) and ${res.modelfile}`,
+  );
+  note(
+    `run it: llama-cli -m ${res.out} -c ${res.context_length}   (llama.cpp stops hard past ${res.context_length} positions)`,
+  );
+  printLine(`ollama create ${res.ollama_name} -f ${res.modelfile}`);
+}
