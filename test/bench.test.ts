@@ -5,6 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runCli } from "./helpers/cli.js";
 import { ratios, type BenchRecord } from "../src/bench/bench.js";
+import { loadLlamaCpp } from "../src/bench/llama-cpp.js";
+import { testBackend } from "./helpers/backend.js";
 
 const KEYS = [
   "backend",
@@ -33,7 +35,18 @@ test("llmctl bench --backend cpu --config C --json prints one record with every 
       train: { batch_size: 3, max_length: 40 },
     }),
   );
-  const r = await runCli(["bench", "--backend", "cpu", "--config", cfg, "--steps", "1", "--no-torch", "--json"]);
+  const r = await runCli([
+    "bench",
+    "--backend",
+    "cpu",
+    "--config",
+    cfg,
+    "--steps",
+    "1",
+    "--no-torch",
+    "--no-llama-cpp",
+    "--json",
+  ]);
   assert.equal(r.code, 0, r.stderr);
   const lines = r.stdout.trim().split("\n");
   assert.equal(lines.length, 1);
@@ -95,5 +108,47 @@ test("--bf16 is refused on wasm and cpu with a one-line fix, exit 2", async () =
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, new RegExp(`--bf16 needs the tensorflow backend, not ${backend}`));
     assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+  }
+});
+
+test("bench adds llama.cpp's F32 and F16 generation on the same model when node-llama-cpp is installed, a note when not", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "llmctl-bench-llama-"));
+  const cfg = join(dir, "gpt2-vocab.json");
+  writeFileSync(
+    cfg,
+    JSON.stringify({
+      model: { vocab_size: 50257, context_length: 48, emb_dim: 32, n_heads: 2, n_layers: 1, drop_rate: 0 },
+      train: { batch_size: 1, max_length: 16 },
+    }),
+  );
+  const args = ["bench", "--backend", testBackend(), "--config", cfg, "--steps", "1", "--no-torch", "--json"];
+  const without = await runCli(args, { env: { LLMCTL_NODE_LLAMA_CPP: dir } });
+  assert.equal(without.code, 0, without.stderr);
+  assert.equal(without.stdout.trim().split("\n").length, 1);
+  assert.match(without.stderr, /llama\.cpp reference skipped: node-llama-cpp is not installed/);
+
+  const runtime = await loadLlamaCpp();
+  if ("missing" in runtime) {
+    t.skip(`${runtime.missing}; .ci/run installs it`);
+    return;
+  }
+  await runtime.llama.dispose();
+  const r = await runCli(args);
+  assert.equal(r.code, 0, r.stderr);
+  const [ours, ...llama] = r.stdout
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.equal(ours!.backend, testBackend());
+  assert.deepEqual(
+    llama.map((x) => [x.engine, x.precision, x.model, x.params, x.threads, x.prompt_tokens, x.generated_tokens]),
+    [
+      ["llama.cpp", "f32", "gpt2-vocab", ours!.params, 2, 8, 32],
+      ["llama.cpp", "f16", "gpt2-vocab", ours!.params, 2, 8, 32],
+    ],
+  );
+  for (const x of llama) {
+    assert.match(String(x.path), /^node-llama-cpp \d+\.\d+\.\d+ \(llama\.cpp .*prebuilt CPU binary\)$/);
+    assert.ok((x.generate_tokens_per_second as number) > 0);
   }
 });

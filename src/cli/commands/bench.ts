@@ -13,6 +13,7 @@ import {
   type BenchRecord,
   type BenchShape,
 } from "../../bench/bench.js";
+import { benchLlamaCpp, type LlamaCppRecord } from "../../bench/llama-cpp.js";
 import { note, printJson, printLine, spinner, verbose, type GlobalOptions } from "../output.js";
 
 interface BenchArgs extends GlobalOptions {
@@ -20,6 +21,7 @@ interface BenchArgs extends GlobalOptions {
   steps: number;
   torch: boolean;
   python: string;
+  "llama-cpp": boolean;
 }
 
 const DEFAULT_CONFIGS = ["gpt2-tiny", "gpt2-124m-ch05"];
@@ -64,6 +66,7 @@ async function benchChild(v: Variant, config: string, steps: number): Promise<Be
     String(steps),
     "--json",
     "--no-torch",
+    "--no-llama-cpp",
   ];
   if (v.bf16) args.push("--bf16");
   const { code, stdout, stderr } = await run(process.execPath, args);
@@ -104,6 +107,12 @@ export const benchCommand: CommandModule<GlobalOptions, BenchArgs> = {
         default: "/usr/bin/python3",
         describe: "python with PyTorch for the reference",
       })
+      .option("llama-cpp", {
+        type: "boolean",
+        default: true,
+        describe:
+          "also time llama.cpp's generation (F32, F16) on the same weights when node-llama-cpp is installed (--no-llama-cpp to skip)",
+      })
       .example("$0 bench --json", "every backend that loads × gpt2-tiny and the 124M ch05 setting, plus PyTorch")
       .example("$0 bench --backend wasm --config gpt2-tiny", "one backend, one model, measured in this process")
       .example("$0 bench --bf16", "tensorflow with bfloat16 matmuls against PyTorch's bf16 autocast"),
@@ -129,6 +138,7 @@ export const benchCommand: CommandModule<GlobalOptions, BenchArgs> = {
         if (a.json) printJson(r);
         else printLine(human(r));
       }
+      if (a["llama-cpp"]) await llamaCpp(a, shape);
       return;
     }
     const todo = variants(a);
@@ -161,6 +171,11 @@ export const benchCommand: CommandModule<GlobalOptions, BenchArgs> = {
         if (a.json) printJson(ref);
         else printLine(human(ref));
       }
+      if (a["llama-cpp"] && measured > 0) {
+        // the weights are built here with llmctl's initialisation, on the default backend
+        await selectBackend({ ...a, bf16: false });
+        await llamaCpp(a, shape);
+      }
       if (measured === 0)
         throw new LlmctlError(
           `no backend could be benchmarked for ${shape.model}`,
@@ -188,5 +203,29 @@ async function reference(a: BenchArgs, shape: BenchShape, bf16: boolean): Promis
     return undefined;
   } finally {
     spin.stop();
+  }
+}
+
+/** llama.cpp's generation records for this shape, or a note saying why there are none. */
+async function llamaCpp(a: BenchArgs, shape: BenchShape): Promise<void> {
+  const spin = spinner(`llama.cpp reference for ${shape.model}`);
+  let res: LlamaCppRecord[] | string;
+  try {
+    res = await benchLlamaCpp(shape, { onProgress: (t) => (spin.text = t) });
+  } catch (err) {
+    res = `failed: ${(err as Error).message}`;
+  } finally {
+    spin.stop();
+  }
+  if (typeof res === "string") {
+    note(`llama.cpp reference skipped: ${res}`);
+    return;
+  }
+  for (const r of res) {
+    if (a.json) printJson(r);
+    else
+      printLine(
+        `${`llama.cpp ${r.precision}`.padEnd(25)} ${r.model.padEnd(16)} generate ${r.generate_tokens_per_second} tok/s (${r.threads} threads; ${r.path})`,
+      );
   }
 }
