@@ -247,13 +247,12 @@ class ByteWriter {
   }
 }
 
-function alignmentOf(metadata: ReadonlyMap<string, GgufValue>): number {
+/** general.alignment: a uint32 power of two, the default when absent, undefined when it is something else. */
+function alignmentOf(metadata: ReadonlyMap<string, GgufValue>): number | undefined {
   const v = metadata.get("general.alignment");
   if (v === undefined) return GGUF_DEFAULT_ALIGNMENT;
   const n = v.value;
-  if (v.type !== "uint32" || typeof n !== "number" || n <= 0 || (n & (n - 1)) !== 0)
-    throw invalid("general.alignment must be a uint32 power of two");
-  return n;
+  return v.type === "uint32" && typeof n === "number" && n > 0 && (n & (n - 1)) === 0 ? n : undefined;
 }
 
 function checkTensor(e: GgufTensorEntry): void {
@@ -280,6 +279,7 @@ export async function writeGguf(
   opts: { signal?: AbortSignal } = {},
 ): Promise<{ bytes: number }> {
   const alignment = alignmentOf(metadata);
+  if (alignment === undefined) throw invalid("general.alignment must be a uint32 power of two");
   const names = new Set<string>();
   for (const e of tensors) {
     checkTensor(e);
@@ -475,8 +475,13 @@ export class GgufFile {
     const info = this.info(name);
     if (!this.fh) throw new FileFormatError(`${this.path} was already closed`, "open it again with readGguf()");
     const bytes = new Uint8Array(info.size);
-    const { bytesRead } = await this.fh.read(bytes, 0, info.size, this.dataStart + info.offset);
-    if (bytesRead !== info.size) throw formatError(this.path, `tensor '${name}' is cut short`);
+    const CHUNK = 1 << 30; // fs reads are limited to 2 GB per call
+    for (let done = 0; done < bytes.length;) {
+      const want = Math.min(CHUNK, bytes.length - done);
+      const { bytesRead } = await this.fh.read(bytes, done, want, this.dataStart + info.offset + done);
+      if (bytesRead === 0) throw formatError(this.path, `tensor '${name}' is cut short`);
+      done += bytesRead;
+    }
     return decodeTensor(info.type, bytes, numElements(info.shape));
   }
 
@@ -516,15 +521,8 @@ export async function readGguf(path: string): Promise<GgufFile> {
       if (metadata.has(key)) throw formatError(path, `metadata key '${key}' appears twice`);
       metadata.set(key, await cur.value(key));
     }
-    const al = metadata.get("general.alignment");
-    const alignment = al === undefined ? GGUF_DEFAULT_ALIGNMENT : al.value;
-    if (
-      al !== undefined &&
-      (al.type !== "uint32" || typeof alignment !== "number" || alignment <= 0 || alignment & (alignment - 1))
-    )
-      throw formatError(path, "general.alignment is not a uint32 power of two");
-    const align = alignment as number;
-
+    const align = alignmentOf(metadata);
+    if (align === undefined) throw formatError(path, "general.alignment is not a uint32 power of two");
     const tensors = new Map<string, GgufTensorInfo>();
     let expected = 0;
     for (let i = 0; i < tensorCount; i++) {

@@ -111,8 +111,10 @@ function transpose(data: Float32Array, rows: number, cols: number): Float32Array
 }
 
 /** GPT-2's tokenizer as GGUF keys; rows of the embedding beyond its 50257 tokens become unused [PADn] tokens. */
-function tokenizerMetadata(vocabSize: number): [string, GgufValue][] {
-  const { vocab, merges } = gpt2TokenizerFiles();
+function tokenizerMetadata(
+  { vocab, merges }: ReturnType<typeof gpt2TokenizerFiles>,
+  vocabSize: number,
+): [string, GgufValue][] {
   const tokens: string[] = [];
   for (const [text, id] of Object.entries(vocab)) tokens[id] = text;
   const types: number[] = tokens.map((_, id) => (id === END_OF_TEXT_ID ? TOKEN_CONTROL : TOKEN_NORMAL));
@@ -133,7 +135,12 @@ function tokenizerMetadata(vocabSize: number): [string, GgufValue][] {
   ];
 }
 
-function metadata(cfg: GPTConfig, name: string, dtype: GgufDtype): Map<string, GgufValue> {
+function metadata(
+  cfg: GPTConfig,
+  name: string,
+  dtype: GgufDtype,
+  tokenizer: ReturnType<typeof gpt2TokenizerFiles>,
+): Map<string, GgufValue> {
   const u32 = (value: number): GgufValue => ({ type: "uint32", value });
   return new Map<string, GgufValue>([
     ["general.architecture", { type: "string", value: "gpt2" }],
@@ -146,12 +153,12 @@ function metadata(cfg: GPTConfig, name: string, dtype: GgufDtype): Map<string, G
     ["gpt2.block_count", u32(cfg.n_layers)],
     ["gpt2.attention.head_count", u32(cfg.n_heads)],
     ["gpt2.attention.layer_norm_epsilon", { type: "float32", value: 1e-5 }],
-    ...tokenizerMetadata(cfg.vocab_size),
+    ...tokenizerMetadata(tokenizer, cfg.vocab_size),
   ]);
 }
 
 /** The name `ollama create` gets: the file's base name, lower case, in the characters Ollama accepts. */
-export function ollamaModelName(ggufPath: string): string {
+function ollamaModelName(ggufPath: string): string {
   const base = basename(ggufPath).replace(/\.gguf$/i, "");
   return (
     base
@@ -165,7 +172,7 @@ export function ollamaModelName(ggufPath: string): string {
  * An Ollama Modelfile for FILE.gguf beside it. Instruction models get their prompt style as the TEMPLATE
  * (Ollama's Go template puts the user's message at {{ .Prompt }}); base models continue the text as given.
  */
-export function ollamaModelfile(ggufFile: string, cfg: GPTConfig, promptStyle?: PromptStyle): string {
+function ollamaModelfile(ggufFile: string, cfg: GPTConfig, promptStyle?: PromptStyle): string {
   const template = promptStyle
     ? formatPrompt({ instruction: "{{ .Prompt }}", input: "" }, promptStyle) + responseHeader(promptStyle)
     : "{{ .Prompt }}";
@@ -213,8 +220,8 @@ export async function exportGguf(
   const { meta, weights } = await openExportSource(modelDir, "gguf");
   const cfg = meta.model;
   try {
-    const { vocab } = gpt2TokenizerFiles();
-    const nTokens = Object.keys(vocab).length;
+    const tokenizer = gpt2TokenizerFiles();
+    const nTokens = Object.keys(tokenizer.vocab).length;
     if (cfg.vocab_size < nTokens) {
       throw new UsageError(
         `${modelDir} has vocab_size ${cfg.vocab_size}, fewer rows than the ${nTokens} tokens of its GPT-2 tokenizer`,
@@ -246,7 +253,7 @@ export async function exportGguf(
     const name = basename(resolve(modelDir));
     let bytes: number;
     try {
-      ({ bytes } = await writeGguf(out, metadata(cfg, name, dtype), tensors, { signal: opts.signal }));
+      ({ bytes } = await writeGguf(out, metadata(cfg, name, dtype, tokenizer), tensors, { signal: opts.signal }));
     } catch (err) {
       throw writeError(out, err);
     }
