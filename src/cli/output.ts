@@ -2,7 +2,7 @@
  * How commands talk to people and scripts: results on stdout (JSON with --json), progress and notes on
  * stderr, quiet unless --verbose.
  */
-import ora, { type Ora } from "ora";
+import ora, { type Ora, type Options as OraOptions } from "ora";
 import type { TrainProgress } from "../train/trainer.js";
 
 export interface GlobalOptions {
@@ -32,8 +32,8 @@ export function note(text: string): void {
 }
 
 /** A spinner on stderr; silent when stderr is not a terminal. */
-export function spinner(text: string): Ora {
-  return ora({ text, stream: process.stderr, isSilent: process.stderr.isTTY !== true }).start();
+export function spinner(text: string, options: Pick<OraOptions, "discardStdin"> = {}): Ora {
+  return ora({ text, stream: process.stderr, isSilent: process.stderr.isTTY !== true, ...options }).start();
 }
 
 export function formatDuration(seconds: number): string {

@@ -23,6 +23,8 @@ export interface GenerateOptions extends SamplingOptions {
   vocabLimit?: number;
   /** called with each new id as soon as it is chosen */
   onToken?: (id: number) => void;
+  /** checked before each token: once aborted, generation ends there (no error; the result says `aborted`) */
+  signal?: AbortSignal;
 }
 
 export interface GenerateResult {
@@ -31,6 +33,8 @@ export interface GenerateResult {
   /** prompt tokens dropped because the prompt was longer than the context (the model sees the last ones) */
   croppedPromptTokens: number;
   stoppedAtEos: boolean;
+  /** `signal` was aborted before maxNewTokens (or end-of-text) was reached */
+  aborted: boolean;
   seconds: number;
   tokensPerSecond: number;
 }
@@ -63,6 +67,7 @@ export async function generate(
   const croppedPromptTokens = promptIds.length - seq.length;
   const out: number[] = [];
   let stoppedAtEos = false;
+  let aborted = false;
   const started = performance.now();
 
   const cache = gpt.newCache();
@@ -77,6 +82,10 @@ export async function generate(
   try {
     let pending: number[] = seq; // tokens the model has not seen yet (all of them at the start)
     for (let step = 0; step < opts.maxNewTokens; step++) {
+      if (opts.signal?.aborted) {
+        aborted = true;
+        break;
+      }
       let logitsT: tf.Tensor2D;
       if (!useCache) {
         logitsT = run(seq.slice(-ctx), false);
@@ -97,6 +106,9 @@ export async function generate(
         stoppedAtEos = true;
         break;
       }
+      // Each token's forward pass is synchronous: give the event loop a turn between tokens, so a server
+      // keeps accepting connections and hears a client leave, and a terminal hears Ctrl-C.
+      await new Promise<void>((resolve) => setImmediate(resolve));
     }
   } finally {
     cache.dispose();
@@ -106,6 +118,7 @@ export async function generate(
     ids: out,
     croppedPromptTokens,
     stoppedAtEos,
+    aborted,
     seconds,
     tokensPerSecond: seconds > 0 ? out.length / seconds : 0,
   };

@@ -1,12 +1,10 @@
 import type { CommandModule } from "yargs";
-import { createInterface } from "node:readline";
 import { selectBackend } from "../backend.js";
 import { UsageError } from "../../errors.js";
 import { loadModelShowingProgress } from "../load-model.js";
 import type { GPTModel } from "../../model/gpt.js";
-import { END_OF_TEXT_ID, getTokenizer, type Tokenizer } from "../../tokenizer/index.js";
-import { generate } from "../../generate/generate.js";
-import { TextStream } from "../../generate/text-stream.js";
+import { getTokenizer, type Tokenizer } from "../../tokenizer/index.js";
+import { generateText } from "../../generate/generate-text.js";
 import { DEFAULT_PROMPT_STYLE, extractResponse, type PromptStyle } from "../../finetune/prompt-style.js";
 import { answerPromptIds, MAX_RESPONSE_TOKENS } from "../../finetune/instruct.js";
 import { note, printJson, printLine, type GlobalOptions } from "../output.js";
@@ -15,7 +13,6 @@ interface InstructArgs extends GlobalOptions {
   model: string;
   instruction?: string;
   input?: string;
-  chat: boolean;
   "max-new-tokens": number;
   temperature: number;
   "top-k"?: number;
@@ -49,23 +46,16 @@ async function answer(
   onText?: (text: string) => void,
 ): Promise<Answer> {
   const prompt = answerPromptIds(tok, { instruction, input }, style);
-  const stream = new TextStream((ids) => tok.decode(ids));
-  const r = await generate(gpt, prompt, {
+  const r = await generateText(gpt, tok, prompt, {
     maxNewTokens: s.maxNewTokens,
     temperature: s.temperature,
     topK: s.topK ?? null,
     seed: s.seed,
-    eosId: END_OF_TEXT_ID,
-    onToken: (id) => {
-      if (id === END_OF_TEXT_ID) return;
-      const piece = stream.push(id);
-      if (piece) onText?.(piece);
-    },
+    trimStart: true, // the book strips whitespace from answers
+    onText,
   });
-  const tail = stream.flush();
-  if (tail) onText?.(tail);
-  const ids = r.stoppedAtEos ? r.ids.slice(0, -1) : r.ids;
-  return { response: extractResponse(tok.decode(ids), style), tokens: ids.length, stopped: r.stoppedAtEos };
+  const stopped = r.finishReason === "stop";
+  return { response: extractResponse(r.text, style), tokens: stopped ? r.tokens - 1 : r.tokens, stopped };
 }
 
 export const instructCommand: CommandModule<GlobalOptions, InstructArgs> = {
@@ -85,11 +75,6 @@ export const instructCommand: CommandModule<GlobalOptions, InstructArgs> = {
         type: "string",
         default: "",
         describe: "the text the instruction is about (the Alpaca 'input')",
-      })
-      .option("chat", {
-        type: "boolean",
-        default: false,
-        describe: "keep asking: one instruction per line on stdin, until an empty line or EOF",
       })
       .option("max-new-tokens", {
         alias: "n",
@@ -112,12 +97,12 @@ export const instructCommand: CommandModule<GlobalOptions, InstructArgs> = {
         "$0 instruct -m sft \"Name the author of 'Pride and Prejudice'.\" --json",
         "prints {instruction, input, response, tokens, stopped}",
       )
-      .example("$0 instruct -m sft --chat", "an interactive loop")
+      .example("$0 chat -m sft", "a conversation in the terminal (llmctl chat)")
       .check((a) => {
-        if (!a.chat && (a.instruction === undefined || a.instruction.trim() === "")) {
+        if (a.instruction === undefined || a.instruction.trim() === "") {
           throw new UsageError(
-            "give an INSTRUCTION (or --chat)",
-            'e.g. llmctl instruct -m sft "Name three primary colors."',
+            "give an INSTRUCTION",
+            'e.g. llmctl instruct -m sft "Name three primary colors."; for a conversation, llmctl chat -m sft',
           );
         }
         if (!Number.isInteger(a["max-new-tokens"]) || a["max-new-tokens"] < 1)
@@ -146,44 +131,15 @@ export const instructCommand: CommandModule<GlobalOptions, InstructArgs> = {
         seed: args.seed,
       };
 
-      const one = async (instruction: string, input: string) => {
-        if (args.json) {
-          printJson({ instruction, input, ...(await answer(gpt, tok, style, instruction, input, sampling)) });
-          return;
-        }
-        // stream, but hold back leading whitespace (the book strips it from answers)
-        let started = false;
-        const r = await answer(gpt, tok, style, instruction, input, sampling, (text) => {
-          const out = started ? text : text.trimStart();
-          if (out) {
-            started = true;
-            process.stdout.write(out);
-          }
-        });
-        printLine();
-        if (!r.stopped) note(`(stopped at ${max} tokens without <|endoftext|>)`);
-      };
-
-      if (!args.chat) {
-        await one(args.instruction!, args.input ?? "");
+      const instruction = args.instruction!;
+      const input = args.input ?? "";
+      if (args.json) {
+        printJson({ instruction, input, ...(await answer(gpt, tok, style, instruction, input, sampling)) });
         return;
       }
-      if (args.instruction) await one(args.instruction, args.input ?? "");
-      const rl = createInterface({
-        input: process.stdin,
-        output: process.stderr,
-        terminal: process.stdin.isTTY === true,
-      });
-      const ask = () => {
-        if (process.stdin.isTTY) process.stderr.write("> ");
-      };
-      ask();
-      for await (const line of rl) {
-        if (line.trim() === "") break;
-        await one(line.trim(), "");
-        ask();
-      }
-      rl.close();
+      const r = await answer(gpt, tok, style, instruction, input, sampling, (text) => process.stdout.write(text));
+      printLine();
+      if (!r.stopped) note(`(stopped at ${max} tokens without <|endoftext|>)`);
     } finally {
       gpt.dispose();
     }

@@ -1,0 +1,92 @@
+/**
+ * A conversation as the prompt for the model's next reply (docs/serve.md, "Chat templates").
+ *
+ * - An instruction model (its model directory has `prompt_style`) sees what it was finetuned on: each earlier
+ *   exchange is one training example (the style's prompt, response header and answer) ending in <|endoftext|>,
+ *   then the last user message as the style's prompt and response header.
+ * - A base model gets the plain template: "User: …\n" and "Assistant: …\n" lines, ending with "Assistant:", and
+ *   stops when it starts the next "\nUser:" line.
+ *
+ * System messages are a paragraph (text + "\n\n") where they stand. Message text is always ordinary text: an
+ * "<|endoftext|>" typed by a user does not become the special token.
+ */
+import { UsageError } from "../errors.js";
+import { formatExample, formatPrompt, responseHeader, type PromptStyle } from "../finetune/prompt-style.js";
+import { END_OF_TEXT, END_OF_TEXT_ID, type Tokenizer } from "../tokenizer/index.js";
+
+export type ChatRole = "system" | "user" | "assistant";
+
+export interface ChatMessage {
+  role: ChatRole;
+  content: string;
+}
+
+export interface ChatPrompt {
+  /** the prompt as the model sees it, <|endoftext|> written out */
+  text: string;
+  ids: number[];
+  /** stop strings the reply must end before */
+  stop: string[];
+}
+
+export const PLAIN_USER = "User:";
+export const PLAIN_ASSISTANT = "Assistant:";
+
+export function chatPrompt(tokenizer: Tokenizer, messages: readonly ChatMessage[], style?: PromptStyle): ChatPrompt {
+  if (messages.length === 0) throw new UsageError("the conversation has no messages", "send at least one user message");
+  if (messages[messages.length - 1].role !== "user") {
+    throw new UsageError(
+      `the last message is the ${messages[messages.length - 1].role}'s; the model answers the user's`,
+      "end the messages with a user message",
+    );
+  }
+  const segments = style ? styledSegments(messages, style) : [plainText(messages)];
+  const ids: number[] = [];
+  segments.forEach((segment, i) => {
+    if (i > 0) ids.push(END_OF_TEXT_ID);
+    for (const id of tokenizer.encode(segment, { allowedSpecial: [] })) ids.push(id);
+  });
+  return { text: segments.join(END_OF_TEXT), ids, stop: style ? [] : [`\n${PLAIN_USER}`] };
+}
+
+function plainText(messages: readonly ChatMessage[]): string {
+  let text = "";
+  for (const m of messages) {
+    if (m.role === "system") text += `${m.content}\n\n`;
+    else text += `${m.role === "user" ? PLAIN_USER : PLAIN_ASSISTANT} ${m.content}\n`;
+  }
+  return text + PLAIN_ASSISTANT;
+}
+
+/** one segment per exchange; consecutive messages of one role are joined as paragraphs */
+function styledSegments(messages: readonly ChatMessage[], style: PromptStyle): string[] {
+  interface Exchange {
+    system: string;
+    instruction: string[];
+    output: string[];
+  }
+  const exchanges: Exchange[] = [];
+  let system = "";
+  for (const m of messages) {
+    if (m.role === "system") {
+      system += `${m.content}\n\n`;
+      continue;
+    }
+    let last = exchanges[exchanges.length - 1];
+    if (!last || (m.role === "user" && last.output.length > 0)) {
+      last = { system, instruction: [], output: [] };
+      exchanges.push(last);
+      system = "";
+    }
+    const part = m.role === "user" ? last.instruction : last.output;
+    if (system) part.push(system.trimEnd()); // a system message inside an exchange stays where it was said
+    system = "";
+    part.push(m.content);
+  }
+  return exchanges.map((e, i) => {
+    const entry = { instruction: e.instruction.join("\n\n"), input: "" };
+    return i < exchanges.length - 1
+      ? e.system + formatExample({ ...entry, output: e.output.join("\n\n") }, style)
+      : e.system + formatPrompt(entry, style) + responseHeader(style);
+  });
+}
