@@ -7,6 +7,7 @@ import { exportCommand } from "./export.js";
 import { finetuneCommand } from "./finetune.js";
 import { classifyCommand } from "./classify.js";
 import { instructCommand } from "./instruct.js";
+import { serveCommand } from "./serve.js";
 import { evaluateCommand } from "./evaluate.js";
 import { infoCommand } from "./info.js";
 import { benchCommand } from "./bench.js";
@@ -22,6 +23,7 @@ export const commands: CommandModule<any, any>[] = [
   finetuneCommand,
   classifyCommand,
   instructCommand,
+  serveCommand,
   evaluateCommand,
   infoCommand,
   benchCommand,

@@ -1,0 +1,80 @@
+import type { CommandModule } from "yargs";
+import { basename, resolve } from "node:path";
+import { selectBackend } from "../backend.js";
+import { UsageError } from "../../errors.js";
+import { loadModelShowingProgress } from "../load-model.js";
+import { getTokenizer } from "../../tokenizer/index.js";
+import { startServer } from "../../serve/server.js";
+import { note, printJson, printLine, type GlobalOptions } from "../output.js";
+
+interface ServeArgs extends GlobalOptions {
+  model: string;
+  host: string;
+  port: number;
+  name?: string;
+}
+
+export const serveCommand: CommandModule<GlobalOptions, ServeArgs> = {
+  command: "serve",
+  describe: "serve a model over an OpenAI-compatible HTTP API, with a chat page",
+  builder: (y) =>
+    y
+      .option("model", {
+        alias: "m",
+        type: "string",
+        demandOption: true,
+        describe: "model directory (from pretrain, load-gpt2 or finetune)",
+      })
+      .option("host", { type: "string", default: "127.0.0.1", describe: "address to listen on" })
+      .option("port", { type: "number", default: 8080, describe: "port to listen on (0 = a free one)" })
+      .option("name", { type: "string", describe: "the model id clients ask for (default: the directory's name)" })
+      .example("$0 serve --model models/instruct", "chat page at http://127.0.0.1:8080/, API at /v1")
+      .example("$0 serve -m runs/tiny --port 0 --json", '{"url":"http://127.0.0.1:41234/","model":"tiny"}')
+      .example(
+        `curl http://127.0.0.1:8080/v1/chat/completions -H 'content-type: application/json' -d '{"model":"instruct","messages":[{"role":"user","content":"Name three colors."}]}'`,
+        "one answer as JSON",
+      )
+      .check((a) => {
+        if (!(Number.isInteger(a.port) && a.port >= 0 && a.port <= 65535))
+          throw new UsageError(`--port must be an integer from 0 to 65535, got ${a.port}`);
+        if (a.name !== undefined && !/^[\w.:-]+$/.test(a.name))
+          throw new UsageError(`--name '${a.name}' must be letters, digits and . _ : - only`);
+        return true;
+      }),
+  handler: async (args) => {
+    await selectBackend(args);
+    const loaded = await loadModelShowingProgress(args.model);
+    const { gpt, meta } = loaded;
+    try {
+      if (meta.head.kind !== "lm")
+        throw new UsageError(`${args.model} is a classifier and cannot generate text`, "serve a language model");
+      const modelId = args.name ?? basename(resolve(args.model)).replace(/[^\w.:-]/g, "_");
+      const server = await startServer({
+        gpt,
+        tokenizer: getTokenizer(meta.tokenizer),
+        modelId,
+        promptStyle: meta.prompt_style,
+        host: args.host,
+        port: args.port,
+        onLog: args.verbose ? note : undefined,
+      });
+      if (args.json) printJson({ url: server.url, model: modelId });
+      else
+        printLine(`serving ${modelId} at ${server.url} (chat page at /, OpenAI API at ${server.url}v1; Ctrl-C stops)`);
+      await new Promise<void>((done) => {
+        const stop = () => {
+          process.off("SIGINT", stop);
+          process.off("SIGTERM", stop);
+          // a second Ctrl-C while requests are being ended quits at once
+          process.once("SIGINT", () => process.exit(130));
+          note("shutting down");
+          void server.close().then(done);
+        };
+        process.on("SIGINT", stop);
+        process.on("SIGTERM", stop);
+      });
+    } finally {
+      gpt.dispose();
+    }
+  },
+};
