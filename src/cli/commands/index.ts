@@ -7,6 +7,7 @@ import { exportCommand } from "./export.js";
 import { finetuneCommand } from "./finetune.js";
 import { classifyCommand } from "./classify.js";
 import { instructCommand } from "./instruct.js";
+import { chatCommand } from "./chat.js";
 import { serveCommand } from "./serve.js";
 import { evaluateCommand } from "./evaluate.js";
 import { infoCommand } from "./info.js";
@@ -23,6 +24,7 @@ export const commands: CommandModule<any, any>[] = [
   finetuneCommand,
   classifyCommand,
   instructCommand,
+  chatCommand,
   serveCommand,
   evaluateCommand,
   infoCommand,
