@@ -19,6 +19,8 @@ test("--help lists every command", async () => {
     "finetune",
     "classify",
     "instruct",
+    "chat",
+    "serve",
     "evaluate",
     "info",
     "bench",

@@ -30,10 +30,7 @@ export const serveCommand: CommandModule<GlobalOptions, ServeArgs> = {
       .option("name", { type: "string", describe: "the model id clients ask for (default: the directory's name)" })
       .example("$0 serve --model models/instruct", "chat page at http://127.0.0.1:8080/, API at /v1")
       .example("$0 serve -m runs/tiny --port 0 --json", '{"url":"http://127.0.0.1:41234/","model":"tiny"}')
-      .example(
-        `curl http://127.0.0.1:8080/v1/chat/completions -H 'content-type: application/json' -d '{"model":"instruct","messages":[{"role":"user","content":"Name three colors."}]}'`,
-        "one answer as JSON",
-      )
+      .example("$0 serve -m models/instruct --host 0.0.0.0 --name sft", "open to the network, as model 'sft'")
       .check((a) => {
         if (!(Number.isInteger(a.port) && a.port >= 0 && a.port <= 65535))
           throw new UsageError(`--port must be an integer from 0 to 65535, got ${a.port}`);

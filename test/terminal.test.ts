@@ -1,5 +1,5 @@
 /**
- * `llmctl chat` in a real terminal: tmux gives it a pty, the test types with send-keys (Ctrl-C and Ctrl-D as
+ * `llmctl chat` (and `llmctl serve`'s Ctrl-C) in a real terminal: tmux gives it a pty, the test types with send-keys (Ctrl-C and Ctrl-D as
  * keys, not signals) and reads the screen with capture-pane. CI installs tmux (.ci/run); where it is absent,
  * these tests skip and say so (and fail under CI=true).
  */
@@ -29,9 +29,9 @@ const SOCKET = `llmctl-test-${process.pid}`;
 const tmux = (...args: string[]) => execFileSync("tmux", ["-L", SOCKET, ...args], { encoding: "utf8" });
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
-/** A terminal session running `llmctl chat ARGS`; the pane stays after it exits, to read its exit status. */
-function startChat(name: string, args: string[]) {
-  const command = [process.execPath, join(REPO_ROOT, "bin", "llmctl"), "chat", ...args].map(quote).join(" ");
+/** A terminal session running `llmctl ARGS`; the pane stays after it exits, to read its exit status. */
+function startInTerminal(name: string, args: string[]) {
+  const command = [process.execPath, join(REPO_ROOT, "bin", "llmctl"), ...args].map(quote).join(" ");
   const env = Object.entries(cliEnv()).flatMap(([k, v]) => ["-e", `${k}=${v}`]);
   tmux(
     "new-session",
@@ -119,7 +119,7 @@ test(
     assert.equal(first.code, 0, first.stderr);
     const answer1 = JSON.parse(first.stdout).response as string;
 
-    const chat = startChat("sft", ["--model", instructDir, "-n", "12"]);
+    const chat = startInTerminal("sft", ["chat", "--model", instructDir, "-n", "12"]);
     await chat.waitFor(/chatting with .* \(prompt style alpaca\); \/reset starts over.*\n> $/m);
     chat.type("Name a color.");
     chat.key("Enter");
@@ -163,7 +163,7 @@ test(
   "chat with a base model: the plain template; Ctrl-C stops an answer, not the session; Ctrl-D leaves",
   { skip: missing },
   async () => {
-    const chat = startChat("base", ["--model", baseDir, "-n", "100000"]);
+    const chat = startInTerminal("base", ["chat", "--model", baseDir, "-n", "100000"]);
     await chat.waitFor(/base model: plain chat template.*\n> $/m);
     chat.type("Tell me a story.");
     chat.key("Enter");
@@ -223,4 +223,14 @@ test("chat with piped stdin: one answer per line, the conversation kept, until t
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test("serve in a terminal: a typed Ctrl-C shuts it down cleanly", { skip: missing }, async () => {
+  const serve = startInTerminal("serve", ["serve", "--model", baseDir, "--port", "0"]);
+  const [url] = await serve.waitFor(/http:\/\/127\.0\.0\.1:\d+\//);
+  assert.equal((await fetch(`${url}v1/models`)).status, 200);
+  serve.key("C-c");
+  await serve.waitFor(/shutting down/, 10_000);
+  for (let i = 0; i < 100 && serve.exitStatus() === null; i++) await new Promise((r) => setTimeout(r, 100));
+  assert.equal(serve.exitStatus(), 0);
 });
