@@ -94,12 +94,17 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   };
 
   /** max_tokens as asked, or the endpoint's default; either way within the context */
-  const budget = (promptTokens: number, asked: number | undefined, fallback: number): number => {
+  const budget = (
+    promptParam: "prompt" | "messages",
+    promptTokens: number,
+    asked: number | undefined,
+    fallback: number,
+  ): number => {
     if (promptTokens >= context)
       throw new api.ApiError(
         400,
         `the prompt has ${promptTokens} tokens; this model's context is ${context} tokens, and the answer needs room in it`,
-        "messages",
+        promptParam,
         "context_length_exceeded",
       );
     const room = context - promptTokens;
@@ -161,7 +166,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
           "prompt",
         );
     }
-    const limits = prompts.map((ids) => budget(ids.length, r.maxTokens, COMPLETIONS_DEFAULT_MAX_TOKENS));
+    const limits = prompts.map((ids) => budget("prompt", ids.length, r.maxTokens, COMPLETIONS_DEFAULT_MAX_TOKENS));
     const h = header("cmpl");
     const withUsage = r.includeUsage ? { usage: null } : {};
     if (r.stream) startEvents(res);
@@ -194,7 +199,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     const r = api.parseChatRequest(body);
     checkModel(r.model);
     const prompt = chatPrompt(tokenizer, r.messages, opts.promptStyle);
-    const maxNewTokens = budget(prompt.ids.length, r.maxTokens, context);
+    const maxNewTokens = budget("messages", prompt.ids.length, r.maxTokens, context);
     const h = header("chatcmpl");
     const withUsage = r.includeUsage ? { usage: null } : {};
     if (r.stream) startEvents(res);
