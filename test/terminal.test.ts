@@ -29,10 +29,16 @@ const SOCKET = `llmctl-test-${process.pid}`;
 const tmux = (...args: string[]) => execFileSync("tmux", ["-L", SOCKET, ...args], { encoding: "utf8" });
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
-/** A terminal session running `llmctl ARGS`; the pane stays after it exits, to read its exit status. */
+const EXITED = /\[llmctl exited with (\d+)\]/;
+
+/**
+ * A terminal session running `llmctl ARGS`. The shell around it writes the exit status on the screen (tmux's own
+ * pane_dead_status can lag behind the pane's end), and the pane stays after it exits so that can be read.
+ */
 function startInTerminal(name: string, args: string[]) {
-  const command = [process.execPath, join(REPO_ROOT, "bin", "llmctl"), ...args].map(quote).join(" ");
+  const llmctl = [process.execPath, join(REPO_ROOT, "bin", "llmctl"), ...args].map(quote).join(" ");
   const env = Object.entries(cliEnv()).flatMap(([k, v]) => ["-e", `${k}=${v}`]);
+  const command = `${llmctl}; echo "[llmctl exited with $?]"`;
   tmux(
     "new-session",
     "-d",
@@ -52,27 +58,27 @@ function startInTerminal(name: string, args: string[]) {
     "on",
   );
   const screen = () => tmux("capture-pane", "-p", "-J", "-t", name, "-S", "-500");
+  /** wait until the screen matches; returns the match */
+  const waitFor = async (re: RegExp, ms = 120_000): Promise<RegExpMatchArray> => {
+    const until = Date.now() + ms;
+    for (;;) {
+      const m = screen().match(re);
+      if (m) return m;
+      if (Date.now() > until) throw new Error(`the terminal never showed ${re}; it shows:\n${screen()}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
   return {
     screen,
+    waitFor,
     type: (text: string) => tmux("send-keys", "-t", name, "-l", text),
     key: (key: string) => tmux("send-keys", "-t", name, key),
-    /** wait until the screen matches; returns the match */
-    waitFor: async (re: RegExp, ms = 60_000): Promise<RegExpMatchArray> => {
-      const until = Date.now() + ms;
-      for (;;) {
-        const m = screen().match(re);
-        if (m) return m;
-        if (Date.now() > until) throw new Error(`the terminal never showed ${re}; it shows:\n${screen()}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    },
     /** null while running, else the exit status */
     exitStatus: (): number | null => {
-      const [dead, status] = tmux("display-message", "-p", "-t", name, "#{pane_dead} #{pane_dead_status}")
-        .trim()
-        .split(" ");
-      return dead === "1" ? Number(status) : null;
+      const m = screen().match(EXITED);
+      return m ? Number(m[1]) : null;
     },
+    waitForExit: async (ms = 30_000): Promise<number> => Number((await waitFor(EXITED, ms))[1]),
   };
 }
 
@@ -154,8 +160,7 @@ test(
     chat.type("/exit");
     chat.key("Enter");
     await chat.waitFor(/> \/exit\n/);
-    for (let i = 0; i < 100 && chat.exitStatus() === null; i++) await new Promise((r) => setTimeout(r, 100));
-    assert.equal(chat.exitStatus(), 0);
+    assert.equal(await chat.waitForExit(), 0);
   },
 );
 
@@ -170,7 +175,7 @@ test(
     // the answer streams: words appear while it is still going
     await chat.waitFor(/> Tell me a story\.\n(\w+ ){5,}/);
     chat.key("C-c");
-    const [, shown] = await chat.waitFor(/> Tell me a story\.\n(.*)\n\(stopped\)\n> $/m, 10_000);
+    const [, shown] = await chat.waitFor(/> Tell me a story\.\n(.*)\n\(stopped\)\n> $/m, 30_000);
     const expected = await expectedAnswer(baseDir, [{ role: "user", content: "Tell me a story." }], 400);
     assert.ok(shown.length > 0 && expected.startsWith(shown), `the shown answer begins the greedy one: ${shown}`);
 
@@ -179,7 +184,7 @@ test(
     chat.key("Enter");
     await chat.waitFor(/> And then\?\n(\w+ ){3,}/);
     chat.key("C-c");
-    await chat.waitFor(/> And then\?\n.*\n\(stopped\)\n> $/m, 10_000);
+    await chat.waitFor(/> And then\?\n.*\n\(stopped\)\n> $/m, 30_000);
 
     // Ctrl-C at the prompt clears what was typed; Ctrl-D on an empty line leaves
     chat.type("half a thought");
@@ -187,8 +192,7 @@ test(
     await chat.waitFor(/\^C\n\(\/reset starts over.*\)\n> $/m);
     assert.equal(chat.exitStatus(), null, "Ctrl-C did not end the session");
     chat.key("C-d");
-    for (let i = 0; i < 100 && chat.exitStatus() === null; i++) await new Promise((r) => setTimeout(r, 100));
-    assert.equal(chat.exitStatus(), 0);
+    assert.equal(await chat.waitForExit(), 0);
   },
 );
 
@@ -230,7 +234,6 @@ test("serve in a terminal: a typed Ctrl-C shuts it down cleanly", { skip: missin
   const [url] = await serve.waitFor(/http:\/\/127\.0\.0\.1:\d+\//);
   assert.equal((await fetch(`${url}v1/models`)).status, 200);
   serve.key("C-c");
-  await serve.waitFor(/shutting down/, 10_000);
-  for (let i = 0; i < 100 && serve.exitStatus() === null; i++) await new Promise((r) => setTimeout(r, 100));
-  assert.equal(serve.exitStatus(), 0);
+  await serve.waitFor(/shutting down/, 30_000);
+  assert.equal(await serve.waitForExit(), 0);
 });

@@ -27,7 +27,10 @@ export async function startServe(args: string[]): Promise<ServeProcess> {
   child.stderr!.on("data", (d) => (stderr += d));
   const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`llmctl serve printed no URL in 60 s; stderr: ${stderr}`)), 60_000);
+    const timer = setTimeout(
+      () => reject(new Error(`llmctl serve printed no URL in 120 s; stderr: ${stderr}`)),
+      120_000,
+    );
     child.stdout!.on("data", (d) => {
       stdout += d;
       const m = stdout.match(/http:\/\/127\.0\.0\.1:\d+\//);
@@ -42,7 +45,7 @@ export async function startServe(args: string[]): Promise<ServeProcess> {
     url,
     child,
     stderr: () => stderr,
-    waitForStderr: async (re, ms = 30_000) => {
+    waitForStderr: async (re, ms = 60_000) => {
       const until = Date.now() + ms;
       for (;;) {
         const m = stderr.match(re);
