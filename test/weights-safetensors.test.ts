@@ -258,6 +258,31 @@ test("truncated and corrupt files fail with a FileFormatError naming the file an
   await rm(dir, { recursive: true });
 });
 
+test("a header with a key twice is refused (JSON.parse would silently keep the last)", async () => {
+  const dir = await tempDir();
+  const twelve = new Uint8Array(12);
+  const entry = (offsets: string) => `{"dtype":"F32","shape":[3],"data_offsets":${offsets}}`;
+  const cases: [string, string, RegExp][] = [
+    ["tensor", `{"a":${entry("[0,12]")},"a":${entry("[0,12]")}}`, /the key "a" twice/],
+    ["escaped", `{"a":${entry("[0,12]")},"\\u0061":${entry("[0,12]")}}`, /the key "a" twice/],
+    ["field", `{"a":{"dtype":"F32","shape":[3],"shape":[3],"data_offsets":[0,12]}}`, /the key "shape" twice/],
+    ["metadata", `{"__metadata__":{"k":"1","k":"2"},"a":${entry("[0,12]")}}`, /the key "k" twice/],
+  ];
+  for (const [name, header, pattern] of cases) {
+    await writeFile(join(dir, name), rawFile(null, twelve, header));
+    await expectFormatError(join(dir, name), pattern);
+  }
+  // equal keys in different objects, and keys equal to values, are fine
+  await writeFile(
+    join(dir, "ok"),
+    rawFile(null, twelve, `{"__metadata__":{"F32":"shape"},"shape":{"dtype":"F32","shape":[3],"data_offsets":[0,12]}}`),
+  );
+  const file = await readSafetensors(join(dir, "ok"));
+  assert.deepEqual(file.tensors.get("shape")!.shape, [3]);
+  await file.close();
+  await rm(dir, { recursive: true });
+});
+
 test("the writer rejects data that does not match its shape and leaves no file behind", async () => {
   const dir = await tempDir();
   const path = join(dir, "w.safetensors");

@@ -211,6 +211,9 @@ async function parseHeader(path: string, fh: FileHandle, fileSize: number) {
   }
   if (typeof json !== "object" || json === null || Array.isArray(json))
     throw formatError(path, "header is not a JSON object");
+  // JSON.parse keeps the last of two equal keys; a reader that keeps the first would see other tensors
+  const duplicate = duplicateKey(text);
+  if (duplicate !== undefined) throw formatError(path, `header has the key ${JSON.stringify(duplicate)} twice`);
 
   const dataStart = 8 + n;
   const dataSize = fileSize - dataStart;
@@ -251,6 +254,37 @@ async function parseHeader(path: string, fh: FileHandle, fileSize: number) {
   }
   if (expected < dataSize) throw formatError(path, `${dataSize - expected} trailing bytes after the last tensor`);
   return { tensors, metadata, dataStart };
+}
+
+/** The first key that appears twice in one object of a valid JSON text, or undefined. */
+function duplicateKey(text: string): string | undefined {
+  const objects: (Set<string> | null)[] = []; // per open bracket: the object's keys so far, null for an array
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      let end = i + 1;
+      while (text[end] !== '"') end += text[end] === "\\" ? 2 : 1;
+      if (expectKey) {
+        const keys = objects[objects.length - 1]!;
+        const key = JSON.parse(text.slice(i, end + 1)) as string;
+        if (keys.has(key)) return key;
+        keys.add(key);
+        expectKey = false;
+      }
+      i = end;
+    } else if (c === "{") {
+      objects.push(new Set());
+      expectKey = true;
+    } else if (c === "[") {
+      objects.push(null);
+    } else if (c === "}" || c === "]") {
+      objects.pop();
+    } else if (c === ",") {
+      expectKey = objects[objects.length - 1] != null;
+    }
+  }
+  return undefined;
 }
 
 function validateMetadata(path: string, raw: unknown): Record<string, string> {
