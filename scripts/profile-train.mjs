@@ -68,7 +68,7 @@ const flopsPerToken = 6 * matmulParams + 12 * L * T * D;
 const tokens = B * T;
 
 function lossFn() {
-  return sparseCrossEntropy(gpt.forward(ids, true), targets);
+  return sparseCrossEntropy(gpt.forward(ids, { training: true }), targets);
 }
 
 function step() {
@@ -157,13 +157,15 @@ if (head.kind === "lm" && Number(a.gen) > 0) {
   const n = Math.min(Number(a.gen), cfg.context_length - 8);
   const run = () => {
     const cache = gpt.newCache();
-    let logits = tf.tidy(() => gpt.forwardCached(tf.tensor2d([[1, 2, 3, 4, 5, 6, 7, 8]], [1, 8], "int32"), cache));
+    let logits = tf.tidy(() =>
+      gpt.forward(tf.tensor2d([[1, 2, 3, 4, 5, 6, 7, 8]], [1, 8], "int32"), { lastOnly: true, cache }),
+    );
     const t0 = performance.now();
     const c0 = cpuSeconds();
     for (let i = 0; i < n; i++) {
       const next = tf.tidy(() => tf.argMax(logits, -1).reshape([1, 1]));
       logits.dispose();
-      logits = gpt.forwardCached(next, cache);
+      logits = gpt.forward(next, { lastOnly: true, cache });
       next.dispose();
     }
     logits.dataSync();

@@ -10,7 +10,8 @@ import { buildGPT, type GPTModel } from "../src/model/gpt.js";
 import { loadModelDir, saveModelDir } from "../src/model/model-dir.js";
 import { type GPTConfig } from "../src/model/config.js";
 import { openGpt2Checkpoint, writeModelDirFromCheckpoint } from "../src/weights/gpt2.js";
-import { readSafetensors } from "../src/formats/safetensors.js";
+import { readAllSafetensors, readSafetensors, writeSafetensors } from "../src/formats/safetensors.js";
+import { FileFormatError } from "../src/errors.js";
 import { exportHuggingFace } from "../src/weights/hf-export.js";
 import { byteToUnicode } from "../src/tokenizer/vocab.js";
 import { getTokenizer } from "../src/tokenizer/index.js";
@@ -34,7 +35,7 @@ async function convertFixture(out: string): Promise<void> {
 }
 
 function logits(gpt: GPTModel, ids: number[]): Float32Array {
-  return tf.tidy(() => gpt.forward(tf.tensor2d([ids], [1, ids.length], "int32"), false).dataSync() as Float32Array);
+  return tf.tidy(() => gpt.forward(tf.tensor2d([ids], [1, ids.length], "int32")).dataSync() as Float32Array);
 }
 
 function maxAbsDiff(a: Float32Array, b: Float32Array): number {
@@ -144,6 +145,46 @@ test("an untied model without qkv bias exports with lm_head.weight and zero c_at
   await saveModelDir(join(dir, "clf"), clf, { labels: ["ham", "spam"] });
   clf.dispose();
   await assert.rejects(exportHuggingFace(join(dir, "clf"), join(dir, "hf2")), /is a classifier/);
+  await rm(dir, { recursive: true });
+});
+
+test("export of a model directory with a corrupt weights file is a file error (exit 1) naming the tensor", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "llmctl-export-corrupt-"));
+  const cfg: GPTConfig = {
+    vocab_size: 97,
+    context_length: 12,
+    emb_dim: 16,
+    n_heads: 4,
+    n_layers: 2,
+    drop_rate: 0,
+    qkv_bias: true,
+    tied_head: true,
+  };
+  const gpt = buildGPT(cfg, { seed: 3 });
+  await saveModelDir(join(dir, "model"), gpt);
+  gpt.dispose();
+  const weights = join(dir, "model", "model.safetensors");
+  const { tensors } = await readAllSafetensors(weights);
+  const entries = [...tensors].map(([name, t]) => ({ name, ...t }));
+  await writeSafetensors(
+    weights,
+    entries.filter((e) => e.name !== "h.1.mlp.c_fc.bias"),
+  );
+  await assert.rejects(
+    exportHuggingFace(join(dir, "model"), join(dir, "hf")),
+    (e: unknown) => e instanceof FileFormatError && /has no tensor 'h\.1\.mlp\.c_fc\.bias'/.test(e.message),
+  );
+  await writeSafetensors(
+    weights,
+    entries.map((e) => (e.name === "wpe.weight" ? { ...e, shape: [16, 12] } : e)),
+  );
+  const r = await runCli(["export", "--model", join(dir, "model"), "--out", join(dir, "hf")], { env });
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(
+    r.stderr,
+    /tensor 'wpe\.weight' has shape \[16, 12\], expected \[12, 16\] — re-save the model directory/,
+  );
+  assert.equal(r.stderr.trim().split("\n").length, 1);
   await rm(dir, { recursive: true });
 });
 

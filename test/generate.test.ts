@@ -3,9 +3,10 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type * as tf from "@tensorflow/tfjs";
 import { useBackend } from "../src/backend/index.js";
 import { Rng } from "../src/data/rng.js";
-import { buildGPT, type GPTModel } from "../src/model/gpt.js";
+import { buildGPT, type ForwardOptions, type GPTModel } from "../src/model/gpt.js";
 import { saveModelDir } from "../src/model/model-dir.js";
 import { readAllSafetensors } from "../src/formats/safetensors.js";
 import { getTokenizer } from "../src/tokenizer/index.js";
@@ -295,15 +296,15 @@ test("top-k selection finds the k-th largest value exactly, ties included", () =
 
 test("with the KV cache each new token feeds one position; past the context the cropped window is fed again", async () => {
   const fed: number[] = [];
-  const original = fixtureGpt.forwardCached.bind(fixtureGpt);
-  fixtureGpt.forwardCached = (ids, cache) => {
-    fed.push(ids.shape[1]);
-    return original(ids, cache);
-  };
+  const original = fixtureGpt.forward;
+  fixtureGpt.forward = ((ids: tf.Tensor2D, opts?: ForwardOptions) => {
+    if (opts?.cache) fed.push(ids.shape[1]);
+    return original.call(fixtureGpt, ids, opts);
+  }) as typeof original;
   try {
     await generate(fixtureGpt, cases[0].ids, { maxNewTokens: 31, temperature: 0 });
   } finally {
-    fixtureGpt.forwardCached = original;
+    fixtureGpt.forward = original;
   }
   // prompt of 4, then 1 per token until the 32 positions are full (4 + 28), then a full window per token
   assert.deepEqual(fed, [4, ...new Array(28).fill(1), 32, 32]);

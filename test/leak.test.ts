@@ -10,8 +10,8 @@ import { useBackend } from "../src/backend/index.js";
 import { buildGPT, type GPTModel } from "../src/model/gpt.js";
 import type { GPTConfig, HeadSpec } from "../src/model/config.js";
 import { sparseCrossEntropy } from "../src/train/loss.js";
-import { AdamW, clipByGlobalNorm } from "../src/train/adamw.js";
-import { namedParameters, withSeededRandom } from "../src/train/trainer.js";
+import { AdamW, clipCoefficient, globalNorm } from "../src/train/adamw.js";
+import { namedParameters } from "../src/train/trainer.js";
 import { Rng } from "../src/data/rng.js";
 import { generate } from "../src/generate/generate.js";
 
@@ -44,24 +44,28 @@ function batch(step: number, head: HeadSpec): { ids: tf.Tensor2D; targets: tf.Te
 function trainStep(gpt: GPTModel, opt: AdamW, head: HeadSpec, step: number): number {
   const { ids, targets } = batch(step, head);
   const params = opt.params;
-  const { value, grads } = withSeededRandom(step, () =>
-    tf.variableGrads(
-      () =>
-        tf.tidy(() => {
-          const logits = gpt.forward(ids, true); // [B,T,V or C]
-          if (head.kind === "lm") return sparseCrossEntropy(logits, targets);
-          const last = tf.reshape(tf.slice(logits, [0, T - 1, 0], [B, 1, -1]), [B, -1]); // chapter 6: last token
-          return sparseCrossEntropy(last, targets);
-        }),
-      params.map((p) => p.variable),
-    ),
+  const { value, grads } = tf.variableGrads(
+    () =>
+      tf.tidy(() => {
+        const logits = gpt.forward(ids, { training: true, seed: step }); // [B,T,V or C]
+        if (head.kind === "lm") return sparseCrossEntropy(logits, targets);
+        const last = tf.reshape(tf.slice(logits, [0, T - 1, 0], [B, 1, -1]), [B, -1]); // chapter 6: last token
+        return sparseCrossEntropy(last, targets);
+      }),
+    params.map((p) => p.variable),
   );
   const byName = new Map(params.map((p) => [p.name, grads[p.variable.name]]));
-  const { grads: clipped } = clipByGlobalNorm(byName, 1.0);
-  opt.applyGradients(clipped, 3e-3);
+  opt.applyGradients(byName, 3e-3, clipCoefficient(globalNorm(byName.values()), 1.0));
   const loss = value.dataSync()[0];
-  tf.dispose([value, ids, targets, ...clipped.values()]);
+  tf.dispose([value, ids, targets, ...byName.values()]);
   return loss;
+}
+
+/** generation keeps the head's transposed weight from call to call (until the weight changes): make it now */
+function primeHeadCopy(gpt: GPTModel): void {
+  tf.tidy(() => {
+    gpt.forward(tf.tensor2d([[1]], [1, 1], "int32"), { lastOnly: true });
+  });
 }
 
 const heads: HeadSpec[] = [{ kind: "lm" }, { kind: "classifier", numClasses: 2 }];
@@ -97,15 +101,15 @@ for (const backend of ["cpu", "wasm"] as const) {
   test(`${backend}: 60 KV-cached tokens leave tensor count and bytes flat`, async () => {
     await useBackend(backend);
     const gpt = buildGPT({ ...cfg, context_length: 64 }, { seed: 6 });
-    gpt.outHead.transposedWeight(); // the head's inference copy, kept by the head until the weight changes
+    primeHeadCopy(gpt);
     const before = tf.memory();
     const cache = gpt.newCache();
-    let logits = tf.tidy(() => gpt.forwardCached(tf.tensor2d([[1, 2, 3]], [1, 3], "int32"), cache));
+    let logits = tf.tidy(() => gpt.forward(tf.tensor2d([[1, 2, 3]], [1, 3], "int32"), { lastOnly: true, cache }));
     let during: tf.MemoryInfo | null = null;
     for (let i = 0; i < 60; i++) {
       const next = tf.tidy(() => tf.reshape(tf.argMax(logits, -1), [1, 1]) as tf.Tensor2D);
       logits.dispose();
-      logits = gpt.forwardCached(next, cache);
+      logits = gpt.forward(next, { lastOnly: true, cache });
       next.dispose();
       if (i === 1) during = tf.memory();
       if (i > 1) assert.equal(tf.memory().numTensors, during!.numTensors, `token ${i}: tensors kept growing`);
@@ -123,7 +127,7 @@ for (const backend of ["cpu", "wasm"] as const) {
     await useBackend(backend);
     const empty = tf.memory();
     const gpt = buildGPT({ ...cfg, context_length: 32 }, { seed: 7 });
-    gpt.outHead.transposedWeight(); // the head's inference copy, kept by the head until the weight changes
+    primeHeadCopy(gpt);
     const before = tf.memory();
     const counts: number[] = [];
     const result = await generate(gpt, [5, 6, 7, 8], {

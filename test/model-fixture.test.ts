@@ -36,7 +36,7 @@ for (const backend of [...new Set(["cpu", "wasm", testBackend()] as const)]) {
     try {
       for (const c of expected.cases) {
         const T = c.ids.length;
-        const logits = gpt.forward(tf.tensor2d([c.ids], [1, T], "int32"), false); // [1,T,V]
+        const logits = gpt.forward(tf.tensor2d([c.ids], [1, T], "int32")); // [1,T,V]
         const all = logits.dataSync() as Float32Array;
         logits.dispose();
         const row = (t: number) => all.subarray(t * V, (t + 1) * V);
@@ -77,7 +77,7 @@ for (const backend of [...new Set(["cpu", "wasm", testBackend()] as const)]) {
         const seq = [...c.ids];
         for (let k = 0; k < c.greedy_continuation.length; k++) {
           const window = seq.slice(-config.context_length);
-          const next = gpt.forwardLast(tf.tensor2d([window], [1, window.length], "int32"));
+          const next = gpt.forward(tf.tensor2d([window], [1, window.length], "int32"), { lastOnly: true });
           seq.push(argmax(next.dataSync() as Float32Array));
           next.dispose();
         }
@@ -103,7 +103,7 @@ if (testBackend() === "tensorflow") {
       await useBackend("tensorflow", { bf16: true });
       const gpt = await fixtureModel();
       const out = expected.cases.map((c) => {
-        const logits = gpt.forward(tf.tensor2d([c.ids], [1, c.ids.length], "int32"), false);
+        const logits = gpt.forward(tf.tensor2d([c.ids], [1, c.ids.length], "int32"));
         return Array.from(logits.dataSync());
       });
       process.stdout.write(JSON.stringify({ V: config.vocab_size, out }));

@@ -7,6 +7,7 @@ import * as tf from "@tensorflow/tfjs";
 import { useBackend } from "../src/backend/index.js";
 import { type GPTConfig, countParameters, loadConfigFile, validateGPTConfig } from "../src/model/config.js";
 import { buildGPT } from "../src/model/gpt.js";
+import type { GPTLayer, LMHead } from "../src/model/layers.js";
 import { summarize } from "../src/model/summary.js";
 import { loadModelDir, saveModelDir, readModelMeta } from "../src/model/model-dir.js";
 import { ConfigError, FileFormatError } from "../src/errors.js";
@@ -127,13 +128,55 @@ test("weights carry the Hugging Face GPT-2 names and shapes", () => {
   }
 });
 
+test("every custom layer is registered and rebuilt whole from its getConfig (tfjs' serialization contract)", () => {
+  const registered = tf.serialization.SerializationMap.getMap().classNameMap;
+  for (const variant of [
+    { cfg: { ...small, qkv_bias: true, tied_head: true }, head: { kind: "lm" } as const },
+    { cfg: small, head: { kind: "lm" } as const },
+    { cfg: small, head: { kind: "classifier", numClasses: 3 } as const },
+  ]) {
+    const gpt = buildGPT(variant.cfg, { head: variant.head });
+    try {
+      const layers: GPTLayer<tf.serialization.ConfigDict>[] = [
+        gpt.wte,
+        gpt.wpe,
+        ...gpt.blocks,
+        ...gpt.blocks[0].parts,
+        gpt.lnF,
+        gpt.outHead,
+      ];
+      for (const layer of layers) {
+        const className = (layer.constructor as unknown as { className: string }).className;
+        assert.ok(registered[className], `${className} is registered`);
+        const [cls, fromConfig] = registered[className];
+        const copy = fromConfig(cls, layer.getConfig()) as GPTLayer<tf.serialization.ConfigDict>;
+        assert.deepEqual(copy.getConfig(), layer.getConfig(), className);
+        copy.build([]);
+        const shapes = (l: GPTLayer<tf.serialization.ConfigDict>) => l.namedWeights().map(([n, v]) => [n, v.shape]);
+        assert.deepEqual(shapes(copy), shapes(layer), `${className} builds the same weights`);
+        for (const w of copy.weights) w.dispose();
+      }
+      if (variant.cfg.tied_head) {
+        // a tied head's config says so; the embedding it reads is handed over with tie()
+        const [cls, fromConfig] = registered.LMHead;
+        const head = fromConfig(cls, gpt.outHead.getConfig()) as LMHead;
+        assert.throws(() => head.headWeight(), /a tied head needs tie\(wte\)/);
+        head.tie(gpt.wte);
+        assert.equal(head.headWeight(), gpt.wte.weight.read());
+      }
+    } finally {
+      gpt.dispose();
+    }
+  }
+});
+
 test("the same seed gives the same weights; a tied head reads wte", () => {
   const a = buildGPT({ ...small, tied_head: true }, { seed: 7 });
   const b = buildGPT({ ...small, tied_head: true }, { seed: 7 });
   const c = buildGPT({ ...small, tied_head: true }, { seed: 8 });
   try {
     const ids = tf.tensor2d([[1, 5, 9, 3]], [1, 4], "int32");
-    const [la, lb, lc] = [a, b, c].map((g) => g.forward(ids, false));
+    const [la, lb, lc] = [a, b, c].map((g) => g.forward(ids));
     assert.deepEqual(la.dataSync(), lb.dataSync());
     assert.notDeepEqual(la.dataSync(), lc.dataSync());
     // logits = ln_f(h)·wteᵀ: zeroing wte row 5 zeroes logit 5 everywhere
@@ -143,7 +186,7 @@ test("the same seed gives the same weights; a tied head reads wte", () => {
       [97, 1],
     );
     wte.write(tf.mul(wte.read(), mask));
-    const z = a.forward(ids, false).arraySync() as number[][][];
+    const z = a.forward(ids).arraySync() as number[][][];
     assert.deepEqual(
       z[0].map((row) => row[5]),
       [0, 0, 0, 0],
@@ -159,8 +202,8 @@ test("forward: causal (a later token never changes earlier logits), dropout only
   try {
     const x1 = tf.tensor2d([[3, 1, 4, 1, 5]], [1, 5], "int32");
     const x2 = tf.tensor2d([[3, 1, 4, 1, 9]], [1, 5], "int32");
-    const y1 = gpt.forward(x1, false);
-    const y2 = gpt.forward(x2, false);
+    const y1 = gpt.forward(x1);
+    const y2 = gpt.forward(x2);
     assert.deepEqual(y1.shape, [1, 5, 97]);
     const first4 = (y: tf.Tensor) => Array.from(tf.slice(y, [0, 0, 0], [1, 4, 97]).dataSync());
     assert.deepEqual(first4(y1), first4(y2));
@@ -168,15 +211,15 @@ test("forward: causal (a later token never changes earlier logits), dropout only
       Array.from(tf.slice(y1, [0, 4, 0], [1, 1, 97]).dataSync()),
       Array.from(tf.slice(y2, [0, 4, 0], [1, 1, 97]).dataSync()),
     );
-    assert.deepEqual(gpt.forward(x1, false).dataSync(), y1.dataSync());
-    assert.notDeepEqual(gpt.forward(x1, true).dataSync(), y1.dataSync());
+    assert.deepEqual(gpt.forward(x1).dataSync(), y1.dataSync());
+    assert.notDeepEqual(gpt.forward(x1, { training: true }).dataSync(), y1.dataSync());
     tf.dispose([x1, x2, y1, y2]);
     const ids = tf.tensor2d([[1, 2, 3]], [1, 3], "int32");
-    gpt.outHead.transposedWeight(); // the head's inference copy, kept by the head until the weight changes
+    gpt.forward(ids, { lastOnly: true }).dispose(); // the head's inference copy, kept until the weight changes
     const n0 = tf.memory().numTensors;
-    gpt.forward(ids, true).dispose();
-    gpt.forward(ids, false).dispose();
-    gpt.forwardLast(ids).dispose();
+    gpt.forward(ids, { training: true }).dispose();
+    gpt.forward(ids).dispose();
+    gpt.forward(ids, { lastOnly: true }).dispose();
     assert.equal(tf.memory().numTensors, n0, "forward leaks tensors");
     ids.dispose();
   } finally {
@@ -188,7 +231,7 @@ test("a sequence longer than the context is refused with a clear error", () => {
   const gpt = buildGPT(small);
   try {
     const ids = tf.zeros([1, 13], "int32") as tf.Tensor2D;
-    assert.throws(() => gpt.forward(ids, false), /longer than the model's context of 12/);
+    assert.throws(() => gpt.forward(ids), /longer than the model's context of 12/);
     ids.dispose();
   } finally {
     gpt.dispose();
@@ -207,7 +250,10 @@ test("freezing: trainableVariables follows layer.trainable; gradients reach ever
     assert.equal(some.length, 11 + 2); // block 1 (no qkv bias: 11 tensors) + ln_f
     assert.equal(gpt.model.countParams(), countParameters({ ...small, tied_head: true }));
     const ids = tf.tensor2d([[1, 2, 3, 4]], [1, 4], "int32");
-    const { value, grads } = tf.variableGrads(() => tf.mean(tf.square(gpt.forward(ids, true))) as tf.Scalar, some);
+    const { value, grads } = tf.variableGrads(
+      () => tf.mean(tf.square(gpt.forward(ids, { training: true }))) as tf.Scalar,
+      some,
+    );
     assert.equal(Object.keys(grads).length, some.length);
     for (const g of Object.values(grads)) assert.ok(Number.isFinite(tf.sum(tf.abs(g)).dataSync()[0]));
     assert.ok(Number.isFinite(value.dataSync()[0]));
@@ -221,12 +267,12 @@ test("KV-cached inference gives the logits of the full forward pass", () => {
   const gpt = buildGPT({ ...small, qkv_bias: true });
   try {
     const seq = [5, 17, 2, 88, 40, 3, 61];
-    const full = gpt.forward(tf.tensor2d([seq], [1, seq.length], "int32"), false);
+    const full = gpt.forward(tf.tensor2d([seq], [1, seq.length], "int32"));
     const cache = gpt.newCache();
     const chunks = [[5, 17, 2], [88], [40, 3], [61]];
     let pos = 0;
     for (const chunk of chunks) {
-      const last = gpt.forwardCached(tf.tensor2d([chunk], [1, chunk.length], "int32"), cache);
+      const last = gpt.forward(tf.tensor2d([chunk], [1, chunk.length], "int32"), { lastOnly: true, cache });
       pos += chunk.length;
       const want = tf.slice(full, [0, pos - 1, 0], [1, 1, 97]).dataSync();
       const got = last.dataSync();
@@ -234,7 +280,10 @@ test("KV-cached inference gives the logits of the full forward pass", () => {
       assert.ok(maxDiff < 1e-5, `position ${pos}: max diff ${maxDiff}`);
       assert.equal(cache.length, pos);
     }
-    assert.throws(() => gpt.forwardCached(tf.zeros([1, 6], "int32") as tf.Tensor2D, cache), /exceed the context/);
+    assert.throws(
+      () => gpt.forward(tf.zeros([1, 6], "int32") as tf.Tensor2D, { lastOnly: true, cache }),
+      /exceed the context/,
+    );
     cache.dispose();
   } finally {
     gpt.dispose();
@@ -247,14 +296,17 @@ test("inference reuses the head's transposed copy until a weight changes, then f
     const b = buildGPT({ ...small, tied_head }, { seed: 2 });
     try {
       const ids = tf.tensor2d([[3, 1, 4, 1, 5]], [1, 5], "int32");
-      const copy = a.outHead.transposedWeight();
-      a.forwardLast(ids).dispose();
-      assert.equal(a.outHead.transposedWeight(), copy, "the copy is reused while the weights stay");
-      const before = Array.from(a.forwardLast(ids).dataSync());
+      const n0 = tf.memory().numTensors;
+      a.forward(ids, { lastOnly: true }).dispose();
+      const n1 = tf.memory().numTensors;
+      assert.equal(n1, n0 + 1, "inference keeps one copy of the head's weight, transposed");
+      a.forward(ids, { lastOnly: true }).dispose();
+      assert.equal(tf.memory().numTensors, n1, "the copy is reused while the weights stay");
+      const before = Array.from(a.forward(ids, { lastOnly: true }).dataSync());
       // a takes b's weights: its next logits must be b's, not a stale head's
       a.setWeights(new Map([...b.namedWeights()].map(([name, v]) => [name, v.read()])));
-      const want = b.forwardLast(ids).dataSync();
-      const got = a.forwardLast(ids).dataSync();
+      const want = b.forward(ids, { lastOnly: true }).dataSync();
+      const got = a.forward(ids, { lastOnly: true }).dataSync();
       assert.notDeepEqual(Array.from(want), before);
       assert.ok(
         Math.max(...Array.from(got, (v, i) => Math.abs(v - want[i]))) < 1e-6,
@@ -292,8 +344,7 @@ test("setWeights checks names and shapes and names the tensor at fault", () => {
     assert.throws(
       () => gpt.setWeights(wrong),
       (e: unknown) =>
-        e instanceof FileFormatError &&
-        /'wpe\.weight' has shape \[13, 16\], the model expects \[12, 16\]/.test(e.message),
+        e instanceof FileFormatError && /'wpe\.weight' has shape \[13, 16\], expected \[12, 16\]/.test(e.message),
     );
   } finally {
     gpt.dispose();
@@ -338,7 +389,7 @@ test("model directory: save and load round-trip the logits; bad directories give
     });
     const { gpt: loaded } = await loadModelDir(join(dir, "m"));
     const ids = tf.tensor2d([[4, 8, 15, 16, 23, 42]], [1, 6], "int32");
-    assert.deepEqual(loaded.forward(ids, false).dataSync(), gpt.forward(ids, false).dataSync());
+    assert.deepEqual(loaded.forward(ids).dataSync(), gpt.forward(ids).dataSync());
     loaded.dispose();
 
     await assert.rejects(
@@ -349,10 +400,7 @@ test("model directory: save and load round-trip the logits; bad directories give
     const cfgPath = join(dir, "m", "config.json");
     const cfg = JSON.parse(readFileSync(cfgPath, "utf8"));
     writeFileSync(cfgPath, JSON.stringify({ ...cfg, model: { ...cfg.model, context_length: 24 } }));
-    await assert.rejects(
-      loadModelDir(join(dir, "m")),
-      /'wpe\.weight' has shape \[12, 16\], the model expects \[24, 16\]/,
-    );
+    await assert.rejects(loadModelDir(join(dir, "m")), /'wpe\.weight' has shape \[12, 16\], expected \[24, 16\]/);
     writeFileSync(cfgPath, JSON.stringify({ ...cfg, model: { ...cfg.model, qkv_bias: false } }));
     await assert.rejects(loadModelDir(join(dir, "m")), /no place for: h\.0\.attn\.c_attn\.bias/);
     writeFileSync(cfgPath, JSON.stringify(cfg));
@@ -375,11 +423,11 @@ test("llmctl info: parameters and fp32 size from a config (JSON) and a model dir
   assert.equal(j.parameters, 163_009_536);
   assert.equal(j.fp32_mb, 621.83);
   assert.equal(j.fp32_bytes, 163_009_536 * 4);
-  assert.equal(j.layers.length, 12 + 3);
+  assert.equal(j.layers.length, 12 + 4); // wte, wpe, h.0..h.11, ln_f, lm_head
   const xl = JSON.parse((await runCli(["info", "configs/gpt2-1558m.json", "--json"])).stdout);
   assert.equal(xl.parameters, 1_637_792_000);
   const text = await runCli(["info", "gpt2-124m"]);
-  assert.match(text.stdout, /h_11\s+TransformerBlock\s+\[B, T, 768\]\s+7,085,568/);
+  assert.match(text.stdout, /h\.11\s+TransformerBlock\s+\[B, T, 768\]\s+7,085,568/);
   assert.match(text.stdout, /parameters: 163,009,536/);
   assert.match(text.stdout, /621\.83 MB/);
 

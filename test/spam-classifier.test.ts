@@ -89,7 +89,7 @@ for (const scope of Object.keys(EXPECTED_TRAINABLE) as TrainableScope[]) {
     const before = snapshot(cls.namedWeights());
     const opt = new AdamW(params, { weightDecay: 0.1 });
     const { value, grads } = tf.variableGrads(
-      () => classificationLoss(classLogits(cls, batch(), "last", true), batch().labels),
+      () => classificationLoss(classLogits(cls, batch(), "last", { training: true }), batch().labels),
       cls.trainableVariables(),
     );
     const byName = new Map(params.map((p) => [p.name, grads[p.variable.name]]));
@@ -138,9 +138,9 @@ test("last-nonpad pooling ignores the padding; last pooling reads through it", (
     batchSize: 1,
     seqLen: 3,
   };
-  const ref = Array.from(classLogits(cls, alone, "last", false).dataSync());
-  const nonpad = Array.from(classLogits(cls, b, "last-nonpad", false).dataSync()).slice(0, 2);
-  const last = Array.from(classLogits(cls, b, "last", false).dataSync()).slice(0, 2);
+  const ref = Array.from(classLogits(cls, alone, "last").dataSync());
+  const nonpad = Array.from(classLogits(cls, b, "last-nonpad").dataSync()).slice(0, 2);
+  const last = Array.from(classLogits(cls, b, "last").dataSync()).slice(0, 2);
   nonpad.forEach((v, i) => assert.ok(Math.abs(v - ref[i]) < 1e-5, `${v} vs ${ref[i]}`));
   assert.ok(Math.abs(last[0] - ref[0]) > 1e-6);
   cls.dispose();

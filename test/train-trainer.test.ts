@@ -11,6 +11,7 @@ import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { useBackend } from "../src/backend/index.js";
 import { Trainer, type TrainerOptions, type TrainEvent } from "../src/train/trainer.js";
+import type { ForwardMode } from "../src/model/gpt.js";
 import { resolveTrainSettings, type TrainSettings } from "../src/train/settings.js";
 import { sparseCrossEntropy } from "../src/train/loss.js";
 import { readTrainerState, recoverCheckpoint } from "../src/train/checkpoint.js";
@@ -52,10 +53,10 @@ class Bigram {
     const data = init ?? Float32Array.from({ length: V * V }, (_, i) => Math.sin(i * 12.9898) * 0.1);
     this.W = tf.variable(tf.tensor2d(data, [V, V]));
   }
-  loss = (b: TokenBatch, training: boolean): tf.Scalar => {
+  loss = (b: TokenBatch, mode: ForwardMode): tf.Scalar => {
     const ids = tf.tensor2d(b.inputs, [b.batchSize, b.seqLen], "int32");
     let logits: tf.Tensor = tf.gather(this.W, ids); // [B, T, V]
-    if (training) logits = tf.dropout(logits, 0.2);
+    if (mode.training) logits = tf.dropout(logits, 0.2, undefined, mode.seed);
     return sparseCrossEntropy(logits, tf.tensor2d(b.targets, [b.batchSize, b.seqLen], "int32"));
   };
   save = async (dir: string) => {
@@ -260,7 +261,7 @@ test("a crash while writing a checkpoint leaves the previous one loadable; a cra
 
 test("a diverging loss is a TrainingError that says to lower the learning rate", async () => {
   const model = new Bigram();
-  const nanLoss = (b: TokenBatch, training: boolean) => tf.mul(model.loss(b, training), NaN) as tf.Scalar;
+  const nanLoss = (b: TokenBatch, mode: ForwardMode) => tf.mul(model.loss(b, mode), NaN) as tf.Scalar;
   await assert.rejects(
     new Trainer(options(model, tmp(), { loss: nanLoss })).run(),
     (err: unknown) => err instanceof TrainingError && /lower the learning rate/.test(err.fix ?? ""),

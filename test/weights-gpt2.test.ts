@@ -9,7 +9,6 @@ import { buildGPT } from "../src/model/gpt.js";
 import { loadModelDir } from "../src/model/model-dir.js";
 import { type GPTConfig } from "../src/model/config.js";
 import {
-  gpt2WeightShapes,
   openaiToInternal,
   internalToOpenai,
   openGpt2Checkpoint,
@@ -20,7 +19,7 @@ import {
 import { writeTensorBundle } from "../src/formats/tf-bundle.js";
 import { writeSafetensors, readSafetensors } from "../src/formats/safetensors.js";
 import { FileFormatError, UsageError } from "../src/errors.js";
-import { countParameters } from "../src/model/config.js";
+import { countParameters, parameterShapes } from "../src/model/config.js";
 import { sharedPath } from "./helpers/shared.js";
 
 before(async () => {
@@ -72,7 +71,7 @@ async function writeOpenAI(
     }),
   );
   const ours = new Map<string, Float32Array>();
-  const tensors = [...gpt2WeightShapes(cfg)].map(([name, shape], k) => {
+  const tensors = [...parameterShapes(cfg)].map(([name, shape], k) => {
     const data = values(
       shape.reduce((a, b) => a * b, 1),
       k + 1,
@@ -101,7 +100,7 @@ test("our GPT-2 shapes are the ones the model builds (every head/bias variant)",
   ]) {
     const gpt = buildGPT(cfg, { initialize: false });
     try {
-      assert.deepEqual(gpt2WeightShapes(cfg), gpt.weightShapes());
+      assert.deepEqual(parameterShapes(cfg), new Map([...gpt.namedWeights()].map(([name, v]) => [name, v.shape])));
     } finally {
       gpt.dispose();
     }
@@ -113,7 +112,7 @@ test("our GPT-2 shapes are the ones the model builds (every head/bias variant)",
 
 test("OpenAI ↔ internal names round-trip for every tensor, including two-digit layers", () => {
   const cfg = gpt2Config(GPT2_HPARAMS["1558M"]);
-  for (const name of gpt2WeightShapes(cfg).keys()) {
+  for (const name of parameterShapes(cfg).keys()) {
     const openai = internalToOpenai(name);
     assert.match(openai, /^model\//);
     assert.equal(openaiToInternal(openai), name, openai);
@@ -135,7 +134,7 @@ test("gpt2-tiny tf/ and hf/ convert to identical model directories that give the
       const out = join(dir, `m${outs.length}`);
       let last = 0;
       const meta = await writeModelDirFromCheckpoint(ck, out, { onProgress: (p) => (last = p.done) });
-      assert.equal(last, gpt2WeightShapes(TINY).size);
+      assert.equal(last, parameterShapes(TINY).size);
       assert.deepEqual(meta.model, TINY);
       assert.deepEqual(meta.head, { kind: "lm" });
       outs.push(out);
@@ -167,7 +166,7 @@ test("gpt2-tiny tf/ and hf/ convert to identical model directories that give the
     ).entries()) {
       const ref = new Float32Array((await readFile(fixture(c.logits_last_file))).buffer.slice(0));
       const { last, argmax } = tf.tidy(() => {
-        const logits = gpt.forward(tf.tensor2d([c.ids], [1, c.ids.length], "int32"), false); // [1,T,V]
+        const logits = gpt.forward(tf.tensor2d([c.ids], [1, c.ids.length], "int32")); // [1,T,V]
         return {
           last: logits.slice([0, c.ids.length - 1, 0], [1, 1, -1]).dataSync() as Float32Array,
           argmax: Array.from(logits.argMax(-1).dataSync()),
@@ -202,7 +201,7 @@ test("a bare .safetensors infers its config from shapes; heads need GPT-2's head
 test("HF checkpoints with the transformer. prefix and lm_head: tied when equal to wte, untied otherwise", async () => {
   const dir = await tempDir();
   const cfg: GPTConfig = { ...TINY, vocab_size: 50, context_length: 8, emb_dim: 128, n_heads: 2, n_layers: 1 };
-  const shapes = gpt2WeightShapes(cfg);
+  const shapes = parameterShapes(cfg);
   const data = new Map(
     [...shapes].map(([n, s], k) => [
       n,

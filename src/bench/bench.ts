@@ -88,7 +88,7 @@ export async function benchShape(shape: BenchShape, opts: BenchOptions = {}): Pr
       progress(`${shape.model}: training step ${step + 1}/${trainSteps + 1}`);
       const t0 = performance.now();
       const { value, grads } = tf.variableGrads(
-        () => tf.tidy(() => sparseCrossEntropy(gpt.forward(x, true), y)),
+        () => tf.tidy(() => sparseCrossEntropy(gpt.forward(x, { training: true }), y)),
         params.map((p) => p.variable),
       );
       value.dataSync();

@@ -4,9 +4,11 @@
  * position — or a mean over positions — standing for the whole text.
  */
 import * as tf from "@tensorflow/tfjs";
-import { buildGPT, type GPTModel } from "../model/gpt.js";
+import { buildGPT, type ForwardMode, type GPTModel } from "../model/gpt.js";
+import { POOLINGS, type Pooling } from "../model/model-dir.js";
 import { UsageError } from "../errors.js";
 import type { NamedVariable } from "../train/adamw.js";
+import { namedParameters } from "../train/trainer.js";
 import { sparseCrossEntropy } from "../train/loss.js";
 import type { Tokenizer } from "../tokenizer/index.js";
 import { SpamDataLoader, SpamDataset, type SpamBatch } from "./spam-data.js";
@@ -22,14 +24,13 @@ export const TRAINABLE_SCOPES = ["head", "last-block", "last-2-blocks", "all"] a
 export type TrainableScope = (typeof TRAINABLE_SCOPES)[number];
 
 /**
- * Which position's scores classify a text:
+ * Which position's scores classify a text (POOLINGS, defined with the model directory that records it):
  * - `last` (the book): the last position of the padded row. Padding is `<|endoftext|>`, and the causal mask lets
  *   that position see the whole text, so this works, but the model must learn to read through the padding;
  * - `last-nonpad`: the text's own last token (the book's bonus experiments: 98.33% vs 95.67% test accuracy);
  * - `mean`: the mean over the text's tokens, padding excluded.
  */
-export const POOLINGS = ["last", "last-nonpad", "mean"] as const;
-export type Pooling = (typeof POOLINGS)[number];
+export { POOLINGS, type Pooling } from "../model/model-dir.js";
 
 export function checkScope(scope: string): TrainableScope {
   if (!(TRAINABLE_SCOPES as readonly string[]).includes(scope)) {
@@ -83,7 +84,7 @@ export function freezeForFinetuning(gpt: GPTModel, scope: TrainableScope): Named
   if (gpt.head.kind !== "classifier")
     throw new UsageError("only a classifier model can be frozen for classification finetuning");
   const n = gpt.blocks.length;
-  gpt.embedding.trainable = scope === "all";
+  gpt.wte.trainable = gpt.wpe.trainable = scope === "all";
   gpt.blocks.forEach((b, i) => {
     const fromEnd = n - 1 - i; // 0 = the last block
     b.trainable =
@@ -91,16 +92,7 @@ export function freezeForFinetuning(gpt: GPTModel, scope: TrainableScope): Named
   });
   gpt.lnF.trainable = scope !== "head";
   gpt.outHead.trainable = true;
-  return trainableNamed(gpt);
-}
-
-/** The model's currently trainable weights under their stable names (what AdamW and the trainer address). */
-export function trainableNamed(gpt: GPTModel): NamedVariable[] {
-  const trainable = new Set(gpt.model.trainableWeights);
-  const out: NamedVariable[] = [];
-  for (const [name, lv] of gpt.namedWeights())
-    if (trainable.has(lv)) out.push({ name, variable: lv.read() as tf.Variable });
-  return out;
+  return namedParameters(gpt);
 }
 
 /**
@@ -131,10 +123,10 @@ export function poolLogits(logits: tf.Tensor3D, lengths: ArrayLike<number>, pool
 }
 
 /** The class scores of a batch: ids [B,T] → [B,C]. Dropout only when training. */
-export function classLogits(gpt: GPTModel, batch: SpamBatch, pool: Pooling, training: boolean): tf.Tensor2D {
+export function classLogits(gpt: GPTModel, batch: SpamBatch, pool: Pooling, mode: ForwardMode = {}): tf.Tensor2D {
   return tf.tidy(() => {
     const ids = tf.tensor2d(batch.inputs, [batch.batchSize, batch.seqLen], "int32");
-    return poolLogits(gpt.forward(ids, training), batch.lengths, pool);
+    return poolLogits(gpt.forward(ids, mode), batch.lengths, pool);
   });
 }
 
@@ -156,7 +148,7 @@ export function countCorrect(logits: tf.Tensor2D, labels: ArrayLike<number>): nu
 
 /** Softmax probabilities [B,C] of a batch, on the host (inference). */
 export function classProbabilities(gpt: GPTModel, batch: SpamBatch, pool: Pooling): Float32Array {
-  const probs = tf.tidy(() => tf.softmax(classLogits(gpt, batch, pool, false)));
+  const probs = tf.tidy(() => tf.softmax(classLogits(gpt, batch, pool)));
   try {
     return probs.dataSync() as Float32Array;
   } finally {

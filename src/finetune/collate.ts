@@ -8,10 +8,8 @@ import type { TokenBatch } from "../data/sliding-window.js";
 import { UsageError } from "../errors.js";
 import type { Tokenizer } from "../tokenizer/index.js";
 import { END_OF_TEXT_ID } from "../tokenizer/index.js";
+import { IGNORE_INDEX } from "../train/loss.js";
 import { formatExample, formatPrompt, type InstructionEntry, type PromptStyle } from "./prompt-style.js";
-
-/** The target id the loss skips (PyTorch's cross_entropy default, the book's ignore_index). */
-export const IGNORE_INDEX = -100;
 
 /** One tokenized example: prompt + response header + output (no end-of-text yet). */
 export interface InstructionItem {

@@ -7,15 +7,15 @@
  * a per-epoch sample, and the response generation afterwards.
  */
 import * as tf from "@tensorflow/tfjs";
-import type { GPTModel } from "../model/gpt.js";
+import type { ForwardMode, GPTModel } from "../model/gpt.js";
 import type { TokenBatch } from "../data/sliding-window.js";
-import { sparseCrossEntropy } from "../train/loss.js";
+import { IGNORE_INDEX, sparseCrossEntropy } from "../train/loss.js";
 import { Trainer, namedParameters, type TrainEvent, type TrainResult } from "../train/trainer.js";
 import type { TrainSettings } from "../train/settings.js";
 import { END_OF_TEXT_ID, type Tokenizer } from "../tokenizer/index.js";
 import { InterruptedError, UsageError } from "../errors.js";
 import { generate } from "../generate/generate.js";
-import { InstructionDataset, InstructionLoader, IGNORE_INDEX } from "./collate.js";
+import { InstructionDataset, InstructionLoader } from "./collate.js";
 import { splitInstructionData, type InstructionRecord, type InstructionSplit } from "./instruct-data.js";
 import {
   extractResponse,
@@ -55,11 +55,11 @@ export interface InstructRunInfo {
 }
 
 /** The book's `calc_loss_batch`: next-token cross-entropy over the batch, targets of −100 skipped. */
-export function instructionLoss(gpt: GPTModel, batch: TokenBatch, training: boolean): tf.Scalar {
+export function instructionLoss(gpt: GPTModel, batch: TokenBatch, mode: ForwardMode): tf.Scalar {
   return tf.tidy(() => {
     const ids = tf.tensor2d(batch.inputs, [batch.batchSize, batch.seqLen], "int32"); // [B,T]
     const targets = tf.tensor2d(batch.targets, [batch.batchSize, batch.seqLen], "int32"); // [B,T]
-    return sparseCrossEntropy(gpt.forward(ids, training), targets, IGNORE_INDEX); // logits [B,T,V]
+    return sparseCrossEntropy(gpt.forward(ids, mode), targets, IGNORE_INDEX); // logits [B,T,V]
   });
 }
 
@@ -177,7 +177,7 @@ export async function finetuneInstruct(opts: FinetuneInstructOptions): Promise<T
   const sampleEntry = batches.split.validation[0] ?? batches.split.train[0];
   const trainer = new Trainer<TokenBatch>({
     params: namedParameters(gpt),
-    loss: (batch, training) => instructionLoss(gpt, batch, training),
+    loss: (batch, mode) => instructionLoss(gpt, batch, mode),
     train: batches.train,
     validation: batches.validation,
     batchTokens: (b) => b.batchSize * b.seqLen,

@@ -13,7 +13,7 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { loadModelDir, saveModelDir, type ModelMeta } from "../model/model-dir.js";
-import type { GPTModel } from "../model/gpt.js";
+import type { ForwardMode, GPTModel } from "../model/gpt.js";
 import { Trainer, type TrainEvent, type TrainResult } from "../train/trainer.js";
 import { resolveTrainSettings, type TrainSettings } from "../train/settings.js";
 import { readTrainerState, TRAINER_STATE_FILE } from "../train/checkpoint.js";
@@ -176,7 +176,7 @@ export function accuracy(
   let seen = 0;
   for (let i = 0; i < n; i++) {
     const batch = loader.batch(order, i);
-    const logits = classLogits(gpt, batch, pool, false);
+    const logits = classLogits(gpt, batch, pool);
     correct += countCorrect(logits, batch.labels);
     logits.dispose();
     seen += batch.batchSize;
@@ -317,9 +317,9 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
     // running accuracy of the training batches of the current epoch, counted from the loss's own logits
     let runCorrect = 0;
     let runSeen = 0;
-    const loss = (batch: SpamBatch, training: boolean): tf.Scalar => {
-      const logits = classLogits(gpt, batch, pool, training);
-      if (training) {
+    const loss = (batch: SpamBatch, mode: ForwardMode): tf.Scalar => {
+      const logits = classLogits(gpt, batch, pool, mode);
+      if (mode.training) {
         runCorrect += countCorrect(logits, batch.labels);
         runSeen += batch.batchSize;
       }

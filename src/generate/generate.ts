@@ -74,7 +74,7 @@ export async function generate(
   const run = (ids: number[], cached: boolean): tf.Tensor2D => {
     const input = tf.tensor2d([ids], [1, ids.length], "int32");
     try {
-      return cached ? gpt.forwardCached(input, cache) : gpt.forwardLast(input);
+      return gpt.forward(input, { lastOnly: true, cache: cached ? cache : undefined });
     } finally {
       input.dispose();
     }

@@ -6,7 +6,7 @@
 import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { join, resolve } from "node:path";
-import { ConfigError } from "../errors.js";
+import { ConfigError, FileFormatError } from "../errors.js";
 
 export interface GPTConfig {
   /** tokens in the vocabulary (50257 for GPT-2) */
@@ -165,25 +165,96 @@ export function loadConfigFile(nameOrPath: string): ConfigFile {
 }
 
 /**
- * Parameters of the model `buildGPT(cfg, { head })` builds, computed from the shapes alone (no allocation).
- * For the book's 124M config: 163,009,536 untied, 124,412,160 tied.
+ * The parameter table: every weight of the model `buildGPT(cfg, { head })` builds, under its Hugging Face
+ * GPT-2 name (no `transformer.` prefix; docs/model-directory.md), in the model's order. Projection weights are
+ * [in, out] (GPT-2's Conv1D layout); the heads are [out, D] (PyTorch's Linear layout). A tied head shares wte.
+ */
+export function parameterShapes(cfg: GPTConfig, head: HeadSpec = { kind: "lm" }): Map<string, number[]> {
+  const D = cfg.emb_dim;
+  const shapes = new Map<string, number[]>([
+    ["wte.weight", [cfg.vocab_size, D]],
+    ["wpe.weight", [cfg.context_length, D]],
+  ]);
+  for (let i = 0; i < cfg.n_layers; i++) {
+    const h = `h.${i}`;
+    shapes.set(`${h}.ln_1.weight`, [D]).set(`${h}.ln_1.bias`, [D]);
+    shapes.set(`${h}.attn.c_attn.weight`, [D, 3 * D]);
+    if (cfg.qkv_bias) shapes.set(`${h}.attn.c_attn.bias`, [3 * D]);
+    shapes.set(`${h}.attn.c_proj.weight`, [D, D]).set(`${h}.attn.c_proj.bias`, [D]);
+    shapes.set(`${h}.ln_2.weight`, [D]).set(`${h}.ln_2.bias`, [D]);
+    shapes.set(`${h}.mlp.c_fc.weight`, [D, 4 * D]).set(`${h}.mlp.c_fc.bias`, [4 * D]);
+    shapes.set(`${h}.mlp.c_proj.weight`, [4 * D, D]).set(`${h}.mlp.c_proj.bias`, [D]);
+  }
+  shapes.set("ln_f.weight", [D]).set("ln_f.bias", [D]);
+  if (head.kind === "classifier") {
+    shapes.set("score.weight", [head.numClasses, D]).set("score.bias", [head.numClasses]);
+  } else if (!cfg.tied_head) {
+    shapes.set("lm_head.weight", [cfg.vocab_size, D]);
+  }
+  return shapes;
+}
+
+function size(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/**
+ * Parameters of the model `buildGPT(cfg, { head })` builds, from the table alone (nothing allocated). For the
+ * book's 124M config: 163,009,536 untied, 124,412,160 tied.
  */
 export function countParameters(cfg: GPTConfig, head: HeadSpec = { kind: "lm" }): number {
-  const V = cfg.vocab_size;
-  const D = cfg.emb_dim;
-  const embeddings = V * D + cfg.context_length * D; // wte + wpe
-  const block =
-    2 * D + // ln_1
-    D * 3 * D +
-    (cfg.qkv_bias ? 3 * D : 0) + // attn.c_attn
-    D * D +
-    D + // attn.c_proj
-    2 * D + // ln_2
-    D * 4 * D +
-    4 * D + // mlp.c_fc
-    4 * D * D +
-    D; // mlp.c_proj
-  const lnF = 2 * D;
-  const headParams = head.kind === "classifier" ? head.numClasses * D + head.numClasses : cfg.tied_head ? 0 : V * D;
-  return embeddings + cfg.n_layers * block + lnF + headParams;
+  let n = 0;
+  for (const shape of parameterShapes(cfg, head).values()) n += size(shape);
+  return n;
+}
+
+export interface ShapeCheckOptions {
+  /** what to do about a mismatch (default: load weights written for this config) */
+  fix?: string;
+  /** the name a tensor has in the source, for messages (e.g. OpenAI's `model/h0/attn/c_attn/w`) */
+  sourceName?: (name: string) => string;
+}
+
+/**
+ * Check a set of tensors against a parameter table: every name present, none extra, every shape equal (a bare
+ * number is an element count, for data without a shape). Throws FileFormatError naming the tensor at fault.
+ */
+export function checkWeightShapes(
+  expected: Map<string, number[]>,
+  found: Map<string, readonly number[] | number>,
+  where: string,
+  opts: ShapeCheckOptions = {},
+): void {
+  const fix =
+    opts.fix ??
+    "load weights written for this model config (check qkv_bias, tied_head, n_layers, emb_dim and the head)";
+  const source = opts.sourceName ?? ((name: string) => name);
+  const fmt = (shape: readonly number[]) => `[${shape.join(", ")}]`;
+  // in table order, so the first problem reported is the first tensor at fault
+  for (const [name, shape] of expected) {
+    const got = found.get(name);
+    if (got === undefined) {
+      const rest = [...expected.keys()].filter((k) => k !== name && !found.has(k)).map(source);
+      const needed = source(name) === name ? "" : `needed for ${name}, `;
+      const more = rest.length > 0 ? `; ${rest.length} more missing: ${listNames(rest)}` : "";
+      throw new FileFormatError(`${where} has no tensor '${source(name)}' (${needed}shape ${fmt(shape)})${more}`, fix);
+    }
+    if (
+      typeof got === "number" ? got !== size(shape) : got.length !== shape.length || got.some((d, i) => d !== shape[i])
+    ) {
+      const desc = typeof got === "number" ? `${got} values` : `shape ${fmt(got)}`;
+      throw new FileFormatError(`${where}: tensor '${source(name)}' has ${desc}, expected ${fmt(shape)}`, fix);
+    }
+  }
+  const extra = [...found.keys()].filter((k) => !expected.has(k));
+  if (extra.length > 0) {
+    throw new FileFormatError(
+      `${where} holds ${extra.length} tensor(s) this model has no place for: ${listNames(extra.map(source))}`,
+      fix,
+    );
+  }
+}
+
+function listNames(names: string[]): string {
+  return names.length <= 5 ? names.join(", ") : `${names.slice(0, 5).join(", ")}, … (${names.length - 5} more)`;
 }

@@ -1,13 +1,23 @@
 /**
  * The GPT model (book ch04, nanoGPT's model.py): token + position embedding → n_layers pre-LN transformer
- * blocks → final LayerNorm → head. Built as a tf.LayersModel of our custom layers (./layers.ts) and addressed by
- * Hugging Face GPT-2 weight names, so loading OpenAI weights is a loop over names.
+ * blocks → final LayerNorm → head. Built as a tf.LayersModel of our custom layers (./layers.ts), named as the
+ * Hugging Face GPT-2 weights they hold, so loading OpenAI weights is a loop over names.
  */
 import * as tf from "@tensorflow/tfjs";
-import { FileFormatError, UsageError } from "../errors.js";
+import { UsageError } from "../errors.js";
 import { Rng } from "../data/rng.js";
-import { type GPTConfig, type HeadSpec, countParameters } from "./config.js";
-import { ClassifierHead, GPTEmbedding, LayerNorm, LMHead, TransformerBlock, type LayerKV } from "./layers.js";
+import { dropout, type MaskSeeds } from "../backend/transformer-ops.js";
+import { type GPTConfig, type HeadSpec, checkWeightShapes, parameterShapes } from "./config.js";
+import {
+  ClassifierHead,
+  KVSlot,
+  LayerNorm,
+  LMHead,
+  PositionEmbedding,
+  TokenEmbedding,
+  TransformerBlock,
+  type GPTLayer,
+} from "./layers.js";
 
 export type { GPTConfig, HeadSpec } from "./config.js";
 
@@ -23,29 +33,33 @@ export interface BuildOptions {
   initialize?: boolean;
 }
 
+/** Dropout on or off for one pass over a batch (what the Trainer hands its loss function). */
+export interface ForwardMode {
+  /** dropout on */
+  training?: boolean;
+  /** seeds the dropout masks, so a training step's masks are a function of it (fresh masks when omitted) */
+  seed?: number;
+}
+
+export interface ForwardOptions extends ForwardMode {
+  /** incremental decoding: ids sit at positions cache.length.., and the cache is extended by them */
+  cache?: KVCache;
+  /** the scores of the last position only, [B,V] (inference: the head skips every other position) */
+  lastOnly?: boolean;
+}
+
 /** Keys and values of every block for the positions fed so far (incremental decoding). */
 export class KVCache {
-  layers: (LayerKV | null)[];
+  readonly layers: KVSlot[];
   /** positions held */
   length = 0;
 
   constructor(numLayers: number) {
-    this.layers = new Array<LayerKV | null>(numLayers).fill(null);
-  }
-
-  /** take ownership of new per-layer tensors, freeing the old ones */
-  replace(layers: LayerKV[], length: number): void {
-    this.dispose();
-    this.layers = layers;
-    this.length = length;
+    this.layers = Array.from({ length: numLayers }, () => new KVSlot());
   }
 
   dispose(): void {
-    for (const kv of this.layers) {
-      kv?.kT.dispose();
-      kv?.v.dispose();
-    }
-    this.layers = this.layers.map(() => null);
+    for (const slot of this.layers) slot.dispose();
     this.length = 0;
   }
 }
@@ -55,7 +69,8 @@ export class GPTModel {
   readonly head: HeadSpec;
   /** the layers as a tf.LayersModel: ids [B,T] int32 → [B,T,V or C] (summary(), trainable, freezing) */
   readonly model: tf.LayersModel;
-  readonly embedding: GPTEmbedding;
+  readonly wte: TokenEmbedding;
+  readonly wpe: PositionEmbedding;
   readonly blocks: TransformerBlock[];
   readonly lnF: LayerNorm;
   readonly outHead: LMHead | ClassifierHead;
@@ -66,57 +81,46 @@ export class GPTModel {
     const rng = new Rng(opts.seed ?? 123);
     // each layer draws from its own seed so the init does not depend on the order weights are created in
     const seed = () => rng.int(2 ** 30);
-    const zeros = opts.initialize === false;
-    const common = { dropRate: cfg.drop_rate, embDim: cfg.emb_dim };
-    this.embedding = new GPTEmbedding({
-      name: "embedding",
-      vocabSize: cfg.vocab_size,
-      contextLength: cfg.context_length,
-      seed: seed(),
-      ...common,
-    });
-    this.blocks = [];
-    for (let i = 0; i < cfg.n_layers; i++) {
-      this.blocks.push(
+    const D = cfg.emb_dim;
+    const embSeed = seed();
+    this.wte = new TokenEmbedding({ name: "wte", vocabSize: cfg.vocab_size, embDim: D, seed: embSeed });
+    this.wpe = new PositionEmbedding({ name: "wpe", contextLength: cfg.context_length, embDim: D, seed: embSeed + 1 });
+    this.blocks = Array.from(
+      { length: cfg.n_layers },
+      (_, i) =>
         new TransformerBlock({
-          name: `h_${i}`,
+          name: `h.${i}`,
+          embDim: D,
           numHeads: cfg.n_heads,
+          dropRate: cfg.drop_rate,
           qkvBias: cfg.qkv_bias,
           numLayers: cfg.n_layers,
           seed: seed(),
-          ...common,
         }),
-      );
+    );
+    this.lnF = new LayerNorm({ name: "ln_f", embDim: D });
+    const headSeed = seed();
+    if (this.head.kind === "classifier") {
+      this.outHead = new ClassifierHead({ name: "score", numClasses: this.head.numClasses, embDim: D, seed: headSeed });
+    } else {
+      this.outHead = new LMHead({
+        name: "lm_head",
+        vocabSize: cfg.vocab_size,
+        embDim: D,
+        tied: cfg.tied_head,
+        seed: headSeed,
+      });
+      if (cfg.tied_head) this.outHead.tie(this.wte);
     }
-    this.lnF = new LayerNorm({ name: "ln_f" });
-    this.outHead =
-      this.head.kind === "classifier"
-        ? new ClassifierHead({ name: "score", numClasses: this.head.numClasses, embDim: cfg.emb_dim, seed: seed() })
-        : new LMHead({
-            name: "lm_head",
-            vocabSize: cfg.vocab_size,
-            embDim: cfg.emb_dim,
-            tiedTo: cfg.tied_head ? this.embedding : undefined,
-            seed: seed(),
-          });
-    if (zeros) {
-      for (const layer of [
-        this.embedding,
-        ...this.blocks,
-        ...this.blocks.flatMap((b) => [b.ln1, b.attn, b.ln2, b.mlp]),
-        this.lnF,
-        this.outHead,
-      ]) {
-        layer.setFastWeightInitDuringBuild(true);
-      }
-    }
+    const zeros = opts.initialize === false;
+    if (zeros) for (const layer of this.layers()) layer.setFastWeightInitDuringBuild(true);
 
     const ids = tf.input({ shape: [null], dtype: "int32", name: "ids" }); // [B,T]
-    let x = this.embedding.apply(ids) as tf.SymbolicTensor; // [B,T,D]
+    let x = this.wpe.apply(this.wte.apply(ids)) as tf.SymbolicTensor; // [B,T,D]
     for (const block of this.blocks) x = block.apply(x) as tf.SymbolicTensor; // [B,T,D]
-    x = this.lnF.apply(x) as tf.SymbolicTensor;
-    const out = this.outHead.apply(x) as tf.SymbolicTensor; // [B,T,V or C]
+    const out = this.outHead.apply(this.lnF.apply(x)) as tf.SymbolicTensor; // [B,T,V or C]
     this.model = tf.model({ inputs: ids, outputs: out, name: "gpt" });
+
     if (!zeros && cfg.init === "torch") this.initLikePyTorch(seed);
     if (zeros) {
       // fast init only fills with zeros; LayerNorm scales must still start at one
@@ -126,6 +130,11 @@ export class GPTModel {
         });
       }
     }
+  }
+
+  /** the top-level layers, input to output */
+  private layers(): GPTLayer<tf.serialization.ConfigDict>[] {
+    return [this.wte, this.wpe, ...this.blocks, this.lnF, this.outHead];
   }
 
   /**
@@ -140,122 +149,76 @@ export class GPTModel {
       name === "lm_head.weight" || name === "score.weight" ? shape[1] : shape[0];
     for (const [name, v] of named) {
       const shape = v.shape as number[];
-      if (/(^|\.)ln_(1|2|f)\./.test(name) || name.startsWith("ln_f.")) continue; // LayerNorm stays ones / zeros
+      if (/(^|\.)ln_(1|2|f)\./.test(name)) continue; // LayerNorm stays ones / zeros
       tf.tidy(() => {
         if (name === "wte.weight" || name === "wpe.weight") {
           v.write(tf.randomNormal(shape, 0, 1, "float32", seed()));
           return;
         }
-        const weightName = name.replace(/\.bias$/, ".weight");
-        const weight = named.get(weightName);
-        if (!weight) return;
-        const bound = 1 / Math.sqrt(fanIn(weightName, weight.shape as number[]));
+        const weight = named.get(name.replace(/\.bias$/, ".weight"))!;
+        const bound = 1 / Math.sqrt(fanIn(name.replace(/\.bias$/, ".weight"), weight.shape as number[]));
         v.write(tf.randomUniform(shape, -bound, bound, "float32", seed()));
       });
     }
   }
 
-  private checkIds(ids: tf.Tensor): void {
-    if (ids.rank !== 2) throw new UsageError(`token ids must be a [batch, time] tensor, got shape [${ids.shape}]`);
-    if ((ids.shape[1] ?? 0) > this.config.context_length) {
-      throw new UsageError(
-        `a sequence of ${ids.shape[1]} tokens is longer than the model's context of ${this.config.context_length}`,
-        `crop inputs to the last ${this.config.context_length} tokens`,
-      );
+  /**
+   * ids [B,T] int32 → logits [B,T,V] (or [B,T,C] for a classifier); with `lastOnly`, those of the last
+   * position, [B,V]. With `cache`, ids continue the cached positions and the cache is extended by them (each
+   * new token costs one position, not the whole window). Dropout only when `training`.
+   */
+  forward(ids: tf.Tensor2D, opts: ForwardOptions & { lastOnly: true }): tf.Tensor2D;
+  forward(ids: tf.Tensor2D, opts?: ForwardOptions): tf.Tensor3D;
+  forward(ids: tf.Tensor2D, opts: ForwardOptions = {}): tf.Tensor2D | tf.Tensor3D {
+    const { cache, lastOnly = false } = opts;
+    const start = cache?.length ?? 0;
+    this.checkIds(ids, start);
+    const seeds: MaskSeeds | undefined = opts.training ? maskSeeds(opts.seed) : undefined;
+    const dropRate = this.config.drop_rate;
+    try {
+      const out = tf.tidy(() => {
+        let x = dropout(this.wpe.call(this.wte.call(ids), { start }), dropRate, seeds) as tf.Tensor3D; // [B,T,D]
+        this.blocks.forEach((block, i) => {
+          x = block.call(x, { dropout: seeds, past: cache?.layers[i] }) as tf.Tensor3D;
+        });
+        if (!lastOnly) return this.outHead.call(this.lnF.call(x)) as tf.Tensor3D; // [B,T,V]
+        const [B, T, D] = x.shape;
+        const last = tf.reshape(tf.slice(x, [0, T - 1, 0], [B, 1, D]), [B, D]); // [B,D]
+        return this.outHead.project(this.lnF.call(last) as tf.Tensor2D, true); // [B,V]
+      });
+      if (cache) cache.length = start + ids.shape[1];
+      return out;
+    } catch (err) {
+      cache?.dispose(); // some layers may have taken the new positions and others not
+      throw err;
     }
   }
 
-  /** ids [B,T] int32 → logits [B,T,V] (or [B,T,C] for a classifier). Dropout only when training. */
-  forward(ids: tf.Tensor2D, training: boolean): tf.Tensor3D {
-    this.checkIds(ids);
-    const kwargs = { training };
-    return tf.tidy(() => {
-      let x = this.embedding.call(ids, kwargs) as tf.Tensor3D; // [B,T,D]
-      for (const block of this.blocks) x = block.call(x, kwargs) as tf.Tensor3D;
-      return this.outHead.call(this.lnF.call(x)) as tf.Tensor3D;
-    });
-  }
-
-  /**
-   * Inference: the scores at the last position only, ids [B,T] → [B,V]. Skips the head on every other
-   * position.
-   */
-  forwardLast(ids: tf.Tensor2D): tf.Tensor2D {
-    this.checkIds(ids);
-    return tf.tidy(() => {
-      let x = this.embedding.embed(ids, 0, false);
-      for (const block of this.blocks) x = block.call(x, {}) as tf.Tensor3D;
-      return this.lastLogits(x);
-    });
-  }
-
-  private lastLogits(x: tf.Tensor3D): tf.Tensor2D {
-    const [B, T, D] = x.shape;
-    const last = tf.reshape(tf.slice(x, [0, T - 1, 0], [B, 1, D]), [B, D]) as tf.Tensor2D;
-    const head = this.outHead;
-    return head.project(this.lnF.call(last) as tf.Tensor2D, head.transposedWeight());
-  }
-
-  /**
-   * Inference with a KV cache: feed ids [B,T] at positions cache.length.., extend the cache in place and
-   * return the scores at the last new position [B,V]. Each new token costs one position, not the whole window.
-   */
-  forwardCached(ids: tf.Tensor2D, cache: KVCache): tf.Tensor2D {
-    const start = cache.length;
-    const T = ids.shape[1];
-    if (start + T > this.config.context_length) {
+  private checkIds(ids: tf.Tensor, start: number): void {
+    if (ids.rank !== 2) throw new UsageError(`token ids must be a [batch, time] tensor, got shape [${ids.shape}]`);
+    const T = ids.shape[1] ?? 0;
+    const ctx = this.config.context_length;
+    if (start === 0 && T > ctx) {
       throw new UsageError(
-        `the KV cache holds ${start} positions; ${T} more exceed the context of ${this.config.context_length}`,
+        `a sequence of ${T} tokens is longer than the model's context of ${ctx}`,
+        `crop inputs to the last ${ctx} tokens`,
+      );
+    }
+    if (start + T > ctx) {
+      throw new UsageError(
+        `the KV cache holds ${start} positions; ${T} more exceed the context of ${ctx}`,
         "start a new cache on the cropped window",
       );
     }
-    const next: LayerKV[] = [];
-    const logits = tf.tidy(() => {
-      let x = this.embedding.embed(ids, start, false); // [B,T,D] at positions start..start+T-1
-      this.blocks.forEach((block, i) => {
-        const r = block.callCached(x, cache.layers[i]);
-        next.push({ kT: tf.keep(r.kv.kT), v: tf.keep(r.kv.v) });
-        x = r.y;
-      });
-      return this.lastLogits(x);
-    });
-    cache.replace(next, start + T);
-    return logits;
   }
 
   newCache(): KVCache {
     return new KVCache(this.blocks.length);
   }
 
-  /** Every weight by its Hugging Face GPT-2 name (no `transformer.` prefix); see docs/model-directory.md. */
+  /** Every weight by its Hugging Face GPT-2 name (no `transformer.` prefix), in parameterShapes' order. */
   namedWeights(): Map<string, tf.LayerVariable> {
-    const m = new Map<string, tf.LayerVariable>();
-    m.set("wte.weight", this.embedding.wte);
-    m.set("wpe.weight", this.embedding.wpe);
-    this.blocks.forEach((b, i) => {
-      const p = `h.${i}.`;
-      m.set(`${p}ln_1.weight`, b.ln1.weight);
-      m.set(`${p}ln_1.bias`, b.ln1.bias);
-      m.set(`${p}attn.c_attn.weight`, b.attn.cAttnWeight);
-      if (b.attn.cAttnBias) m.set(`${p}attn.c_attn.bias`, b.attn.cAttnBias);
-      m.set(`${p}attn.c_proj.weight`, b.attn.cProjWeight);
-      m.set(`${p}attn.c_proj.bias`, b.attn.cProjBias);
-      m.set(`${p}ln_2.weight`, b.ln2.weight);
-      m.set(`${p}ln_2.bias`, b.ln2.bias);
-      m.set(`${p}mlp.c_fc.weight`, b.mlp.cFcWeight);
-      m.set(`${p}mlp.c_fc.bias`, b.mlp.cFcBias);
-      m.set(`${p}mlp.c_proj.weight`, b.mlp.cProjWeight);
-      m.set(`${p}mlp.c_proj.bias`, b.mlp.cProjBias);
-    });
-    m.set("ln_f.weight", this.lnF.weight);
-    m.set("ln_f.bias", this.lnF.bias);
-    if (this.outHead instanceof ClassifierHead) {
-      m.set("score.weight", this.outHead.weight);
-      m.set("score.bias", this.outHead.bias);
-    } else if (this.outHead.weight) {
-      m.set("lm_head.weight", this.outHead.weight);
-    }
-    return m;
+    return new Map(this.layers().flatMap((layer) => layer.namedWeights()));
   }
 
   /**
@@ -263,11 +226,10 @@ export class GPTModel {
    * the model as it was. A Float32Array is taken in the named weight's shape (its length must match).
    */
   setWeights(tensors: Map<string, Float32Array | tf.Tensor>): void {
-    const named = this.namedWeights();
     const found = new Map<string, number[] | number>();
     for (const [name, value] of tensors) found.set(name, value instanceof tf.Tensor ? value.shape : value.length);
     checkWeightShapes(this.weightShapes(), found, "the weights");
-    for (const [name, variable] of named) {
+    for (const [name, variable] of this.namedWeights()) {
       const value = tensors.get(name)!;
       tf.tidy(() => {
         const t =
@@ -281,11 +243,9 @@ export class GPTModel {
     }
   }
 
-  /** name → shape of every weight namedWeights() holds */
+  /** name → shape of every weight: the parameter table of this model's config and head */
   weightShapes(): Map<string, number[]> {
-    const m = new Map<string, number[]>();
-    for (const [name, v] of this.namedWeights()) m.set(name, v.shape as number[]);
-    return m;
+    return parameterShapes(this.config, this.head);
   }
 
   /** The variables an optimizer should update: those of layers (and weights) marked trainable, each once. */
@@ -300,51 +260,16 @@ export class GPTModel {
     return n;
   }
 
-  /** The analytic count for this config and head (equals countParameters() for a built model). */
-  expectedParameters(): number {
-    return countParameters(this.config, this.head);
-  }
-
   dispose(): void {
     this.model.dispose();
   }
 }
 
-/**
- * Check a set of tensors against the weights a model needs: every name present, none extra, every shape equal
- * (a bare number is an element count, for data without a shape). Throws FileFormatError naming the tensor.
- */
-export function checkWeightShapes(
-  expected: Map<string, number[]>,
-  found: Map<string, number[] | number>,
-  where: string,
-): void {
-  const fix = "load weights written for this model config (check qkv_bias, tied_head, n_layers, emb_dim and the head)";
-  const missing = [...expected.keys()].filter((k) => !found.has(k));
-  if (missing.length > 0)
-    throw new FileFormatError(`${where} lack ${missing.length} tensor(s) the model needs: ${listNames(missing)}`, fix);
-  const extra = [...found.keys()].filter((k) => !expected.has(k));
-  if (extra.length > 0)
-    throw new FileFormatError(
-      `${where} hold ${extra.length} tensor(s) this model has no place for: ${listNames(extra)}`,
-      fix,
-    );
-  for (const [name, shape] of expected) {
-    const got = found.get(name)!;
-    const size = shape.reduce((a, b) => a * b, 1);
-    if (typeof got === "number" ? got !== size : !arraysEqual(got, shape)) {
-      const desc = typeof got === "number" ? `${got} values` : `shape [${got.join(", ")}]`;
-      throw new FileFormatError(`${where}: tensor '${name}' has ${desc}, the model expects [${shape.join(", ")}]`, fix);
-    }
-  }
-}
-
-function listNames(names: string[]): string {
-  return names.length <= 5 ? names.join(", ") : `${names.slice(0, 5).join(", ")}, … (${names.length - 5} more)`;
-}
-
-function arraysEqual(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
+/** The mask seeds of one pass: drawn from a generator seeded with `seed`, or Math.random's without one. */
+function maskSeeds(seed: number | undefined): MaskSeeds {
+  if (seed === undefined) return Math.random;
+  const rng = new Rng(seed);
+  return () => rng.random();
 }
 
 /** Build a GPT for a config (random weights from `seed`, or zeros with `initialize: false`). */

@@ -1,20 +1,27 @@
 /**
  * The GPT-2 building blocks as TF.js custom layers (the tfjs-layers contract: weights made in build() with
- * addWeight, call() free of side effects, computeOutputShape, getConfig + static className, registered once),
- * so `model.summary()`, `layer.trainable` and freezing work as for built-in layers.
+ * addWeight, call() free of side effects on the layer, computeOutputShape, getConfig + static className,
+ * registered once), so `model.summary()`, `layer.trainable` and freezing work as for built-in layers.
+ *
+ * Layer names are the prefixes of the Hugging Face GPT-2 weight names (`wte`, `h.0`, `h.0.attn`, `ln_f`, …):
+ * a layer's weight `c_attn.weight` is the model's `h.0.attn.c_attn.weight`.
  *
  * Conventions: B batch, T sequence length, D emb_dim, H heads, hd = D/H head size, V vocabulary.
  * Projection kernels are [in, out] and applied as x·W + b (GPT-2's Conv1D layout, the same as a TF.js Dense
- * kernel); matmuls run on 2-D [B*T, D] views through ../backend/fast-ops.ts, whose ops have hand-written
- * gradients that stay on the wasm backend's fast paths and keep only what the backward pass reads.
+ * kernel); matmuls run on 2-D [B*T, D] views through ../backend/transformer-ops.ts, whose ops have
+ * hand-written gradients that stay on the wasm backend's fast paths and keep only what the backward pass reads.
  */
 import * as tf from "@tensorflow/tfjs";
-import * as fast from "../backend/fast-ops.js";
+import * as ops from "../backend/transformer-ops.js";
 
 type Shape = (number | null)[];
 type LayerArgs = NonNullable<ConstructorParameters<typeof tf.layers.Layer>[0]>;
+type Initializer = ReturnType<typeof tf.initializers.zeros>;
+
+/** What a forward pass tells the layers it calls. */
 export interface CallArgs {
-  training?: boolean;
+  /** training: dropout is on, each mask seeded by the next draw (see transformer-ops' MaskSeeds) */
+  dropout?: ops.MaskSeeds;
 }
 
 const INIT_STD = 0.02;
@@ -27,15 +34,215 @@ function singleShape(shape: Shape | Shape[]): Shape {
   return Array.isArray(shape[0]) ? (shape[0] as Shape) : (shape as Shape);
 }
 
-function normal(seed: number, stddev = INIT_STD): ReturnType<typeof tf.initializers.randomNormal> {
+function normal(seed: number, stddev = INIT_STD): Initializer {
   return tf.initializers.randomNormal({ mean: 0, stddev, seed });
 }
 
-/** Dropout only while training (inverted dropout: kept values are scaled by 1/(1-rate), as tf.dropout). */
-export const dropout = fast.dropout;
+/** tfjs' own layer arguments: getConfig writes the ones that are set, next to a layer's config */
+const LAYER_ARG_KEYS = [
+  "name",
+  "trainable",
+  "dtype",
+  "batchInputShape",
+  "inputShape",
+  "batchSize",
+  "inputDType",
+  "weights",
+];
 
-/** GELU, tanh approximation (GPT-2's "gelu_new"): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
-export const gelu = fast.gelu;
+/**
+ * A layer built from one typed config `C` (plus tfjs' own name/trainable), which getConfig returns whole, so
+ * `new Layer(layer.getConfig())` — what tf.serialization does — rebuilds the same layer. Its weights are made
+ * with `param` and listed by `namedWeights` under the layer's name.
+ */
+export abstract class GPTLayer<C extends tf.serialization.ConfigDict> extends tf.layers.Layer {
+  readonly cfg: C;
+  private readonly params = new Map<string, tf.LayerVariable>();
+
+  constructor(args: C & LayerArgs) {
+    super(args);
+    const cfg: Record<string, unknown> = { ...args };
+    for (const key of LAYER_ARG_KEYS) delete cfg[key];
+    this.cfg = cfg as C;
+  }
+
+  /** a weight of this layer, `local` being its name inside the layer (e.g. "c_attn.weight") */
+  protected param(local: string, shape: number[], init: Initializer): tf.LayerVariable {
+    const v = this.addWeight(local, shape, "float32", init);
+    this.params.set(local, v);
+    return v;
+  }
+
+  /** the layer's weights under the model's names (`${layer name}.${local}`), in the order they were made */
+  namedWeights(): [string, tf.LayerVariable][] {
+    return [...this.params].map(([local, v]) => [`${this.name}.${local}`, v]);
+  }
+
+  override computeOutputShape(inputShape: Shape | Shape[]): Shape {
+    return singleShape(inputShape);
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return { ...super.getConfig(), ...this.cfg };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+/** LayerNorm over the last axis: eps 1e-5, biased variance (as PyTorch and GPT-2). Weights `weight`, `bias`. */
+export class LayerNorm extends GPTLayer<{ embDim: number; epsilon?: number }> {
+  static readonly className = "LayerNorm";
+  weight!: tf.LayerVariable;
+  bias!: tf.LayerVariable;
+
+  override build(): void {
+    this.weight = this.param("weight", [this.cfg.embDim], tf.initializers.ones());
+    this.bias = this.param("bias", [this.cfg.embDim], tf.initializers.zeros());
+    this.built = true;
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return ops.layerNorm(single(inputs), this.weight.read(), this.bias.read(), this.cfg.epsilon ?? 1e-5);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+/** The token embedding `wte`: ids [B,T] int32 → rows of `weight` [V,D], [B,T,D]. A tied LM head reads it too. */
+export class TokenEmbedding extends GPTLayer<{ vocabSize: number; embDim: number; seed: number }> {
+  static readonly className = "TokenEmbedding";
+  weight!: tf.LayerVariable;
+
+  override build(): void {
+    this.weight = this.param("weight", [this.cfg.vocabSize, this.cfg.embDim], normal(this.cfg.seed));
+    this.built = true;
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    const ids = single(inputs);
+    return tf.gather(this.weight.read(), ids.dtype === "int32" ? ids : tf.cast(ids, "int32"));
+  }
+
+  override computeOutputShape(inputShape: Shape | Shape[]): Shape {
+    const [b, t] = singleShape(inputShape);
+    return [b, t, this.cfg.embDim];
+  }
+}
+
+/** The learned position embedding `wpe` [ctx,D], added to token embeddings x [B,T,D] at positions start.. */
+export class PositionEmbedding extends GPTLayer<{ contextLength: number; embDim: number; seed: number }> {
+  static readonly className = "PositionEmbedding";
+  weight!: tf.LayerVariable;
+
+  override build(): void {
+    this.weight = this.param("weight", [this.cfg.contextLength, this.cfg.embDim], normal(this.cfg.seed));
+    this.built = true;
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[], kwargs?: { start?: number }): tf.Tensor {
+    const x = single(inputs);
+    const pos = tf.slice(this.weight.read(), [kwargs?.start ?? 0, 0], [x.shape[1]!, this.cfg.embDim]); // [T,D]
+    return tf.add(x, pos); // broadcast over B
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+/** Keys and values of one attention layer for the positions seen so far (for incremental decoding). */
+export interface LayerKV {
+  /** keys, already transposed for q·kᵀ: [B,H,hd,Tk] */
+  kT: tf.Tensor4D;
+  /** values [B,H,Tk,hd] */
+  v: tf.Tensor4D;
+}
+
+/**
+ * One attention layer's part of a KV cache. Its holder (KVCache) owns the tensors; `extend` replaces them by
+ * the keys/values followed by new ones.
+ */
+export class KVSlot {
+  kv: LayerKV | null = null;
+
+  /** the held keys/values followed by kT [B,H,hd,T] and v [B,H,T,hd]; kept past the caller's tf.tidy */
+  extend(kT: tf.Tensor4D, v: tf.Tensor4D): LayerKV {
+    const past = this.kv;
+    const next = past ? { kT: tf.concat([past.kT, kT], 3), v: tf.concat([past.v, v], 2) } : { kT, v };
+    this.kv = { kT: tf.keep(next.kT), v: tf.keep(next.v) };
+    if (past) tf.dispose([past.kT, past.v]);
+    return this.kv;
+  }
+
+  dispose(): void {
+    if (this.kv) tf.dispose([this.kv.kT, this.kv.v]);
+    this.kv = null;
+  }
+}
+
+type BlockConfig = {
+  embDim: number;
+  numHeads: number;
+  dropRate: number;
+  qkvBias: boolean;
+  /** blocks in the model: the output projections start smaller (0.02/√(2·n_layers), GPT-2's residual scaling) */
+  numLayers: number;
+  seed: number;
+};
+
+export interface BlockCallArgs extends CallArgs {
+  /** this layer's part of a KV cache: attend to its positions too, then extend it by the new ones */
+  past?: KVSlot;
+}
+
+/**
+ * Causal multi-head self-attention: one fused q/k/v projection `c_attn` [D,3D] (+ optional bias [3D]), scaled
+ * dot-product scores masked to the past, softmax, dropout on the weights, heads concatenated, output projection
+ * `c_proj` [D,D] + bias [D].
+ */
+export class CausalSelfAttention extends GPTLayer<BlockConfig> {
+  static readonly className = "CausalSelfAttention";
+  cAttnWeight!: tf.LayerVariable;
+  cAttnBias: tf.LayerVariable | null = null;
+  cProjWeight!: tf.LayerVariable;
+  cProjBias!: tf.LayerVariable;
+
+  override build(): void {
+    const { embDim: D, seed, qkvBias, numLayers } = this.cfg;
+    this.cAttnWeight = this.param("c_attn.weight", [D, 3 * D], normal(seed));
+    if (qkvBias) this.cAttnBias = this.param("c_attn.bias", [3 * D], tf.initializers.zeros());
+    this.cProjWeight = this.param("c_proj.weight", [D, D], normal(seed + 1, INIT_STD / Math.sqrt(2 * numLayers)));
+    this.cProjBias = this.param("c_proj.bias", [D], tf.initializers.zeros());
+    this.built = true;
+  }
+
+  /** x [B,T,D] → [B,T,D]; with `past`, the new positions also attend to the cached ones (and are cached). */
+  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: BlockCallArgs = {}): tf.Tensor {
+    return tf.tidy(() => {
+      const x = single(inputs) as tf.Tensor3D;
+      const [B, T, D] = x.shape;
+      const { numHeads: H, dropRate } = this.cfg;
+      const hd = D / H;
+      const qkv = ops.linear(
+        tf.reshape(x, [B * T, D]) as tf.Tensor2D,
+        this.cAttnWeight.read() as tf.Tensor2D,
+        this.cAttnBias?.read() as tf.Tensor1D | undefined,
+      ); // [B*T,3D]
+      const [q, k, v] = tf.split(qkv, 3, 1); // each [B*T,D]; head h owns columns h*hd..(h+1)*hd-1
+      const heads = (t: tf.Tensor, perm: number[]) => tf.transpose(tf.reshape(t, [B, T, H, hd]), perm) as tf.Tensor4D;
+      let kT = heads(k, [0, 2, 3, 1]); // [B,H,hd,T]
+      let vh = heads(v, [0, 2, 1, 3]); // [B,H,T,hd]
+      if (kwargs.past) ({ kT, v: vh } = kwargs.past.extend(kT, vh)); // [B,H,hd,Tpast+T], [B,H,Tpast+T,hd]
+      const Tk = kT.shape[3];
+      const mask = T > 1 ? causalMask(T, Tk) : null; // a single new query may see every key
+      const y = ops.attention(heads(q, [0, 2, 1, 3]), kT, vh, { mask, dropRate, seeds: kwargs.dropout }); // [B,H,T,hd]
+      const out = ops.linear(
+        tf.reshape(tf.transpose(y, [0, 2, 1, 3]), [B * T, D]) as tf.Tensor2D, // heads side by side again
+        this.cProjWeight.read() as tf.Tensor2D,
+        this.cProjBias.read() as tf.Tensor1D,
+      );
+      return tf.reshape(out, [B, T, D]);
+    });
+  }
+}
 
 const maskCache = new Map<string, Float32Array>();
 
@@ -56,267 +263,20 @@ function causalMask(Tq: number, Tk: number): tf.Tensor2D {
   return tf.tensor2d(data, [Tq, Tk]);
 }
 
-// ---------------------------------------------------------------------------------------------------------
-
-/** LayerNorm over the last axis: eps 1e-5, biased variance (as PyTorch and GPT-2). Weights `weight`, `bias`. */
-export class LayerNorm extends tf.layers.Layer {
-  static readonly className = "LayerNorm";
-  readonly epsilon: number;
-  weight!: tf.LayerVariable;
-  bias!: tf.LayerVariable;
-
-  constructor(args: LayerArgs & { epsilon?: number } = {}) {
-    super(args);
-    this.epsilon = args.epsilon ?? 1e-5;
-  }
-
-  override build(inputShape: Shape | Shape[]): void {
-    const d = singleShape(inputShape).at(-1) as number;
-    this.weight = this.addWeight("weight", [d], "float32", tf.initializers.ones());
-    this.bias = this.addWeight("bias", [d], "float32", tf.initializers.zeros());
-    this.built = true;
-  }
-
-  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
-    return fast.layerNorm(single(inputs), this.weight.read(), this.bias.read(), this.epsilon); // biased variance, as GPT-2
-  }
-
-  override computeOutputShape(inputShape: Shape | Shape[]): Shape {
-    return singleShape(inputShape);
-  }
-
-  override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), epsilon: this.epsilon };
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------------
-
-export interface EmbeddingArgs extends LayerArgs {
-  vocabSize: number;
-  contextLength: number;
-  embDim: number;
-  dropRate: number;
-  seed: number;
-}
-
-/** Token + learned position embedding, then dropout: ids [B,T] int32 → [B,T,D]. Weights `wte` [V,D], `wpe` [ctx,D]. */
-export class GPTEmbedding extends tf.layers.Layer {
-  static readonly className = "GPTEmbedding";
-  readonly vocabSize: number;
-  readonly contextLength: number;
-  readonly embDim: number;
-  readonly dropRate: number;
-  readonly seed: number;
-  wte!: tf.LayerVariable;
-  wpe!: tf.LayerVariable;
-
-  constructor(args: EmbeddingArgs) {
-    super(args);
-    this.vocabSize = args.vocabSize;
-    this.contextLength = args.contextLength;
-    this.embDim = args.embDim;
-    this.dropRate = args.dropRate;
-    this.seed = args.seed;
-  }
-
-  override build(): void {
-    this.wte = this.addWeight("wte", [this.vocabSize, this.embDim], "float32", normal(this.seed));
-    this.wpe = this.addWeight("wpe", [this.contextLength, this.embDim], "float32", normal(this.seed + 1));
-    this.built = true;
-  }
-
-  /** ids [B,T] at positions start..start+T-1 → [B,T,D]. */
-  embed(ids: tf.Tensor, start: number, training: boolean): tf.Tensor3D {
-    return tf.tidy(() => {
-      const [, T] = ids.shape as [number, number];
-      const tok = tf.gather(this.wte.read(), ids.dtype === "int32" ? ids : tf.cast(ids, "int32")); // [B,T,D]
-      const pos = tf.slice(this.wpe.read(), [start, 0], [T, this.embDim]); // [T,D], broadcast over B
-      return dropout(tf.add(tok, pos) as tf.Tensor3D, this.dropRate, training);
-    });
-  }
-
-  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: CallArgs): tf.Tensor {
-    return this.embed(single(inputs), 0, kwargs?.training ?? false);
-  }
-
-  override computeOutputShape(inputShape: Shape | Shape[]): Shape {
-    const [b, t] = singleShape(inputShape);
-    return [b, t, this.embDim];
-  }
-
-  override getConfig(): tf.serialization.ConfigDict {
-    return {
-      ...super.getConfig(),
-      vocabSize: this.vocabSize,
-      contextLength: this.contextLength,
-      embDim: this.embDim,
-      dropRate: this.dropRate,
-      seed: this.seed,
-    };
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------------
-
-/** Keys and values of one attention layer for the positions seen so far (for incremental decoding). */
-export interface LayerKV {
-  /** keys, already transposed for q·kᵀ: [B,H,hd,Tk] */
-  kT: tf.Tensor4D;
-  /** values [B,H,Tk,hd] */
-  v: tf.Tensor4D;
-}
-
-export interface AttentionArgs extends LayerArgs {
-  embDim: number;
-  numHeads: number;
-  dropRate: number;
-  qkvBias: boolean;
-  /** blocks in the model: the output projection starts smaller (0.02/√(2·n_layers), GPT-2's residual scaling) */
-  numLayers: number;
-  seed: number;
-}
-
-/**
- * Causal multi-head self-attention: one fused q/k/v projection `c_attn` [D,3D] (+ optional bias [3D]), scaled
- * dot-product scores masked to the past, softmax, dropout on the weights, heads concatenated, output projection
- * `c_proj` [D,D] + bias [D].
- */
-export class CausalSelfAttention extends tf.layers.Layer {
-  static readonly className = "CausalSelfAttention";
-  readonly embDim: number;
-  readonly numHeads: number;
-  readonly headDim: number;
-  readonly dropRate: number;
-  readonly qkvBias: boolean;
-  readonly numLayers: number;
-  readonly seed: number;
-  cAttnWeight!: tf.LayerVariable;
-  cAttnBias: tf.LayerVariable | null = null;
-  cProjWeight!: tf.LayerVariable;
-  cProjBias!: tf.LayerVariable;
-
-  constructor(args: AttentionArgs) {
-    super(args);
-    this.embDim = args.embDim;
-    this.numHeads = args.numHeads;
-    this.headDim = args.embDim / args.numHeads;
-    this.dropRate = args.dropRate;
-    this.qkvBias = args.qkvBias;
-    this.numLayers = args.numLayers;
-    this.seed = args.seed;
-  }
-
-  override build(): void {
-    const D = this.embDim;
-    this.cAttnWeight = this.addWeight("c_attn.weight", [D, 3 * D], "float32", normal(this.seed));
-    if (this.qkvBias) this.cAttnBias = this.addWeight("c_attn.bias", [3 * D], "float32", tf.initializers.zeros());
-    const projStd = INIT_STD / Math.sqrt(2 * this.numLayers);
-    this.cProjWeight = this.addWeight("c_proj.weight", [D, D], "float32", normal(this.seed + 1, projStd));
-    this.cProjBias = this.addWeight("c_proj.bias", [D], "float32", tf.initializers.zeros());
-    this.built = true;
-  }
-
-  /** x [B,T,D] → q [B,H,T,hd], kᵀ [B,H,hd,T], v [B,H,T,hd]. */
-  private project(x: tf.Tensor3D): { q: tf.Tensor4D; kT: tf.Tensor4D; v: tf.Tensor4D } {
-    const [B, T, D] = x.shape;
-    const H = this.numHeads;
-    const hd = this.headDim;
-    const qkv = fast.linear(
-      tf.reshape(x, [B * T, D]) as tf.Tensor2D,
-      this.cAttnWeight.read() as tf.Tensor2D,
-      this.cAttnBias?.read() as tf.Tensor1D | undefined,
-    ); // [B*T,3D]
-    const [q, k, v] = tf.split(qkv, 3, 1); // each [B*T,D]; head h owns columns h*hd..(h+1)*hd-1
-    return {
-      q: tf.transpose(tf.reshape(q, [B, T, H, hd]), [0, 2, 1, 3]) as tf.Tensor4D,
-      kT: tf.transpose(tf.reshape(k, [B, T, H, hd]), [0, 2, 3, 1]) as tf.Tensor4D,
-      v: tf.transpose(tf.reshape(v, [B, T, H, hd]), [0, 2, 1, 3]) as tf.Tensor4D,
-    };
-  }
-
-  /** softmax(q·kᵀ/√hd, masked to the past)·v, heads merged and projected: → [B,Tq,D]. */
-  private attend(q: tf.Tensor4D, kT: tf.Tensor4D, v: tf.Tensor4D, training: boolean): tf.Tensor3D {
-    const [B, , Tq] = q.shape;
-    const Tk = kT.shape[3];
-    const mask = Tq > 1 ? causalMask(Tq, Tk) : null; // a single new query may see every key
-    const y = tf.transpose(fast.attention(q, kT, v, { mask, dropRate: this.dropRate, training }), [0, 2, 1, 3]); // [B,Tq,H,hd]
-    const out = fast.linear(
-      tf.reshape(y, [B * Tq, this.embDim]) as tf.Tensor2D,
-      this.cProjWeight.read() as tf.Tensor2D,
-      this.cProjBias.read() as tf.Tensor1D,
-    );
-    return tf.reshape(out, [B, Tq, this.embDim]);
-  }
-
-  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: CallArgs): tf.Tensor {
-    return tf.tidy(() => {
-      const { q, kT, v } = this.project(single(inputs) as tf.Tensor3D);
-      return this.attend(q, kT, v, kwargs?.training ?? false);
-    });
-  }
-
-  /**
-   * Inference on new positions x [B,T,D] given the keys/values of the positions before them (or null):
-   * returns the output and the extended keys/values (new tensors; the caller owns and disposes both).
-   */
-  callCached(x: tf.Tensor3D, past: LayerKV | null): { y: tf.Tensor3D; kv: LayerKV } {
-    const { q, kT, v } = this.project(x);
-    const allKT = past ? (tf.concat([past.kT, kT], 3) as tf.Tensor4D) : kT; // [B,H,hd,Tpast+T]
-    const allV = past ? (tf.concat([past.v, v], 2) as tf.Tensor4D) : v; // [B,H,Tpast+T,hd]
-    return { y: this.attend(q, allKT, allV, false), kv: { kT: allKT, v: allV } };
-  }
-
-  override computeOutputShape(inputShape: Shape | Shape[]): Shape {
-    return singleShape(inputShape);
-  }
-
-  override getConfig(): tf.serialization.ConfigDict {
-    return {
-      ...super.getConfig(),
-      embDim: this.embDim,
-      numHeads: this.numHeads,
-      dropRate: this.dropRate,
-      qkvBias: this.qkvBias,
-      numLayers: this.numLayers,
-      seed: this.seed,
-    };
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------------
-
-export interface FeedForwardArgs extends LayerArgs {
-  embDim: number;
-  numLayers: number;
-  seed: number;
-}
-
-/** The MLP: `c_fc` [D,4D] + bias, GELU (tanh), `c_proj` [4D,D] + bias. */
-export class FeedForward extends tf.layers.Layer {
+/** The MLP: `c_fc` [D,4D] + bias, GELU (tanh, GPT-2's "gelu_new"), `c_proj` [4D,D] + bias. */
+export class FeedForward extends GPTLayer<{ embDim: number; numLayers: number; seed: number }> {
   static readonly className = "FeedForward";
-  readonly embDim: number;
-  readonly numLayers: number;
-  readonly seed: number;
   cFcWeight!: tf.LayerVariable;
   cFcBias!: tf.LayerVariable;
   cProjWeight!: tf.LayerVariable;
   cProjBias!: tf.LayerVariable;
 
-  constructor(args: FeedForwardArgs) {
-    super(args);
-    this.embDim = args.embDim;
-    this.numLayers = args.numLayers;
-    this.seed = args.seed;
-  }
-
   override build(): void {
-    const D = this.embDim;
-    this.cFcWeight = this.addWeight("c_fc.weight", [D, 4 * D], "float32", normal(this.seed));
-    this.cFcBias = this.addWeight("c_fc.bias", [4 * D], "float32", tf.initializers.zeros());
-    const projStd = INIT_STD / Math.sqrt(2 * this.numLayers);
-    this.cProjWeight = this.addWeight("c_proj.weight", [4 * D, D], "float32", normal(this.seed + 1, projStd));
-    this.cProjBias = this.addWeight("c_proj.bias", [D], "float32", tf.initializers.zeros());
+    const { embDim: D, seed, numLayers } = this.cfg;
+    this.cFcWeight = this.param("c_fc.weight", [D, 4 * D], normal(seed));
+    this.cFcBias = this.param("c_fc.bias", [4 * D], tf.initializers.zeros());
+    this.cProjWeight = this.param("c_proj.weight", [4 * D, D], normal(seed + 1, INIT_STD / Math.sqrt(2 * numLayers)));
+    this.cProjBias = this.param("c_proj.bias", [D], tf.initializers.zeros());
     this.built = true;
   }
 
@@ -324,87 +284,58 @@ export class FeedForward extends tf.layers.Layer {
     return tf.tidy(() => {
       const x = single(inputs) as tf.Tensor3D;
       const [B, T, D] = x.shape;
-      const h = gelu(
-        fast.linear(
+      const h = ops.gelu(
+        ops.linear(
           tf.reshape(x, [B * T, D]) as tf.Tensor2D,
           this.cFcWeight.read() as tf.Tensor2D,
           this.cFcBias.read() as tf.Tensor1D,
         ),
       ); // [B*T,4D]
-      const out = fast.linear(h, this.cProjWeight.read() as tf.Tensor2D, this.cProjBias.read() as tf.Tensor1D); // [B*T,D]
+      const out = ops.linear(h, this.cProjWeight.read() as tf.Tensor2D, this.cProjBias.read() as tf.Tensor1D); // [B*T,D]
       return tf.reshape(out, [B, T, D]);
     });
-  }
-
-  override computeOutputShape(inputShape: Shape | Shape[]): Shape {
-    return singleShape(inputShape);
-  }
-
-  override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), embDim: this.embDim, numLayers: this.numLayers, seed: this.seed };
   }
 }
 
 // ---------------------------------------------------------------------------------------------------------
 
-export interface BlockArgs extends LayerArgs {
-  embDim: number;
-  numHeads: number;
-  dropRate: number;
-  qkvBias: boolean;
-  numLayers: number;
-  seed: number;
-}
-
 /**
- * One pre-LayerNorm transformer block: x + drop(attn(ln_1(x))), then h + drop(mlp(ln_2(h))).
- * Its four parts are layers of their own; the block reports their weights as its own (as tfjs' Wrapper does),
- * so setting `block.trainable = false` freezes all of them.
+ * One pre-LayerNorm transformer block `h.i`: x + drop(attn(ln_1(x))), then h + drop(mlp(ln_2(h))).
+ * Its four parts are layers of their own (`h.i.ln_1`, `h.i.attn`, `h.i.ln_2`, `h.i.mlp`); the block reports
+ * their weights as its own (as tfjs' Wrapper does), so setting `block.trainable = false` freezes all of them.
  */
-export class TransformerBlock extends tf.layers.Layer {
+export class TransformerBlock extends GPTLayer<BlockConfig> {
   static readonly className = "TransformerBlock";
-  readonly embDim: number;
-  readonly numHeads: number;
-  readonly dropRate: number;
-  readonly qkvBias: boolean;
-  readonly numLayers: number;
-  readonly seed: number;
   readonly ln1: LayerNorm;
   readonly attn: CausalSelfAttention;
   readonly ln2: LayerNorm;
   readonly mlp: FeedForward;
 
-  constructor(args: BlockArgs) {
+  constructor(args: BlockConfig & LayerArgs) {
     super(args);
-    this.embDim = args.embDim;
-    this.numHeads = args.numHeads;
-    this.dropRate = args.dropRate;
-    this.qkvBias = args.qkvBias;
-    this.numLayers = args.numLayers;
-    this.seed = args.seed;
-    const prefix = args.name ?? "block";
-    this.ln1 = new LayerNorm({ name: `${prefix}.ln_1` });
-    this.attn = new CausalSelfAttention({ ...args, name: `${prefix}.attn`, seed: args.seed });
-    this.ln2 = new LayerNorm({ name: `${prefix}.ln_2` });
-    this.mlp = new FeedForward({
-      embDim: args.embDim,
-      numLayers: args.numLayers,
-      name: `${prefix}.mlp`,
-      seed: args.seed + 2,
-    });
+    const { embDim, numLayers, seed } = this.cfg;
+    this.ln1 = new LayerNorm({ name: `${this.name}.ln_1`, embDim });
+    this.attn = new CausalSelfAttention({ ...this.cfg, name: `${this.name}.attn` });
+    this.ln2 = new LayerNorm({ name: `${this.name}.ln_2`, embDim });
+    this.mlp = new FeedForward({ name: `${this.name}.mlp`, embDim, numLayers, seed: seed + 2 });
   }
 
-  private get parts(): tf.layers.Layer[] {
+  /** the parts in the order their weights are listed */
+  get parts(): GPTLayer<tf.serialization.ConfigDict>[] {
     // undefined while the base constructor runs
     return this.mlp ? [this.ln1, this.attn, this.ln2, this.mlp] : [];
   }
 
-  override build(inputShape: Shape | Shape[]): void {
+  override build(): void {
     for (const part of this.parts) {
-      part.build(inputShape);
+      part.build([]);
       part.built = true;
     }
     this.built = true;
+  }
+
+  override namedWeights(): [string, tf.LayerVariable][] {
+    return this.parts.flatMap((p) => p.namedWeights());
   }
 
   override get trainable(): boolean {
@@ -432,81 +363,34 @@ export class TransformerBlock extends tf.layers.Layer {
     super.nonTrainableWeights = weights;
   }
 
-  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: CallArgs): tf.Tensor {
-    const training = kwargs?.training ?? false;
+  override setFastWeightInitDuringBuild(value: boolean): void {
+    super.setFastWeightInitDuringBuild(value);
+    for (const part of this.parts) part.setFastWeightInitDuringBuild(value);
+  }
+
+  /** x [B,T,D] (the residual stream) → [B,T,D] */
+  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: BlockCallArgs = {}): tf.Tensor {
+    const { dropRate } = this.cfg;
     return tf.tidy(() => {
-      const x = single(inputs); // [B,T,D] residual stream
-      const h = tf.add(x, dropout(this.attn.call(this.ln1.call(x), kwargs) as tf.Tensor, this.dropRate, training));
-      return tf.add(h, dropout(this.mlp.call(this.ln2.call(h)) as tf.Tensor, this.dropRate, training));
+      const x = single(inputs);
+      const h = tf.add(x, ops.dropout(this.attn.call(this.ln1.call(x), kwargs), dropRate, kwargs.dropout));
+      return tf.add(h, ops.dropout(this.mlp.call(this.ln2.call(h)), dropRate, kwargs.dropout));
     });
-  }
-
-  /** Inference with a KV cache: see CausalSelfAttention.callCached. */
-  callCached(x: tf.Tensor3D, past: LayerKV | null): { y: tf.Tensor3D; kv: LayerKV } {
-    const a = this.attn.callCached(this.ln1.call(x) as tf.Tensor3D, past);
-    const h = tf.add(x, a.y);
-    return { y: tf.add(h, this.mlp.call(this.ln2.call(h))), kv: a.kv };
-  }
-
-  override computeOutputShape(inputShape: Shape | Shape[]): Shape {
-    return singleShape(inputShape);
-  }
-
-  override getConfig(): tf.serialization.ConfigDict {
-    return {
-      ...super.getConfig(),
-      embDim: this.embDim,
-      numHeads: this.numHeads,
-      dropRate: this.dropRate,
-      qkvBias: this.qkvBias,
-      numLayers: this.numLayers,
-      seed: this.seed,
-    };
   }
 }
 
 // ---------------------------------------------------------------------------------------------------------
 
 /**
- * A head weight transposed for inference, kept from call to call and made again when the weight changes (a
- * variable gets a new dataId on every assign). Transposing GPT-2's [50257,D] head and XNNPACK packing the copy
- * took longer than generating 32 KV-cached tokens of gpt2-tiny; generation pays it once per weight now.
- */
-class TransposedCopy {
-  private source?: object;
-  private copy?: tf.Tensor2D;
-
-  of(w: tf.Tensor2D): tf.Tensor2D {
-    if (this.copy && this.source === w.dataId) return this.copy;
-    this.dispose();
-    this.copy = tf.keep(tf.transpose(w));
-    this.source = w.dataId;
-    return this.copy;
-  }
-
-  dispose(): void {
-    this.copy?.dispose();
-    this.copy = this.source = undefined;
-  }
-}
-
-/**
  * What turns the final hidden states into scores: h [B,T,D] → [B,T,out] = h·Wᵀ (+ b), with W [out,D] in
- * PyTorch's Linear layout. Wᵀ is materialised with an explicit transpose: the wasm backend is slow with
- * transposed matmul operands.
+ * PyTorch's Linear layout.
  */
-export abstract class OutputHead extends tf.layers.Layer {
-  private readonly transposed = new TransposedCopy();
+export abstract class OutputHead<C extends { embDim: number; seed: number }> extends GPTLayer<C> {
+  /** wᵀ for generation, which multiplies by the same weight token after token */
+  private readonly transposed = new ops.TransposedCopy();
 
-  constructor(
-    args: LayerArgs,
-    /** scores per position: the vocabulary size, or the number of classes */
-    readonly outDim: number,
-    readonly embDim: number,
-    readonly seed: number,
-  ) {
-    super(args);
-  }
+  /** scores per position: the vocabulary size, or the number of classes */
+  abstract readonly outDim: number;
 
   /** W [out,D] */
   abstract headWeight(): tf.Tensor2D;
@@ -516,18 +400,13 @@ export abstract class OutputHead extends tf.layers.Layer {
     return null;
   }
 
-  /** h [N,D] → [N,out]; `weightT` is the head weight already transposed to [D,out] (inference reuses one). */
-  project(h: tf.Tensor2D, weightT?: tf.Tensor2D): tf.Tensor2D {
+  /** h [N,D] → [N,out]; `repeated`: the same weights will be applied again (generation), keep Wᵀ */
+  project(h: tf.Tensor2D, repeated = false): tf.Tensor2D {
     return tf.tidy(() => {
-      const y = fast.matMulBT(h, this.headWeight(), weightT);
+      const y = ops.matMulBT(h, this.headWeight(), repeated ? this.transposed : undefined);
       const b = this.headBias();
       return b ? tf.add(y, b) : y;
     });
-  }
-
-  /** the head weight transposed to [D,out] for inference; owned by the head (do not dispose), see TransposedCopy */
-  transposedWeight(): tf.Tensor2D {
-    return this.transposed.of(this.headWeight());
   }
 
   override dispose(): ReturnType<tf.layers.Layer["dispose"]> {
@@ -549,67 +428,51 @@ export abstract class OutputHead extends tf.layers.Layer {
   }
 }
 
-export interface LMHeadArgs extends LayerArgs {
-  vocabSize: number;
-  embDim: number;
-  /** tie the head to this embedding's `wte` instead of owning `lm_head.weight` */
-  tiedTo?: GPTEmbedding;
-  seed: number;
-}
-
 /**
- * Next-token logits: h [B,T,D] → [B,T,V], no bias: its own `lm_head.weight` [V,D] (untied, as the book trains)
- * or the token embedding `wte` (tied, as GPT-2 ships).
+ * Next-token logits `lm_head`: h [B,T,D] → [B,T,V], no bias: its own `weight` [V,D] (untied, as the book
+ * trains) or, `tied`, the token embedding's (as GPT-2 ships), which the model hands it with `tie`.
  */
-export class LMHead extends OutputHead {
+export class LMHead extends OutputHead<{ vocabSize: number; embDim: number; tied: boolean; seed: number }> {
   static readonly className = "LMHead";
-  readonly tiedTo: GPTEmbedding | null;
   weight: tf.LayerVariable | null = null;
+  private wte: TokenEmbedding | null = null;
 
-  constructor(args: LMHeadArgs) {
-    super(args, args.vocabSize, args.embDim, args.seed);
-    this.tiedTo = args.tiedTo ?? null;
+  get outDim(): number {
+    return this.cfg.vocabSize;
+  }
+
+  /** a tied head reads this embedding's weight */
+  tie(wte: TokenEmbedding): void {
+    if (!this.cfg.tied) throw new Error("LMHead.tie: this head has a weight of its own");
+    this.wte = wte;
   }
 
   override build(): void {
-    if (!this.tiedTo) this.weight = this.addWeight("weight", [this.outDim, this.embDim], "float32", normal(this.seed));
+    if (!this.cfg.tied)
+      this.weight = this.param("weight", [this.cfg.vocabSize, this.cfg.embDim], normal(this.cfg.seed));
     this.built = true;
   }
 
   headWeight(): tf.Tensor2D {
-    return (this.tiedTo ? this.tiedTo.wte.read() : this.weight!.read()) as tf.Tensor2D;
-  }
-
-  override getConfig(): tf.serialization.ConfigDict {
-    return {
-      ...super.getConfig(),
-      vocabSize: this.outDim,
-      embDim: this.embDim,
-      tied: this.tiedTo !== null,
-      seed: this.seed,
-    };
+    if (!this.cfg.tied) return this.weight!.read() as tf.Tensor2D;
+    if (!this.wte) throw new Error("LMHead: a tied head needs tie(wte) before it is called");
+    return this.wte.weight.read() as tf.Tensor2D;
   }
 }
 
-export interface ClassifierHeadArgs extends LayerArgs {
-  numClasses: number;
-  embDim: number;
-  seed: number;
-}
-
-/** Chapter 6's classifier: h [B,T,D] → [B,T,C] with `score.weight` [C,D] and `score.bias` [C]. */
-export class ClassifierHead extends OutputHead {
+/** Chapter 6's classifier `score`: h [B,T,D] → [B,T,C] with `weight` [C,D] and `bias` [C]. */
+export class ClassifierHead extends OutputHead<{ numClasses: number; embDim: number; seed: number }> {
   static readonly className = "ClassifierHead";
   weight!: tf.LayerVariable;
   bias!: tf.LayerVariable;
 
-  constructor(args: ClassifierHeadArgs) {
-    super(args, args.numClasses, args.embDim, args.seed);
+  get outDim(): number {
+    return this.cfg.numClasses;
   }
 
   override build(): void {
-    this.weight = this.addWeight("weight", [this.outDim, this.embDim], "float32", normal(this.seed));
-    this.bias = this.addWeight("bias", [this.outDim], "float32", tf.initializers.zeros());
+    this.weight = this.param("weight", [this.cfg.numClasses, this.cfg.embDim], normal(this.cfg.seed));
+    this.bias = this.param("bias", [this.cfg.numClasses], tf.initializers.zeros());
     this.built = true;
   }
 
@@ -620,15 +483,12 @@ export class ClassifierHead extends OutputHead {
   protected override headBias(): tf.Tensor1D {
     return this.bias.read() as tf.Tensor1D;
   }
-
-  override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), numClasses: this.outDim, embDim: this.embDim, seed: this.seed };
-  }
 }
 
 for (const cls of [
   LayerNorm,
-  GPTEmbedding,
+  TokenEmbedding,
+  PositionEmbedding,
   CausalSelfAttention,
   FeedForward,
   TransformerBlock,

@@ -9,8 +9,8 @@ import { join } from "node:path";
 import { FileFormatError } from "../errors.js";
 import { writeFileAtomic } from "../fs-atomic.js";
 import { readSafetensors, writeSafetensors } from "../formats/safetensors.js";
-import { type GPTConfig, type HeadSpec, validateGPTConfig } from "./config.js";
-import { type GPTModel, buildGPT, checkWeightShapes } from "./gpt.js";
+import { type GPTConfig, type HeadSpec, checkWeightShapes, parameterShapes, validateGPTConfig } from "./config.js";
+import { type GPTModel, buildGPT } from "./gpt.js";
 import * as tf from "@tensorflow/tfjs";
 
 export const MODEL_FORMAT = "llmctl-model";
@@ -18,19 +18,20 @@ export const MODEL_FORMAT_VERSION = 1;
 export const CONFIG_FILE = "config.json";
 export const WEIGHTS_FILE = "model.safetensors";
 
-export type PromptStyle = "alpaca" | "phi3";
+/** How instruction prompts are formatted (chapter 7; the styles themselves are src/finetune/prompt-style.ts). */
+export const PROMPT_STYLES = ["alpaca", "phi3"] as const;
+export type PromptStyle = (typeof PROMPT_STYLES)[number];
 
 /** How a classifier turns per-position scores into one (see src/finetune/classifier.ts). */
-export type ClassifierPool = "last" | "last-nonpad" | "mean";
-const CLASSIFIER_POOLS: readonly string[] = ["last", "last-nonpad", "mean"];
+export const POOLINGS = ["last", "last-nonpad", "mean"] as const;
+export type Pooling = (typeof POOLINGS)[number];
 
 /**
  * `max_length`: the token length texts were padded (and cut) to in training; classification pads to it
  * too, since with `last` pooling the model learned to read through exactly that padding.
  */
 export type HeadMeta =
-  | { kind: "lm" }
-  | { kind: "classifier"; num_classes: number; labels?: string[]; pool?: ClassifierPool; max_length?: number };
+  { kind: "lm" } | { kind: "classifier"; num_classes: number; labels?: string[]; pool?: Pooling; max_length?: number };
 
 export interface ModelMeta {
   format: typeof MODEL_FORMAT;
@@ -48,7 +49,7 @@ export interface ModelMeta {
 export interface ModelExtras {
   /** classifier labels and pooling (the class count comes from the model) */
   labels?: string[];
-  pool?: ClassifierPool;
+  pool?: Pooling;
   /** classifier: the padded training length */
   max_length?: number;
   prompt_style?: PromptStyle;
@@ -96,8 +97,8 @@ export function validateModelMeta(raw: unknown, path: string): ModelMeta {
     ) {
       throw bad(path, `head.labels must be ${n} strings`);
     }
-    if (h.pool !== undefined && !CLASSIFIER_POOLS.includes(h.pool as string)) {
-      throw bad(path, `head.pool must be one of ${CLASSIFIER_POOLS.join(", ")}, got ${JSON.stringify(h.pool)}`);
+    if (h.pool !== undefined && !(POOLINGS as readonly unknown[]).includes(h.pool)) {
+      throw bad(path, `head.pool must be one of ${POOLINGS.join(", ")}, got ${JSON.stringify(h.pool)}`);
     }
     const ml = h.max_length;
     if (ml !== undefined && (typeof ml !== "number" || !Number.isInteger(ml) || ml < 1 || ml > model.context_length)) {
@@ -110,14 +111,14 @@ export function validateModelMeta(raw: unknown, path: string): ModelMeta {
       kind: "classifier",
       num_classes: n,
       ...(h.labels ? { labels: h.labels as string[] } : {}),
-      pool: (h.pool as ClassifierPool | undefined) ?? "last",
+      pool: (h.pool as Pooling | undefined) ?? "last",
       ...(ml !== undefined ? { max_length: ml as number } : {}),
     };
   } else {
     throw bad(path, `head.kind must be "lm" or "classifier", got ${JSON.stringify(h.kind)}`);
   }
-  if (o.prompt_style !== undefined && o.prompt_style !== "alpaca" && o.prompt_style !== "phi3") {
-    throw bad(path, `prompt_style must be "alpaca" or "phi3", got ${JSON.stringify(o.prompt_style)}`);
+  if (o.prompt_style !== undefined && !(PROMPT_STYLES as readonly unknown[]).includes(o.prompt_style)) {
+    throw bad(path, `prompt_style must be one of ${PROMPT_STYLES.join(", ")}, got ${JSON.stringify(o.prompt_style)}`);
   }
   if (o.source !== undefined && typeof o.source !== "string") throw bad(path, "source must be a string");
   return {
@@ -191,19 +192,35 @@ export function modelMetaFor(gpt: GPTModel, extra: ModelExtras = {}): ModelMeta 
 }
 
 /**
- * Write DIR/model.safetensors then DIR/config.json, each atomically (temporary file + fsync + rename), so an
- * interrupted save leaves the previous files whole. Weights are fetched from the backend one tensor at a time.
+ * Write a model directory: DIR/model.safetensors then DIR/config.json, each atomically (temporary file + fsync +
+ * rename), so an interrupted write leaves the previous files whole. The tensors are the parameter table of
+ * `meta`'s model and head; `read(name)` is called for one tensor at a time as the writer reaches it, so peak
+ * memory is one tensor, not the model.
  */
-export async function saveModelDir(dir: string, gpt: GPTModel, extra: ModelExtras = {}): Promise<ModelMeta> {
-  const meta = modelMetaFor(gpt, extra);
-  const entries = [...gpt.namedWeights()].map(([name, variable]) => ({
+export async function writeModelDir(
+  dir: string,
+  meta: ModelMeta,
+  read: (name: string) => Promise<Float32Array>,
+  opts: { signal?: AbortSignal } = {},
+): Promise<ModelMeta> {
+  const entries = [...parameterShapes(meta.model, headSpecOf(meta.head))].map(([name, shape]) => ({
     name,
-    shape: variable.shape as number[],
-    data: async () => (await variable.read().data()) as Float32Array,
+    shape,
+    data: () => read(name),
   }));
-  await writeSafetensors(join(dir, WEIGHTS_FILE), entries, { format: "pt" });
+  await writeSafetensors(join(dir, WEIGHTS_FILE), entries, { format: "pt" }, { signal: opts.signal });
   await writeFileAtomic(join(dir, CONFIG_FILE), JSON.stringify(meta, null, 2) + "\n");
   return meta;
+}
+
+/** Save a model into DIR (see writeModelDir); weights are fetched from the backend one tensor at a time. */
+export async function saveModelDir(dir: string, gpt: GPTModel, extra: ModelExtras = {}): Promise<ModelMeta> {
+  const named = gpt.namedWeights();
+  return writeModelDir(
+    dir,
+    modelMetaFor(gpt, extra),
+    async (name) => (await named.get(name)!.read().data()) as Float32Array,
+  );
 }
 
 /** Load a model directory: validates config.json, then the weights' names and shapes before reading any data. */

@@ -2,7 +2,7 @@
  * The model's layer table computed from the config alone (no weights allocated), as `llmctl info` prints it.
  * It lists the same layers, in the same order, with the same parameter counts as `buildGPT(cfg).model.summary()`.
  */
-import { type GPTConfig, type HeadSpec, countParameters } from "./config.js";
+import { type GPTConfig, type HeadSpec, parameterShapes } from "./config.js";
 
 export interface LayerRow {
   name: string;
@@ -22,28 +22,28 @@ export interface ModelSummary {
 
 export function summarize(cfg: GPTConfig, head: HeadSpec = { kind: "lm" }): ModelSummary {
   const D = cfg.emb_dim;
-  const V = cfg.vocab_size;
-  const tied = countParameters({ ...cfg, n_layers: 0 }, head);
-  const blockParams =
-    (countParameters(cfg, head) - countParameters({ ...cfg, n_layers: 0 }, head)) / Math.max(cfg.n_layers, 1);
-  const layers: LayerRow[] = [
-    { name: "embedding", type: "GPTEmbedding", output_shape: ["B", "T", D], parameters: (V + cfg.context_length) * D },
+  const out = head.kind === "classifier" ? head.numClasses : cfg.vocab_size;
+  const headName = head.kind === "classifier" ? "score" : "lm_head";
+  const headType = head.kind === "classifier" ? "ClassifierHead" : cfg.tied_head ? "LMHead (tied to wte)" : "LMHead";
+  const rows: [string, string, number][] = [
+    ["wte", "TokenEmbedding", D],
+    ["wpe", "PositionEmbedding", D],
+    ...Array.from({ length: cfg.n_layers }, (_, i): [string, string, number] => [`h.${i}`, "TransformerBlock", D]),
+    ["ln_f", "LayerNorm", D],
+    [headName, headType, out],
   ];
-  for (let i = 0; i < cfg.n_layers; i++) {
-    layers.push({ name: `h_${i}`, type: "TransformerBlock", output_shape: ["B", "T", D], parameters: blockParams });
+  // each layer holds the table's weights under its name
+  const params = new Map(rows.map(([name]) => [name, 0]));
+  for (const [weight, shape] of parameterShapes(cfg, head)) {
+    const layer = rows.find(([name]) => weight.startsWith(`${name}.`))![0];
+    params.set(layer, params.get(layer)! + shape.reduce((a, b) => a * b, 1));
   }
-  layers.push({ name: "ln_f", type: "LayerNorm", output_shape: ["B", "T", D], parameters: 2 * D });
-  const headParams = tied - (V + cfg.context_length) * D - 2 * D;
-  layers.push(
-    head.kind === "classifier"
-      ? { name: "score", type: "ClassifierHead", output_shape: ["B", "T", head.numClasses], parameters: headParams }
-      : {
-          name: "lm_head",
-          type: cfg.tied_head ? "LMHead (tied to wte)" : "LMHead",
-          output_shape: ["B", "T", V],
-          parameters: headParams,
-        },
-  );
+  const layers: LayerRow[] = rows.map(([name, type, width]) => ({
+    name,
+    type,
+    output_shape: ["B", "T", width],
+    parameters: params.get(name)!,
+  }));
   const parameters = layers.reduce((a, l) => a + l.parameters, 0);
   const fp32Bytes = parameters * 4;
   return { layers, parameters, fp32_bytes: fp32Bytes, fp32_mb: Math.round((fp32Bytes / 2 ** 20) * 100) / 100 };

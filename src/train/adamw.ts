@@ -8,6 +8,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { FileFormatError } from "../errors.js";
+import { momentStorage } from "../backend/index.js";
 
 /** A trainable parameter under its stable name. */
 export interface NamedVariable {
@@ -23,7 +24,7 @@ export interface AdamWOptions {
   weightDecay?: number;
   /**
    * Where the moments live: "tensors" (backend tensors, a dozen tensor ops per update) or "arrays" (JS memory,
-   * one fused loop). Default: see defaultMoments.
+   * one fused loop). Default: what the backend does best for their size (see momentStorage).
    */
   moments?: "tensors" | "arrays";
 }
@@ -51,7 +52,7 @@ export class AdamW {
     this.beta2 = opts.beta2 ?? 0.999;
     this.epsilon = opts.epsilon ?? 1e-8;
     this.weightDecay = opts.weightDecay ?? 0.01;
-    this.moments = opts.moments ?? defaultMoments(params);
+    this.moments = opts.moments ?? momentStorage(8 * params.reduce((n, p) => n + p.variable.size, 0));
     for (const { name, variable } of params) {
       if (this.state.has(name)) throw new Error(`AdamW: parameter '${name}' given twice`);
       const zeros = () => (this.moments === "tensors" ? tf.zeros(variable.shape) : new Float32Array(variable.size));
@@ -128,21 +129,6 @@ export class AdamW {
   }
 }
 
-/** The most moment memory (m and v) the wasm backend's 4 GB heap is given, beside a training step's own. */
-const WASM_MOMENTS_BYTES = 512 * 2 ** 20;
-
-/**
- * Measured, per update: tensorflow runs the tensor ops vectorised on every core (GPT-2 124M: 1.1 s against
- * 3.5 s for the JS loop); wasm runs them 2× faster than the loop too (gpt2-tiny: 0.19 against 0.39 s), but
- * its heap cannot also hold 124M's 1.3 GB of moments; cpu's tensor ops are JS loops, 20× slower than the fused one.
- */
-function defaultMoments(params: NamedVariable[]): "tensors" | "arrays" {
-  const backend = tf.getBackend();
-  if (backend === "tensorflow") return "tensors";
-  const bytes = 8 * params.reduce((n, p) => n + p.variable.size, 0);
-  return backend === "wasm" && bytes <= WASM_MOMENTS_BYTES ? "tensors" : "arrays";
-}
-
 interface StepConstants {
   b1: number;
   b2: number;
@@ -210,24 +196,4 @@ export function globalNorm(grads: Iterable<tf.Tensor>): number {
 export function clipCoefficient(norm: number, maxNorm: number): number {
   const coef = maxNorm / (norm + 1e-6);
   return coef < 1 ? coef : 1;
-}
-
-/**
- * `torch.nn.utils.clip_grad_norm_` on the tensors themselves: when the global norm exceeds `maxNorm`, scale
- * every gradient by maxNorm / (norm + 1e-6). Returns the norm before clipping and the (possibly new)
- * gradients; gradients that were replaced are disposed. (The Trainer folds the factor into AdamW instead.)
- */
-export function clipByGlobalNorm(
-  grads: Map<string, tf.Tensor>,
-  maxNorm: number,
-): { norm: number; grads: Map<string, tf.Tensor> } {
-  const norm = globalNorm(grads.values());
-  const coef = clipCoefficient(norm, maxNorm);
-  if (coef === 1) return { norm, grads };
-  const clipped = new Map<string, tf.Tensor>();
-  for (const [name, g] of grads) {
-    clipped.set(name, tf.mul(g, coef));
-    g.dispose();
-  }
-  return { norm, grads: clipped };
 }

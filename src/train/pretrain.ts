@@ -10,7 +10,7 @@ import { DataLoader, SlidingWindowDataset, splitText, type TokenBatch } from "..
 import { isTokenFile, readTokenFile } from "../tokenizer/token-file.js";
 import { END_OF_TEXT, END_OF_TEXT_ID, getTokenizer } from "../tokenizer/index.js";
 import { ConfigError, FileFormatError } from "../errors.js";
-import type { GPTModel } from "../model/gpt.js";
+import type { ForwardMode, GPTModel } from "../model/gpt.js";
 import { generate } from "../generate/generate.js";
 import { sparseCrossEntropy } from "./loss.js";
 import type { TrainSettings } from "./settings.js";
@@ -99,12 +99,12 @@ export function makePretrainLoaders(
 }
 
 /** The book's calc_loss_batch for a language model: next-token cross-entropy over every position. */
-export function languageModelLoss(gpt: GPTModel): (batch: TokenBatch, training: boolean) => tf.Scalar {
-  return (b, training) =>
+export function languageModelLoss(gpt: GPTModel): (batch: TokenBatch, mode: ForwardMode) => tf.Scalar {
+  return (b, mode) =>
     tf.tidy(() => {
       const ids = tf.tensor2d(b.inputs, [b.batchSize, b.seqLen], "int32");
       const targets = tf.tensor2d(b.targets, [b.batchSize, b.seqLen], "int32");
-      return sparseCrossEntropy(gpt.forward(ids, training), targets);
+      return sparseCrossEntropy(gpt.forward(ids, mode), targets);
     });
 }
 

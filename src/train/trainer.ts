@@ -9,7 +9,8 @@
  * optionally what to do after each epoch (a greedy sample, an accuracy). The trainer owns the rest.
  *
  * Exactness on resume: the data order, the data RNG, the optimizer moments and the step counter are saved;
- * dropout randomness is derived from (seed, step, micro-batch), so it does not depend on what ran before.
+ * the dropout masks of each micro-batch are seeded by (seed, step, micro-batch), so they do not depend on what
+ * ran before.
  */
 import * as tf from "@tensorflow/tfjs";
 import { existsSync } from "node:fs";
@@ -27,6 +28,7 @@ import {
   type TrainerState,
 } from "./checkpoint.js";
 import { Rng } from "../data/rng.js";
+import type { ForwardMode } from "../model/gpt.js";
 import { readAllSafetensors, writeSafetensors } from "../formats/safetensors.js";
 import { writeFileAtomic } from "../fs-atomic.js";
 import { InterruptedError, TrainingError, UsageError } from "../errors.js";
@@ -90,8 +92,11 @@ export type TrainEvent =
 export interface TrainerOptions<B> {
   /** the parameters to train (frozen ones left out), under names that are stable across processes */
   params: NamedVariable[];
-  /** mean loss of one batch; `training` turns dropout on. Called inside a gradient tape and tf.tidy. */
-  loss: (batch: B, training: boolean) => tf.Scalar;
+  /**
+   * mean loss of one batch, for the model's forward pass in `mode`: dropout on while training, its masks
+   * seeded by `mode.seed`. Called inside a gradient tape and tf.tidy.
+   */
+  loss: (batch: B, mode: ForwardMode) => tf.Scalar;
   train: BatchSource<B>;
   validation?: BatchSource<B>;
   /** tokens in a batch (for tokens seen and tokens/s) */
@@ -125,7 +130,7 @@ export interface TrainResult {
   tokensPerSecond: number;
 }
 
-/** Per-step seed for dropout: a fixed function of (seed, step, micro-batch), so resuming reproduces it. */
+/** Seed of a micro-batch's dropout masks: a fixed function of (seed, step, micro-batch), so resuming reproduces it. */
 function mixSeed(seed: number, step: number, part: number): number {
   let h = (seed ^ 0x9e3779b9) >>> 0;
   for (const v of [step, part]) {
@@ -137,26 +142,10 @@ function mixSeed(seed: number, step: number, part: number): number {
   return h;
 }
 
-/**
- * Run `fn` with Math.random replaced by a seeded generator. TF.js random ops without an explicit seed
- * (tf.dropout, and tf.layers' Dropout without a `seed`) take their seed from Math.random, so this makes a
- * training step's dropout masks a pure function of `seed`. `fn` must be synchronous.
- */
-export function withSeededRandom<T>(seed: number, fn: () => T): T {
-  const rng = new Rng(seed);
-  const original = Math.random;
-  Math.random = () => rng.random();
-  try {
-    return fn();
-  } finally {
-    Math.random = original;
-  }
-}
-
 /** The book's `calc_loss_loader`: mean loss over the first min(maxBatches, numBatches) batches of `order`. */
 export function meanLoss<B>(
   source: BatchSource<B>,
-  loss: (batch: B, training: boolean) => tf.Scalar,
+  loss: (batch: B, mode: ForwardMode) => tf.Scalar,
   maxBatches: number,
   order = source.epochOrder(),
 ): number {
@@ -165,7 +154,7 @@ export function meanLoss<B>(
   let sum = 0;
   for (let i = 0; i < n; i++) {
     const batch = source.batch(order, i);
-    const value = tf.tidy(() => loss(batch, false));
+    const value = tf.tidy(() => loss(batch, { training: false }));
     sum += value.dataSync()[0];
     value.dispose();
   }
@@ -343,9 +332,8 @@ export class Trainer<B> {
     try {
       for (let k = 0; k < group; k++) {
         const batch = train.batch(this.order!, this.batchIndex + k);
-        const { value, grads } = withSeededRandom(mixSeed(this.s.seed, this.step, k), () =>
-          tf.variableGrads(() => tf.tidy(() => loss(batch, true)), this.varList),
-        );
+        const mode = { training: true, seed: mixSeed(this.s.seed, this.step, k) };
+        const { value, grads } = tf.variableGrads(() => tf.tidy(() => loss(batch, mode)), this.varList);
         const v = value.dataSync()[0];
         value.dispose();
         lossSum += v;

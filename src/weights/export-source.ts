@@ -1,13 +1,13 @@
 /**
  * The model directory as exporters read it: a language model's config and its weights file, opened and
- * checked (every name and shape gpt2WeightShapes lists) before anything is written, so a bad directory fails
+ * checked (every name and shape of the parameter table) before anything is written, so a bad directory fails
  * with one line instead of leaving half an export behind.
  */
 import { join } from "node:path";
 import { UsageError } from "../errors.js";
+import { checkWeightShapes, parameterShapes } from "../model/config.js";
 import { WEIGHTS_FILE, readModelMeta, type ModelMeta } from "../model/model-dir.js";
 import { readSafetensors, type SafetensorsFile } from "../formats/safetensors.js";
-import { gpt2WeightShapes } from "./gpt2.js";
 
 export interface ExportSource {
   meta: ModelMeta;
@@ -28,18 +28,10 @@ export async function openExportSource(modelDir: string, format: string): Promis
   }
   const path = join(modelDir, WEIGHTS_FILE);
   const weights = await readSafetensors(path);
-  const shapes = gpt2WeightShapes(meta.model);
+  const shapes = parameterShapes(meta.model);
   try {
-    for (const [name, shape] of shapes) {
-      const info = weights.tensors.get(name);
-      if (!info) throw new UsageError(`${path} lacks '${name}'`, "re-save the model directory");
-      if (info.shape.join(",") !== shape.join(",")) {
-        throw new UsageError(
-          `${path}: '${name}' has shape [${info.shape.join(", ")}], expected [${shape.join(", ")}]`,
-          "re-save the model directory",
-        );
-      }
-    }
+    const found = new Map([...weights.tensors].map(([name, info]) => [name, info.shape]));
+    checkWeightShapes(shapes, found, path, { fix: "re-save the model directory" });
   } catch (err) {
     await weights.close();
     throw err;

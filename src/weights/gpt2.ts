@@ -24,10 +24,9 @@ import { existsSync, statSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { FileFormatError, UsageError } from "../errors.js";
-import { writeFileAtomic } from "../fs-atomic.js";
-import { type GPTConfig, countParameters } from "../model/config.js";
-import { CONFIG_FILE, WEIGHTS_FILE, validateModelMeta, type ModelMeta } from "../model/model-dir.js";
-import { readSafetensors, writeSafetensors, type SafetensorsFile } from "../formats/safetensors.js";
+import { type GPTConfig, checkWeightShapes, countParameters, parameterShapes } from "../model/config.js";
+import { CONFIG_FILE, validateModelMeta, writeModelDir, type ModelMeta } from "../model/model-dir.js";
+import { readSafetensors, type SafetensorsFile } from "../formats/safetensors.js";
 import { TensorBundleReader } from "../formats/tf-bundle.js";
 
 export type Gpt2Size = "124M" | "355M" | "774M" | "1558M";
@@ -71,33 +70,6 @@ export function gpt2Config(h: {
   };
 }
 
-/** Internal name → shape of every weight a GPT-2 style model with this config has (lm head only). */
-export function gpt2WeightShapes(cfg: GPTConfig): Map<string, number[]> {
-  const D = cfg.emb_dim;
-  const m = new Map<string, number[]>();
-  m.set("wte.weight", [cfg.vocab_size, D]);
-  m.set("wpe.weight", [cfg.context_length, D]);
-  for (let i = 0; i < cfg.n_layers; i++) {
-    const p = `h.${i}.`;
-    m.set(`${p}ln_1.weight`, [D]);
-    m.set(`${p}ln_1.bias`, [D]);
-    m.set(`${p}attn.c_attn.weight`, [D, 3 * D]);
-    if (cfg.qkv_bias) m.set(`${p}attn.c_attn.bias`, [3 * D]);
-    m.set(`${p}attn.c_proj.weight`, [D, D]);
-    m.set(`${p}attn.c_proj.bias`, [D]);
-    m.set(`${p}ln_2.weight`, [D]);
-    m.set(`${p}ln_2.bias`, [D]);
-    m.set(`${p}mlp.c_fc.weight`, [D, 4 * D]);
-    m.set(`${p}mlp.c_fc.bias`, [4 * D]);
-    m.set(`${p}mlp.c_proj.weight`, [4 * D, D]);
-    m.set(`${p}mlp.c_proj.bias`, [D]);
-  }
-  m.set("ln_f.weight", [D]);
-  m.set("ln_f.bias", [D]);
-  if (!cfg.tied_head) m.set("lm_head.weight", [cfg.vocab_size, D]);
-  return m;
-}
-
 /** One tensor of a checkpoint, under our name, read on demand. */
 export interface SourceTensor {
   /** Name in the source file, for messages. */
@@ -112,7 +84,7 @@ export interface Gpt2Checkpoint {
   /** What was opened (directory, prefix or file). */
   path: string;
   config: GPTConfig;
-  /** Our name → tensor. Exactly the names gpt2WeightShapes(config) lists, shapes already checked. */
+  /** Our name → tensor. Exactly the names parameterShapes(config) lists, shapes already checked. */
   tensors: Map<string, SourceTensor>;
   close(): Promise<void>;
 }
@@ -125,32 +97,17 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
-/** Every expected tensor present, nothing unexpected, every shape right; messages name the source tensor. */
+/** Every tensor of the parameter table present, nothing else, every shape right; messages name the source tensor. */
 function checkTensors(
   where: string,
   cfg: GPTConfig,
   tensors: Map<string, SourceTensor>,
   sourceNameOf: (ours: string) => string,
 ): void {
-  const expected = gpt2WeightShapes(cfg);
-  const fix = "use a GPT-2 checkpoint whose files belong together (hparams/config and weights of the same model size)";
-  for (const [name, shape] of expected) {
-    const t = tensors.get(name);
-    if (!t)
-      throw new FileFormatError(
-        `${where} has no tensor '${sourceNameOf(name)}' (needed for ${name}, shape ${fmt(shape)})`,
-        fix,
-      );
-    if (!sameShape(t.shape, shape)) {
-      throw new FileFormatError(
-        `${where}: tensor '${t.sourceName}' has shape ${fmt(t.shape)}, expected ${fmt(shape)}`,
-        fix,
-      );
-    }
-  }
-  for (const [name, t] of tensors) {
-    if (!expected.has(name)) throw new FileFormatError(`${where}: unexpected tensor '${t.sourceName}'`, fix);
-  }
+  checkWeightShapes(parameterShapes(cfg), new Map([...tensors].map(([name, t]) => [name, t.shape])), where, {
+    fix: "use a GPT-2 checkpoint whose files belong together (hparams/config and weights of the same model size)",
+    sourceName: (name) => tensors.get(name)?.sourceName ?? sourceNameOf(name),
+  });
 }
 
 // ---- OpenAI: hparams.json + model.ckpt.{index,data-00000-of-00001} ----
@@ -255,7 +212,7 @@ export async function openOpenAICheckpoint(dir: string): Promise<Gpt2Checkpoint>
       }
       const isConv = /\/w$/.test(e.key);
       if (isConv && (e.shape.length !== 3 || e.shape[0] !== 1)) {
-        const want = [1, ...(gpt2WeightShapes(config).get(ours) ?? [])];
+        const want = [1, ...(parameterShapes(config).get(ours) ?? [])];
         throw new FileFormatError(
           `${prefix}: tensor '${e.key}' has shape ${fmt(e.shape)}, expected ${fmt(want)}`,
           "use an unmodified OpenAI GPT-2 checkpoint",
@@ -481,31 +438,18 @@ export interface ConvertProgress {
 }
 
 /**
- * Stream a checkpoint into DIR/model.safetensors and write DIR/config.json in the llmctl model-directory format
- * (docs/model-directory.md). Returns the config.json written.
+ * Stream a checkpoint into an llmctl model directory (docs/model-directory.md), one tensor at a time.
+ * Returns the config.json written.
  */
 export async function writeModelDirFromCheckpoint(
   ck: Gpt2Checkpoint,
   outDir: string,
   opts: { source?: string; onProgress?: (p: ConvertProgress) => void; signal?: AbortSignal } = {},
 ): Promise<ModelMeta> {
-  const shapes = gpt2WeightShapes(ck.config);
+  const total = ck.tensors.size;
   const totalBytes = countParameters(ck.config) * 4;
   let done = 0;
   let bytes = 0;
-  const entries = [...shapes].map(([name, shape]) => ({
-    name,
-    shape,
-    data: async () => {
-      const t = ck.tensors.get(name)!;
-      const data = await t.read();
-      done++;
-      bytes += data.length * 4;
-      opts.onProgress?.({ done, total: shapes.size, bytes, totalBytes, name });
-      return data;
-    },
-  }));
-  const configPath = join(outDir, CONFIG_FILE);
   const meta = validateModelMeta(
     {
       format: "llmctl-model",
@@ -515,9 +459,14 @@ export async function writeModelDirFromCheckpoint(
       head: { kind: "lm" },
       source: opts.source ?? `${ck.format === "openai" ? "openai" : "huggingface"} checkpoint ${ck.path}`,
     },
-    configPath,
+    join(outDir, CONFIG_FILE),
   );
-  await writeSafetensors(join(outDir, WEIGHTS_FILE), entries, { format: "pt" }, { signal: opts.signal });
-  await writeFileAtomic(configPath, JSON.stringify(meta, null, 2) + "\n");
-  return meta;
+  const read = async (name: string) => {
+    const data = await ck.tensors.get(name)!.read();
+    done++;
+    bytes += data.length * 4;
+    opts.onProgress?.({ done, total, bytes, totalBytes, name });
+    return data;
+  };
+  return writeModelDir(outDir, meta, read, { signal: opts.signal });
 }

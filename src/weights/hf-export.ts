@@ -12,7 +12,7 @@
 import { writeFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../fs-atomic.js";
-import { type GPTConfig } from "../model/config.js";
+import { type GPTConfig, parameterShapes } from "../model/config.js";
 import { CONFIG_FILE } from "../model/model-dir.js";
 import { writeSafetensors, type SafetensorsEntry } from "../formats/safetensors.js";
 import { openExportSource } from "./export-source.js";
@@ -68,43 +68,31 @@ export async function exportHuggingFace(
   outDir: string,
   opts: { tokenizer?: boolean; onProgress?: (p: ExportProgress) => void } = {},
 ): Promise<ExportResult> {
-  const { meta, weights: src, shapes: expected } = await openExportSource(modelDir, "hf");
+  const { meta, weights: src, shapes: ours } = await openExportSource(modelDir, "hf");
   const cfg = meta.model;
   try {
-    const entries: SafetensorsEntry[] = [...expected].map(([name, shape]) => ({
-      name,
-      shape,
-      data: () => src.read(name),
-    }));
-    if (!cfg.qkv_bias) {
-      // HF GPT-2 always adds a bias to q, k, v: zeros compute exactly what no bias does.
-      for (let i = 0; i < cfg.n_layers; i++)
-        entries.push({
-          name: `h.${i}.attn.c_attn.bias`,
-          shape: [3 * cfg.emb_dim],
-          data: () => new Float32Array(3 * cfg.emb_dim),
-        });
-    }
     // transformers loads an un-prefixed file only when it holds nothing but the base model (as the original
     // gpt2 upload does); next to lm_head.weight the base weights need GPT2LMHeadModel's `transformer.` prefix.
     const prefix = cfg.tied_head ? "" : "transformer.";
+    // HF GPT-2 always adds a bias to q, k, v: where we train without one, zeros compute exactly what none does
+    const hfShapes = parameterShapes({ ...cfg, qkv_bias: true });
     let done = 0;
-    const counted = entries.map((e) => ({
-      ...e,
-      name: e.name === "lm_head.weight" ? e.name : prefix + e.name,
+    const entries: SafetensorsEntry[] = [...hfShapes].map(([name, shape]) => ({
+      name: name === "lm_head.weight" ? name : prefix + name,
+      shape,
       data: async () => {
-        const d = typeof e.data === "function" ? await e.data() : e.data;
-        opts.onProgress?.({ done: ++done, total: entries.length, name: e.name });
-        return d;
+        const data = ours.has(name) ? await src.read(name) : new Float32Array(shape[0]);
+        opts.onProgress?.({ done: ++done, total: hfShapes.size, name });
+        return data;
       },
     }));
     await mkdir(outDir, { recursive: true });
-    await writeSafetensors(join(outDir, "model.safetensors"), counted, { format: "pt" });
+    await writeSafetensors(join(outDir, "model.safetensors"), entries, { format: "pt" });
     const config = hfGpt2Config(cfg);
     await writeFileAtomic(join(outDir, CONFIG_FILE), JSON.stringify(config, null, 2) + "\n");
     await writeFileAtomic(
       join(outDir, "generation_config.json"),
-      JSON.stringify({ bos_token_id: END_OF_TEXT_ID, eos_token_id: 50256 }, null, 2) + "\n",
+      JSON.stringify({ bos_token_id: END_OF_TEXT_ID, eos_token_id: END_OF_TEXT_ID }, null, 2) + "\n",
     );
     const files = [CONFIG_FILE, "generation_config.json", "model.safetensors"];
     if (opts.tokenizer !== false) {

@@ -309,7 +309,7 @@ export const finetuneInstructCommand: CommandModule<GlobalOptions, FinetuneInstr
     let initial: { train: number; val: number } | undefined;
     if (!resume) {
       // the book prints the losses before finetuning; they make the drop visible
-      const loss = (b: Parameters<typeof instructionLoss>[1]) => instructionLoss(gpt, b, false);
+      const loss = (b: Parameters<typeof instructionLoss>[1]) => instructionLoss(gpt, b, { training: false });
       const order = batches.train.epochOrder(new Rng(settings.seed));
       initial = {
         train: meanLoss(batches.train, loss, settings.eval_iter, order),

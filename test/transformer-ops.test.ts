@@ -1,12 +1,12 @@
 /**
- * The hand-written gradients of src/backend/fast-ops.ts against tf.grads of the plain tfjs compositions they
+ * The hand-written gradients of src/backend/transformer-ops.ts against tf.grads of the plain tfjs compositions they
  * replace: on cpu within 1e-5, and the wasm backend's values and gradients against cpu's.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { useBackend } from "../src/backend/index.js";
-import { attention, batchMatMul, dropout, gelu, layerNorm, linear, matMulBT } from "../src/backend/fast-ops.js";
+import { attention, batchMatMul, dropout, gelu, layerNorm, linear, matMulBT } from "../src/backend/transformer-ops.js";
 import { Rng } from "../src/data/rng.js";
 
 /** deterministic inputs, the same on every backend */
@@ -20,7 +20,8 @@ function data(shape: number[], seed: number, scale = 1): tf.Tensor {
   );
 }
 
-/** Math.random replaced by a seeded stream while fn runs (tfjs' unseeded random ops draw their seed from it) */
+/** Math.random replaced by a seeded stream while fn runs: the plain side's tf.dropout draws its seed from it, the
+ * fast side's mask seeds are read from it too, so both draw the same masks */
 function seeded<T>(seed: number, fn: () => T): T {
   const rng = new Rng(seed);
   const original = Math.random;
@@ -126,22 +127,25 @@ const cases: Case[] = [
   {
     name: "dropout",
     inputs: () => [data([16, 8], 14)],
-    fast: (x) => dropout(x, 0.25, true),
+    fast: (x) => dropout(x, 0.25, () => Math.random()),
     plain: (x) => tf.dropout(x, 0.25),
     random: true,
   },
   {
     name: "causal attention",
     inputs: () => [data([2, 3, T, 4], 15), data([2, 3, 4, T], 16), data([2, 3, T, 4], 17)],
-    fast: (q, kT, v) =>
-      attention(q as tf.Tensor4D, kT as tf.Tensor4D, v as tf.Tensor4D, { mask: mask(), dropRate: 0, training: true }),
+    fast: (q, kT, v) => attention(q as tf.Tensor4D, kT as tf.Tensor4D, v as tf.Tensor4D, { mask: mask(), dropRate: 0 }),
     plain: (q, kT, v) => plainAttention(q, kT, v, 0),
   },
   {
     name: "causal attention with dropout",
     inputs: () => [data([2, 3, T, 4], 18), data([2, 3, 4, T], 19), data([2, 3, T, 4], 20)],
     fast: (q, kT, v) =>
-      attention(q as tf.Tensor4D, kT as tf.Tensor4D, v as tf.Tensor4D, { mask: mask(), dropRate: 0.3, training: true }),
+      attention(q as tf.Tensor4D, kT as tf.Tensor4D, v as tf.Tensor4D, {
+        mask: mask(),
+        dropRate: 0.3,
+        seeds: () => Math.random(),
+      }),
     plain: (q, kT, v) => plainAttention(q, kT, v, 0.3),
     random: true,
   },
@@ -152,7 +156,7 @@ const cases: Case[] = [
       attention(q as tf.Tensor4D, kT as tf.Tensor4D, v as tf.Tensor4D, {
         mask: mask(LONG),
         dropRate: 0.2,
-        training: true,
+        seeds: () => Math.random(),
       }),
     plain: (q, kT, v) => plainAttention(q, kT, v, 0.2),
     random: true,
@@ -173,7 +177,7 @@ function evaluate(c: Case, which: "fast" | "plain"): { value: tf.Tensor; grads: 
   return c.random ? seeded(7, run) : run();
 }
 
-test("fast ops: values and gradients equal tf.grads of the plain ops on cpu (1e-5)", async () => {
+test("transformer ops: values and gradients equal tf.grads of the plain ops on cpu (1e-5)", async () => {
   await useBackend("cpu");
   for (const c of cases) {
     const before = tf.memory().numTensors;
@@ -192,7 +196,7 @@ test("fast ops: values and gradients equal tf.grads of the plain ops on cpu (1e-
   }
 });
 
-test("fast ops: wasm gives cpu's values and gradients (1e-4 relative)", async () => {
+test("transformer ops: wasm gives cpu's values and gradients (1e-4 relative)", async () => {
   const results = new Map<string, Float32Array[]>();
   for (const backend of ["cpu", "wasm"] as const) {
     await useBackend(backend);

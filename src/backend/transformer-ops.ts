@@ -1,6 +1,6 @@
 /**
- * The model's heavy ops with hand-written gradients, so that training runs on the wasm backend's fast paths
- * and keeps only what the backward pass needs.
+ * The transformer's ops (linear, x·wᵀ, GELU, LayerNorm, dropout, attention) with hand-written gradients, so
+ * that training runs on the wasm backend's fast paths and keeps only what the backward pass needs.
  *
  * Why: tfjs-backend-wasm sends a matmul to XNNPACK only when both operands are plain (no transpose flag) and
  * unbatched; anything else (every matmul gradient tfjs derives has a transposed operand; attention's per-head
@@ -12,13 +12,10 @@
  * So every product here is a plain 2-D matmul on wasm (explicit transposes are memory-bound and cheap;
  * batched products loop over their 2-D slices), each op computes its gradient itself, and each saves only
  * what its gradient reads. On other backends the same ops use tfjs' transpose flags and batched matmuls, which
- * are fast there. Forward values equal the plain tfjs compositions op for op.
+ * are fast there. Forward values equal the plain tfjs compositions op for op. The savings last past the
+ * forward pass only with the freeing backprop (./backprop.ts), which useBackend installs.
  */
 import * as tf from "@tensorflow/tfjs";
-import { installFreeingBackprop } from "./backprop.js";
-
-// Without it the savings below would only last until the end of the forward pass (see ./backprop.ts).
-installFreeingBackprop();
 
 function onWasm(): boolean {
   return tf.getBackend() === "wasm";
@@ -123,12 +120,37 @@ const matMulBTOp = tf.customGrad((x, w, save) => {
 });
 
 /**
- * x [N,K] · wᵀ with w [M,K] → [N,M]: PyTorch's Linear layout, as the LM head (w = lm_head.weight or wte
- * [V,D]) and the classifier head use. Pass `wT` (w already transposed, [K,M]) to reuse one transpose across
- * calls when no gradient is needed (generation).
+ * A weight's transpose kept from call to call, made again when the weight changes (a variable gets a new
+ * dataId on every assign). wasm multiplies by a transposed operand ten times slower than by a plain one, and
+ * XNNPACK packs a plain right operand once per tensor: transposing GPT-2's [50257,D] head and packing the copy
+ * took longer than generating 32 KV-cached tokens of gpt2-tiny, so generation pays it once per weight.
  */
-export function matMulBT(x: tf.Tensor2D, w: tf.Tensor2D, wT?: tf.Tensor2D): tf.Tensor2D {
-  if (wT) return tf.matMul(x, wT);
+export class TransposedCopy {
+  private source?: object;
+  private copy?: tf.Tensor2D;
+
+  /** wᵀ, owned by this object (do not dispose it) */
+  of(w: tf.Tensor2D): tf.Tensor2D {
+    if (this.copy && this.source === w.dataId) return this.copy;
+    this.dispose();
+    this.copy = tf.keep(tf.transpose(w));
+    this.source = w.dataId;
+    return this.copy;
+  }
+
+  dispose(): void {
+    this.copy?.dispose();
+    this.copy = this.source = undefined;
+  }
+}
+
+/**
+ * x [N,K] · wᵀ with w [M,K] → [N,M]: PyTorch's Linear layout, as the LM head (w = lm_head.weight or wte
+ * [V,D]) and the classifier head use. Give `transposed` where the same w is multiplied again and again without
+ * a gradient (generation): the product then reuses its copy of wᵀ.
+ */
+export function matMulBT(x: tf.Tensor2D, w: tf.Tensor2D, transposed?: TransposedCopy): tf.Tensor2D {
+  if (transposed && !recording()) return tf.matMul(x, transposed.of(w));
   return matMulBTOp(x, w) as tf.Tensor2D;
 }
 
@@ -170,29 +192,33 @@ export function gelu<T extends tf.Tensor>(x: T): T {
 
 // ---------------------------------------------------------------------------------------------------------
 
-/** tf.dropout's keep mask, drawn exactly as tf.dropout draws it (same random stream): 0 or 1/(1−rate). */
-function dropoutMask(shape: number[], rate: number): tf.Tensor {
+/**
+ * Where dropout masks come from while training: each call gives the seed of the next mask. A seeded generator
+ * makes a training step's masks a pure function of its seed (exact resume); `Math.random` draws fresh ones.
+ */
+export type MaskSeeds = () => number;
+
+/** tf.dropout's keep mask, drawn as tf.dropout draws it with this seed: 0 or 1/(1−rate). */
+function dropoutMask(shape: number[], rate: number, seed: number): tf.Tensor {
   const keep = 1 - rate;
-  return tf.div(tf.floor(tf.add(tf.randomUniform(shape, 0, 1, "float32"), keep)), keep);
+  return tf.div(tf.floor(tf.add(tf.randomUniform(shape, 0, 1, "float32", seed), keep)), keep);
 }
 
-const dropoutOp = (rate: number) =>
-  tf.customGrad((x, save) => {
-    const mask = dropoutMask((x as tf.Tensor).shape, rate);
+/**
+ * Inverted dropout while training (`seeds` given; the values tf.dropout gives with the same seed), keeping
+ * only the mask for the gradient. Without `seeds` (inference) x is returned as it is.
+ */
+export function dropout<T extends tf.Tensor>(x: T, rate: number, seeds?: MaskSeeds): T {
+  if (!seeds || rate <= 0) return x;
+  const seed = seeds();
+  const op = tf.customGrad((xi, save) => {
+    const mask = dropoutMask((xi as tf.Tensor).shape, rate, seed);
     (save as tf.GradSaveFunc)([mask]);
     return {
-      value: tf.mul(x as tf.Tensor, mask),
+      value: tf.mul(xi as tf.Tensor, mask),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => gradientThenFree(saved, () => tf.mul(dy, saved[0])),
     };
   });
-
-const dropoutOps = new Map<number, ReturnType<typeof dropoutOp>>();
-
-/** Inverted dropout while training (the values tf.dropout gives), keeping only the mask for the gradient. */
-export function dropout<T extends tf.Tensor>(x: T, rate: number, training: boolean): T {
-  if (!training || rate <= 0) return x;
-  let op = dropoutOps.get(rate);
-  if (!op) dropoutOps.set(rate, (op = dropoutOp(rate)));
   return op(x) as T;
 }
 
@@ -246,9 +272,9 @@ export function layerNorm<T extends tf.Tensor>(x: T, gamma: tf.Tensor, beta: tf.
 export interface AttentionOptions {
   /** additive mask [Tq,Tk] (0 where a query may look, a large negative number where not), or null */
   mask: tf.Tensor2D | null;
-  /** dropout on the attention weights (only when `training`) */
+  /** dropout on the attention weights, while training (`seeds` given) */
   dropRate: number;
-  training: boolean;
+  seeds?: MaskSeeds;
 }
 
 /**
@@ -261,7 +287,7 @@ export function attention(q: tf.Tensor4D, kT: tf.Tensor4D, v: tf.Tensor4D, opts:
   const Tk = kT.shape[3];
   const G = B * H;
   const scale = 1 / Math.sqrt(hd);
-  const dropping = opts.training && opts.dropRate > 0;
+  const seed = opts.seeds && opts.dropRate > 0 ? opts.seeds() : null; // the dropout mask's, drawn once per call
   if (!recording()) {
     return tf.tidy(() => {
       let scores = batchMatMul(
@@ -269,7 +295,8 @@ export function attention(q: tf.Tensor4D, kT: tf.Tensor4D, v: tf.Tensor4D, opts:
         tf.reshape(kT, [G, hd, Tk]) as tf.Tensor3D,
       ); // [G,Tq,Tk]
       if (opts.mask) scores = tf.add(scores, opts.mask);
-      const p = dropping ? tf.mul(tf.softmax(scores), dropoutMask(scores.shape, opts.dropRate)) : tf.softmax(scores);
+      const p =
+        seed !== null ? tf.mul(tf.softmax(scores), dropoutMask(scores.shape, opts.dropRate, seed)) : tf.softmax(scores);
       return tf.reshape(batchMatMul(p as tf.Tensor3D, tf.reshape(v, [G, Tk, hd]) as tf.Tensor3D), [
         B,
         H,
@@ -285,7 +312,7 @@ export function attention(q: tf.Tensor4D, kT: tf.Tensor4D, v: tf.Tensor4D, opts:
     let scores = tf.reshape(batchMatMul(tf.mul(q3, scale), kT3), [B, H, Tq, Tk]); // [B,H,Tq,Tk]
     if (opts.mask) scores = tf.add(scores, opts.mask);
     const p = tf.softmax(scores);
-    const mask = dropping ? dropoutMask(p.shape, opts.dropRate) : null;
+    const mask = seed !== null ? dropoutMask(p.shape, opts.dropRate, seed) : null;
     const pd = mask ? tf.mul(p, mask) : p;
     (save as tf.GradSaveFunc)(mask ? [q3, kT3, v3, p, mask] : [q3, kT3, v3, p]);
     return {

@@ -1,0 +1,21 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { cpuBf16Support, useBackend } from "../src/backend/index.js";
+import { BackendError } from "../src/errors.js";
+
+test("--bf16 asked for after tensorflow was loaded without it is a BackendError saying what to do", async (t) => {
+  const bf16 = cpuBf16Support();
+  if (bf16 === undefined || bf16 === "none") return t.skip("this CPU has no bfloat16 matrix instructions");
+  try {
+    await useBackend("tensorflow");
+  } catch (err) {
+    return t.skip(`tensorflow does not load here: ${(err as Error).message}`);
+  }
+  await assert.rejects(
+    useBackend("tensorflow", { bf16: true }),
+    (e: unknown) =>
+      e instanceof BackendError &&
+      /--bf16 must be chosen before the tensorflow backend is first loaded/.test(e.message) &&
+      /first useBackend call/.test(e.fix ?? ""),
+  );
+});
