@@ -37,6 +37,7 @@ export class InterruptedError extends LlmctlError {
   override readonly exitCode = 130;
 }
 
-export function formatError(err: LlmctlError): string {
+/** The one line the CLI prints for an error: the problem, then the fix. */
+export function errorLine(err: LlmctlError): string {
   return err.fix ? `${err.message} — ${err.fix}` : err.message;
 }

@@ -1,6 +1,6 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { useBackend } from "../src/backend/index.js";
@@ -69,7 +69,15 @@ test("finetune spam: argument errors", async () => {
   const noOut = await runCli(["finetune", "spam", "--model", lmDir]);
   assert.equal(noOut.code, 2);
   assert.match(noOut.stderr, /give --model and --out/);
-  const resume = await runCli(["finetune", "spam", "--resume", join(root, "no-run"), "--lr", "1e-3"]);
+  // a run saved with lr 5e-5 (only its trainer state is read before the flags are compared)
+  const saved = join(root, "saved-run");
+  await mkdir(saved, { recursive: true });
+  const state = { format: "llmctl-trainer-state", version: 1, step: 1, epoch: 0, batch_index: 1, order: null };
+  await writeFile(
+    join(saved, "trainer-state.json"),
+    JSON.stringify({ ...state, rng: [1, 2, 3, 4], tokens_seen: 8, elapsed_seconds: 1, settings: { lr: 5e-5 } }),
+  );
+  const resume = await runCli(["finetune", "spam", "--resume", saved, "--lr", "1e-3"]);
   assert.equal(resume.code, 2);
   assert.match(resume.stderr, /drop --lr/);
   const noRun = await runCli(["finetune", "spam", "--resume", join(root, "no-run")]);

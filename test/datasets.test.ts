@@ -19,7 +19,7 @@ import {
   type FetchDatasetOptions,
 } from "../src/data/datasets.js";
 import { createZip } from "../src/data/zip.js";
-import { NetworkError, UsageError, formatError } from "../src/errors.js";
+import { NetworkError, UsageError, errorLine } from "../src/errors.js";
 import { sharedPath, REPO_ROOT } from "./helpers/shared.js";
 import { startTestServer, unusedPort, type TestServer } from "./helpers/http-server.js";
 
@@ -145,7 +145,7 @@ test("a 404 from the mirror names the URL, the status and LLMCTL_DATA_MIRROR", T
   await assert.rejects(fetchDataset("the-verdict", opts({ mirror })), (err: unknown) => {
     assert.ok(err instanceof NetworkError);
     assert.equal(
-      formatError(err),
+      errorLine(err),
       `could not download ${mirror}the-verdict.txt: HTTP 404 Not Found — LLMCTL_DATA_MIRROR=${mirror} must be a directory or base URL that holds the-verdict.txt; fix or unset it, or pass --data FILE`,
     );
     return true;
@@ -157,7 +157,7 @@ test("an unreachable mirror: clear one-line error naming LLMCTL_DATA_MIRROR", T,
   const mirror = `http://127.0.0.1:${await unusedPort()}/`;
   await assert.rejects(fetchDataset("sms-spam", opts({ mirror })), (err: unknown) => {
     assert.ok(err instanceof NetworkError);
-    const line = formatError(err);
+    const line = errorLine(err);
     assert.match(
       line,
       /^could not download http:\/\/127\.0\.0\.1:\d+\/SMSSpamCollection: connection refused .* — LLMCTL_DATA_MIRROR=/,
@@ -279,7 +279,7 @@ test("--data semantics: an existing file wins, else a dataset name, else a usage
   await assert.rejects(resolveDataPath("the-verdikt", opts()), (err: unknown) => {
     assert.ok(err instanceof UsageError);
     assert.equal(
-      formatError(err),
+      errorLine(err),
       "--data the-verdikt: no such file, and not a dataset name — pass an existing file or one of: the-verdict, sms-spam, instruction-data",
     );
     return true;

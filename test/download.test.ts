@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { download, sha256File, cacheRoot } from "../src/data/download.js";
-import { InterruptedError, NetworkError, formatError } from "../src/errors.js";
+import { InterruptedError, NetworkError, errorLine } from "../src/errors.js";
 import { sharedPath } from "./helpers/shared.js";
 import { startTestServer, unusedPort, type TestServer } from "./helpers/http-server.js";
 
@@ -146,7 +146,7 @@ test("404 is a NetworkError naming the URL, the status and the fix", T, async ()
   const url = server.url("/missing.txt");
   await assert.rejects(download(url, join(dir, "x"), { ...FAST, fix: "try --data FILE" }), (err: unknown) => {
     assert.ok(err instanceof NetworkError);
-    assert.equal(formatError(err), `could not download ${url}: HTTP 404 Not Found — try --data FILE`);
+    assert.equal(errorLine(err), `could not download ${url}: HTTP 404 Not Found — try --data FILE`);
     return true;
   });
   assert.deepEqual(

@@ -8,17 +8,9 @@ import { useBackend } from "../src/backend/index.js";
 import { buildGPT } from "../src/model/gpt.js";
 import { loadModelDir, saveModelDir } from "../src/model/model-dir.js";
 import { getTokenizer } from "../src/tokenizer/index.js";
-import { resolveTrainSettings } from "../src/train/settings.js";
 import { InterruptedError } from "../src/errors.js";
 import { loadInstructionData } from "../src/finetune/instruct-data.js";
-import {
-  INSTRUCT_TRAIN_DEFAULTS,
-  finetuneInstruct,
-  generateResponses,
-  generateResponse,
-  instructionBatches,
-  type InstructRunInfo,
-} from "../src/finetune/instruct.js";
+import { finetuneInstruct, generateResponses, generateResponse, instructionBatches } from "../src/finetune/instruct.js";
 import { sharedPath } from "./helpers/shared.js";
 import { runCli } from "./helpers/cli.js";
 
@@ -48,25 +40,12 @@ test("a very short finetune: loss falls, the run and its responses are saved, pr
   try {
     const tok = getTokenizer();
     const entries = await shortEntries();
-    const run: InstructRunInfo = {
-      format: "llmctl-instruct-run",
-      version: 1,
-      data: "test",
-      prompt_style: "phi3",
-      mask_instruction: false,
-      max_length: 40,
-      base_model: "tiny",
-    };
-    // a high learning rate so a handful of steps visibly lowers the loss of a random model
-    const settings = resolveTrainSettings({
-      ...INSTRUCT_TRAIN_DEFAULTS,
-      batch_size: 2,
-      lr: 5e-3,
-      eval_freq: 1,
-      eval_iter: 2,
-      max_steps: 6,
-      max_length: 40,
-    });
+    const data = join(dir, "data.json");
+    await writeFile(data, JSON.stringify(entries));
+    const base = join(dir, "base");
+    const tiny = buildGPT(TINY, { seed: 7 });
+    await saveModelDir(base, tiny);
+    tiny.dispose();
     const batches = instructionBatches(entries, tok, {
       style: "phi3",
       batchSize: 2,
@@ -79,13 +58,19 @@ test("a very short finetune: loss falls, the run and its responses are saved, pr
     );
     assert.equal(batches.train.numBatches, 5, "drop_last: 11 examples make 5 batches of 2");
 
-    const gpt = buildGPT(TINY, { seed: 7 });
     const runDir = join(dir, "run");
-    const saveModel = (d: string) => saveModelDir(d, gpt, { prompt_style: run.prompt_style }).then(() => undefined);
-    const result = await finetuneInstruct({ gpt, tokenizer: tok, batches, run, settings, runDir, saveModel });
-    assert.equal(result.step, 6);
-    const first = result.evals[0];
-    const last = result.evals[result.evals.length - 1];
+    // a high learning rate so a handful of steps visibly lowers the loss of a random model
+    const result = await finetuneInstruct({
+      modelDir: base,
+      outDir: runDir,
+      data,
+      promptStyle: "phi3",
+      train: { batch_size: 2, lr: 5e-3, eval_freq: 1, eval_iter: 2, max_steps: 6, max_length: 40 },
+      responseTokens: 0,
+    });
+    assert.equal(result.train.step, 6);
+    const first = result.train.evals[0];
+    const last = result.train.evals[result.train.evals.length - 1];
     assert.ok(last.train_loss < first.train_loss - 0.5, `train loss ${first.train_loss} → ${last.train_loss}`);
     assert.ok(
       last.val_loss !== null && first.val_loss !== null && last.val_loss < first.val_loss,
@@ -103,6 +88,7 @@ test("a very short finetune: loss falls, the run and its responses are saved, pr
       "an epoch sample is logged",
     );
 
+    const { gpt } = await loadModelDir(runDir);
     const r = await generateResponses(gpt, tok, batches.split.test, "phi3", { maxNewTokens: 5 });
     assert.equal(r.entries.length, 1);
     assert.equal(r.entries[0].instruction, batches.split.test[0].instruction);
@@ -128,67 +114,34 @@ test("Ctrl-C during finetuning saves a checkpoint that --resume finishes", async
   await useBackend("wasm");
   const dir = await mkdtemp(join(tmpdir(), "llmctl-sft-resume-"));
   try {
-    const tok = getTokenizer();
-    const entries = await shortEntries();
-    const run: InstructRunInfo = {
-      format: "llmctl-instruct-run",
-      version: 1,
-      data: "test",
-      prompt_style: "alpaca",
-      mask_instruction: true,
-      max_length: 40,
-      base_model: "tiny",
-    };
-    const settings = resolveTrainSettings({
-      ...INSTRUCT_TRAIN_DEFAULTS,
-      batch_size: 2,
-      eval_freq: 10,
-      eval_iter: 1,
-      max_steps: 4,
-      max_length: 40,
-    });
-    const batches = instructionBatches(entries, tok, {
-      style: "alpaca",
-      batchSize: 2,
-      maxLength: 40,
-      maskInstruction: true,
-    });
+    const data = join(dir, "data.json");
+    await writeFile(data, JSON.stringify(await shortEntries()));
+    const base = join(dir, "base");
+    const tiny = buildGPT(TINY, { seed: 7 });
+    await saveModelDir(base, tiny);
+    tiny.dispose();
     const runDir = join(dir, "run");
-    const gpt = buildGPT(TINY, { seed: 7 });
     const controller = new AbortController();
     await assert.rejects(
       finetuneInstruct({
-        gpt,
-        tokenizer: tok,
-        batches,
-        run,
-        settings,
-        runDir,
+        modelDir: base,
+        outDir: runDir,
+        data,
+        maskInstruction: true,
+        train: { batch_size: 2, eval_freq: 10, eval_iter: 1, max_steps: 4, max_length: 40 },
+        responseTokens: 0,
         signal: controller.signal,
-        saveModel: (d) => saveModelDir(d, gpt, { prompt_style: "alpaca" }).then(() => undefined),
         onEvent: (ev) => {
           if (ev.kind === "step" && ev.progress.step === 2) controller.abort();
         },
       }),
       InterruptedError,
     );
-    gpt.dispose();
     const state = JSON.parse(await readFile(join(runDir, "trainer-state.json"), "utf8"));
     assert.equal(state.step, 2);
 
-    const { gpt: again } = await loadModelDir(runDir);
-    const result = await finetuneInstruct({
-      gpt: again,
-      tokenizer: tok,
-      batches,
-      run,
-      settings,
-      runDir,
-      resume: true,
-      saveModel: (d) => saveModelDir(d, again, { prompt_style: "alpaca" }).then(() => undefined),
-    });
-    assert.equal(result.step, 4);
-    again.dispose();
+    const result = await finetuneInstruct({ outDir: runDir, resume: true, responseTokens: 0 });
+    assert.equal(result.train.step, 4);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -200,7 +153,7 @@ test("a test answer stops at end-of-text, which is not part of the response", as
   const tok = getTokenizer();
   const entry = { instruction: "Name a color.", input: "" };
   try {
-    const before = await generateResponse(gpt, tok, entry, "alpaca", 3);
+    const before = await generateResponse(gpt, tok, entry, "alpaca", { maxNewTokens: 3 });
     assert.equal(before.stoppedAtEos, false);
     assert.equal(before.tokens, 3);
     // make end-of-text the certain next token: the head is tied, so a token's logit is h · wte[token]; copy
@@ -216,7 +169,7 @@ test("a test answer stops at end-of-text, which is not part of the response", as
     for (let d = 0; d < TINY.emb_dim; d++) w[50256 * TINY.emb_dim + d] = w[top * TINY.emb_dim + d] * 1000;
     const { tensor } = await import("@tensorflow/tfjs");
     wte.write(tensor(w, [TINY.vocab_size, TINY.emb_dim]));
-    const after = await generateResponse(gpt, tok, entry, "alpaca", 3);
+    const after = await generateResponse(gpt, tok, entry, "alpaca", { maxNewTokens: 3 });
     assert.deepEqual(after, { text: "", tokens: 0, stoppedAtEos: true });
   } finally {
     gpt.dispose();

@@ -12,7 +12,8 @@ import { buildGPT, type GPTConfig } from "../src/model/gpt.js";
 import { loadModelDir, saveModelDir } from "../src/model/model-dir.js";
 import { Trainer, namedParameters } from "../src/train/trainer.js";
 import { resolveTrainSettings, type TrainSettings } from "../src/train/settings.js";
-import { languageModelLoss, makePretrainLoaders, readPretrainTokens, epochSample } from "../src/train/pretrain.js";
+import { makePretrainLoaders, readPretrainTokens, epochSample } from "../src/train/pretrain.js";
+import { languageModelLoss } from "../src/train/loss.js";
 import { readTrainerState } from "../src/train/checkpoint.js";
 import { encodeTokenFile } from "../src/tokenizer/token-file.js";
 import { getTokenizer } from "../src/tokenizer/index.js";
@@ -102,6 +103,7 @@ async function train(gpt: ReturnType<typeof buildGPT>, dir: string, s: TrainSett
     validation: data.validation,
     batchTokens: (b) => b.batchSize * b.seqLen,
     settings: s,
+    runSettings: s,
     runDir: dir,
     saveModel: async (d) => {
       await saveModelDir(d, gpt);
@@ -202,7 +204,7 @@ test("CLI: pretrain writes a model directory, log, plot and JSON summary; --resu
     ["pretrain", "--config", cfgPath, "--data", text, "--out", join(dir, "r2"), "--batch-size", "0"],
     { env },
   );
-  assert.equal(bad.code, 1);
+  assert.equal(bad.code, 2);
   assert.match(bad.stderr, /'batch_size' must be a positive integer/);
   const none = await runCli(["pretrain", "--out", join(dir, "r3")], { env });
   assert.equal(none.code, 2);

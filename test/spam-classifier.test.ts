@@ -12,8 +12,8 @@ import {
   poolingWeights,
   classificationLoss,
   classLogits,
-  type TrainableScope,
 } from "../src/finetune/classifier.js";
+import type { TrainableScope } from "../src/finetune/recipes.js";
 import type { SpamBatch } from "../src/finetune/spam-data.js";
 
 before(async () => {

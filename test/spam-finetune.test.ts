@@ -10,7 +10,8 @@ import type { GPTConfig } from "../src/model/config.js";
 import { loadModelDir, saveModelDir } from "../src/model/model-dir.js";
 import { getTokenizer } from "../src/tokenizer/index.js";
 import { InterruptedError } from "../src/errors.js";
-import { finetuneSpam, type AccuracyReport, type SpamEvent } from "../src/finetune/spam.js";
+import { finetuneSpam, type AccuracyReport } from "../src/finetune/spam.js";
+import type { JobEvent } from "../src/train/run.js";
 import { classifyTexts } from "../src/finetune/classifier.js";
 import {
   makeSpamSplit,
@@ -61,20 +62,12 @@ after(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-const RUN = {
-  epochs: 2,
-  batchSize: 8,
-  lr: 1e-3,
-  trainable: "all" as const,
-  pool: "last-nonpad" as const,
-  evalFreq: 2,
-  evalIter: 2,
-  maxSteps: 3,
-};
+const TRAIN = { epochs: 2, batch_size: 8, lr: 1e-3, eval_freq: 2, eval_iter: 2, max_steps: 3 };
+const RUN = { trainable: "all" as const, pool: "last-nonpad" as const, train: TRAIN };
 
 test("finetune spam end to end on a small split of the real data: classifier dir, accuracy.json that classify reproduces", async () => {
   const out = join(root, "clf");
-  const events: SpamEvent[] = [];
+  const events: JobEvent[] = [];
   const result = await finetuneSpam({
     modelDir: lmDir,
     outDir: out,
@@ -87,12 +80,11 @@ test("finetune spam end to end on a small split of the real data: classifier dir
   assert.equal(result.maxLength, 24); // the longest training text is longer than the context: cut to it
   const data = events.find((e) => e.kind === "data");
   assert.deepEqual(data && [data.train, data.validation, data.test], [48, 16, 16]);
-  const steps = events.filter((e) => e.kind === "train" && e.event.kind === "step") as Extract<
-    SpamEvent,
-    { kind: "train" }
-  >[];
+  const steps = events.filter((e) => e.kind === "step");
   assert.equal(steps.length, 3);
-  assert.ok(steps.every((s) => s.runningAccuracy !== null && s.runningAccuracy >= 0 && s.runningAccuracy <= 1));
+  assert.ok(
+    steps.every((s) => s.progress.accuracy !== undefined && s.progress.accuracy >= 0 && s.progress.accuracy <= 1),
+  );
 
   for (const f of [
     "config.json",
@@ -168,7 +160,12 @@ test("Ctrl-C then resume finishes with the same weights as an uninterrupted run"
   const whole = join(root, "whole");
   const parted = join(root, "parted");
   // 48 examples = 6 batches per epoch: 9 steps run through an epoch boundary, the interrupt lands mid-epoch
-  const run = { ...RUN, maxSteps: 9, splitDir: smallSplit, trainable: "last-block" as const, pool: "last" as const };
+  const run = {
+    train: { ...TRAIN, max_steps: 9 },
+    splitDir: smallSplit,
+    trainable: "last-block" as const,
+    pool: "last" as const,
+  };
   const whole_ = await finetuneSpam({ modelDir: lmDir, outDir: whole, ...run });
   assert.equal(whole_.epochs.length, 1);
   const controller = new AbortController();
@@ -179,13 +176,13 @@ test("Ctrl-C then resume finishes with the same weights as an uninterrupted run"
       ...run,
       signal: controller.signal,
       onEvent: (e) => {
-        if (e.kind === "train" && e.event.kind === "step" && e.event.progress.step === 4) controller.abort();
+        if (e.kind === "step" && e.progress.step === 4) controller.abort();
       },
     }),
     InterruptedError,
   );
   // resuming takes the run's own settings (trainable, pool, split, lr…) from the directory
-  const resumed = await finetuneSpam({ modelDir: parted, outDir: parted, resume: true });
+  const resumed = await finetuneSpam({ outDir: parted, resume: true });
   assert.equal(resumed.train.step, 9);
   assert.deepEqual(resumed.epochs, whole_.epochs);
   const a = await readFile(join(whole, "model.safetensors"));

@@ -104,6 +104,7 @@ function options(
     validation,
     batchTokens: (b) => b.batchSize * b.seqLen,
     settings: s,
+    runSettings: s,
     runDir,
     saveModel: model.save,
     ...over,

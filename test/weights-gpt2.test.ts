@@ -14,8 +14,8 @@ import {
   openGpt2Checkpoint,
   writeModelDirFromCheckpoint,
   gpt2Config,
-  GPT2_HPARAMS,
 } from "../src/weights/gpt2.js";
+import { GPT2_HPARAMS } from "../src/weights/gpt2-sizes.js";
 import { writeTensorBundle } from "../src/formats/tf-bundle.js";
 import { writeSafetensors, readSafetensors } from "../src/formats/safetensors.js";
 import { FileFormatError, UsageError } from "../src/errors.js";

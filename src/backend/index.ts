@@ -7,9 +7,7 @@ import { readFileSync } from "node:fs";
 import * as tf from "@tensorflow/tfjs";
 import { BackendError, UsageError } from "../errors.js";
 import { installFreeingBackprop } from "./backprop.js";
-
-export const BACKEND_NAMES = ["auto", "tensorflow", "wasm", "cpu"] as const;
-export type BackendChoice = (typeof BACKEND_NAMES)[number];
+import { BACKEND_NAMES } from "./choices.js";
 
 export interface BackendStatus {
   name: "tensorflow" | "wasm" | "cpu";

@@ -164,15 +164,15 @@ export async function pythonHasTorch(python: string): Promise<boolean> {
 }
 
 /**
- * Run torch_ref.py on the same shape (2 threads, as our backends get; bf16 = its --bf16 autocast) and return its
- * numbers under our keys.
+ * Run torch_ref.py on the same shape and steps (2 threads, as our backends get; bf16 = its --bf16 autocast) and
+ * return its numbers under our keys.
  * The script is run through runpy so its peak RSS can be read in the same interpreter afterwards.
  */
 export async function benchTorch(
   python: string,
   script: string,
   shape: BenchShape,
-  bf16 = false,
+  { bf16 = false, steps = 3 }: { bf16?: boolean; steps?: number } = {},
 ): Promise<BenchRecord> {
   const { cfg } = shape;
   const argv = [
@@ -192,7 +192,7 @@ export async function benchTorch(
     "--heads",
     String(cfg.n_heads),
     "--steps",
-    "3",
+    String(steps),
     "--gen-tokens",
     "32",
     "--threads",

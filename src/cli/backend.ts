@@ -1,8 +1,12 @@
-import { useBackend, type BackendStatus } from "../backend/index.js";
+import type { BackendStatus } from "../backend/index.js";
 import { verbose, type GlobalOptions } from "./output.js";
 
-/** The backend the global options ask for (--backend, --bf16); --verbose says which one runs. */
+/**
+ * The backend the global options ask for (--backend, --bf16); --verbose says which one runs. TF.js loads here,
+ * in the commands that compute, not when the CLI starts.
+ */
 export async function selectBackend(opts: GlobalOptions): Promise<BackendStatus> {
+  const { useBackend } = await import("../backend/index.js");
   const s = await useBackend(opts.backend, { bf16: opts.bf16 });
   const details = [
     `${s.package} ${s.version ?? ""}`.trim(),

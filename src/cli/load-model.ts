@@ -1,4 +1,4 @@
-import { loadModelDir } from "../model/model-dir.js";
+import type { loadModelDir } from "../model/model-dir.js";
 import { spinner } from "./output.js";
 
 /**
@@ -6,7 +6,12 @@ import { spinner } from "./output.js";
  * alone (ora would put it in raw mode, where a typed Ctrl-C is a byte, not SIGINT): chat reads the terminal
  * and serve stops on Ctrl-C.
  */
-export function loadModelShowingProgress(dir: string): ReturnType<typeof loadModelDir> {
+export async function loadModelShowingProgress(dir: string): ReturnType<typeof loadModelDir> {
   const spin = spinner(`loading ${dir}`, { discardStdin: false });
-  return loadModelDir(dir).finally(() => spin.stop());
+  try {
+    const { loadModelDir } = await import("../model/model-dir.js");
+    return await loadModelDir(dir);
+  } finally {
+    spin.stop();
+  }
 }

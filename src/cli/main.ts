@@ -4,8 +4,8 @@
  */
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
-import { LlmctlError, UsageError, formatError } from "../errors.js";
-import { BACKEND_NAMES } from "../backend/index.js";
+import { LlmctlError, UsageError, errorLine } from "../errors.js";
+import { BACKEND_NAMES } from "../backend/choices.js";
 import { commands } from "./commands/index.js";
 
 /** Levenshtein distance, for "did you mean" on mistyped options. */
@@ -85,7 +85,7 @@ async function main(argv: string[]): Promise<number> {
     return process.exitCode === undefined ? 0 : Number(process.exitCode);
   } catch (err) {
     if (err instanceof LlmctlError) {
-      process.stderr.write(`llmctl: ${formatError(err)}\n`);
+      process.stderr.write(`llmctl: ${errorLine(err)}\n`);
       if (verboseRequested && err.stack) process.stderr.write(err.stack + "\n");
       return err.exitCode;
     }

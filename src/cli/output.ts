@@ -3,7 +3,6 @@
  * stderr, quiet unless --verbose.
  */
 import ora, { type Ora, type Options as OraOptions } from "ora";
-import type { TrainProgress } from "../train/trainer.js";
 
 export interface GlobalOptions {
   backend: string;
@@ -45,21 +44,6 @@ export function formatDuration(seconds: number): string {
   return h > 0 ? `${h}h${String(m).padStart(2, "0")}m` : m > 0 ? `${m}m${String(sec).padStart(2, "0")}s` : `${sec}s`;
 }
 
-/** A spinner that shows download progress; pass `onProgress` to download()/fetchDataset(). */
-export function downloadSpinner(label: string): {
-  onProgress: (received: number, total?: number) => void;
-  stop: () => void;
-} {
-  const s = spinner(label);
-  const mb = (n: number) => (n / 1e6).toFixed(1) + " MB";
-  return {
-    onProgress: (r, t) => {
-      s.text = t ? `${label} ${mb(r)} / ${mb(t)} (${Math.floor((100 * r) / t)}%)` : `${label} ${mb(r)}`;
-    },
-    stop: () => s.stop(),
-  };
-}
-
 /**
  * Ctrl-C for long jobs: the first press aborts `signal` (the job stops at its next safe point and saves a
  * resumable checkpoint), a second quits at once with exit 130. Call `release()` when the job ends.
@@ -73,15 +57,4 @@ export function interruptOnCtrlC(message: string): { signal: AbortSignal; releas
   };
   process.on("SIGINT", onSigint);
   return { signal: controller.signal, release: () => process.off("SIGINT", onSigint) };
-}
-
-/** A training step for the spinner: step, epoch and loss, then the command's own figures, then the ETA. */
-export function stepLine(p: TrainProgress, figures: string[]): string {
-  return [
-    `step ${p.step}/${p.totalSteps}`,
-    `epoch ${p.epoch + 1}/${p.epochs}`,
-    `loss ${p.loss.toFixed(3)}`,
-    ...figures,
-    `ETA ${formatDuration(p.etaSeconds)}`,
-  ].join(" · ");
 }

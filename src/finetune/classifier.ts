@@ -5,46 +5,13 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { buildGPT, type ForwardMode, type GPTModel } from "../model/gpt.js";
-import { POOLINGS, type Pooling } from "../model/model-dir.js";
 import { UsageError } from "../errors.js";
 import type { NamedVariable } from "../train/adamw.js";
 import { namedParameters } from "../train/trainer.js";
 import { sparseCrossEntropy } from "../train/loss.js";
 import type { Tokenizer } from "../tokenizer/index.js";
 import { SpamDataLoader, SpamDataset, type SpamBatch } from "./spam-data.js";
-
-/**
- * What finetuning updates (the rest stays frozen, bit for bit):
- * - `head`: only the new classifier head;
- * - `last-block` (the book's choice): the last transformer block, the final LayerNorm and the head;
- * - `last-2-blocks`: the last two blocks, the final LayerNorm and the head;
- * - `all`: every weight, embeddings included.
- */
-export const TRAINABLE_SCOPES = ["head", "last-block", "last-2-blocks", "all"] as const;
-export type TrainableScope = (typeof TRAINABLE_SCOPES)[number];
-
-/**
- * Which position's scores classify a text (POOLINGS, defined with the model directory that records it):
- * - `last` (the book): the last position of the padded row. Padding is `<|endoftext|>`, and the causal mask lets
- *   that position see the whole text, so this works, but the model must learn to read through the padding;
- * - `last-nonpad`: the text's own last token (the book's bonus experiments: 98.33% vs 95.67% test accuracy);
- * - `mean`: the mean over the text's tokens, padding excluded.
- */
-export { POOLINGS, type Pooling } from "../model/model-dir.js";
-
-export function checkScope(scope: string): TrainableScope {
-  if (!(TRAINABLE_SCOPES as readonly string[]).includes(scope)) {
-    throw new UsageError(`unknown trainable scope '${scope}'`, `use one of ${TRAINABLE_SCOPES.join(", ")}`);
-  }
-  return scope as TrainableScope;
-}
-
-export function checkPooling(pool: string): Pooling {
-  if (!(POOLINGS as readonly string[]).includes(pool)) {
-    throw new UsageError(`unknown pooling '${pool}'`, `use one of ${POOLINGS.join(", ")}`);
-  }
-  return pool as Pooling;
-}
+import type { Pooling, TrainableScope } from "./recipes.js";
 
 /**
  * A classifier copy of a language model: every weight but the LM head copied, a new head of `numClasses`

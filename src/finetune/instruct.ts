@@ -3,46 +3,49 @@
  * {instruction, input, output} examples with the ordinary next-token loss (padding, and optionally the
  * prompt, ignored), then answers every test instruction so the responses can be judged.
  *
- * The loop itself is the shared Trainer (src/train/trainer.ts); this module supplies its batches, its loss,
- * a per-epoch sample, and the response generation afterwards.
+ * `finetuneInstruct()` is the whole job, in the shape of src/train/run.ts; the loop itself is the shared
+ * Trainer. This module supplies its batches, a per-epoch sample, and the answers afterwards.
  */
-import * as tf from "@tensorflow/tfjs";
-import type { ForwardMode, GPTModel } from "../model/gpt.js";
+import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import type { GPTModel } from "../model/gpt.js";
+import { loadModelDir, saveModelDir } from "../model/model-dir.js";
 import type { TokenBatch } from "../data/sliding-window.js";
-import { IGNORE_INDEX, sparseCrossEntropy } from "../train/loss.js";
-import { Trainer, namedParameters, type TrainEvent, type TrainResult } from "../train/trainer.js";
-import type { TrainSettings } from "../train/settings.js";
-import { END_OF_TEXT_ID, type Tokenizer } from "../tokenizer/index.js";
-import { InterruptedError, UsageError } from "../errors.js";
-import { generate } from "../generate/generate.js";
+import { resolveDataPath } from "../data/datasets.js";
+import { Rng } from "../data/rng.js";
+import { languageModelLoss } from "../train/loss.js";
+import { Trainer, meanLoss, namedParameters } from "../train/trainer.js";
+import { refuseChanges, resolveRunSettings, type JobEvent, type JobOptions, type JobResult } from "../train/run.js";
+import { getTokenizer, type Tokenizer } from "../tokenizer/index.js";
+import { FileFormatError, InterruptedError, UsageError } from "../errors.js";
+import { writeFileAtomic } from "../fs-atomic.js";
+import { generateText } from "../generate/generate-text.js";
 import { InstructionDataset, InstructionLoader } from "./collate.js";
-import { splitInstructionData, type InstructionRecord, type InstructionSplit } from "./instruct-data.js";
 import {
+  loadInstructionData,
+  splitInstructionData,
+  type InstructionRecord,
+  type InstructionSplit,
+} from "./instruct-data.js";
+import {
+  DEFAULT_PROMPT_STYLE,
+  checkPromptStyle,
   extractResponse,
   formatPrompt,
   responseHeader,
   type InstructionEntry,
   type PromptStyle,
 } from "./prompt-style.js";
+import {
+  DEFAULT_BASE_MODEL,
+  INSTRUCT_RUN_FILE,
+  INSTRUCT_TRAIN_DEFAULTS,
+  MAX_RESPONSE_TOKENS,
+  RESPONSES_FILE,
+} from "./recipes.js";
 
-/** The book's recipe (chapter 7): AdamW 5e-5, weight decay 0.1, 2 epochs, batch 8, eval every 5 steps over 5 batches. */
-export const INSTRUCT_TRAIN_DEFAULTS: Partial<TrainSettings> = {
-  epochs: 2,
-  batch_size: 8,
-  lr: 5e-5,
-  weight_decay: 0.1,
-  eval_freq: 5,
-  eval_iter: 5,
-  seed: 123,
-};
-
-/** The file the book writes after finetuning: the test entries with the model's answers. */
-export const RESPONSES_FILE = "instruction-data-with-response.json";
-/** How this run was set up (data, prompt style, masking), so --resume rebuilds the same batches. */
-export const INSTRUCT_RUN_FILE = "instruct-run.json";
-/** The book's limit on generated answers. */
-export const MAX_RESPONSE_TOKENS = 256;
-
+/** What instruct-run.json holds: how the run was set up, so --resume rebuilds the same batches. */
 export interface InstructRunInfo {
   format: "llmctl-instruct-run";
   version: 1;
@@ -52,15 +55,6 @@ export interface InstructRunInfo {
   /** collate truncation (tokens); the model's context unless set */
   max_length: number;
   base_model: string;
-}
-
-/** The book's `calc_loss_batch`: next-token cross-entropy over the batch, targets of −100 skipped. */
-export function instructionLoss(gpt: GPTModel, batch: TokenBatch, mode: ForwardMode): tf.Scalar {
-  return tf.tidy(() => {
-    const ids = tf.tensor2d(batch.inputs, [batch.batchSize, batch.seqLen], "int32"); // [B,T]
-    const targets = tf.tensor2d(batch.targets, [batch.batchSize, batch.seqLen], "int32"); // [B,T]
-    return sparseCrossEntropy(gpt.forward(ids, mode), targets, IGNORE_INDEX); // logits [B,T,V]
-  });
 }
 
 export interface InstructionBatches {
@@ -95,30 +89,45 @@ export function instructionBatches(
   };
 }
 
+export interface ResponseOptions {
+  /** default MAX_RESPONSE_TOKENS, the book's limit */
+  maxNewTokens?: number;
+  /** default 0: greedy, as the book */
+  temperature?: number;
+  topK?: number | null;
+  seed?: number;
+  /**
+   * Put the style's response header at the end of the prompt, so the answer starts at once (interactive use).
+   * Without it, as the book's test-set answers, the model writes the header itself and it is stripped after.
+   */
+  withHeader?: boolean;
+  /** each piece of the answer as soon as it is whole (tokens can end mid-character), leading whitespace dropped */
+  onText?: (text: string) => void;
+}
+
 /**
- * The book's test-set answer: greedy from `formatPrompt(entry)`, stop at end-of-text, ≤ 256 new tokens, then
- * the response tag and surrounding whitespace stripped.
+ * The book's answer to an instruction: generate from `formatPrompt(entry)` until end-of-text or the token
+ * limit, then strip the response tag and surrounding whitespace.
  */
 export async function generateResponse(
   gpt: GPTModel,
   tokenizer: Tokenizer,
   entry: Pick<InstructionEntry, "instruction" | "input">,
   style: PromptStyle,
-  maxNewTokens = MAX_RESPONSE_TOKENS,
+  opts: ResponseOptions = {},
 ): Promise<{ text: string; tokens: number; stoppedAtEos: boolean }> {
-  const prompt = tokenizer.encode(formatPrompt(entry, style), { allowedSpecial: [] });
-  const r = await generate(gpt, prompt, { maxNewTokens, temperature: 0, eosId: END_OF_TEXT_ID });
-  const ids = r.stoppedAtEos ? r.ids.slice(0, -1) : r.ids;
-  return { text: extractResponse(tokenizer.decode(ids), style), tokens: ids.length, stoppedAtEos: r.stoppedAtEos };
-}
-
-/** Prompt ids for answering interactively: the prompt and the response header, so the answer starts at once. */
-export function answerPromptIds(
-  tokenizer: Tokenizer,
-  entry: Pick<InstructionEntry, "instruction" | "input">,
-  style: PromptStyle,
-): number[] {
-  return tokenizer.encode(formatPrompt(entry, style) + responseHeader(style), { allowedSpecial: [] });
+  const prompt = formatPrompt(entry, style) + (opts.withHeader ? responseHeader(style) : "");
+  const r = await generateText(gpt, tokenizer, tokenizer.encode(prompt, { allowedSpecial: [] }), {
+    maxNewTokens: opts.maxNewTokens ?? MAX_RESPONSE_TOKENS,
+    temperature: opts.temperature ?? 0,
+    topK: opts.topK ?? null,
+    seed: opts.seed,
+    trimStart: true, // the book strips whitespace from answers
+    onText: opts.onText,
+  });
+  const stoppedAtEos = r.finishReason === "stop";
+  // the end-of-text token counts as generated, but is not part of the answer
+  return { text: extractResponse(r.text, style), tokens: stoppedAtEos ? r.tokens - 1 : r.tokens, stoppedAtEos };
 }
 
 export interface ResponsesOptions {
@@ -134,6 +143,7 @@ export interface ResponsesResult {
   seconds: number;
 }
 
+/** The book's test-set answers: each entry with its greedy `model_response`. */
 export async function generateResponses(
   gpt: GPTModel,
   tokenizer: Tokenizer,
@@ -147,7 +157,7 @@ export async function generateResponses(
   for (const entry of entries) {
     if (opts.signal?.aborted)
       throw new InterruptedError(`response generation interrupted after ${out.length} of ${entries.length}`);
-    const r = await generateResponse(gpt, tokenizer, entry, style, opts.maxNewTokens ?? MAX_RESPONSE_TOKENS);
+    const r = await generateResponse(gpt, tokenizer, entry, style, { maxNewTokens: opts.maxNewTokens });
     if (r.stoppedAtEos) endedWithEos++;
     out.push({ ...entry, model_response: r.text });
     opts.onProgress?.(out.length, entries.length);
@@ -155,41 +165,195 @@ export async function generateResponses(
   return { entries: out, endedWithEos, seconds: (performance.now() - start) / 1000 };
 }
 
-export interface FinetuneInstructOptions {
-  gpt: GPTModel;
-  tokenizer: Tokenizer;
-  /** from instructionBatches(), with the run's style, batch size, max length and masking */
-  batches: InstructionBatches;
-  run: InstructRunInfo;
-  settings: TrainSettings;
-  runDir: string;
-  /** write config.json + model.safetensors (with prompt_style) into a directory */
-  saveModel: (dir: string) => Promise<void>;
-  resume?: boolean;
-  signal?: AbortSignal;
-  onEvent?: (event: TrainEvent) => void;
+export interface FinetuneInstructOptions extends JobOptions {
+  /** a new run's base model directory (a language model); default DEFAULT_BASE_MODEL, the book's GPT-2 medium */
+  modelDir?: string;
+  /** Alpaca-format JSON/JSONL ({instruction, input, output}) or a dataset name; default instruction-data */
+  data?: string;
+  /** default alpaca, the book's */
+  promptStyle?: PromptStyle;
+  /** train only on the responses (exercise 7.2) */
+  maskInstruction?: boolean;
+  /** afterwards, answer the test instructions into RESPONSES_FILE with at most this many tokens each (0: none) */
+  responseTokens?: number;
 }
 
-/** Finetune the whole model on instruction data with the shared Trainer. */
-export async function finetuneInstruct(opts: FinetuneInstructOptions): Promise<TrainResult> {
-  const { gpt, tokenizer, run, settings, batches } = opts;
-  // as the book: after each epoch, answer the first validation instruction (its start_context)
-  const sampleEntry = batches.split.validation[0] ?? batches.split.train[0];
-  const trainer = new Trainer<TokenBatch>({
-    params: namedParameters(gpt),
-    loss: (batch, mode) => instructionLoss(gpt, batch, mode),
-    train: batches.train,
-    validation: batches.validation,
-    batchTokens: (b) => b.batchSize * b.seqLen,
-    settings,
-    runDir: opts.runDir,
-    saveModel: opts.saveModel,
-    afterEpoch: async () => ({
-      sample: (await generateResponse(gpt, tokenizer, sampleEntry, run.prompt_style, settings.sample_tokens)).text,
-    }),
-    onEvent: opts.onEvent,
-    signal: opts.signal,
-    resume: opts.resume,
-  });
-  return trainer.run();
+export interface FinetuneInstructResult extends JobResult {
+  run: InstructRunInfo;
+  examples: { train: number; validation: number; test: number };
+  /** the losses before finetuning, which the book prints to show the drop (a new run only) */
+  initialLosses: { train: number; validation: number } | null;
+  responses: (ResponsesResult & { file: string }) | null;
+}
+
+/**
+ * The book's chapter 7 as one job: load-or-resume → finetune the whole model → answer the test instructions.
+ * A new run records its data, prompt style, masking and max length in instruct-run.json; --resume reads them.
+ */
+export async function finetuneInstruct(opts: FinetuneInstructOptions): Promise<FinetuneInstructResult> {
+  const emit = (e: JobEvent) => opts.onEvent?.(e);
+  const resume = opts.resume === true;
+  const { outDir } = opts;
+  const { settings } = await resolveRunSettings(
+    outDir,
+    opts.train ?? {},
+    resume,
+    { base: INSTRUCT_TRAIN_DEFAULTS, where: "finetune instruct" },
+    resume ? { model: opts.modelDir, data: opts.data } : {},
+  );
+  const saved = resume ? await readRunInfo(outDir) : null;
+  if (saved) {
+    const given = { prompt_style: opts.promptStyle, mask_instruction: opts.maskInstruction };
+    refuseChanges({ prompt_style: saved.prompt_style, mask_instruction: saved.mask_instruction }, given);
+  }
+  const modelDir = resume ? outDir : (opts.modelDir ?? DEFAULT_BASE_MODEL);
+  if (!resume && opts.modelDir === undefined && !existsSync(modelDir)) {
+    throw new UsageError(
+      `no --model given, and the default base model ${DEFAULT_BASE_MODEL} (GPT-2 medium, as the book) is not there`,
+      `run \`llmctl load-gpt2 --size 355M --out ${DEFAULT_BASE_MODEL}\`, or pass --model DIR`,
+    );
+  }
+  emit({ kind: "status", text: `loading ${modelDir}` });
+  const { gpt, meta } = await loadModelDir(modelDir);
+  try {
+    if (meta.head.kind !== "lm") {
+      throw new UsageError(
+        `${modelDir} is a classifier; instruction finetuning needs a language model`,
+        "pass a model directory from pretrain or load-gpt2",
+      );
+    }
+    const ctx = gpt.config.context_length;
+    const maxLength = settings.max_length ?? ctx;
+    if (maxLength < 2 || maxLength > ctx)
+      throw new UsageError(`--max-length must be an integer from 2 to the model's context (${ctx}), got ${maxLength}`);
+    const run: InstructRunInfo = saved ?? {
+      format: "llmctl-instruct-run",
+      version: 1,
+      data: await resolveDataPath(opts.data ?? "instruction-data", {
+        onNote: (text) => emit({ kind: "notice", text, detail: true }),
+      }),
+      prompt_style: opts.promptStyle ?? DEFAULT_PROMPT_STYLE,
+      mask_instruction: opts.maskInstruction ?? false,
+      max_length: maxLength,
+      base_model: resolve(modelDir),
+    };
+    settings.max_length = run.max_length;
+    settings.data = run.data;
+
+    const tokenizer = getTokenizer();
+    const batches = instructionBatches(await loadInstructionData(run.data), tokenizer, {
+      style: run.prompt_style,
+      batchSize: settings.batch_size,
+      maxLength: run.max_length,
+      maskInstruction: run.mask_instruction,
+    });
+    const { split } = batches;
+    emit({
+      kind: "data",
+      source: run.data,
+      unit: "examples",
+      train: split.train.length,
+      validation: split.validation.length,
+      test: split.test.length,
+      trainBatches: batches.train.numBatches,
+      validationBatches: batches.validation.numBatches,
+    });
+    emit({
+      kind: "notice",
+      text: `prompt style ${run.prompt_style}${run.mask_instruction ? ", instruction masked" : ""}`,
+    });
+    if (batches.longestExample > run.max_length) {
+      emit({
+        kind: "notice",
+        text: `the longest example has ${batches.longestExample} tokens; examples are truncated to ${run.max_length}`,
+      });
+    }
+    const params = namedParameters(gpt);
+    emit({
+      kind: "model",
+      source: modelDir,
+      resumed: resume,
+      trainableParameters: params.reduce((n, p) => n + p.variable.size, 0),
+      totalParameters: gpt.countParameters(),
+    });
+
+    const loss = languageModelLoss(gpt);
+    let initialLosses: FinetuneInstructResult["initialLosses"] = null;
+    if (!resume) {
+      // the book prints the losses before finetuning; they make the drop visible
+      const order = batches.train.epochOrder(new Rng(settings.seed));
+      initialLosses = {
+        train: meanLoss(batches.train, loss, settings.eval_iter, order),
+        validation: meanLoss(batches.validation, loss, settings.eval_iter),
+      };
+      emit({
+        kind: "notice",
+        text: `initial losses: train ${initialLosses.train.toFixed(3)}, validation ${initialLosses.validation.toFixed(3)}`,
+      });
+    }
+
+    const source = resume ? meta.source : `finetune instruct of ${run.base_model}`;
+    // as the book: after each epoch, answer the first validation instruction (its start_context)
+    const sampleEntry = split.validation[0] ?? split.train[0];
+    const train = await new Trainer<TokenBatch>({
+      params,
+      loss,
+      train: batches.train,
+      validation: batches.validation,
+      batchTokens: (b) => b.batchSize * b.seqLen,
+      settings,
+      runSettings: settings,
+      runDir: outDir,
+      saveModel: async (dir) => {
+        await saveModelDir(dir, gpt, { prompt_style: run.prompt_style, ...(source ? { source } : {}) });
+        await writeFileAtomic(join(dir, INSTRUCT_RUN_FILE), JSON.stringify(run, null, 2) + "\n");
+      },
+      afterEpoch: async () => {
+        const r = await generateResponse(gpt, tokenizer, sampleEntry, run.prompt_style, {
+          maxNewTokens: settings.sample_tokens,
+        });
+        return { sample: r.text };
+      },
+      onEvent: emit,
+      signal: opts.signal,
+      resume,
+    }).run();
+
+    let responses: FinetuneInstructResult["responses"] = null;
+    const responseTokens = opts.responseTokens ?? MAX_RESPONSE_TOKENS;
+    if (responseTokens > 0 && split.test.length > 0) {
+      const r = await generateResponses(gpt, tokenizer, split.test, run.prompt_style, {
+        maxNewTokens: responseTokens,
+        signal: opts.signal,
+        onProgress: (done, total) => emit({ kind: "status", text: `answering test instructions: ${done}/${total}` }),
+      });
+      const file = join(outDir, RESPONSES_FILE);
+      await writeFileAtomic(file, JSON.stringify(r.entries, null, 4) + "\n");
+      responses = { ...r, file };
+    }
+    const examples = { train: split.train.length, validation: split.validation.length, test: split.test.length };
+    return { outDir, resumed: resume, settings, train, run, examples, initialLosses, responses };
+  } finally {
+    gpt.dispose();
+  }
+}
+
+async function readRunInfo(dir: string): Promise<InstructRunInfo> {
+  const path = join(dir, INSTRUCT_RUN_FILE);
+  if (!existsSync(path)) {
+    throw new FileFormatError(
+      `${dir} has no ${INSTRUCT_RUN_FILE}, so it is not a \`finetune instruct\` run`,
+      "pass the --out directory of an earlier `llmctl finetune instruct`",
+    );
+  }
+  let info: InstructRunInfo;
+  try {
+    info = JSON.parse(await readFile(path, "utf8")) as InstructRunInfo;
+  } catch (err) {
+    throw new FileFormatError(`${path} is not valid JSON: ${(err as Error).message}`, "start a new run");
+  }
+  if (info.format !== "llmctl-instruct-run" || info.version !== 1)
+    throw new FileFormatError(`${path} is not an llmctl instruct run (version 1)`, "start a new run");
+  checkPromptStyle(info.prompt_style);
+  return info;
 }

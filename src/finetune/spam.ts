@@ -3,20 +3,21 @@
  * freeze all but the chosen layers, train on the balanced SMS split with the shared Trainer (the book's
  * `train_classifier_simple`: AdamW 5e-5, weight decay 0.1, 5 epochs, batch 8, evaluate every 50 steps over 5
  * batches, train/validation accuracy after each epoch), then measure the accuracy on all of train, validation
- * and test (`calc_accuracy_loader`). Reports progress through `onEvent`; never prints.
+ * and test (`calc_accuracy_loader`). Reports progress through `onEvent` (a JobEvent); never prints.
  *
  * The output directory is both the run directory (checkpoints, log.jsonl, loss.svg) and the finished
  * classifier's model directory; it also keeps the split CSVs, accuracy.json and accuracy.svg.
  */
 import * as tf from "@tensorflow/tfjs";
-import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { loadModelDir, saveModelDir, type ModelMeta } from "../model/model-dir.js";
+import { loadModelDir, saveModelDir } from "../model/model-dir.js";
 import type { ForwardMode, GPTModel } from "../model/gpt.js";
-import { Trainer, type TrainEvent, type TrainResult } from "../train/trainer.js";
-import { resolveTrainSettings, type TrainSettings } from "../train/settings.js";
-import { readTrainerState, TRAINER_STATE_FILE } from "../train/checkpoint.js";
+import { Trainer } from "../train/trainer.js";
+import { LOG_FILE } from "../train/checkpoint.js";
+import type { TrainSettings } from "../train/settings.js";
+import { refuseChanges, resolveRunSettings, type JobEvent, type JobOptions, type JobResult } from "../train/run.js";
+import { resolveDataPath } from "../data/datasets.js";
 import { Rng } from "../data/rng.js";
 import { getTokenizer } from "../tokenizer/index.js";
 import { linePlotSvg } from "../plot/svg.js";
@@ -34,66 +35,30 @@ import {
   type SpamBatch,
   type SpamSplit,
 } from "./spam-data.js";
+import { classLogits, classificationLoss, countCorrect, freezeForFinetuning, toClassifier } from "./classifier.js";
 import {
-  classLogits,
-  classificationLoss,
+  ACCURACY_FILE,
+  ACCURACY_PLOT_FILE,
+  FINETUNE_FILE,
+  SPAM_DEFAULTS,
+  SPAM_TRAIN_DEFAULTS,
   checkPooling,
   checkScope,
-  countCorrect,
-  freezeForFinetuning,
-  toClassifier,
   type Pooling,
   type TrainableScope,
-} from "./classifier.js";
+} from "./recipes.js";
 
-export const ACCURACY_FILE = "accuracy.json";
-/** The run's own choices (written at the start, read on --resume). */
-export const FINETUNE_FILE = "finetune.json";
-export const ACCURACY_PLOT_FILE = "accuracy.svg";
-
-/** The book's chapter 6 recipe. */
-export const SPAM_DEFAULTS = {
-  epochs: 5,
-  batchSize: 8,
-  lr: 5e-5,
-  weightDecay: 0.1,
-  evalFreq: 50,
-  evalIter: 5,
-  trainable: "last-block" as TrainableScope,
-  pool: "last" as Pooling,
-  seed: 123,
-  /** the book loads GPT-2 with drop_rate 0.0 for classification */
-  dropRate: 0,
-};
-
-export interface FinetuneSpamOptions {
-  /** the model directory to start from (an LM, or a classifier to train further) */
-  modelDir: string;
-  /** run + output model directory */
-  outDir: string;
-  /** the SMSSpamCollection file (resolved by the caller); not needed with splitDir or resume */
-  dataPath?: string;
+export interface FinetuneSpamOptions extends JobOptions {
+  /** a new run's starting model directory: a language model (a 2-class head goes on) or a 2-class classifier */
+  modelDir?: string;
+  /** the SMSSpamCollection file or a dataset name (default sms-spam); not with splitDir */
+  data?: string;
   /** reuse train.csv / validation.csv / test.csv from here instead of building a split */
   splitDir?: string;
-  epochs?: number;
-  batchSize?: number;
-  lr?: number;
-  weightDecay?: number;
-  evalFreq?: number;
-  evalIter?: number;
   trainable?: TrainableScope;
   pool?: Pooling;
-  seed?: number;
-  /** dropout while finetuning; default 0 as the book */
+  /** dropout of a new head's model; default 0 as the book */
   dropRate?: number;
-  /** stop after this many optimizer steps (tests, smoke runs) */
-  maxSteps?: number;
-  /** save a resumable checkpoint every N steps (0: only at the end and on interrupt) */
-  checkpointEvery?: number;
-  /** continue the run in outDir with its saved settings (only epochs and maxSteps may change) */
-  resume?: boolean;
-  signal?: AbortSignal;
-  onEvent?: (event: SpamEvent) => void;
 }
 
 export interface SplitAccuracy {
@@ -101,21 +66,6 @@ export interface SplitAccuracy {
   validation: number;
   test: number;
 }
-
-export type SpamEvent =
-  | {
-      kind: "data";
-      train: number;
-      validation: number;
-      test: number;
-      maxLength: number;
-      truncated: number;
-      source: string;
-    }
-  | { kind: "model"; trainableParameters: number; totalParameters: number; converted: boolean; resumed: boolean }
-  /** a Trainer event; for steps, the running accuracy of this epoch's training batches so far */
-  | { kind: "train"; event: TrainEvent; runningAccuracy: number | null }
-  | { kind: "final-eval"; split: keyof SplitAccuracy; batch: number; batches: number };
 
 export interface EpochAccuracy {
   epoch: number;
@@ -136,13 +86,11 @@ export interface FinetuneRecord {
   seed: number;
 }
 
-export interface FinetuneSpamResult {
+export interface FinetuneSpamResult extends JobResult {
   accuracy: SplitAccuracy;
-  train: TrainResult;
   maxLength: number;
   /** per-epoch train/validation accuracy over eval_iter batches (the book's curves) */
   epochs: EpochAccuracy[];
-  outDir: string;
 }
 
 /** What accuracy.json holds. */
@@ -185,106 +133,135 @@ export function accuracy(
   return seen ? correct / seen : NaN;
 }
 
-async function loadSplit(opts: FinetuneSpamOptions, seed: number): Promise<{ split: SpamSplit; source: string }> {
+async function loadSplit(
+  opts: FinetuneSpamOptions,
+  seed: number,
+  emit: (e: JobEvent) => void,
+): Promise<{ split: SpamSplit; source: string }> {
   if (opts.resume) return { split: await readSplitCsvs(opts.outDir), source: opts.outDir };
   if (opts.splitDir) return { split: await readSplitCsvs(opts.splitDir), source: opts.splitDir };
-  if (!opts.dataPath) throw new UsageError("no SMS data given", "pass --data FILE or --split-dir DIR");
-  const messages = await readSmsSpamCollection(opts.dataPath);
+  const what = "fetching the SMS Spam Collection";
+  emit({ kind: "status", text: what });
+  const path = await resolveDataPath(opts.data ?? "sms-spam", {
+    onNote: (text) => emit({ kind: "notice", text, detail: true }),
+    onProgress: (got, total) =>
+      emit({ kind: "status", text: `${what}: ${total ? `${Math.round((100 * got) / total)}%` : `${got} bytes`}` }),
+  });
+  const messages = await readSmsSpamCollection(path);
   const counts = labelCounts(messages);
   if (counts.spam === 0 || counts.ham === 0) {
     throw new UsageError(
-      `${opts.dataPath} has ${counts.ham} ham and ${counts.spam} spam messages`,
+      `${path} has ${counts.ham} ham and ${counts.spam} spam messages`,
       "the data needs both classes",
     );
   }
-  return { split: makeSpamSplit(messages, seed), source: opts.dataPath };
+  return { split: makeSpamSplit(messages, seed), source: path };
 }
 
-/** Load the starting model: a classifier as is, a language model with a new 2-class head. */
+/**
+ * Load the starting model: a classifier as it is, a language model with a new 2-class head. A classifier's
+ * dropout was fixed when its head was put on, so a different `dropRate` is refused rather than ignored.
+ */
 async function loadStart(
   dir: string,
   seed: number,
-  dropRate: number,
-): Promise<{ gpt: GPTModel; meta: ModelMeta; converted: boolean }> {
+  dropRate: number | undefined,
+): Promise<{ gpt: GPTModel; converted: boolean }> {
   const { meta, gpt } = await loadModelDir(dir);
   if (meta.head.kind === "classifier") {
-    if (meta.head.num_classes !== SPAM_LABELS.length) {
+    const problem =
+      meta.head.num_classes !== SPAM_LABELS.length
+        ? new UsageError(
+            `${dir} is a ${meta.head.num_classes}-class classifier`,
+            "start spam finetuning from a language model or a 2-class classifier",
+          )
+        : dropRate !== undefined && dropRate !== gpt.config.drop_rate
+          ? new UsageError(
+              `--drop-rate ${dropRate}: ${dir} is already a classifier, whose dropout (${gpt.config.drop_rate}) was set when its head was put on`,
+              "drop --drop-rate, or start from the language model",
+            )
+          : null;
+    if (problem) {
       gpt.dispose();
-      throw new UsageError(
-        `${dir} is a ${meta.head.num_classes}-class classifier`,
-        "start spam finetuning from a language model or a 2-class classifier",
-      );
+      throw problem;
     }
-    return { gpt, meta, converted: false };
+    return { gpt, converted: false };
   }
   try {
-    return { gpt: toClassifier(gpt, SPAM_LABELS.length, seed, dropRate), meta, converted: true };
+    return { gpt: toClassifier(gpt, SPAM_LABELS.length, seed, dropRate ?? SPAM_DEFAULTS.dropRate), converted: true };
   } finally {
     gpt.dispose();
   }
 }
 
+/**
+ * The book's chapter 6 as one job: load-or-resume → train → measure. A new run builds (or reuses) the split,
+ * puts a 2-class head on the model, freezes all but `trainable`, and records its choices in finetune.json; a
+ * resumed run takes all of that from outDir.
+ */
 export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneSpamResult> {
-  const emit = (e: SpamEvent) => opts.onEvent?.(e);
-  const resuming = opts.resume === true;
-  if (resuming && !existsSync(join(opts.outDir, TRAINER_STATE_FILE))) {
-    throw new UsageError(`${opts.outDir} holds no training run to resume`, "start a new run without --resume");
-  }
-  // a resumed run continues with the settings it was started with
-  const saved = resuming ? await readTrainerState(opts.outDir) : null;
-  const savedSpam = resuming ? await readFinetuneRecord(opts.outDir) : null;
-  const seed = savedSpam?.seed ?? opts.seed ?? SPAM_DEFAULTS.seed;
-  const pool = savedSpam?.pool ?? opts.pool ?? SPAM_DEFAULTS.pool;
-  const trainable = savedSpam?.trainable ?? opts.trainable ?? SPAM_DEFAULTS.trainable;
-  const settings = resolveTrainSettings(
-    saved ? (saved.settings as Record<string, unknown>) : {},
-    saved
-      ? // a resumed run may only change how long it runs
-        { epochs: opts.epochs, max_steps: opts.maxSteps }
-      : {
-          epochs: opts.epochs ?? SPAM_DEFAULTS.epochs,
-          batch_size: opts.batchSize ?? SPAM_DEFAULTS.batchSize,
-          lr: opts.lr ?? SPAM_DEFAULTS.lr,
-          weight_decay: opts.weightDecay ?? SPAM_DEFAULTS.weightDecay,
-          eval_freq: opts.evalFreq ?? SPAM_DEFAULTS.evalFreq,
-          eval_iter: opts.evalIter ?? SPAM_DEFAULTS.evalIter,
-          max_steps: opts.maxSteps ?? null,
-          checkpoint_every: opts.checkpointEvery ?? 0,
-          seed,
-          data: opts.dataPath ?? null,
-        },
-    resuming ? `${opts.outDir}/${TRAINER_STATE_FILE}` : "finetune spam options",
+  const emit = (e: JobEvent) => opts.onEvent?.(e);
+  const resume = opts.resume === true;
+  if (!resume && opts.modelDir === undefined)
+    throw new UsageError("give --model and --out (or --resume DIR)", "see `llmctl finetune spam --help`");
+  if (opts.data !== undefined && opts.splitDir !== undefined)
+    throw new UsageError("give --data or --split-dir, not both");
+  const { settings } = await resolveRunSettings(
+    opts.outDir,
+    opts.train ?? {},
+    resume,
+    { base: SPAM_TRAIN_DEFAULTS, where: "finetune spam" },
+    resume ? { model: opts.modelDir, data: opts.data, split_dir: opts.splitDir } : {},
   );
+  const saved = resume ? await readFinetuneRecord(opts.outDir) : null;
+  if (saved)
+    refuseChanges({ trainable: saved.trainable, pool: saved.pool }, { trainable: opts.trainable, pool: opts.pool });
+  const seed = settings.seed;
+  const pool = saved?.pool ?? opts.pool ?? SPAM_DEFAULTS.pool;
+  const trainable = saved?.trainable ?? opts.trainable ?? SPAM_DEFAULTS.trainable;
+  const from = saved?.from ?? opts.modelDir!;
 
-  const { split, source } = await loadSplit(opts, seed);
-  const { gpt, converted } = await loadStart(
-    resuming ? opts.outDir : opts.modelDir,
-    seed,
-    opts.dropRate ?? SPAM_DEFAULTS.dropRate,
-  );
+  const { split, source } = await loadSplit(opts, seed, emit);
+  emit({ kind: "status", text: `loading ${resume ? opts.outDir : from}` });
+  const { gpt, converted } = await loadStart(resume ? opts.outDir : from, seed, opts.dropRate);
   try {
     const tok = getTokenizer();
     const ctx = gpt.config.context_length;
-    const trainSet = new SpamDataset(split.train, tok, { contextLength: ctx, maxLength: savedSpam?.max_length });
+    const trainSet = new SpamDataset(split.train, tok, { contextLength: ctx, maxLength: saved?.max_length });
     const maxLength = trainSet.maxLength;
     const valSet = new SpamDataset(split.validation, tok, { maxLength });
     const testSet = new SpamDataset(split.test, tok, { maxLength });
+    const trainLoader = new SpamDataLoader(trainSet, settings.batch_size, true, true);
+    const valLoader = new SpamDataLoader(valSet, settings.batch_size);
+    const testLoader = new SpamDataLoader(testSet, settings.batch_size);
     emit({
       kind: "data",
+      source,
+      unit: "examples",
       train: trainSet.count,
       validation: valSet.count,
       test: testSet.count,
-      maxLength,
-      truncated: trainSet.truncated + valSet.truncated + testSet.truncated,
-      source,
+      trainBatches: trainLoader.numBatches,
+      validationBatches: valLoader.numBatches,
     });
-    if (!resuming) {
+    emit({ kind: "notice", text: `texts padded to ${maxLength} tokens` });
+    const truncated = trainSet.truncated + valSet.truncated + testSet.truncated;
+    if (truncated > 0)
+      emit({ kind: "notice", text: `${truncated} texts are longer than ${maxLength} tokens and were truncated` });
+    if (trainLoader.numBatches === 0) {
+      throw new UsageError(
+        `${trainSet.count} training examples make no full batch of ${settings.batch_size}`,
+        "lower --batch-size",
+      );
+    }
+    if (!resume) {
+      settings.data = source;
       await writeSplitCsvs(opts.outDir, split);
       const record: FinetuneRecord = {
         format: "llmctl-finetune",
         version: 1,
         task: "spam",
-        from: opts.modelDir,
+        from,
         data: source,
         trainable,
         pool,
@@ -294,24 +271,13 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
       await writeFileAtomic(join(opts.outDir, FINETUNE_FILE), JSON.stringify(record, null, 2) + "\n");
     }
 
-    const trainLoader = new SpamDataLoader(trainSet, settings.batch_size, true, true);
-    const valLoader = new SpamDataLoader(valSet, settings.batch_size);
-    const testLoader = new SpamDataLoader(testSet, settings.batch_size);
-    if (trainLoader.numBatches === 0) {
-      throw new UsageError(
-        `${trainSet.count} training examples make no full batch of ${settings.batch_size}`,
-        "lower --batch-size",
-      );
-    }
-
     const params = freezeForFinetuning(gpt, trainable);
-    const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
     emit({
       kind: "model",
-      trainableParameters: params.reduce((a, p) => a + size(p.variable.shape), 0),
+      source: resume ? opts.outDir : converted ? `${from} with a new 2-class head` : from,
+      resumed: resume,
+      trainableParameters: params.reduce((a, p) => a + p.variable.size, 0),
       totalParameters: gpt.countParameters(),
-      converted,
-      resumed: resuming,
     });
 
     // running accuracy of the training batches of the current epoch, counted from the loss's own logits
@@ -326,20 +292,16 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
       return classificationLoss(logits, batch.labels);
     };
 
-    const extras = {
-      labels: [...SPAM_LABELS],
-      pool,
-      max_length: maxLength,
-      source: `finetune spam from ${savedSpam?.from ?? opts.modelDir}`,
-    };
+    const extras = { labels: [...SPAM_LABELS], pool, max_length: maxLength, source: `finetune spam from ${from}` };
     const epochs: EpochAccuracy[] = [];
-    const trainer = new Trainer<SpamBatch>({
+    const train = await new Trainer<SpamBatch>({
       params,
       loss,
       train: trainLoader,
       validation: valLoader,
       batchTokens: (b) => b.batchSize * b.seqLen,
       settings,
+      runSettings: settings,
       runDir: opts.outDir,
       saveModel: async (dir) => {
         await saveModelDir(dir, gpt, extras);
@@ -363,12 +325,13 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
             val_accuracy: event.record.val_accuracy as number,
           });
         }
-        emit({ kind: "train", event, runningAccuracy: runSeen ? runCorrect / runSeen : null });
+        if (event.kind === "step" && runSeen > 0)
+          emit({ ...event, progress: { ...event.progress, accuracy: runCorrect / runSeen } });
+        else emit(event);
       },
       signal: opts.signal,
-      resume: resuming,
-    });
-    const train = await trainer.run();
+      resume,
+    }).run();
 
     const acc: SplitAccuracy = { train: NaN, validation: NaN, test: NaN };
     for (const [name, loader] of [
@@ -380,7 +343,8 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
       // five left out are the last five rather than five random ones, so the number does not depend on an RNG draw
       const full = name === "train" ? new SpamDataLoader(trainSet, settings.batch_size, false, true) : loader;
       acc[name] = accuracy(gpt, full, pool, {
-        onBatch: (batch, batches) => emit({ kind: "final-eval", split: name, batch, batches }),
+        onBatch: (batch, batches) =>
+          emit({ kind: "status", text: `measuring ${name} accuracy: batch ${batch}/${batches}` }),
       });
     }
     const report: AccuracyReport = {
@@ -405,7 +369,7 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
     await writeFileAtomic(join(opts.outDir, ACCURACY_FILE), JSON.stringify(report, null, 2) + "\n");
     const allEpochs = await epochHistory(opts.outDir, epochs);
     await writeFileAtomic(join(opts.outDir, ACCURACY_PLOT_FILE), accuracyPlot(allEpochs));
-    return { accuracy: acc, train, maxLength, epochs: allEpochs, outDir: opts.outDir };
+    return { outDir: opts.outDir, resumed: resume, settings, train, accuracy: acc, maxLength, epochs: allEpochs };
   } finally {
     gpt.dispose();
   }
@@ -437,7 +401,7 @@ async function readFinetuneRecord(dir: string): Promise<FinetuneRecord> {
 async function epochHistory(dir: string, current: EpochAccuracy[]): Promise<EpochAccuracy[]> {
   const byEpoch = new Map<number, EpochAccuracy>();
   try {
-    for (const line of (await readFile(join(dir, "log.jsonl"), "utf8")).split("\n")) {
+    for (const line of (await readFile(join(dir, LOG_FILE), "utf8")).split("\n")) {
       if (!line) continue;
       const r = JSON.parse(line) as Record<string, unknown>;
       if (r.type === "epoch" && typeof r.train_accuracy === "number") {

@@ -17,10 +17,13 @@ import { existsSync } from "node:fs";
 import { mkdir, readFile, readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../fs-atomic.js";
-import { FileFormatError } from "../errors.js";
+import { FileFormatError, UsageError } from "../errors.js";
 
 export const TRAINER_STATE_FILE = "trainer-state.json";
 export const OPTIMIZER_FILE = "optimizer.safetensors";
+/** Beside the checkpoint, not part of it: every evaluation and epoch (JSON lines), and the loss plot. */
+export const LOG_FILE = "log.jsonl";
+export const PLOT_FILE = "loss.svg";
 const JOURNAL = ".checkpoint-commit.json";
 const STAGE_PREFIX = ".checkpoint-stage-";
 
@@ -115,14 +118,24 @@ export async function recoverCheckpoint(runDir: string): Promise<boolean> {
   return rolledForward;
 }
 
+/** The one guard against starting a run over another: a directory with a trainer-state.json holds a run. */
+export function refuseExistingRun(runDir: string): void {
+  if (existsSync(join(runDir, TRAINER_STATE_FILE))) {
+    throw new UsageError(
+      `${runDir} already holds a training run`,
+      `continue it with --resume ${runDir}, or choose another output directory`,
+    );
+  }
+}
+
 /** Read and check trainer-state.json of a run directory (after recovering it). */
 export async function readTrainerState(runDir: string): Promise<TrainerState> {
   await recoverCheckpoint(runDir);
   const path = join(runDir, TRAINER_STATE_FILE);
   if (!existsSync(path)) {
-    throw new FileFormatError(
-      `${runDir} has no ${TRAINER_STATE_FILE}, so it is not a resumable run directory`,
-      "pass the --out directory of an earlier `llmctl pretrain` run",
+    throw new UsageError(
+      `${runDir} holds no training run to resume (no ${TRAINER_STATE_FILE})`,
+      "pass the --out directory of an earlier run, or start a new run without --resume",
     );
   }
   let s: TrainerState;
@@ -137,7 +150,7 @@ export async function readTrainerState(runDir: string): Promise<TrainerState> {
   if (s.format !== "llmctl-trainer-state" || s.version !== 1) {
     throw new FileFormatError(
       `${path} is not an llmctl trainer state (version 1)`,
-      "pass the --out directory of an earlier `llmctl pretrain` run",
+      "pass the --out directory of an earlier llmctl training run",
     );
   }
   for (const key of ["step", "epoch", "batch_index", "tokens_seen", "elapsed_seconds"] as const) {

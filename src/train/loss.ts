@@ -10,6 +10,8 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { UsageError } from "../errors.js";
+import type { ForwardMode, GPTModel } from "../model/gpt.js";
+import type { TokenBatch } from "../data/sliding-window.js";
 
 /** PyTorch's default `ignore_index`: targets equal to it contribute neither loss nor gradient. */
 export const IGNORE_INDEX = -100;
@@ -62,4 +64,17 @@ export function sparseCrossEntropy(logits: tf.Tensor, targets: tf.Tensor, ignore
     });
     return crossEntropy(flat) as tf.Scalar;
   });
+}
+
+/**
+ * The book's `calc_loss_batch` for a language model, pretraining and instruction finetuning alike: next-token
+ * cross-entropy over every position whose target is not IGNORE_INDEX (padding, a masked instruction).
+ */
+export function languageModelLoss(gpt: GPTModel): (batch: TokenBatch, mode: ForwardMode) => tf.Scalar {
+  return (b, mode) =>
+    tf.tidy(() => {
+      const ids = tf.tensor2d(b.inputs, [b.batchSize, b.seqLen], "int32"); // [B, T]
+      const targets = tf.tensor2d(b.targets, [b.batchSize, b.seqLen], "int32"); // [B, T]
+      return sparseCrossEntropy(gpt.forward(ids, mode), targets); // logits [B, T, V]
+    });
 }

@@ -1,18 +1,23 @@
 /**
  * Pretraining a GPT on raw text, as the book's ch05: split the text by characters (train_ratio), tokenize each
  * part, cut overlapping windows (max_length, stride), shuffle the training batches with drop_last, keep the
- * validation batches in order, and train next-token prediction with the shared Trainer, printing a greedy
- * sample of `sample_prompt` after every epoch.
+ * validation batches in order, and train next-token prediction with the shared Trainer, sampling
+ * `sample_prompt` greedily after every epoch. `pretrain()` is the whole job, in the shape of src/train/run.ts.
  */
-import * as tf from "@tensorflow/tfjs";
 import { readFileSync, existsSync, statSync } from "node:fs";
-import { DataLoader, SlidingWindowDataset, splitText, type TokenBatch } from "../data/sliding-window.js";
+import { resolve } from "node:path";
+import { DataLoader, SlidingWindowDataset, splitText } from "../data/sliding-window.js";
+import { fetchDataset, isDatasetName } from "../data/datasets.js";
 import { isTokenFile, readTokenFile } from "../tokenizer/token-file.js";
 import { END_OF_TEXT, END_OF_TEXT_ID, getTokenizer } from "../tokenizer/index.js";
-import { ConfigError, FileFormatError } from "../errors.js";
-import type { ForwardMode, GPTModel } from "../model/gpt.js";
+import { ConfigError, FileFormatError, UsageError } from "../errors.js";
+import { buildGPT, type GPTModel } from "../model/gpt.js";
+import { loadConfigFile } from "../model/config.js";
+import { loadModelDir, saveModelDir } from "../model/model-dir.js";
 import { generate } from "../generate/generate.js";
-import { sparseCrossEntropy } from "./loss.js";
+import { languageModelLoss } from "./loss.js";
+import { Trainer, namedParameters } from "./trainer.js";
+import { resolveRunSettings, type JobEvent, type JobOptions, type JobResult } from "./run.js";
 import type { TrainSettings } from "./settings.js";
 
 export interface PretrainData {
@@ -98,16 +103,6 @@ export function makePretrainLoaders(
   return { train, validation, trainTokens: tokens.train.length, validationTokens: tokens.validation.length };
 }
 
-/** The book's calc_loss_batch for a language model: next-token cross-entropy over every position. */
-export function languageModelLoss(gpt: GPTModel): (batch: TokenBatch, mode: ForwardMode) => tf.Scalar {
-  return (b, mode) =>
-    tf.tidy(() => {
-      const ids = tf.tensor2d(b.inputs, [b.batchSize, b.seqLen], "int32");
-      const targets = tf.tensor2d(b.targets, [b.batchSize, b.seqLen], "int32");
-      return sparseCrossEntropy(gpt.forward(ids, mode), targets);
-    });
-}
-
 /** The book's generate_and_print_sample: prompt + 50 greedy tokens, newlines shown as spaces. */
 export async function epochSample(gpt: GPTModel, prompt: string, maxNewTokens: number): Promise<string> {
   const tok = getTokenizer();
@@ -115,4 +110,128 @@ export async function epochSample(gpt: GPTModel, prompt: string, maxNewTokens: n
   if (ids.length === 0) return "";
   const { ids: next } = await generate(gpt, ids, { maxNewTokens, temperature: 0 });
   return (prompt + tok.decode(next)).replace(/\n/g, " ");
+}
+
+export interface PretrainOptions extends JobOptions {
+  /** a new run's config file or bundled name (its model, and its train section under `train`) */
+  config?: string;
+  /** text or token files, or dataset names, instead of the config's train.data (a new run only) */
+  data?: string[];
+}
+
+export interface PretrainResult extends JobResult {
+  trainTokens: number;
+  validationTokens: number;
+}
+
+/** Pretrain a GPT from a config (or continue the run in outDir): load-or-resume → train → report. */
+export async function pretrain(opts: PretrainOptions): Promise<PretrainResult> {
+  const emit = (e: JobEvent) => opts.onEvent?.(e);
+  const resume = opts.resume === true;
+  const given = opts.data && opts.data.length > 0 ? opts.data : undefined;
+  if (!resume && opts.config === undefined)
+    throw new UsageError("give --config (or --resume DIR)", "e.g. llmctl pretrain --config gpt2-tiny --out runs/tiny");
+  const config = resume ? null : loadConfigFile(opts.config!);
+  const { settings, state } = await resolveRunSettings(
+    opts.outDir,
+    opts.train ?? {},
+    resume,
+    { base: { ...config?.train, ...(given ? { data: given } : {}) }, where: opts.config ?? "pretrain" },
+    { config: resume ? opts.config : undefined, data: resume ? given : undefined },
+  );
+  // record paths absolute, so --resume from another directory reads the same files
+  const absolute = (d: string) => (isDatasetName(d) ? d : resolve(d));
+  if (!resume && settings.data !== null)
+    settings.data = typeof settings.data === "string" ? absolute(settings.data) : settings.data.map(absolute);
+  const files = await dataFiles(settings.data, emit);
+
+  let gpt: GPTModel;
+  if (resume) {
+    const loaded = await loadModelDir(opts.outDir);
+    gpt = loaded.gpt;
+    if (loaded.meta.head.kind !== "lm") {
+      gpt.dispose();
+      throw new UsageError(`${opts.outDir} holds a classifier`, "resume it with `llmctl finetune spam --resume`");
+    }
+  } else gpt = buildGPT(config!.model, { seed: settings.seed });
+  try {
+    const data = makePretrainLoaders(
+      readPretrainTokens(files, settings.train_ratio),
+      settings,
+      gpt.config.context_length,
+    );
+    emit({
+      kind: "data",
+      source: files.join(", "),
+      unit: "tokens",
+      train: data.trainTokens,
+      validation: data.validationTokens,
+      test: null,
+      trainBatches: data.train.numBatches,
+      validationBatches: data.validation.numBatches,
+    });
+    const params = namedParameters(gpt);
+    emit({
+      kind: "model",
+      source: resume ? opts.outDir : `config ${opts.config}`,
+      resumed: resume,
+      trainableParameters: params.reduce((n, p) => n + p.variable.size, 0),
+      totalParameters: gpt.countParameters(),
+    });
+    if (state?.finished)
+      emit({
+        kind: "notice",
+        text: `${opts.outDir}: the run finished at step ${state.step}; it continues only as far as --epochs / --max-steps now allow`,
+      });
+    const train = await new Trainer({
+      params,
+      loss: languageModelLoss(gpt),
+      train: data.train,
+      validation: data.validation,
+      batchTokens: (b) => b.batchSize * b.seqLen,
+      settings,
+      runSettings: settings,
+      runDir: opts.outDir,
+      saveModel: async (dir) => {
+        await saveModelDir(dir, gpt, { source: "llmctl pretrain" });
+      },
+      afterEpoch: async () =>
+        settings.sample_tokens > 0
+          ? { sample: await epochSample(gpt, settings.sample_prompt, settings.sample_tokens) }
+          : {},
+      onEvent: emit,
+      signal: opts.signal,
+      resume,
+    }).run();
+    return {
+      outDir: opts.outDir,
+      resumed: resume,
+      settings,
+      train,
+      trainTokens: data.trainTokens,
+      validationTokens: data.validationTokens,
+    };
+  } finally {
+    gpt.dispose();
+  }
+}
+
+function dataItems(data: TrainSettings["data"]): string[] {
+  if (data === null || data.length === 0)
+    throw new UsageError("no training data", 'pass --data FILE, or set train.data in the config (e.g. "the-verdict")');
+  return Array.isArray(data) ? data : [data];
+}
+
+/** The local files of train.data: dataset names are fetched (cached, checked), paths are taken as they are. */
+async function dataFiles(data: TrainSettings["data"], emit: (e: JobEvent) => void): Promise<string[]> {
+  const files: string[] = [];
+  for (const item of dataItems(data)) {
+    if (!isDatasetName(item)) {
+      files.push(resolve(item));
+      continue;
+    }
+    emit({ kind: "status", text: `fetching dataset ${item}` });
+    files.push(await fetchDataset(item, { onNote: (text) => emit({ kind: "notice", text, detail: true }) }));
+  }
+  return files;
 }

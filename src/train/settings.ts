@@ -3,7 +3,7 @@
  * Defaults are the book's ch05 recipe (`train_model_simple` with batch 2, AdamW 4e-4, weight decay 0.1,
  * eval every 5 steps over 5 batches, split 0.9, seed 123), so a config only lists what differs.
  */
-import { ConfigError } from "../errors.js";
+import { ConfigError, UsageError } from "../errors.js";
 
 export interface TrainSettings {
   /** passes over the training batches */
@@ -128,9 +128,34 @@ function ok(kind: Kind, v: number): boolean {
   }
 }
 
+/** Why `value` cannot be train key `key` (e.g. "must be a positive integer"), or null when it can. */
+function trainValueProblem(key: string, value: unknown): string | null {
+  const check = CHECKS[key as keyof TrainSettings];
+  if (check) {
+    if (value === null && check.nullable) return null;
+    if (typeof value === "number" && ok(check.kind, value)) return null;
+    return `must be ${DESCRIBE[check.kind]}${check.nullable ? " or null" : ""}`;
+  }
+  if (key === "lr_schedule")
+    return value === "constant" || value === "cosine" ? null : 'must be "constant" or "cosine"';
+  if (key === "data") {
+    const fine =
+      value === null ||
+      typeof value === "string" ||
+      (Array.isArray(value) && value.every((d) => typeof d === "string"));
+    return fine ? null : "must be a dataset name, a path or a list of paths";
+  }
+  if (key === "sample_prompt") return typeof value === "string" ? null : "must be a string";
+  return null;
+}
+
+/** How a value reads in a message: NaN stays NaN (JSON would print null). */
+const shown = (v: unknown) => (typeof v === "number" ? String(v) : JSON.stringify(v));
+
 /**
  * Merge a config's train section (and then command-line overrides, which win) over the defaults, checking
- * every key. `where` names the source in error messages.
+ * every key. `where` names the source of `raw` in error messages; a bad override is a UsageError naming its
+ * flag, so a mistyped `--lr` is not blamed on the config file.
  */
 export function resolveTrainSettings(
   raw: Record<string, unknown> = {},
@@ -138,40 +163,31 @@ export function resolveTrainSettings(
   where = "train config",
 ): TrainSettings {
   const out: Record<string, unknown> = { ...DEFAULT_TRAIN_SETTINGS };
-  for (const [key, value] of [...Object.entries(raw), ...Object.entries(overrides)]) {
-    if (value === undefined) continue;
-    if (!(key in DEFAULT_TRAIN_SETTINGS)) {
-      throw new ConfigError(
-        `${where}: unknown train key '${key}'`,
-        `the train keys are ${Object.keys(DEFAULT_TRAIN_SETTINGS).join(", ")} (docs/training.md)`,
-      );
-    }
-    out[key] = value;
-  }
-  for (const [key, check] of Object.entries(CHECKS) as [keyof TrainSettings, { kind: Kind; nullable?: boolean }][]) {
-    const v = out[key];
-    if (v === null && check.nullable) continue;
-    if (typeof v !== "number" || !ok(check.kind, v)) {
-      throw new ConfigError(
-        `${where}: train key '${key}' must be ${DESCRIBE[check.kind]}${check.nullable ? " or null" : ""}, got ${JSON.stringify(v)}`,
-      );
+  for (const [source, entries] of [
+    [where, Object.entries(raw)],
+    ["options", Object.entries(overrides)],
+  ] as const) {
+    for (const [key, value] of entries) {
+      if (value === undefined) continue;
+      if (!(key in DEFAULT_TRAIN_SETTINGS)) {
+        throw new ConfigError(
+          `${source}: unknown train key '${key}'`,
+          `the train keys are ${Object.keys(DEFAULT_TRAIN_SETTINGS).join(", ")} (docs/training.md)`,
+        );
+      }
+      const problem = source === where ? null : trainValueProblem(key, value);
+      if (problem) throw new UsageError(`${trainFlag(key)} ${shown(value)}: train key '${key}' ${problem}`);
+      out[key] = value;
     }
   }
-  if (out.lr_schedule !== "constant" && out.lr_schedule !== "cosine") {
-    throw new ConfigError(
-      `${where}: train key 'lr_schedule' must be "constant" or "cosine", got ${JSON.stringify(out.lr_schedule)}`,
-    );
-  }
-  const data = out.data;
-  if (data !== null && typeof data !== "string" && !(Array.isArray(data) && data.every((d) => typeof d === "string"))) {
-    throw new ConfigError(
-      `${where}: train key 'data' must be a dataset name, a path or a list of paths, got ${JSON.stringify(data)}`,
-    );
-  }
-  if (typeof out.sample_prompt !== "string") {
-    throw new ConfigError(
-      `${where}: train key 'sample_prompt' must be a string, got ${JSON.stringify(out.sample_prompt)}`,
-    );
+  for (const key of Object.keys(DEFAULT_TRAIN_SETTINGS)) {
+    const problem = trainValueProblem(key, out[key]);
+    if (problem) throw new ConfigError(`${where}: train key '${key}' ${problem}, got ${shown(out[key])}`);
   }
   return out as unknown as TrainSettings;
+}
+
+/** The command-line flag of a train key: batch_size → --batch-size. */
+export function trainFlag(key: string): string {
+  return `--${key.replace(/_/g, "-")}`;
 }

@@ -20,9 +20,12 @@ import { AdamW, clipCoefficient, globalNorm, type NamedVariable } from "./adamw.
 import { learningRate, makeSchedule, type LrSchedule } from "./schedule.js";
 import type { TrainSettings } from "./settings.js";
 import {
+  LOG_FILE,
   OPTIMIZER_FILE,
+  PLOT_FILE,
   TRAINER_STATE_FILE,
   readTrainerState,
+  refuseExistingRun,
   writeCheckpoint,
   type CommitHook,
   type TrainerState,
@@ -31,17 +34,14 @@ import { Rng } from "../data/rng.js";
 import type { ForwardMode } from "../model/gpt.js";
 import { readAllSafetensors, writeSafetensors } from "../formats/safetensors.js";
 import { writeFileAtomic } from "../fs-atomic.js";
-import { InterruptedError, TrainingError, UsageError } from "../errors.js";
+import { FileFormatError, InterruptedError, TrainingError, UsageError } from "../errors.js";
 import { linePlotSvg } from "../plot/svg.js";
 import { TensorBoardLog } from "./tensorboard.js";
-
-export const LOG_FILE = "log.jsonl";
-export const PLOT_FILE = "loss.svg";
 
 /** Anything that yields numbered batches in an epoch order; `DataLoader` is one. */
 export interface BatchSource<B> {
   readonly numBatches: number;
-  /** the batch order for one epoch; a shuffling source draws it from `rng` */
+  /** the order of one epoch (of examples, for a DataLoader); a shuffling source draws it from `rng` */
   epochOrder(rng?: Rng): Int32Array;
   batch(order: Int32Array, index: number): B;
 }
@@ -68,6 +68,7 @@ export interface EpochRecord {
   [key: string]: unknown;
 }
 
+/** One optimizer update, as reported to `onEvent` (llm.c's per-step line: loss, ms, tok/s). */
 export interface TrainProgress {
   step: number;
   totalSteps: number;
@@ -79,8 +80,13 @@ export interface TrainProgress {
   loss: number;
   lr: number;
   tokensSeen: number;
+  /** wall time of this update (forward, backward, optimizer) */
+  msPerStep: number;
+  /** tokens per second over this process's part of the run */
   tokensPerSecond: number;
   etaSeconds: number;
+  /** a classifier's running accuracy over this epoch's training batches so far (added by finetune spam) */
+  accuracy?: number;
 }
 
 export type TrainEvent =
@@ -88,6 +94,31 @@ export type TrainEvent =
   | { kind: "eval"; record: EvalRecord }
   | { kind: "epoch"; record: EpochRecord }
   | { kind: "checkpoint"; step: number; dir: string; final: boolean };
+
+/**
+ * What the loop reads from the run's settings: the optimizer and its schedule, the length of the run, and how
+ * often it evaluates and checkpoints. The data's shape (batch size, window length, …) is the batch sources'.
+ */
+export type LoopSettings = Pick<
+  TrainSettings,
+  | "lr"
+  | "weight_decay"
+  | "beta1"
+  | "beta2"
+  | "eps"
+  | "grad_clip"
+  | "grad_accum"
+  | "lr_schedule"
+  | "warmup_steps"
+  | "initial_lr"
+  | "min_lr"
+  | "epochs"
+  | "max_steps"
+  | "seed"
+  | "eval_freq"
+  | "eval_iter"
+  | "checkpoint_every"
+>;
 
 export interface TrainerOptions<B> {
   /** the parameters to train (frozen ones left out), under names that are stable across processes */
@@ -101,7 +132,9 @@ export interface TrainerOptions<B> {
   validation?: BatchSource<B>;
   /** tokens in a batch (for tokens seen and tokens/s) */
   batchTokens: (batch: B) => number;
-  settings: TrainSettings;
+  settings: LoopSettings;
+  /** the run's whole recipe, saved in each checkpoint's trainer-state.json for resolveRunSettings on --resume */
+  runSettings: Readonly<TrainSettings>;
   /** the run directory: checkpoints, log.jsonl, loss.svg, tensorboard/ */
   runDir: string;
   /** write the model directory files (config.json, model.safetensors) into `dir` */
@@ -178,9 +211,16 @@ export function namedParameters(model: {
   return out;
 }
 
+/** This process's part of a run: when it started, at which step and token count. */
+interface Segment {
+  started: number;
+  step: number;
+  tokens: number;
+}
+
 export class Trainer<B> {
   private readonly opts: TrainerOptions<B>;
-  private readonly s: TrainSettings;
+  private readonly s: LoopSettings;
   private readonly optimizer: AdamW;
   private readonly schedule: LrSchedule;
   private readonly stepsPerEpoch: number;
@@ -248,38 +288,20 @@ export class Trainer<B> {
 
   private async loop(): Promise<TrainResult> {
     const { train, signal } = this.opts;
-    const started = performance.now();
-    const stepAtStart = this.step;
-    const tokensAtStart = this.tokensSeen;
+    const segment: Segment = { started: performance.now(), step: this.step, tokens: this.tokensSeen };
     let lastEvalStep = this.evals.length ? this.evals[this.evals.length - 1].step : -1;
-    const seconds = () => (performance.now() - started) / 1000;
+    const seconds = () => (performance.now() - segment.started) / 1000;
 
     while (this.step < this.totalSteps) {
       if (this.order === null) this.order = train.epochOrder(this.rng);
       const group = Math.min(this.s.grad_accum, train.numBatches - this.batchIndex);
       const lr = learningRate(this.step, this.schedule);
+      const updateStarted = performance.now();
       const loss = this.update(group, lr);
+      const ms = performance.now() - updateStarted;
       this.step += 1;
       this.batchIndex += group;
-
-      const segSeconds = seconds();
-      const segSteps = this.step - stepAtStart;
-      this.emit({
-        kind: "step",
-        progress: {
-          step: this.step,
-          totalSteps: this.totalSteps,
-          epoch: this.epoch,
-          epochs: this.s.epochs,
-          batch: this.batchIndex,
-          batchesPerEpoch: train.numBatches,
-          loss,
-          lr,
-          tokensSeen: this.tokensSeen,
-          tokensPerSecond: (this.tokensSeen - tokensAtStart) / Math.max(segSeconds, 1e-9),
-          etaSeconds: ((this.totalSteps - this.step) * segSeconds) / segSteps,
-        },
-      });
+      this.emit({ kind: "step", progress: this.progress(loss, lr, ms, segment) });
 
       // the book evaluates when global_step % eval_freq == 0 with global_step starting at 0 for the first update
       if ((this.step - 1) % this.s.eval_freq === 0) {
@@ -320,7 +342,26 @@ export class Trainer<B> {
       trainLoss: last?.train_loss ?? null,
       valLoss: last?.val_loss ?? null,
       seconds: segSeconds,
-      tokensPerSecond: (this.tokensSeen - tokensAtStart) / Math.max(segSeconds, 1e-9),
+      tokensPerSecond: (this.tokensSeen - segment.tokens) / Math.max(segSeconds, 1e-9),
+    };
+  }
+
+  /** The per-step record: where the run is, this update's loss and time, throughput and ETA of this segment. */
+  private progress(loss: number, lr: number, ms: number, segment: Segment): TrainProgress {
+    const seconds = (performance.now() - segment.started) / 1000;
+    return {
+      step: this.step,
+      totalSteps: this.totalSteps,
+      epoch: this.epoch,
+      epochs: this.s.epochs,
+      batch: this.batchIndex,
+      batchesPerEpoch: this.opts.train.numBatches,
+      loss,
+      lr,
+      tokensSeen: this.tokensSeen,
+      msPerStep: ms,
+      tokensPerSecond: (this.tokensSeen - segment.tokens) / Math.max(seconds, 1e-9),
+      etaSeconds: ((this.totalSteps - this.step) * seconds) / (this.step - segment.step),
     };
   }
 
@@ -415,7 +456,7 @@ export class Trainer<B> {
       tokens_seen: this.tokensSeen,
       elapsed_seconds: Math.round(elapsed * 1000) / 1000,
       finished: final,
-      settings: { ...this.s },
+      settings: { ...this.opts.runSettings },
     };
     const opt = this.optimizer;
     await writeCheckpoint(
@@ -437,12 +478,7 @@ export class Trainer<B> {
 
   private async start(): Promise<void> {
     const dir = this.opts.runDir;
-    if (existsSync(join(dir, TRAINER_STATE_FILE))) {
-      throw new UsageError(
-        `${dir} already holds a training run`,
-        `continue it with --resume ${dir}, or choose another output directory`,
-      );
-    }
+    refuseExistingRun(dir);
     await mkdir(dir, { recursive: true });
     await writeFile(join(dir, LOG_FILE), "");
   }
@@ -453,6 +489,7 @@ export class Trainer<B> {
     const optFile = join(dir, OPTIMIZER_FILE);
     if (!existsSync(optFile))
       throw new TrainingError(`${dir} has no ${OPTIMIZER_FILE}`, "the checkpoint is incomplete; start a new run");
+    this.checkDataShape(st, join(dir, TRAINER_STATE_FILE));
     const { tensors } = await readAllSafetensors(optFile);
     this.optimizer.loadState(st.step, (key) => tensors.get(key)?.data);
     this.step = st.step;
@@ -478,6 +515,39 @@ export class Trainer<B> {
       if (rec.type === "eval") this.evals.push(rec);
     }
     await writeFileAtomic(logPath, kept.map((l) => l + "\n").join(""));
+  }
+
+  /**
+   * A checkpoint continues only on the data it was saved with: its epoch order must be a permutation of what
+   * this source orders, and its position must be where this source's epochs put it. Otherwise the run would
+   * replay indices past the data's end, or train on other examples than it claims.
+   */
+  private checkDataShape(st: TrainerState, path: string): void {
+    const { train } = this.opts;
+    const n = train.epochOrder(new Rng(0)).length;
+    const fix = "resume with the data and settings the run was started with, or start a new run";
+    if (st.order !== null) {
+      if (!Array.isArray(st.order) || st.order.length !== n)
+        throw new UsageError(
+          `${path}: the saved data order covers ${Array.isArray(st.order) ? st.order.length : "no"} examples, the data now has ${n}`,
+          fix,
+        );
+      const seen = new Uint8Array(n);
+      for (const i of st.order) {
+        if (!Number.isInteger(i) || i < 0 || i >= n || seen[i])
+          throw new FileFormatError(
+            `${path}: the saved data order is not a permutation of 0…${n - 1} (holds ${JSON.stringify(i)})`,
+            "the checkpoint is damaged; start a new run",
+          );
+        seen[i] = 1;
+      }
+    }
+    const expected = st.epoch * this.stepsPerEpoch + Math.ceil(st.batch_index / this.s.grad_accum);
+    if (st.batch_index > train.numBatches || st.step !== expected)
+      throw new UsageError(
+        `${path}: step ${st.step} at batch ${st.batch_index} of epoch ${st.epoch + 1} does not fit ${train.numBatches} batches per epoch (grad_accum ${this.s.grad_accum})`,
+        fix,
+      );
   }
 
   private emit(event: TrainEvent): void {

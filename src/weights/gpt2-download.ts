@@ -12,7 +12,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { cacheRoot, download } from "../data/download.js";
-import { GPT2_HF_REPOS, type Gpt2Size } from "./gpt2.js";
+import { GPT2_HF_REPOS, type Gpt2Size } from "./gpt2-sizes.js";
 
 export const OPENAI_BASE = "https://openaipublic.blob.core.windows.net/gpt-2/models";
 export const HF_BASE = "https://huggingface.co";

@@ -1,18 +1,8 @@
 import type { CommandModule } from "yargs";
-import { cpuBf16Support } from "../../backend/index.js";
 import { selectBackend } from "../backend.js";
 import { loadConfigFile } from "../../model/config.js";
 import { LlmctlError } from "../../errors.js";
-import {
-  benchShape,
-  benchTorch,
-  pythonHasTorch,
-  ratios,
-  run,
-  torchRefPath,
-  type BenchRecord,
-  type BenchShape,
-} from "../../bench/bench.js";
+import type { BenchRecord, BenchShape } from "../../bench/bench.js";
 import { benchLlamaCpp, type LlamaCppRecord } from "../../bench/llama-cpp.js";
 import { note, printJson, printLine, spinner, verbose, type GlobalOptions } from "../output.js";
 
@@ -35,9 +25,10 @@ interface Variant {
  * What is measured when --backend is not given: tensorflow, tensorflow with --bf16 when the CPU has bfloat16
  * instructions, and wasm (cpu is left out: minutes per 124M step). With --bf16, only tensorflow with it.
  */
-function variants(a: BenchArgs): Variant[] {
+async function variants(a: BenchArgs): Promise<Variant[]> {
   if (a.backend !== "auto") return [{ backend: a.backend, bf16: a.bf16 }];
   if (a.bf16) return [{ backend: "tensorflow", bf16: true }];
+  const { cpuBf16Support } = await import("../../backend/index.js");
   const bf16 = cpuBf16Support();
   return [
     { backend: "tensorflow", bf16: false },
@@ -69,6 +60,7 @@ async function benchChild(v: Variant, config: string, steps: number): Promise<Be
     "--no-llama-cpp",
   ];
   if (v.bf16) args.push("--bf16");
+  const { run } = await import("../../bench/bench.js");
   const { code, stdout, stderr } = await run(process.execPath, args);
   const line = stdout.trim().split("\n").pop() ?? "";
   if (code === 0 && line.startsWith("{")) return JSON.parse(line) as BenchRecord;
@@ -117,6 +109,7 @@ export const benchCommand: CommandModule<GlobalOptions, BenchArgs> = {
       .example("$0 bench --backend wasm --config gpt2-tiny", "one backend, one model, measured in this process")
       .example("$0 bench --bf16", "tensorflow with bfloat16 matmuls against PyTorch's bf16 autocast"),
   handler: async (a) => {
+    const { benchShape, ratios } = await import("../../bench/bench.js");
     const configs = a.config;
     // one backend and one config: measure here (this process's peak RSS is the measurement's)
     if (a.backend !== "auto" && configs.length === 1) {
@@ -141,7 +134,7 @@ export const benchCommand: CommandModule<GlobalOptions, BenchArgs> = {
       if (a["llama-cpp"]) await llamaCpp(a, shape);
       return;
     }
-    const todo = variants(a);
+    const todo = await variants(a);
     for (const config of configs) {
       const shape = shapeOf(config);
       // each precision is compared with PyTorch at the same precision (fp32, or bf16 autocast), run once
@@ -186,6 +179,7 @@ export const benchCommand: CommandModule<GlobalOptions, BenchArgs> = {
 };
 
 async function reference(a: BenchArgs, shape: BenchShape, bf16: boolean): Promise<BenchRecord | undefined> {
+  const { benchTorch, pythonHasTorch, torchRefPath } = await import("../../bench/bench.js");
   const script = torchRefPath();
   if (!script) {
     verbose(a, "PyTorch reference skipped: ../shared/bench/torch_ref.py not found (set LLMCTL_TORCH_REF)");
@@ -197,7 +191,7 @@ async function reference(a: BenchArgs, shape: BenchShape, bf16: boolean): Promis
   }
   const spin = spinner(`PyTorch${bf16 ? " bf16" : ""} reference for ${shape.model}`);
   try {
-    return await benchTorch(a.python, script, shape, bf16);
+    return await benchTorch(a.python, script, shape, { bf16, steps: a.steps });
   } catch (err) {
     note(`PyTorch reference failed: ${(err as Error).message}`);
     return undefined;

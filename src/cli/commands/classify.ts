@@ -3,11 +3,9 @@ import { existsSync, statSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { selectBackend } from "../backend.js";
 import { FileFormatError, UsageError } from "../../errors.js";
-import { readModelMeta } from "../../model/model-dir.js";
 import { loadModelShowingProgress } from "../load-model.js";
 import { getTokenizer } from "../../tokenizer/index.js";
-import { checkPooling, classifyTexts } from "../../finetune/classifier.js";
-import { SPAM_LABELS } from "../../finetune/spam-data.js";
+import { checkPooling } from "../../finetune/recipes.js";
 import { printJson, printLine, spinner, type GlobalOptions } from "../output.js";
 
 interface ClassifyArgs extends GlobalOptions {
@@ -79,6 +77,7 @@ export const classifyCommand: CommandModule<GlobalOptions, ClassifyArgs> = {
     const empty = texts.findIndex((t) => t.trim() === "");
     if (empty >= 0) throw new UsageError(`text ${empty + 1} is empty`, "give non-empty texts");
 
+    const { readModelMeta } = await import("../../model/model-dir.js");
     const meta = await readModelMeta(args.model);
     if (meta.head.kind !== "classifier") {
       throw new UsageError(
@@ -89,6 +88,8 @@ export const classifyCommand: CommandModule<GlobalOptions, ClassifyArgs> = {
     const head = meta.head;
     await selectBackend(args);
     const { gpt } = await loadModelShowingProgress(args.model);
+    const { classifyTexts } = await import("../../finetune/classifier.js");
+    const { SPAM_LABELS } = await import("../../finetune/spam-data.js");
     try {
       const labels =
         head.labels ??

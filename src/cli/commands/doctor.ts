@@ -1,7 +1,6 @@
 import type { CommandModule } from "yargs";
-import * as tf from "@tensorflow/tfjs";
 import { availableParallelism } from "node:os";
-import { cpuBf16Support, probeBackends, useBackend, type BackendStatus } from "../../backend/index.js";
+import type { BackendStatus } from "../../backend/index.js";
 import { printJson, printLine, type GlobalOptions } from "../output.js";
 
 interface DoctorArgs extends GlobalOptions {
@@ -10,6 +9,7 @@ interface DoctorArgs extends GlobalOptions {
 
 /** Matmul throughput for ~`seconds` on the currently selected backend. */
 async function matmulGflops(seconds: number): Promise<number> {
+  const tf = await import("@tensorflow/tfjs");
   const [m, k, n] = [512, 768, 3072];
   const a = tf.randomNormal([m, k]);
   const b = tf.randomNormal([k, n]);
@@ -42,6 +42,7 @@ export const doctorCommand: CommandModule<GlobalOptions, DoctorArgs> = {
       .example("$0 doctor --json --no-speed", "the same as JSON, without the speed test")
       .example("$0 doctor --bf16", "the tensorflow backend's matmul speed with bfloat16 matmuls"),
   handler: async (args) => {
+    const { cpuBf16Support, probeBackends, useBackend } = await import("../../backend/index.js");
     const selected = (await useBackend(args.backend, { bf16: args.bf16 })).name;
     const backends: (BackendStatus & { threads?: number; matmul_gflops?: number })[] = await probeBackends({
       bf16: args.bf16,

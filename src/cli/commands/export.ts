@@ -2,7 +2,6 @@ import type { CommandModule } from "yargs";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { UsageError } from "../../errors.js";
-import { exportHuggingFace } from "../../weights/hf-export.js";
 import { GGUF_DTYPES, exportGguf, type GgufDtype } from "../../weights/gguf-export.js";
 import { interruptOnCtrlC, note, printJson, printLine, spinner, type GlobalOptions } from "../output.js";
 
@@ -66,6 +65,7 @@ export const exportCommand: CommandModule<GlobalOptions, ExportArgs> = {
         "choose another --out, or pass --force to overwrite it",
       );
     }
+    const { exportHuggingFace } = await import("../../weights/hf-export.js");
     const spin = spinner(`exporting ${args.model}`);
     let res;
     try {

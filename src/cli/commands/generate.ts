@@ -3,7 +3,6 @@ import { selectBackend } from "../backend.js";
 import { UsageError } from "../../errors.js";
 import { loadModelShowingProgress } from "../load-model.js";
 import { getTokenizer, END_OF_TEXT, END_OF_TEXT_ID } from "../../tokenizer/index.js";
-import { generate } from "../../generate/generate.js";
 import { checkSamplingOptions } from "../../generate/sampler.js";
 import { TextStream } from "../../generate/text-stream.js";
 import { note, printJson, verbose, type GlobalOptions } from "../output.js";
@@ -68,6 +67,7 @@ export const generateCommand: CommandModule<GlobalOptions, GenerateArgs> = {
     await selectBackend(args);
     const loaded = await loadModelShowingProgress(args.model);
     const { gpt } = loaded;
+    const { generate } = await import("../../generate/generate.js");
     try {
       const tok = getTokenizer(loaded.meta.tokenizer);
       const promptIds = tok.encode(args.prompt);

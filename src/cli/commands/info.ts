@@ -2,7 +2,6 @@ import type { CommandModule } from "yargs";
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { loadConfigFile } from "../../model/config.js";
-import { readModelMeta, headSpecOf, WEIGHTS_FILE } from "../../model/model-dir.js";
 import { summarize } from "../../model/summary.js";
 import { printJson, printLine, type GlobalOptions } from "../output.js";
 
@@ -28,6 +27,7 @@ export const infoCommand: CommandModule<GlobalOptions, InfoArgs> = {
   handler: async (args) => {
     const target = args.target;
     const isDir = existsSync(target) && statSync(target).isDirectory();
+    const { readModelMeta, headSpecOf, WEIGHTS_FILE } = await import("../../model/model-dir.js");
     // Only shapes are needed: neither a config nor a model directory's weights are loaded.
     const { model, head, kind, meta } = isDir
       ? await readModelMeta(target).then((m) => ({

@@ -2,11 +2,9 @@ import type { CommandModule } from "yargs";
 import { selectBackend } from "../backend.js";
 import { UsageError } from "../../errors.js";
 import { loadModelShowingProgress } from "../load-model.js";
-import type { GPTModel } from "../../model/gpt.js";
-import { getTokenizer, type Tokenizer } from "../../tokenizer/index.js";
-import { generateText } from "../../generate/generate-text.js";
-import { DEFAULT_PROMPT_STYLE, extractResponse, type PromptStyle } from "../../finetune/prompt-style.js";
-import { answerPromptIds, MAX_RESPONSE_TOKENS } from "../../finetune/instruct.js";
+import { getTokenizer } from "../../tokenizer/index.js";
+import { DEFAULT_PROMPT_STYLE } from "../../finetune/prompt-style.js";
+import { MAX_RESPONSE_TOKENS } from "../../finetune/recipes.js";
 import { note, printJson, printLine, type GlobalOptions } from "../output.js";
 
 interface InstructArgs extends GlobalOptions {
@@ -16,46 +14,6 @@ interface InstructArgs extends GlobalOptions {
   "max-new-tokens": number;
   temperature: number;
   "top-k"?: number;
-}
-
-interface Answer {
-  response: string;
-  tokens: number;
-  /** true when the model ended its answer with <|endoftext|>, false when it hit the token limit */
-  stopped: boolean;
-}
-
-interface Sampling {
-  maxNewTokens: number;
-  temperature: number;
-  topK?: number;
-  seed?: number;
-}
-
-/**
- * Answer one instruction, calling `onText` with each piece of text as soon as it is whole (tokens can end
- * mid-character). The prompt ends with the style's response header, so the answer starts at once.
- */
-async function answer(
-  gpt: GPTModel,
-  tok: Tokenizer,
-  style: PromptStyle,
-  instruction: string,
-  input: string,
-  s: Sampling,
-  onText?: (text: string) => void,
-): Promise<Answer> {
-  const prompt = answerPromptIds(tok, { instruction, input }, style);
-  const r = await generateText(gpt, tok, prompt, {
-    maxNewTokens: s.maxNewTokens,
-    temperature: s.temperature,
-    topK: s.topK ?? null,
-    seed: s.seed,
-    trimStart: true, // the book strips whitespace from answers
-    onText,
-  });
-  const stopped = r.finishReason === "stop";
-  return { response: extractResponse(r.text, style), tokens: stopped ? r.tokens - 1 : r.tokens, stopped };
 }
 
 export const instructCommand: CommandModule<GlobalOptions, InstructArgs> = {
@@ -122,24 +80,26 @@ export const instructCommand: CommandModule<GlobalOptions, InstructArgs> = {
       const style = meta.prompt_style ?? DEFAULT_PROMPT_STYLE;
       if (!meta.prompt_style)
         note(`${args.model} has no prompt_style in its config.json (not instruction-finetuned?); using ${style}`);
-      const tok = getTokenizer();
+      const { generateResponse } = await import("../../finetune/instruct.js");
       const max = args["max-new-tokens"];
-      const sampling: Sampling = {
-        maxNewTokens: max,
-        temperature: args.temperature,
-        topK: args["top-k"],
-        seed: args.seed,
-      };
-
-      const instruction = args.instruction!;
-      const input = args.input ?? "";
+      const entry = { instruction: args.instruction!, input: args.input ?? "" };
+      const answer = (onText?: (text: string) => void) =>
+        generateResponse(gpt, getTokenizer(), entry, style, {
+          maxNewTokens: max,
+          temperature: args.temperature,
+          topK: args["top-k"],
+          seed: args.seed,
+          withHeader: true,
+          onText,
+        });
       if (args.json) {
-        printJson({ instruction, input, ...(await answer(gpt, tok, style, instruction, input, sampling)) });
+        const r = await answer();
+        printJson({ ...entry, response: r.text, tokens: r.tokens, stopped: r.stoppedAtEos });
         return;
       }
-      const r = await answer(gpt, tok, style, instruction, input, sampling, (text) => process.stdout.write(text));
+      const r = await answer((text) => process.stdout.write(text));
       printLine();
-      if (!r.stopped) note(`(stopped at ${max} tokens without <|endoftext|>)`);
+      if (!r.stoppedAtEos) note(`(stopped at ${max} tokens without <|endoftext|>)`);
     } finally {
       gpt.dispose();
     }

@@ -3,14 +3,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { FileFormatError, UsageError } from "../../errors.js";
 import { countParameters } from "../../model/config.js";
-import {
-  GPT2_HPARAMS,
-  GPT2_SIZES,
-  gpt2Config,
-  openGpt2Checkpoint,
-  writeModelDirFromCheckpoint,
-  type Gpt2Size,
-} from "../../weights/gpt2.js";
+import { GPT2_HPARAMS, GPT2_SIZES, type Gpt2Size } from "../../weights/gpt2-sizes.js";
 import { fetchGpt2, type Gpt2Source } from "../../weights/gpt2-download.js";
 import { note, printJson, printLine, spinner, verbose, type GlobalOptions } from "../output.js";
 
@@ -93,6 +86,7 @@ export const loadGpt2Command: CommandModule<GlobalOptions, LoadGpt2Args> = {
 
 async function loadGpt2(args: LoadGpt2Args, signal: AbortSignal): Promise<void> {
   const started = performance.now();
+  const { gpt2Config, openGpt2Checkpoint, writeModelDirFromCheckpoint } = await import("../../weights/gpt2.js");
   let path = args.from;
   let source: string;
   let cacheDir: string | undefined;

@@ -1,0 +1,183 @@
+/**
+ * What the three training commands (pretrain, finetune spam, finetune instruct) share: the training flags, the
+ * run directory from --out / --resume, and one renderer for a job's events. Light on imports, so building the
+ * commands' options does not load TF.js.
+ */
+import type { Argv } from "yargs";
+import { resolve } from "node:path";
+import { UsageError } from "../errors.js";
+import { DEFAULT_TRAIN_SETTINGS, type TrainSettings } from "../train/settings.js";
+import type { JobEvent, JobResult } from "../train/run.js";
+import type { EvalRecord, TrainProgress } from "../train/trainer.js";
+import { formatDuration, interruptOnCtrlC, note, spinner, verbose, type GlobalOptions } from "./output.js";
+
+export interface TrainingArgs extends GlobalOptions {
+  out?: string;
+  resume?: string;
+  epochs?: number;
+  "batch-size"?: number;
+  lr?: number;
+  "weight-decay"?: number;
+  "max-steps"?: number;
+  "eval-freq"?: number;
+  "eval-iter"?: number;
+  "checkpoint-every"?: number;
+  "grad-accum"?: number;
+  "grad-clip"?: number;
+  "warmup-steps"?: number;
+}
+
+/** flag → train key, for the flags every training command takes */
+const FLAGS = {
+  epochs: ["epochs", "passes over the training data"],
+  "batch-size": ["batch_size", "examples (windows) per batch"],
+  lr: ["lr", "peak AdamW learning rate"],
+  "weight-decay": ["weight_decay", "AdamW weight decay"],
+  "max-steps": ["max_steps", "stop after this many optimizer steps"],
+  "eval-freq": ["eval_freq", "evaluate the losses every N steps"],
+  "eval-iter": ["eval_iter", "batches per evaluation"],
+  "checkpoint-every": ["checkpoint_every", "save a resumable checkpoint every N steps (0: at the end and on Ctrl-C)"],
+  "grad-accum": ["grad_accum", "micro-batches per optimizer step"],
+  "grad-clip": ["grad_clip", "clip gradients to this global norm"],
+  "warmup-steps": ["warmup_steps", "linear learning-rate warmup steps"],
+} as const satisfies Record<string, readonly [keyof TrainSettings, string]>;
+
+/**
+ * Add the training flags, with `recipe`'s values (over the defaults) in their help, and --resume; check that
+ * --out and --resume name one run directory. `needOut` is the message when neither is given.
+ */
+export function withTrainingFlags<T>(
+  y: Argv<T>,
+  recipe: Partial<TrainSettings> | null,
+  needOut: string,
+): Argv<T & TrainingArgs> {
+  let out = y;
+  for (const [flag, [key, describe]] of Object.entries(FLAGS)) {
+    const value = recipe && (recipe[key] ?? DEFAULT_TRAIN_SETTINGS[key]);
+    const shown = value === null || value === undefined ? "" : ` [default: ${value}]`;
+    out = out.option(flag, { type: "number", describe: describe + shown });
+  }
+  return out
+    .option("resume", { type: "string", describe: "continue the run saved in this directory (or in --out)" })
+    .check((argv) => {
+      const a = argv as unknown as TrainingArgs;
+      if (a.resume === undefined && a.out === undefined) throw new UsageError(needOut);
+      if (a.resume !== undefined && !a.resume && a.out === undefined)
+        throw new UsageError("--resume needs the run directory", "pass --resume DIR (the earlier --out)");
+      if (a.resume && a.out !== undefined && resolve(a.out) !== resolve(a.resume)) {
+        throw new UsageError(
+          "--resume continues in its own directory; --out must be omitted or the same",
+          `drop --out or use --out ${a.resume}`,
+        );
+      }
+      return true;
+    }) as Argv<T & TrainingArgs>;
+}
+
+/** The train settings the flags (and --seed) ask for. */
+export function trainOverrides(a: TrainingArgs): Partial<TrainSettings> {
+  const out: Partial<Record<keyof TrainSettings, unknown>> = { seed: a.seed };
+  for (const [flag, [key]] of Object.entries(FLAGS)) out[key] = a[flag as keyof typeof FLAGS];
+  return out as Partial<TrainSettings>;
+}
+
+/** The run directory and whether the run is resumed: `--resume DIR`, `--out DIR --resume`, or `--out DIR`. */
+export function runDirectory(a: TrainingArgs): { outDir: string; resume: boolean } {
+  return { outDir: resolve(a.resume || a.out!), resume: a.resume !== undefined };
+}
+
+/** The book's progress line: "Ep 1 (Step 000000): Train loss 9.817, Val loss 9.924". */
+function bookEvalLine(e: EvalRecord): string {
+  const val = e.val_loss === null ? "" : `, Val loss ${e.val_loss.toFixed(3)}`;
+  return `Ep ${e.epoch + 1} (Step ${String(e.step - 1).padStart(6, "0")}): Train loss ${e.train_loss.toFixed(3)}${val}`;
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+
+/** A training step for the spinner, as llm.c prints one: where, loss, (accuracy), lr, ms and tok/s, ETA. */
+function stepLine(p: TrainProgress): string {
+  return [
+    `step ${p.step}/${p.totalSteps}`,
+    `epoch ${p.epoch + 1}/${p.epochs}`,
+    `loss ${p.loss.toFixed(3)}`,
+    ...(p.accuracy === undefined ? [] : [`acc ${pct(p.accuracy)}`]),
+    `lr ${p.lr.toExponential(1)}`,
+    `${p.msPerStep.toFixed(0)} ms`,
+    `${p.tokensPerSecond.toFixed(0)} tok/s`,
+    `ETA ${formatDuration(p.etaSeconds)}`,
+  ].join(" · ");
+}
+
+const count = (n: number) => n.toLocaleString("en-US");
+
+/**
+ * Run a training job with a spinner that renders its events and Ctrl-C that stops it at the next step boundary
+ * with a checkpoint. `start` gets the signal and the event callback to pass to the job.
+ */
+export async function runTrainingJob<R>(
+  a: GlobalOptions,
+  start: (job: { signal: AbortSignal; onEvent: (e: JobEvent) => void }) => Promise<R>,
+): Promise<R> {
+  const interrupt = interruptOnCtrlC(
+    "\ninterrupted: saving a checkpoint at the end of this step (Ctrl-C again to quit without saving)",
+  );
+  const spin = spinner("starting");
+  const line = (text: string) => {
+    if (spin.isSpinning) spin.clear();
+    note(text);
+  };
+  const onEvent = (e: JobEvent) => {
+    if (e.kind === "status") spin.text = e.text;
+    else if (e.kind === "notice") {
+      if (!e.detail) line(e.text);
+      else verbose(a, e.text);
+    } else if (e.kind === "data") {
+      const test = e.test === null ? "" : `, test ${count(e.test)}`;
+      line(
+        `data: ${e.source} — train ${count(e.train)}, validation ${count(e.validation)}${test} ${e.unit} ` +
+          `(${e.trainBatches} training and ${e.validationBatches} validation batches)`,
+      );
+    } else if (e.kind === "model") {
+      const what = e.resumed ? "resuming" : "training";
+      line(`${what} ${count(e.trainableParameters)} of ${count(e.totalParameters)} parameters (${e.source})`);
+    } else if (e.kind === "step") {
+      spin.text = stepLine(e.progress);
+      // without a terminal the spinner is silent; --verbose then logs every step instead
+      if (!process.stderr.isTTY) verbose(a, spin.text);
+    } else if (e.kind === "eval") line(bookEvalLine(e.record));
+    else if (e.kind === "epoch") {
+      const r = e.record;
+      if (typeof r.sample === "string") line(r.sample);
+      if (typeof r.train_accuracy === "number" && typeof r.val_accuracy === "number")
+        line(`Training accuracy: ${pct(r.train_accuracy)} | Validation accuracy: ${pct(r.val_accuracy)}`);
+    } else if (e.kind === "checkpoint") verbose(a, `checkpoint at step ${e.step} in ${e.dir}`);
+  };
+  try {
+    return await start({ signal: interrupt.signal, onEvent });
+  } finally {
+    spin.stop();
+    interrupt.release();
+  }
+}
+
+/** The keys every training command's --json summary has. */
+export function trainSummary(r: JobResult): Record<string, unknown> {
+  const t = r.train;
+  return {
+    out: r.outDir,
+    steps: t.step,
+    train_loss: t.trainLoss,
+    val_loss: t.valLoss,
+    seconds: Math.round(t.seconds * 10) / 10,
+    tokens_per_second: Math.round(t.tokensPerSecond * 10) / 10,
+  };
+}
+
+/** "trained 90 steps in 51s (1234 tokens/s): train loss 4.130, val loss 6.030" */
+export function trainedLine(r: JobResult): string {
+  const t = r.train;
+  return (
+    `trained ${t.step} steps in ${formatDuration(t.seconds)} (${t.tokensPerSecond.toFixed(0)} tokens/s): ` +
+    `train loss ${t.trainLoss?.toFixed(3) ?? "n/a"}, val loss ${t.valLoss?.toFixed(3) ?? "n/a"}`
+  );
+}
