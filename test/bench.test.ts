@@ -152,3 +152,31 @@ test("bench adds llama.cpp's F32 and F16 generation on the same model when node-
     assert.ok((x.generate_tokens_per_second as number) > 0);
   }
 });
+
+test("the PyTorch reference runs the same number of timed steps as --steps", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "llmctl-bench-ref-"));
+  // a stand-in for torch_ref.py that reports the --steps it was given, and a `torch` for the python check
+  writeFileSync(join(dir, "torch.py"), "");
+  writeFileSync(
+    join(dir, "ref.py"),
+    "import json, sys\n" +
+      "steps = int(sys.argv[sys.argv.index('--steps') + 1])\n" +
+      "print(json.dumps({'engine': 'stand-in', 'params': 1, 'train_tok_s': 1, 'gen_kv_cache_tok_s': 1,\n" +
+      "                  'gen_no_cache_tok_s': 1, 'train_step_s': steps}))\n",
+  );
+  const cfg = join(dir, "micro.json");
+  writeFileSync(
+    cfg,
+    JSON.stringify({ model: { vocab_size: 64, context_length: 8, emb_dim: 8, n_heads: 2, n_layers: 1, drop_rate: 0 } }),
+  );
+  const r = await runCli(["bench", "--backend", "cpu", "--config", cfg, "--steps", "1", "--no-llama-cpp", "--json"], {
+    env: { LLMCTL_TORCH_REF: join(dir, "ref.py"), PYTHONPATH: dir },
+  });
+  assert.equal(r.code, 0, r.stderr);
+  const ref = r.stdout
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as BenchRecord)
+    .find((rec) => rec.backend === "stand-in");
+  assert.equal(ref?.train_step_seconds, 1);
+});

@@ -55,7 +55,11 @@ export function withTrainingFlags<T>(
   for (const [flag, [key, describe]] of Object.entries(FLAGS)) {
     const value = recipe && (recipe[key] ?? DEFAULT_TRAIN_SETTINGS[key]);
     const shown = value === null || value === undefined ? "" : ` [default: ${value}]`;
-    out = out.option(flag, { type: "number", describe: describe + shown });
+    out = out.option(flag, {
+      type: "number",
+      describe: describe + shown,
+      ...(flag === "batch-size" && { alias: "b" }),
+    });
   }
   return out
     .option("resume", { type: "string", describe: "continue the run saved in this directory (or in --out)" })

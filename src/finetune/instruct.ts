@@ -222,21 +222,12 @@ export async function finetuneInstruct(opts: FinetuneInstructOptions): Promise<F
         "pass a model directory from pretrain or load-gpt2",
       );
     }
-    const ctx = gpt.config.context_length;
-    const maxLength = settings.max_length ?? ctx;
-    if (maxLength < 2 || maxLength > ctx)
-      throw new UsageError(`--max-length must be an integer from 2 to the model's context (${ctx}), got ${maxLength}`);
-    const run: InstructRunInfo = saved ?? {
-      format: "llmctl-instruct-run",
-      version: 1,
-      data: await resolveDataPath(opts.data ?? "instruction-data", {
-        onNote: (text) => emit({ kind: "notice", text, detail: true }),
-      }),
-      prompt_style: opts.promptStyle ?? DEFAULT_PROMPT_STYLE,
-      mask_instruction: opts.maskInstruction ?? false,
-      max_length: maxLength,
-      base_model: resolve(modelDir),
-    };
+    const run = saved ?? (await newRunInfo(opts, modelDir, settings.max_length ?? gpt.config.context_length, emit));
+    if (run.max_length < 2 || run.max_length > gpt.config.context_length) {
+      throw new UsageError(
+        `--max-length must be an integer from 2 to the model's context (${gpt.config.context_length}), got ${run.max_length}`,
+      );
+    }
     settings.max_length = run.max_length;
     settings.data = run.data;
 
@@ -319,23 +310,53 @@ export async function finetuneInstruct(opts: FinetuneInstructOptions): Promise<F
       resume,
     }).run();
 
-    let responses: FinetuneInstructResult["responses"] = null;
     const responseTokens = opts.responseTokens ?? MAX_RESPONSE_TOKENS;
-    if (responseTokens > 0 && split.test.length > 0) {
-      const r = await generateResponses(gpt, tokenizer, split.test, run.prompt_style, {
-        maxNewTokens: responseTokens,
-        signal: opts.signal,
-        onProgress: (done, total) => emit({ kind: "status", text: `answering test instructions: ${done}/${total}` }),
-      });
-      const file = join(outDir, RESPONSES_FILE);
-      await writeFileAtomic(file, JSON.stringify(r.entries, null, 4) + "\n");
-      responses = { ...r, file };
-    }
+    const responses =
+      responseTokens > 0 && split.test.length > 0
+        ? await answerTestSet(gpt, split.test, run.prompt_style, { ...opts, responseTokens, emit })
+        : null;
     const examples = { train: split.train.length, validation: split.validation.length, test: split.test.length };
     return { outDir, resumed: resume, settings, train, run, examples, initialLosses, responses };
   } finally {
     gpt.dispose();
   }
+}
+
+/** A new run's setup: the data resolved (a dataset name is fetched), the style, the masking, the max length. */
+async function newRunInfo(
+  opts: FinetuneInstructOptions,
+  modelDir: string,
+  maxLength: number,
+  emit: (e: JobEvent) => void,
+): Promise<InstructRunInfo> {
+  return {
+    format: "llmctl-instruct-run",
+    version: 1,
+    data: await resolveDataPath(opts.data ?? "instruction-data", {
+      onNote: (text) => emit({ kind: "notice", text, detail: true }),
+    }),
+    prompt_style: opts.promptStyle ?? DEFAULT_PROMPT_STYLE,
+    mask_instruction: opts.maskInstruction ?? false,
+    max_length: maxLength,
+    base_model: resolve(modelDir),
+  };
+}
+
+/** The book's closing step: answer every test instruction, into RESPONSES_FILE in the run directory. */
+async function answerTestSet(
+  gpt: GPTModel,
+  entries: readonly InstructionRecord[],
+  style: PromptStyle,
+  opts: { outDir: string; responseTokens: number; signal?: AbortSignal; emit: (e: JobEvent) => void },
+): Promise<ResponsesResult & { file: string }> {
+  const r = await generateResponses(gpt, getTokenizer(), entries, style, {
+    maxNewTokens: opts.responseTokens,
+    signal: opts.signal,
+    onProgress: (done, total) => opts.emit({ kind: "status", text: `answering test instructions: ${done}/${total}` }),
+  });
+  const file = join(opts.outDir, RESPONSES_FILE);
+  await writeFileAtomic(file, JSON.stringify(r.entries, null, 4) + "\n");
+  return { ...r, file };
 }
 
 async function readRunInfo(dir: string): Promise<InstructRunInfo> {

@@ -225,35 +225,21 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
   emit({ kind: "status", text: `loading ${resume ? opts.outDir : from}` });
   const { gpt, converted } = await loadStart(resume ? opts.outDir : from, seed, opts.dropRate);
   try {
-    const tok = getTokenizer();
-    const ctx = gpt.config.context_length;
-    const trainSet = new SpamDataset(split.train, tok, { contextLength: ctx, maxLength: saved?.max_length });
-    const maxLength = trainSet.maxLength;
-    const valSet = new SpamDataset(split.validation, tok, { maxLength });
-    const testSet = new SpamDataset(split.test, tok, { maxLength });
-    const trainLoader = new SpamDataLoader(trainSet, settings.batch_size, true, true);
-    const valLoader = new SpamDataLoader(valSet, settings.batch_size);
-    const testLoader = new SpamDataLoader(testSet, settings.batch_size);
+    const data = spamBatches(split, gpt.config.context_length, settings.batch_size, saved?.max_length);
+    const { maxLength, sets, loaders } = data;
     emit({
       kind: "data",
       source,
       unit: "examples",
-      train: trainSet.count,
-      validation: valSet.count,
-      test: testSet.count,
-      trainBatches: trainLoader.numBatches,
-      validationBatches: valLoader.numBatches,
+      train: sets.train.count,
+      validation: sets.validation.count,
+      test: sets.test.count,
+      trainBatches: loaders.train.numBatches,
+      validationBatches: loaders.validation.numBatches,
     });
     emit({ kind: "notice", text: `texts padded to ${maxLength} tokens` });
-    const truncated = trainSet.truncated + valSet.truncated + testSet.truncated;
-    if (truncated > 0)
-      emit({ kind: "notice", text: `${truncated} texts are longer than ${maxLength} tokens and were truncated` });
-    if (trainLoader.numBatches === 0) {
-      throw new UsageError(
-        `${trainSet.count} training examples make no full batch of ${settings.batch_size}`,
-        "lower --batch-size",
-      );
-    }
+    if (data.truncated > 0)
+      emit({ kind: "notice", text: `${data.truncated} texts are longer than ${maxLength} tokens and were truncated` });
     if (!resume) {
       settings.data = source;
       await writeSplitCsvs(opts.outDir, split);
@@ -270,7 +256,6 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
       };
       await writeFileAtomic(join(opts.outDir, FINETUNE_FILE), JSON.stringify(record, null, 2) + "\n");
     }
-
     const params = freezeForFinetuning(gpt, trainable);
     emit({
       kind: "model",
@@ -291,14 +276,13 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
       }
       return classificationLoss(logits, batch.labels);
     };
-
     const extras = { labels: [...SPAM_LABELS], pool, max_length: maxLength, source: `finetune spam from ${from}` };
     const epochs: EpochAccuracy[] = [];
     const train = await new Trainer<SpamBatch>({
       params,
       loss,
-      train: trainLoader,
-      validation: valLoader,
+      train: loaders.train,
+      validation: loaders.validation,
       batchTokens: (b) => b.batchSize * b.seqLen,
       settings,
       runSettings: settings,
@@ -308,23 +292,18 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
       },
       afterEpoch: (epoch) => {
         // the book: accuracy over eval_iter batches of a freshly shuffled train loader and of the validation loader
-        const trainOrder = trainLoader.epochOrder(new Rng(seed * 1000 + epoch));
+        const order = loaders.train.epochOrder(new Rng(seed * 1000 + epoch));
+        const maxBatches = settings.eval_iter;
         const record = {
-          train_accuracy: accuracy(gpt, trainLoader, pool, { maxBatches: settings.eval_iter, order: trainOrder }),
-          val_accuracy: accuracy(gpt, valLoader, pool, { maxBatches: settings.eval_iter }),
+          train_accuracy: accuracy(gpt, loaders.train, pool, { maxBatches, order }),
+          val_accuracy: accuracy(gpt, loaders.validation, pool, { maxBatches }),
         };
+        epochs.push({ epoch, ...record });
         runCorrect = 0;
         runSeen = 0;
         return record;
       },
       onEvent: (event) => {
-        if (event.kind === "epoch") {
-          epochs.push({
-            epoch: event.record.epoch,
-            train_accuracy: event.record.train_accuracy as number,
-            val_accuracy: event.record.val_accuracy as number,
-          });
-        }
         if (event.kind === "step" && runSeen > 0)
           emit({ ...event, progress: { ...event.progress, accuracy: runCorrect / runSeen } });
         else emit(event);
@@ -333,20 +312,8 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
       resume,
     }).run();
 
-    const acc: SplitAccuracy = { train: NaN, validation: NaN, test: NaN };
-    for (const [name, loader] of [
-      ["train", trainLoader],
-      ["validation", valLoader],
-      ["test", testLoader],
-    ] as const) {
-      // the book measures the training accuracy over its shuffled drop_last loader (1,040 of 1,045 examples); here the
-      // five left out are the last five rather than five random ones, so the number does not depend on an RNG draw
-      const full = name === "train" ? new SpamDataLoader(trainSet, settings.batch_size, false, true) : loader;
-      acc[name] = accuracy(gpt, full, pool, {
-        onBatch: (batch, batches) =>
-          emit({ kind: "status", text: `measuring ${name} accuracy: batch ${batch}/${batches}` }),
-      });
-    }
+    const acc = finalAccuracy(gpt, data, pool, emit);
+    const { epochs: n, batch_size, lr, weight_decay } = settings;
     const report: AccuracyReport = {
       format: "llmctl-accuracy",
       version: 1,
@@ -354,17 +321,11 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
       train_accuracy: acc.train,
       val_accuracy: acc.validation,
       test_accuracy: acc.test,
-      examples: { train: trainSet.count, validation: valSet.count, test: testSet.count },
+      examples: { train: sets.train.count, validation: sets.validation.count, test: sets.test.count },
       max_length: maxLength,
       pool,
       trainable,
-      settings: {
-        epochs: settings.epochs,
-        batch_size: settings.batch_size,
-        lr: settings.lr,
-        weight_decay: settings.weight_decay,
-        seed: settings.seed,
-      },
+      settings: { epochs: n, batch_size, lr, weight_decay, seed },
     };
     await writeFileAtomic(join(opts.outDir, ACCURACY_FILE), JSON.stringify(report, null, 2) + "\n");
     const allEpochs = await epochHistory(opts.outDir, epochs);
@@ -373,6 +334,52 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
   } finally {
     gpt.dispose();
   }
+}
+
+interface SpamBatches {
+  /** every text padded (or cut) to this many tokens: the longest training text's, at most the context */
+  maxLength: number;
+  truncated: number;
+  sets: Record<keyof SplitAccuracy, SpamDataset>;
+  /** the book's loaders: train shuffled with drop_last, validation and test in order */
+  loaders: Record<keyof SplitAccuracy, SpamDataLoader>;
+}
+
+/** Tokenize and batch the split as the book; `maxLength` is a resumed run's (else the longest training text). */
+function spamBatches(split: SpamSplit, contextLength: number, batchSize: number, maxLength?: number): SpamBatches {
+  const tok = getTokenizer();
+  const train = new SpamDataset(split.train, tok, { contextLength, maxLength });
+  const padTo = { maxLength: train.maxLength };
+  const sets = {
+    train,
+    validation: new SpamDataset(split.validation, tok, padTo),
+    test: new SpamDataset(split.test, tok, padTo),
+  };
+  const loaders = {
+    train: new SpamDataLoader(train, batchSize, true, true),
+    validation: new SpamDataLoader(sets.validation, batchSize),
+    test: new SpamDataLoader(sets.test, batchSize),
+  };
+  if (loaders.train.numBatches === 0)
+    throw new UsageError(`${train.count} training examples make no full batch of ${batchSize}`, "lower --batch-size");
+  const truncated = train.truncated + sets.validation.truncated + sets.test.truncated;
+  return { maxLength: train.maxLength, truncated, sets, loaders };
+}
+
+/** The book's closing `calc_accuracy_loader` over all of train, validation and test. */
+function finalAccuracy(gpt: GPTModel, data: SpamBatches, pool: Pooling, emit: (e: JobEvent) => void): SplitAccuracy {
+  const acc: SplitAccuracy = { train: NaN, validation: NaN, test: NaN };
+  for (const name of ["train", "validation", "test"] as const) {
+    // the book measures the training accuracy over its shuffled drop_last loader (1,040 of 1,045 examples); here the
+    // five left out are the last five rather than five random ones, so the number does not depend on an RNG draw
+    const loader = data.loaders[name];
+    const full = name === "train" ? new SpamDataLoader(data.sets.train, loader.batchSize, false, true) : loader;
+    acc[name] = accuracy(gpt, full, pool, {
+      onBatch: (batch, batches) =>
+        emit({ kind: "status", text: `measuring ${name} accuracy: batch ${batch}/${batches}` }),
+    });
+  }
+  return acc;
 }
 
 async function readFinetuneRecord(dir: string): Promise<FinetuneRecord> {

@@ -1,0 +1,4 @@
+/** Preloaded with `node --import`: installs refuse-tensorflow-hook for the whole process. */
+import { register } from "node:module";
+
+register("./refuse-tensorflow-hook.js", import.meta.url);
