@@ -201,6 +201,15 @@ function bigramRun(W: tf.Variable, runDir: string, over: Partial<TrainerOptions<
     shuffle: false,
     dropLast: false,
   });
+  const settings = resolveTrainSettings({
+    epochs: 3,
+    batch_size: 4,
+    lr: 0.05,
+    eval_freq: 2,
+    eval_iter: 1,
+    checkpoint_every: 4,
+    seed: 3,
+  });
   return new Trainer<TokenBatch>({
     params: [{ name: "W", variable: W }],
     loss: (b) => {
@@ -210,15 +219,8 @@ function bigramRun(W: tf.Variable, runDir: string, over: Partial<TrainerOptions<
     train,
     validation,
     batchTokens: (b) => b.batchSize * b.seqLen,
-    settings: resolveTrainSettings({
-      epochs: 3,
-      batch_size: 4,
-      lr: 0.05,
-      eval_freq: 2,
-      eval_iter: 1,
-      checkpoint_every: 4,
-      seed: 3,
-    }),
+    settings,
+    runSettings: settings,
     runDir,
     saveModel: async (dir) => writeFileSync(join(dir, "config.json"), "{}"),
     afterEpoch: (epoch) => ({ train_accuracy: 0.5 + epoch / 10, val_accuracy: 0.25 + epoch / 10, sample: "text" }),
