@@ -2,7 +2,7 @@
  * How commands talk to people and scripts: results on stdout (JSON with --json), progress and notes on
  * stderr, quiet unless --verbose.
  */
-import ora, { type Ora, type Options as OraOptions } from "ora";
+import type { Ora, Options as OraOptions } from "ora";
 
 export interface GlobalOptions {
   backend: string;
@@ -30,9 +30,45 @@ export function note(text: string): void {
   process.stderr.write(text + "\n");
 }
 
-/** A spinner on stderr; silent when stderr is not a terminal. */
-export function spinner(text: string, options: Pick<OraOptions, "discardStdin"> = {}): Ora {
-  return ora({ text, stream: process.stderr, isSilent: process.stderr.isTTY !== true, ...options }).start();
+/**
+ * A spinner on stderr, shown only on a terminal. ora (some 20 modules) loads when a spinner is first shown,
+ * not when the CLI starts; `text` can be set before it has.
+ */
+class Spinner {
+  private shown: Ora | undefined;
+  private stopped = false;
+  private current: string;
+
+  constructor(text: string, options: Pick<OraOptions, "discardStdin">) {
+    this.current = text;
+    if (process.stderr.isTTY !== true) return;
+    void import("ora").then(({ default: ora }) => {
+      if (!this.stopped) this.shown = ora({ text: this.current, stream: process.stderr, ...options }).start();
+    });
+  }
+
+  get text(): string {
+    return this.current;
+  }
+  set text(text: string) {
+    this.current = text;
+    if (this.shown) this.shown.text = text;
+  }
+  get isSpinning(): boolean {
+    return this.shown?.isSpinning ?? false;
+  }
+  /** Take the spinner off the line (to print a line above it); it comes back with the next text. */
+  clear(): void {
+    this.shown?.clear();
+  }
+  stop(): void {
+    this.stopped = true;
+    this.shown?.stop();
+  }
+}
+
+export function spinner(text: string, options: Pick<OraOptions, "discardStdin"> = {}): Spinner {
+  return new Spinner(text, options);
 }
 
 export function formatDuration(seconds: number): string {
