@@ -15,7 +15,8 @@ test("--help, every command's --help and tokenize run without importing @tensorf
   const help = await runCli(["--help"], { env: refuse });
   assert.equal(help.code, 0, help.stderr);
   assert.match(help.stdout, /llmctl pretrain/);
-  for (const command of [["pretrain"], ["finetune", "spam"], ["finetune", "instruct"], ["generate"], ["load-gpt2"]]) {
+  const commands = [["pretrain"], ["finetune", "spam"], ["finetune", "instruct"], ["generate"], ["load-gpt2"]];
+  for (const command of [...commands, ["export"], ["chat"], ["serve"], ["bench"], ["info"]]) {
     const r = await runCli([...command, "--help"], { env: refuse });
     assert.equal(r.code, 0, `${command.join(" ")}: ${r.stderr}`);
   }

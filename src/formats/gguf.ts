@@ -86,6 +86,10 @@ const GGML_TYPES: Readonly<Record<GgmlType, { id: number; blockSize: number; blo
 };
 const GGML_TYPE_BY_ID = new Map(Object.entries(GGML_TYPES).map(([name, t]) => [t.id, name as GgmlType]));
 
+/** The same types as `llmctl export --dtype` spells them (and llama.cpp's file names do). */
+export const GGUF_DTYPES = ["f32", "f16", "bf16", "q8_0"] as const;
+export type GgufDtype = (typeof GGUF_DTYPES)[number];
+
 /** Q8_0 quantizes blocks of this many consecutive values of a row: rows must be a multiple of it long. */
 export const Q8_0_BLOCK = GGML_TYPES.Q8_0.blockSize;
 

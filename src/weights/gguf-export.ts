@@ -33,16 +33,20 @@ import { basename, dirname, join, resolve } from "node:path";
 import { FileFormatError, LlmctlError, UsageError } from "../errors.js";
 import { writeFileAtomic } from "../fs-atomic.js";
 import { type GPTConfig } from "../model/config.js";
-import { fitsType, writeGguf, type GgmlType, type GgufTensorEntry, type GgufValue } from "../formats/gguf.js";
+import {
+  fitsType,
+  writeGguf,
+  type GgmlType,
+  type GgufDtype,
+  type GgufTensorEntry,
+  type GgufValue,
+} from "../formats/gguf.js";
 import { formatPrompt, responseHeader } from "../finetune/prompt-style.js";
 import { type PromptStyle } from "../model/model-dir.js";
 import { END_OF_TEXT, END_OF_TEXT_ID } from "../tokenizer/index.js";
 import { gpt2TokenizerFiles } from "../tokenizer/vocab.js";
 import { openExportSource } from "./export-source.js";
 import { type ExportProgress } from "./hf-export.js";
-
-export const GGUF_DTYPES = ["f32", "f16", "bf16", "q8_0"] as const;
-export type GgufDtype = (typeof GGUF_DTYPES)[number];
 
 const TENSOR_TYPE: Readonly<Record<GgufDtype, GgmlType>> = { f32: "F32", f16: "F16", bf16: "BF16", q8_0: "Q8_0" };
 

@@ -3,7 +3,7 @@ import { selectBackend } from "../backend.js";
 import { loadConfigFile } from "../../model/config.js";
 import { LlmctlError } from "../../errors.js";
 import type { BenchRecord, BenchShape } from "../../bench/bench.js";
-import { benchLlamaCpp, type LlamaCppRecord } from "../../bench/llama-cpp.js";
+import type { LlamaCppRecord } from "../../bench/llama-cpp.js";
 import { note, printJson, printLine, spinner, verbose, type GlobalOptions } from "../output.js";
 
 interface BenchArgs extends GlobalOptions {
@@ -205,6 +205,7 @@ async function llamaCpp(a: BenchArgs, shape: BenchShape): Promise<void> {
   const spin = spinner(`llama.cpp reference for ${shape.model}`);
   let res: LlamaCppRecord[] | string;
   try {
+    const { benchLlamaCpp } = await import("../../bench/llama-cpp.js");
     res = await benchLlamaCpp(shape, { onProgress: (t) => (spin.text = t) });
   } catch (err) {
     res = `failed: ${(err as Error).message}`;

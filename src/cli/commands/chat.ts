@@ -5,9 +5,8 @@ import { UsageError } from "../../errors.js";
 import { loadModelShowingProgress } from "../load-model.js";
 import { getTokenizer } from "../../tokenizer/index.js";
 import { chatPrompt, type ChatMessage } from "../../generate/chat-template.js";
-import { generateText } from "../../generate/generate-text.js";
 import { checkSamplingOptions } from "../../generate/sampler.js";
-import { MAX_RESPONSE_TOKENS } from "../../finetune/instruct.js";
+import { MAX_RESPONSE_TOKENS } from "../../finetune/recipes.js";
 import { note, type GlobalOptions } from "../output.js";
 
 interface ChatArgs extends GlobalOptions {
@@ -62,6 +61,7 @@ export const chatCommand: CommandModule<GlobalOptions, ChatArgs> = {
     await selectBackend(args);
     const loaded = await loadModelShowingProgress(args.model);
     const { gpt, meta } = loaded;
+    const { generateText } = await import("../../generate/generate-text.js");
     try {
       if (meta.head.kind !== "lm")
         throw new UsageError(`${args.model} is a classifier and cannot chat`, "use `llmctl classify` with it");

@@ -2,7 +2,7 @@ import type { CommandModule } from "yargs";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { UsageError } from "../../errors.js";
-import { GGUF_DTYPES, exportGguf, type GgufDtype } from "../../weights/gguf-export.js";
+import { GGUF_DTYPES, type GgufDtype } from "../../formats/gguf.js";
 import { interruptOnCtrlC, note, printJson, printLine, spinner, type GlobalOptions } from "../output.js";
 
 interface ExportArgs extends GlobalOptions {
@@ -92,6 +92,7 @@ async function exportGgufCommand(args: ExportArgs): Promise<void> {
     throw new UsageError("a GGUF file always carries its tokenizer", "leave out --no-tokenizer for --format gguf");
   if (!args.force && existsSync(args.out))
     throw new UsageError(`${args.out} already exists`, "choose another --out, or pass --force to overwrite it");
+  const { exportGguf } = await import("../../weights/gguf-export.js");
   const spin = spinner(`exporting ${args.model}`);
   const interrupt = interruptOnCtrlC("\nstopping the export (Ctrl-C again to quit at once)…");
   let res;

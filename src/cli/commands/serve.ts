@@ -4,7 +4,6 @@ import { selectBackend } from "../backend.js";
 import { UsageError } from "../../errors.js";
 import { loadModelShowingProgress } from "../load-model.js";
 import { getTokenizer } from "../../tokenizer/index.js";
-import { startServer } from "../../serve/server.js";
 import { note, printJson, printLine, type GlobalOptions } from "../output.js";
 
 interface ServeArgs extends GlobalOptions {
@@ -46,6 +45,7 @@ export const serveCommand: CommandModule<GlobalOptions, ServeArgs> = {
       if (meta.head.kind !== "lm")
         throw new UsageError(`${args.model} is a classifier and cannot generate text`, "serve a language model");
       const modelId = args.name ?? basename(resolve(args.model)).replace(/[^\w.:-]/g, "_");
+      const { startServer } = await import("../../serve/server.js");
       const server = await startServer({
         gpt,
         tokenizer: getTokenizer(meta.tokenizer),
