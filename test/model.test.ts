@@ -9,7 +9,8 @@ import { type GPTConfig, countParameters, loadConfigFile, validateGPTConfig } fr
 import { buildGPT } from "../src/model/gpt.js";
 import type { GPTLayer, LMHead } from "../src/model/layers.js";
 import { summarize } from "../src/model/summary.js";
-import { loadModelDir, saveModelDir, readModelMeta } from "../src/model/model-dir.js";
+import { loadModelDir, saveModelDir } from "../src/model/model-dir.js";
+import { readModelMeta } from "../src/model/model-meta.js";
 import { ConfigError, FileFormatError } from "../src/errors.js";
 import { runCli } from "./helpers/cli.js";
 

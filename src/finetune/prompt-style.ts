@@ -9,9 +9,9 @@
  * Neither style's tags are GPT-2 special tokens: they are tokenized as ordinary text.
  */
 import { UsageError } from "../errors.js";
-import { PROMPT_STYLES, type PromptStyle } from "../model/model-dir.js";
+import { PROMPT_STYLES, type PromptStyle } from "../model/model-meta.js";
 
-export { PROMPT_STYLES, type PromptStyle } from "../model/model-dir.js";
+export { PROMPT_STYLES, type PromptStyle } from "../model/model-meta.js";
 
 /** The book's default; the one a model directory without `prompt_style` is assumed to use. */
 export const DEFAULT_PROMPT_STYLE: PromptStyle = "alpaca";

@@ -4,6 +4,7 @@
  */
 import { UsageError } from "../errors.js";
 import type { TrainSettings } from "../train/settings.js";
+import { POOLINGS, type Pooling } from "../model/model-meta.js";
 
 /**
  * What finetuning updates (the rest stays frozen, bit for bit):
@@ -15,15 +16,7 @@ import type { TrainSettings } from "../train/settings.js";
 export const TRAINABLE_SCOPES = ["head", "last-block", "last-2-blocks", "all"] as const;
 export type TrainableScope = (typeof TRAINABLE_SCOPES)[number];
 
-/**
- * Which position's scores classify a text:
- * - `last` (the book): the last position of the padded row. Padding is `<|endoftext|>`, and the causal mask lets
- *   that position see the whole text, so this works, but the model must learn to read through the padding;
- * - `last-nonpad`: the text's own last token (the book's bonus experiments: 98.33% vs 95.67% test accuracy);
- * - `mean`: the mean over the text's tokens, padding excluded.
- */
-export const POOLINGS = ["last", "last-nonpad", "mean"] as const;
-export type Pooling = (typeof POOLINGS)[number];
+export { POOLINGS, type Pooling } from "../model/model-meta.js";
 
 export function checkScope(scope: string): TrainableScope {
   if (!(TRAINABLE_SCOPES as readonly string[]).includes(scope)) {

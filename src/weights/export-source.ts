@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import { UsageError } from "../errors.js";
 import { checkWeightShapes, parameterShapes } from "../model/config.js";
-import { WEIGHTS_FILE, readModelMeta, type ModelMeta } from "../model/model-dir.js";
+import { WEIGHTS_FILE, readModelMeta, type ModelMeta } from "../model/model-meta.js";
 import { readSafetensors, type SafetensorsFile } from "../formats/safetensors.js";
 
 export interface ExportSource {

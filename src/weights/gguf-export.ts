@@ -42,7 +42,7 @@ import {
   type GgufValue,
 } from "../formats/gguf.js";
 import { formatPrompt, responseHeader } from "../finetune/prompt-style.js";
-import { type PromptStyle } from "../model/model-dir.js";
+import { type PromptStyle } from "../model/model-meta.js";
 import { END_OF_TEXT, END_OF_TEXT_ID } from "../tokenizer/index.js";
 import { gpt2TokenizerFiles } from "../tokenizer/vocab.js";
 import { openExportSource } from "./export-source.js";

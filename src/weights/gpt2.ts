@@ -25,7 +25,8 @@ import { readFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { FileFormatError, UsageError } from "../errors.js";
 import { type GPTConfig, checkWeightShapes, countParameters, parameterShapes } from "../model/config.js";
-import { CONFIG_FILE, validateModelMeta, writeModelDir, type ModelMeta } from "../model/model-dir.js";
+import { writeModelDir } from "../model/model-dir.js";
+import { CONFIG_FILE, validateModelMeta, type ModelMeta } from "../model/model-meta.js";
 import { readSafetensors, type SafetensorsFile } from "../formats/safetensors.js";
 import { TensorBundleReader } from "../formats/tf-bundle.js";
 

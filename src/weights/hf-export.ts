@@ -13,7 +13,7 @@ import { writeFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../fs-atomic.js";
 import { type GPTConfig, parameterShapes } from "../model/config.js";
-import { CONFIG_FILE } from "../model/model-dir.js";
+import { CONFIG_FILE } from "../model/model-meta.js";
 import { writeSafetensors, type SafetensorsEntry } from "../formats/safetensors.js";
 import { openExportSource } from "./export-source.js";
 import { END_OF_TEXT, END_OF_TEXT_ID } from "../tokenizer/index.js";

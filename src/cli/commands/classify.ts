@@ -77,7 +77,7 @@ export const classifyCommand: CommandModule<GlobalOptions, ClassifyArgs> = {
     const empty = texts.findIndex((t) => t.trim() === "");
     if (empty >= 0) throw new UsageError(`text ${empty + 1} is empty`, "give non-empty texts");
 
-    const { readModelMeta } = await import("../../model/model-dir.js");
+    const { readModelMeta } = await import("../../model/model-meta.js");
     const meta = await readModelMeta(args.model);
     if (meta.head.kind !== "classifier") {
       throw new UsageError(

@@ -27,7 +27,7 @@ export const infoCommand: CommandModule<GlobalOptions, InfoArgs> = {
   handler: async (args) => {
     const target = args.target;
     const isDir = existsSync(target) && statSync(target).isDirectory();
-    const { readModelMeta, headSpecOf, WEIGHTS_FILE } = await import("../../model/model-dir.js");
+    const { readModelMeta, headSpecOf, WEIGHTS_FILE } = await import("../../model/model-meta.js");
     // Only shapes are needed: neither a config nor a model directory's weights are loaded.
     const { model, head, kind, meta } = isDir
       ? await readModelMeta(target).then((m) => ({

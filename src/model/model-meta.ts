@@ -1,0 +1,195 @@
+/**
+ * What a model directory's config.json says (docs/model-directory.md): the format, the model config, the head and
+ * the choices finetuning recorded, read and checked without TF.js, so `info` and the CLI's option parsing stay light.
+ * The weights are read and written by ./model-dir.ts.
+ */
+import { existsSync, statSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { FileFormatError } from "../errors.js";
+import { type GPTConfig, type HeadSpec, validateGPTConfig } from "./config.js";
+import type { GPTModel } from "./gpt.js";
+
+export const MODEL_FORMAT = "llmctl-model";
+export const MODEL_FORMAT_VERSION = 1;
+export const CONFIG_FILE = "config.json";
+export const WEIGHTS_FILE = "model.safetensors";
+
+/** How instruction prompts are formatted (chapter 7; the styles themselves are src/finetune/prompt-style.ts). */
+export const PROMPT_STYLES = ["alpaca", "phi3"] as const;
+export type PromptStyle = (typeof PROMPT_STYLES)[number];
+
+/**
+ * Which position's scores classify a text:
+ * - `last` (the book): the last position of the padded row. Padding is `<|endoftext|>`, and the causal mask lets
+ *   that position see the whole text, so this works, but the model must learn to read through the padding;
+ * - `last-nonpad`: the text's own last token (the book's bonus experiments: 98.33% vs 95.67% test accuracy);
+ * - `mean`: the mean over the text's tokens, padding excluded.
+ */
+export const POOLINGS = ["last", "last-nonpad", "mean"] as const;
+export type Pooling = (typeof POOLINGS)[number];
+
+/**
+ * `max_length`: the token length texts were padded (and cut) to in training; classification pads to it
+ * too, since with `last` pooling the model learned to read through exactly that padding.
+ */
+export type HeadMeta =
+  { kind: "lm" } | { kind: "classifier"; num_classes: number; labels?: string[]; pool?: Pooling; max_length?: number };
+
+export interface ModelMeta {
+  format: typeof MODEL_FORMAT;
+  version: typeof MODEL_FORMAT_VERSION;
+  model: GPTConfig;
+  tokenizer: "gpt2";
+  head: HeadMeta;
+  /** how instruction prompts are formatted (chapter 7 models) */
+  prompt_style?: PromptStyle;
+  /** where the weights came from, e.g. "openai gpt2-124m" or "pretrain configs/gpt2-tiny.json" */
+  source?: string;
+}
+
+/** What saveModelDir may add to the config beyond the model itself. */
+export interface ModelExtras {
+  /** classifier labels and pooling (the class count comes from the model) */
+  labels?: string[];
+  pool?: Pooling;
+  /** classifier: the padded training length */
+  max_length?: number;
+  prompt_style?: PromptStyle;
+  source?: string;
+}
+
+export function headSpecOf(meta: HeadMeta): HeadSpec {
+  return meta.kind === "classifier" ? { kind: "classifier", numClasses: meta.num_classes } : { kind: "lm" };
+}
+
+function bad(
+  path: string,
+  problem: string,
+  fix = "re-create the model directory (pretrain, load-gpt2 or finetune write one)",
+): FileFormatError {
+  return new FileFormatError(`${path}: ${problem}`, fix);
+}
+
+/** Validate a parsed config.json. */
+export function validateModelMeta(raw: unknown, path: string): ModelMeta {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw bad(path, "must be a JSON object");
+  const o = raw as Record<string, unknown>;
+  if (o.format !== MODEL_FORMAT) throw bad(path, `'format' must be "${MODEL_FORMAT}", got ${JSON.stringify(o.format)}`);
+  if (o.version !== MODEL_FORMAT_VERSION) {
+    throw bad(
+      path,
+      `unsupported version ${JSON.stringify(o.version)} (this llmctl reads version ${MODEL_FORMAT_VERSION})`,
+      "use the llmctl that wrote it",
+    );
+  }
+  if (o.tokenizer !== "gpt2")
+    throw bad(path, `unknown tokenizer ${JSON.stringify(o.tokenizer)}`, 'llmctl supports "gpt2"');
+  const model = validateGPTConfig(o.model, `${path} (model)`);
+  const h = o.head as Record<string, unknown> | undefined;
+  let head: HeadMeta;
+  if (h === undefined || h.kind === "lm") {
+    head = { kind: "lm" };
+  } else if (h.kind === "classifier") {
+    const n = h.num_classes;
+    if (typeof n !== "number" || !Number.isInteger(n) || n < 2)
+      throw bad(path, "head.num_classes must be an integer ≥ 2");
+    if (
+      h.labels !== undefined &&
+      (!Array.isArray(h.labels) || h.labels.length !== n || !h.labels.every((l) => typeof l === "string"))
+    ) {
+      throw bad(path, `head.labels must be ${n} strings`);
+    }
+    if (h.pool !== undefined && !(POOLINGS as readonly unknown[]).includes(h.pool)) {
+      throw bad(path, `head.pool must be one of ${POOLINGS.join(", ")}, got ${JSON.stringify(h.pool)}`);
+    }
+    const ml = h.max_length;
+    if (ml !== undefined && (typeof ml !== "number" || !Number.isInteger(ml) || ml < 1 || ml > model.context_length)) {
+      throw bad(
+        path,
+        `head.max_length must be an integer from 1 to the context length ${model.context_length}, got ${JSON.stringify(ml)}`,
+      );
+    }
+    head = {
+      kind: "classifier",
+      num_classes: n,
+      ...(h.labels ? { labels: h.labels as string[] } : {}),
+      pool: (h.pool as Pooling | undefined) ?? "last",
+      ...(ml !== undefined ? { max_length: ml as number } : {}),
+    };
+  } else {
+    throw bad(path, `head.kind must be "lm" or "classifier", got ${JSON.stringify(h.kind)}`);
+  }
+  if (o.prompt_style !== undefined && !(PROMPT_STYLES as readonly unknown[]).includes(o.prompt_style)) {
+    throw bad(path, `prompt_style must be one of ${PROMPT_STYLES.join(", ")}, got ${JSON.stringify(o.prompt_style)}`);
+  }
+  if (o.source !== undefined && typeof o.source !== "string") throw bad(path, "source must be a string");
+  return {
+    format: MODEL_FORMAT,
+    version: MODEL_FORMAT_VERSION,
+    model,
+    tokenizer: "gpt2",
+    head,
+    ...(o.prompt_style ? { prompt_style: o.prompt_style as PromptStyle } : {}),
+    ...(o.source ? { source: o.source as string } : {}),
+  };
+}
+
+function checkDir(dir: string): void {
+  if (!existsSync(dir)) {
+    throw new FileFormatError(
+      `model directory not found: ${dir}`,
+      "give a directory written by `llmctl pretrain --out`, `llmctl load-gpt2` or `llmctl finetune`",
+    );
+  }
+  if (!statSync(dir).isDirectory())
+    throw new FileFormatError(`${dir} is not a directory`, "give a model directory (config.json + model.safetensors)");
+}
+
+/** Read and validate DIR/config.json only (no weights): for `info` and for deciding how to load. */
+export async function readModelMeta(dir: string): Promise<ModelMeta> {
+  checkDir(dir);
+  const path = join(dir, CONFIG_FILE);
+  if (!existsSync(path)) {
+    throw new FileFormatError(
+      `${dir} has no ${CONFIG_FILE}`,
+      "give a directory written by pretrain, load-gpt2 or finetune",
+    );
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(path, "utf8"));
+  } catch (err) {
+    throw bad(path, `not valid JSON (${(err as Error).message})`);
+  }
+  return validateModelMeta(raw, path);
+}
+
+/** The config.json a model would be saved with. */
+export function modelMetaFor(gpt: GPTModel, extra: ModelExtras = {}): ModelMeta {
+  const head: HeadMeta =
+    gpt.head.kind === "classifier"
+      ? {
+          kind: "classifier",
+          num_classes: gpt.head.numClasses,
+          ...(extra.labels ? { labels: extra.labels } : {}),
+          pool: extra.pool ?? "last",
+          ...(extra.max_length !== undefined ? { max_length: extra.max_length } : {}),
+        }
+      : { kind: "lm" };
+  if (head.kind === "classifier" && head.labels && head.labels.length !== head.num_classes) {
+    throw new FileFormatError(
+      `${head.labels.length} labels for a classifier with ${head.num_classes} classes`,
+      "give one label per class",
+    );
+  }
+  return {
+    format: MODEL_FORMAT,
+    version: MODEL_FORMAT_VERSION,
+    model: gpt.config,
+    tokenizer: "gpt2",
+    head,
+    ...(extra.prompt_style ? { prompt_style: extra.prompt_style } : {}),
+    ...(extra.source ? { source: extra.source } : {}),
+  };
+}
