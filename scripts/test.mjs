@@ -2,8 +2,10 @@
 // `npm test`: run the compiled suite once per backend that loads here — wasm (the default embedded backend) and
 // tensorflow (when `npm run setup:tensorflow` has built it) — and close with one summary line for both passes.
 // Tests that are not about one backend pick theirs with test/helpers/backend.ts (env LLMCTL_TEST_BACKEND).
+// A test file whose results cannot depend on the backend (file formats, protocols, terminals) says so with a line
+// `// test: first backend pass only (…why…)` and runs in the first pass alone.
 import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 
 const only = process.env.LLMCTL_TEST_BACKENDS?.split(",").filter(Boolean);
 const backends = only ?? ["wasm", "tensorflow"];
@@ -21,24 +23,34 @@ if (!existsSync("dist/test")) {
   process.exit(1);
 }
 
+const FIRST_PASS_ONLY = /^\/\/ test: first backend pass only/m;
+// the sources say which tests exist (dist/ may still hold a deleted test's build)
+const sources = readdirSync("test")
+  .filter((f) => f.endsWith(".test.ts"))
+  .sort();
+const dist = (f) => `dist/test/${f.replace(/\.ts$/, ".js")}`;
+const suite = sources.map(dist);
+const everyPass = sources.filter((f) => !FIRST_PASS_ONLY.test(readFileSync(`test/${f}`, "utf8"))).map(dist);
+
 const totals = { pass: 0, fail: 0, skipped: 0 };
+let passes = 0;
 let failed = false;
 for (const backend of backends) {
   if (!available.has(backend)) {
     console.log(`# backend ${backend}: not available here, its pass is skipped (see \`llmctl doctor\`)`);
     continue;
   }
-  console.log(`# backend ${backend}: running the suite`);
-  const run = spawnSync(
-    process.execPath,
-    ["--test", "--test-concurrency=1", ...(files.length ? files : ["dist/test/"])],
-    {
-      env: { ...process.env, LLMCTL_TEST_BACKEND: backend },
-      encoding: "utf8",
-      stdio: ["ignore", "pipe", "inherit"],
-      maxBuffer: 1 << 30,
-    },
+  const list = files.length ? files : passes === 0 ? suite : everyPass;
+  console.log(
+    `# backend ${backend}: running ${list.length === suite.length ? "the suite" : `${list.length} of ${suite.length} test files`}`,
   );
+  passes++;
+  const run = spawnSync(process.execPath, ["--test", "--test-concurrency=1", ...list], {
+    env: { ...process.env, LLMCTL_TEST_BACKEND: backend },
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "inherit"],
+    maxBuffer: 1 << 30,
+  });
   process.stdout.write(run.stdout);
   for (const key of Object.keys(totals)) {
     const m = run.stdout.match(new RegExp(`^# ${key} (\\d+)$`, "m"));

@@ -1,3 +1,4 @@
+// test: first backend pass only (the zip reader, no tensors)
 /** The small ZIP reader/writer that unpacks the UCI spam archive. */
 import { test } from "node:test";
 import assert from "node:assert/strict";

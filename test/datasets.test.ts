@@ -1,3 +1,4 @@
+// test: first backend pass only (downloads and the cache, no tensors)
 /**
  * Named datasets end to end: a real HTTP server on 127.0.0.1 serves ../shared/datasets (and a spam ZIP
  * built here with node:zlib), standing in for the canonical URLs and for LLMCTL_DATA_MIRROR.

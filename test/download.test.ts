@@ -1,3 +1,4 @@
+// test: first backend pass only (HTTP downloads, no tensors)
 /**
  * download() against a real HTTP server on 127.0.0.1 serving ../shared/datasets/the-verdict.txt:
  * checksums, resuming after a dropped connection, servers that ignore Range, 416, errors.

@@ -1,3 +1,4 @@
+// test: first backend pass only (the Ollama judge protocol, no tensors)
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";

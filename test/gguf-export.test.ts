@@ -1,3 +1,4 @@
+// test: first backend pass only (the GGUF file and llama.cpp; generation itself is checked on every backend by generate)
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";

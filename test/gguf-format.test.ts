@@ -1,3 +1,4 @@
+// test: first backend pass only (the GGUF container, no tensors)
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";

@@ -1,3 +1,4 @@
+// test: first backend pass only (instruction data, no tensors)
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtemp, writeFile, rm } from "node:fs/promises";

@@ -1,3 +1,4 @@
+// test: first backend pass only (PyTorch DDP; the backends' logits are checked by model-fixture)
 /**
  * The scale-out route of docs/scale-out.md, run for real: llmctl's gpt2-tiny → `export --format hf` → torchrun
  * with 2 processes on CPU (gloo) running scripts/scale-out/train_ddp.py for 2 updates → `load-gpt2 --from` →

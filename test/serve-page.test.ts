@@ -1,3 +1,4 @@
+// test: first backend pass only (the chat page in a browser; the server's answers are checked by serve in this pass)
 /**
  * The chat page of `llmctl serve` in a real headless browser: Debian's chromium driven by playwright-core. CI
  * installs chromium (.ci/run); where it is absent, this test skips and says so (and fails under CI=true).

@@ -1,3 +1,4 @@
+// test: first backend pass only (the OpenAI protocol; generation itself is checked on every backend by generate)
 /**
  * `llmctl serve` against the official `openai` npm client (and plain fetch for what the client cannot send), on a
  * real server on 127.0.0.1. The model is the word model (./helpers/word-model.ts), so answers are readable.

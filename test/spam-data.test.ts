@@ -1,3 +1,4 @@
+// test: first backend pass only (SMS data and splits, no tensors)
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtemp, rm, readFile } from "node:fs/promises";

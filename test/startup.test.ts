@@ -1,3 +1,4 @@
+// test: first backend pass only (start-up imports, no backend loads)
 /**
  * The CLI answers at once: `--help`, a command's `--help` and `tokenize` never load TF.js (its import is
  * what made every command take seconds). Checked by running them with a hook that fails any @tensorflow

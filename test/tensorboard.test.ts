@@ -1,3 +1,4 @@
+// test: first backend pass only (the event files; the training loop itself is checked on every backend by train-trainer)
 /**
  * TensorBoard event files: the framing byte for byte against tensorboard's own EventFileWriter, the Trainer's
  * scalars through a crash, a torn record and a resume, and the real reader (tensorboard's EventAccumulator, with

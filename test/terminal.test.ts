@@ -1,3 +1,4 @@
+// test: first backend pass only (terminal behaviour (tmux))
 /**
  * `llmctl chat` (and `llmctl serve`'s Ctrl-C) in a real terminal: tmux gives it a pty, the test types with send-keys (Ctrl-C and Ctrl-D as
  * keys, not signals) and reads the screen with capture-pane. CI installs tmux (.ci/run); where it is absent,

@@ -1,3 +1,4 @@
+// test: first backend pass only (the tokenizer, no tensors)
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, mkdtempSync, writeFileSync, rmSync } from "node:fs";

@@ -1,3 +1,4 @@
+// test: first backend pass only (SVG plots, no tensors)
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { niceTicks, formatTick, linePlotSvg } from "../src/plot/svg.js";

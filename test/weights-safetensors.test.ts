@@ -1,3 +1,4 @@
+// test: first backend pass only (the safetensors format, no tensors)
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtemp, readFile, writeFile, readdir, rm } from "node:fs/promises";

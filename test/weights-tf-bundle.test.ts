@@ -1,3 +1,4 @@
+// test: first backend pass only (the TF tensor bundle format, no tensors)
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtemp, readFile, writeFile, copyFile, rm, truncate } from "node:fs/promises";
