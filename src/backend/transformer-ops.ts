@@ -99,10 +99,31 @@ const linearNoBias = tf.customGrad((x, w, save) => {
   };
 });
 
-/** x [N,K] · w [K,M] (+ b [M]) → [N,M]; GPT-2's Conv1D layout (a TF.js Dense kernel). */
-export function linear(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D | null): tf.Tensor2D {
+/**
+ * x·w (+ b) where w and b are frozen (LoRA's base weights): the gradient is dX = dY·Wᵀ alone, so the backward
+ * pass neither computes Xᵀ·dY nor keeps x alive for it.
+ */
+function frozenLinear(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D | null): tf.Tensor2D {
+  const op = tf.customGrad((xi, save) => {
+    (save as tf.GradSaveFunc)([w]);
+    const a = xi as tf.Tensor2D;
+    return {
+      value: b ? tf.fused.matMul({ a, b: operand(w), bias: b }) : tf.matMul(a, operand(w)), // [N,M]
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        gradientThenFree(saved, () => mm(dy as tf.Tensor2D, saved[0] as tf.Tensor2D, false, true)), // [N,K]
+    };
+  });
+  return op(x) as tf.Tensor2D;
+}
+
+/**
+ * x [N,K] · w [K,M] (+ b [M]) → [N,M]; GPT-2's Conv1D layout (a TF.js Dense kernel). `frozen`: w and b get no
+ * gradient (see frozenLinear).
+ */
+export function linear(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D | null, frozen = false): tf.Tensor2D {
   // without a tape (inference) the plain ops skip customGrad's bookkeeping: ~25% of a tiny model's token time
   if (!recording()) return b ? (tf.fused.matMul({ a: x, b: w, bias: b }) as tf.Tensor2D) : tf.matMul(x, w);
+  if (frozen) return frozenLinear(x, w, b);
   return (b ? linearBias(x, w, b) : linearNoBias(x, w)) as tf.Tensor2D;
 }
 
@@ -149,8 +170,20 @@ export class TransposedCopy {
  * [V,D]) and the classifier head use. Give `transposed` where the same w is multiplied again and again without
  * a gradient (generation): the product then reuses its copy of wᵀ.
  */
-export function matMulBT(x: tf.Tensor2D, w: tf.Tensor2D, transposed?: TransposedCopy): tf.Tensor2D {
+export function matMulBT(x: tf.Tensor2D, w: tf.Tensor2D, transposed?: TransposedCopy, frozen = false): tf.Tensor2D {
   if (transposed && !recording()) return tf.matMul(x, transposed.of(w));
+  if (frozen && recording()) {
+    // w gets no gradient: dX = dY·W only (as frozenLinear)
+    const op = tf.customGrad((xi, save) => {
+      (save as tf.GradSaveFunc)([w]);
+      return {
+        value: mm(xi as tf.Tensor2D, w, false, true),
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+          gradientThenFree(saved, () => tf.matMul(dy as tf.Tensor2D, operand(saved[0] as tf.Tensor2D))),
+      };
+    });
+    return op(x) as tf.Tensor2D;
+  }
   return matMulBTOp(x, w) as tf.Tensor2D;
 }
 

@@ -14,12 +14,15 @@ import {
   LayerNorm,
   LMHead,
   PositionEmbedding,
+  QKV,
   TokenEmbedding,
   TransformerBlock,
   type GPTLayer,
+  type LoraSettings,
 } from "./layers.js";
 
 export type { GPTConfig, HeadSpec } from "./config.js";
+export type { LoraSettings } from "./layers.js";
 
 export interface BuildOptions {
   /** default `{ kind: "lm" }` */
@@ -74,6 +77,8 @@ export class GPTModel {
   readonly blocks: TransformerBlock[];
   readonly lnF: LayerNorm;
   readonly outHead: LMHead | ClassifierHead;
+  /** Appendix E's LoRA, once addLora has put the adapters on */
+  lora: LoraSettings | null = null;
 
   constructor(cfg: GPTConfig, opts: BuildOptions = {}) {
     this.config = cfg;
@@ -184,7 +189,7 @@ export class GPTModel {
         if (!lastOnly) return this.outHead.call(this.lnF.call(x)) as tf.Tensor3D; // [B,T,V]
         const [B, T, D] = x.shape;
         const last = tf.reshape(tf.slice(x, [0, T - 1, 0], [B, 1, D]), [B, D]); // [B,D]
-        return this.outHead.project(this.lnF.call(last) as tf.Tensor2D, true); // [B,V]
+        return this.outHead.scores(this.lnF.call(last) as tf.Tensor2D, true); // [B,V]
       });
       if (cache) cache.length = start + ids.shape[1];
       return out;
@@ -241,6 +246,34 @@ export class GPTModel {
         variable.write(t);
       });
     }
+  }
+
+  /**
+   * The book's `replace_linear_with_lora` after freezing the model: an adapter beside every projection — q, k
+   * and v each their own over the fused c_attn, the attention's c_proj, both MLP layers — and beside the output
+   * head; every other weight frozen, so only the adapters train. The A matrices are drawn from `seed`.
+   */
+  addLora(lora: LoraSettings, seed = 123): void {
+    if (this.lora) throw new UsageError("this model has LoRA adapters already");
+    const rng = new Rng(seed);
+    const next = () => rng.int(2 ** 30);
+    const D = this.config.emb_dim;
+    // tfjs' Layer.trainable setter sets every weight of the layer: layers first, then the weights
+    for (const layer of this.layers()) layer.trainable = true;
+    for (const v of this.namedWeights().values()) v.trainable = false;
+    for (const block of this.blocks) {
+      for (const part of QKV) block.attn.addAdapter(part, D, D, lora, next());
+      block.attn.addAdapter("c_proj", D, D, lora, next());
+      block.mlp.addAdapter("c_fc", D, 4 * D, lora, next());
+      block.mlp.addAdapter("c_proj", 4 * D, D, lora, next());
+    }
+    this.outHead.addAdapter("", D, this.outHead.outDim, lora, next());
+    this.lora = { rank: lora.rank, alpha: lora.alpha };
+  }
+
+  /** The LoRA adapters' weights by name (`h.0.attn.c_attn.q.lora_A`, …, `score.lora_B`); empty without LoRA. */
+  adapterWeights(): Map<string, tf.LayerVariable> {
+    return new Map(this.layers().flatMap((layer) => layer.namedAdapters()));
   }
 
   /** name → shape of every weight: the parameter table of this model's config and head */

@@ -26,6 +26,19 @@ export interface CallArgs {
 
 const INIT_STD = 0.02;
 
+/** Appendix E's LoRA: adapters of rank `rank` whose product x·A·B is scaled by alpha/rank. */
+export interface LoraSettings {
+  rank: number;
+  alpha: number;
+}
+
+/** One projection's LoRA adapter: A [in,rank], B [rank,out]. */
+interface Adapter {
+  a: tf.LayerVariable;
+  b: tf.LayerVariable;
+  scale: number;
+}
+
 function single(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
   return Array.isArray(inputs) ? inputs[0] : inputs;
 }
@@ -58,6 +71,7 @@ const LAYER_ARG_KEYS = [
 export abstract class GPTLayer<C extends tf.serialization.ConfigDict> extends tf.layers.Layer {
   readonly cfg: C;
   private readonly params = new Map<string, tf.LayerVariable>();
+  private readonly adapters = new Map<string, Adapter>();
 
   constructor(args: C & LayerArgs) {
     super(args);
@@ -76,6 +90,57 @@ export abstract class GPTLayer<C extends tf.serialization.ConfigDict> extends tf
   /** the layer's weights under the model's names (`${layer name}.${local}`), in the order they were made */
   namedWeights(): [string, tf.LayerVariable][] {
     return [...this.params].map(([local, v]) => [`${this.name}.${local}`, v]);
+  }
+
+  /**
+   * Give the projection `local` (a weight's name without `.weight`; "" for a head's own weight) a LoRA adapter,
+   * the book's LoRALayer: A [in,rank] drawn as torch.nn.init.kaiming_uniform_(A, a=√5) draws it — U(±1/√rank),
+   * torch taking A's second dimension as its fan-in — and B [rank,out] zeros, so the layer computes exactly
+   * what it did until B is trained. Its weights are `${local}.lora_A` and `${local}.lora_B`.
+   */
+  addAdapter(local: string, inDim: number, outDim: number, lora: LoraSettings, seed: number): void {
+    if (this.adapters.has(local)) throw new Error(`${this.name}: '${local}' has an adapter already`);
+    const prefix = local ? `${local}.` : "";
+    const zeros = tf.initializers.zeros();
+    // written after addWeight: a loaded model's layers make every new weight zeros (fast init)
+    const a = this.addWeight(`${prefix}lora_A`, [inDim, lora.rank], "float32", zeros);
+    const b = this.addWeight(`${prefix}lora_B`, [lora.rank, outDim], "float32", zeros);
+    const bound = 1 / Math.sqrt(lora.rank);
+    tf.tidy(() => {
+      a.write(tf.randomUniform([inDim, lora.rank], -bound, bound, "float32", seed));
+    });
+    this.adapters.set(local, { a, b, scale: lora.alpha / lora.rank });
+  }
+
+  /** the adapters' weights under the model's names (`h.0.attn.c_attn.q.lora_A`, `score.lora_B`, …) */
+  namedAdapters(): [string, tf.LayerVariable][] {
+    return [...this.adapters].flatMap(([local, { a, b }]) => {
+      const prefix = local ? `${this.name}.${local}` : this.name;
+      return [
+        [`${prefix}.lora_A`, a],
+        [`${prefix}.lora_B`, b],
+      ] as [string, tf.LayerVariable][];
+    });
+  }
+
+  /** y [N,out] plus the adapter term x·A·B·(alpha/rank) of `local` for x [N,in], when it has an adapter */
+  protected withAdapter(local: string, x: tf.Tensor2D, y: tf.Tensor2D): tf.Tensor2D {
+    const ad = this.adapters.get(local);
+    if (!ad) return y;
+    // the scale on the [N,rank] product, the smallest tensor of the three
+    const xa = tf.mul(tf.matMul(x, ad.a.read() as tf.Tensor2D), ad.scale) as tf.Tensor2D; // [N,rank]
+    return tf.add(y, tf.matMul(xa, ad.b.read() as tf.Tensor2D));
+  }
+
+  /** a weight this pass leaves unchanged: its layer or the weight itself is frozen (no gradient to compute) */
+  protected frozen(w: tf.LayerVariable): boolean {
+    return !this.trainable || !w.trainable;
+  }
+
+  /** x [N,in] · W (+ b) with W [in,out], plus the projection's adapter term: GPT-2's Conv1D, LoRA's Linear */
+  protected project(local: string, x: tf.Tensor2D, w: tf.LayerVariable, b: tf.LayerVariable | null): tf.Tensor2D {
+    const y = ops.linear(x, w.read() as tf.Tensor2D, b?.read() as tf.Tensor1D | undefined, this.frozen(w));
+    return this.withAdapter(local, x, y);
   }
 
   override computeOutputShape(inputShape: Shape | Shape[]): Shape {
@@ -221,12 +286,15 @@ export class CausalSelfAttention extends GPTLayer<BlockConfig> {
       const [B, T, D] = x.shape;
       const { numHeads: H, dropRate } = this.cfg;
       const hd = D / H;
+      const x2 = tf.reshape(x, [B * T, D]) as tf.Tensor2D;
       const qkv = ops.linear(
-        tf.reshape(x, [B * T, D]) as tf.Tensor2D,
+        x2,
         this.cAttnWeight.read() as tf.Tensor2D,
         this.cAttnBias?.read() as tf.Tensor1D | undefined,
+        this.frozen(this.cAttnWeight),
       ); // [B*T,3D]
-      const [q, k, v] = tf.split(qkv, 3, 1); // each [B*T,D]; head h owns columns h*hd..(h+1)*hd-1
+      // each [B*T,D]; head h owns columns h*hd..(h+1)*hd-1. LoRA adapts q, k and v apart (the book's three Linears)
+      const [q, k, v] = tf.split(qkv, 3, 1).map((t, i) => this.withAdapter(QKV[i], x2, t as tf.Tensor2D));
       const heads = (t: tf.Tensor, perm: number[]) => tf.transpose(tf.reshape(t, [B, T, H, hd]), perm) as tf.Tensor4D;
       let kT = heads(k, [0, 2, 3, 1]); // [B,H,hd,T]
       let vh = heads(v, [0, 2, 1, 3]); // [B,H,T,hd]
@@ -234,15 +302,15 @@ export class CausalSelfAttention extends GPTLayer<BlockConfig> {
       const Tk = kT.shape[3];
       const mask = T > 1 ? causalMask(T, Tk) : null; // a single new query may see every key
       const y = ops.attention(heads(q, [0, 2, 1, 3]), kT, vh, { mask, dropRate, seeds: kwargs.dropout }); // [B,H,T,hd]
-      const out = ops.linear(
-        tf.reshape(tf.transpose(y, [0, 2, 1, 3]), [B * T, D]) as tf.Tensor2D, // heads side by side again
-        this.cProjWeight.read() as tf.Tensor2D,
-        this.cProjBias.read() as tf.Tensor1D,
-      );
+      const heads2 = tf.reshape(tf.transpose(y, [0, 2, 1, 3]), [B * T, D]) as tf.Tensor2D; // heads side by side
+      const out = this.project("c_proj", heads2, this.cProjWeight, this.cProjBias);
       return tf.reshape(out, [B, T, D]);
     });
   }
 }
+
+/** the adapters over c_attn's three column blocks */
+export const QKV = ["c_attn.q", "c_attn.k", "c_attn.v"] as const;
 
 const maskCache = new Map<string, Float32Array>();
 
@@ -284,14 +352,8 @@ export class FeedForward extends GPTLayer<{ embDim: number; numLayers: number; s
     return tf.tidy(() => {
       const x = single(inputs) as tf.Tensor3D;
       const [B, T, D] = x.shape;
-      const h = ops.gelu(
-        ops.linear(
-          tf.reshape(x, [B * T, D]) as tf.Tensor2D,
-          this.cFcWeight.read() as tf.Tensor2D,
-          this.cFcBias.read() as tf.Tensor1D,
-        ),
-      ); // [B*T,4D]
-      const out = ops.linear(h, this.cProjWeight.read() as tf.Tensor2D, this.cProjBias.read() as tf.Tensor1D); // [B*T,D]
+      const h = ops.gelu(this.project("c_fc", tf.reshape(x, [B * T, D]) as tf.Tensor2D, this.cFcWeight, this.cFcBias)); // [B*T,4D]
+      const out = this.project("c_proj", h, this.cProjWeight, this.cProjBias); // [B*T,D]
       return tf.reshape(out, [B, T, D]);
     });
   }
@@ -336,6 +398,10 @@ export class TransformerBlock extends GPTLayer<BlockConfig> {
 
   override namedWeights(): [string, tf.LayerVariable][] {
     return this.parts.flatMap((p) => p.namedWeights());
+  }
+
+  override namedAdapters(): [string, tf.LayerVariable][] {
+    return this.parts.flatMap((p) => p.namedAdapters());
   }
 
   override get trainable(): boolean {
@@ -392,8 +458,13 @@ export abstract class OutputHead<C extends { embDim: number; seed: number }> ext
   /** scores per position: the vocabulary size, or the number of classes */
   abstract readonly outDim: number;
 
+  /** the variable of W [out,D] */
+  protected abstract weightVariable(): tf.LayerVariable;
+
   /** W [out,D] */
-  abstract headWeight(): tf.Tensor2D;
+  headWeight(): tf.Tensor2D {
+    return this.weightVariable().read() as tf.Tensor2D;
+  }
 
   /** b [out], for heads that have one */
   protected headBias(): tf.Tensor1D | null {
@@ -401,11 +472,12 @@ export abstract class OutputHead<C extends { embDim: number; seed: number }> ext
   }
 
   /** h [N,D] → [N,out]; `repeated`: the same weights will be applied again (generation), keep Wᵀ */
-  project(h: tf.Tensor2D, repeated = false): tf.Tensor2D {
+  scores(h: tf.Tensor2D, repeated = false): tf.Tensor2D {
     return tf.tidy(() => {
-      const y = ops.matMulBT(h, this.headWeight(), repeated ? this.transposed : undefined);
+      const frozen = this.frozen(this.weightVariable());
+      const y = ops.matMulBT(h, this.headWeight(), repeated ? this.transposed : undefined, frozen);
       const b = this.headBias();
-      return b ? tf.add(y, b) : y;
+      return this.withAdapter("", h, b ? tf.add(y, b) : y);
     });
   }
 
@@ -418,7 +490,7 @@ export abstract class OutputHead<C extends { embDim: number; seed: number }> ext
     return tf.tidy(() => {
       const h = single(inputs) as tf.Tensor3D;
       const [B, T, D] = h.shape;
-      return tf.reshape(this.project(tf.reshape(h, [B * T, D])), [B, T, this.outDim]);
+      return tf.reshape(this.scores(tf.reshape(h, [B * T, D])), [B, T, this.outDim]);
     });
   }
 
@@ -453,10 +525,10 @@ export class LMHead extends OutputHead<{ vocabSize: number; embDim: number; tied
     this.built = true;
   }
 
-  headWeight(): tf.Tensor2D {
-    if (!this.cfg.tied) return this.weight!.read() as tf.Tensor2D;
+  protected weightVariable(): tf.LayerVariable {
+    if (!this.cfg.tied) return this.weight!;
     if (!this.wte) throw new Error("LMHead: a tied head needs tie(wte) before it is called");
-    return this.wte.weight.read() as tf.Tensor2D;
+    return this.wte.weight;
   }
 }
 
@@ -476,8 +548,8 @@ export class ClassifierHead extends OutputHead<{ numClasses: number; embDim: num
     this.built = true;
   }
 
-  headWeight(): tf.Tensor2D {
-    return this.weight.read() as tf.Tensor2D;
+  protected weightVariable(): tf.LayerVariable {
+    return this.weight;
   }
 
   protected override headBias(): tf.Tensor1D {

@@ -194,15 +194,16 @@ export function meanLoss<B>(
   return sum / n;
 }
 
-/** The model's trainable variables under their stable names (for models exposing `namedWeights`). */
+/** The model's trainable variables (LoRA adapters included) under their stable names. */
 export function namedParameters(model: {
   namedWeights(): Map<string, { name: string; trainable: boolean }>;
+  adapterWeights(): Map<string, { name: string; trainable: boolean }>;
   trainableVariables(): tf.Variable[];
 }): NamedVariable[] {
   const byVarName = new Map(model.trainableVariables().map((v) => [v.name, v]));
   const out: NamedVariable[] = [];
   const seen = new Set<string>();
-  for (const [name, lv] of model.namedWeights()) {
+  for (const [name, lv] of [...model.namedWeights(), ...model.adapterWeights()]) {
     const variable = byVarName.get(lv.name);
     if (!variable || !lv.trainable || seen.has(variable.name)) continue;
     seen.add(variable.name);
