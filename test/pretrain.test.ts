@@ -211,6 +211,29 @@ test("CLI: pretrain writes a model directory, log, plot and JSON summary; --resu
   assert.match(none.stderr, /give --config/);
 });
 
+test("CLI: a run whose update overflows (--lr 1e300) exits 1 with one line and saves no checkpoint", async () => {
+  const dir = tmp();
+  const text = join(dir, "text.txt");
+  writeFileSync(text, readFileSync(verdict(), "utf8").slice(0, 3000));
+  const out = join(dir, "run");
+  const r = await runCli(
+    ["pretrain", "--config", "gpt2-tiny", "--data", text, "--max-length", "32", "--lr", "1e300"].concat([
+      "--max-steps",
+      "1",
+      "--checkpoint-every",
+      "1",
+      "--out",
+      out,
+    ]),
+    { env: { LLMCTL_BACKEND: "wasm" } },
+  );
+  assert.equal(r.code, 1, r.stderr);
+  const errors = r.stderr.split("\n").filter((l) => l.startsWith("llmctl:"));
+  assert.equal(errors.length, 1, r.stderr);
+  assert.match(errors[0], /after step 1, \d+ of \d+ weights and optimizer moments are not finite .*nothing was saved/);
+  assert.ok(!existsSync(join(out, "trainer-state.json")) && !existsSync(join(out, "model.safetensors")));
+});
+
 test("CLI: Ctrl-C (SIGINT) saves a resumable checkpoint and exits 130", async () => {
   const dir = tmp();
   const cfgPath = join(dir, "tiny.json");

@@ -270,6 +270,60 @@ test("a diverging loss is a TrainingError that says to lower the learning rate",
   model.W.dispose();
 });
 
+test("an update that leaves the weights non-finite is never checkpointed: the run fails and says nothing was saved", async () => {
+  const dir = tmp();
+  const model = new Bigram();
+  // lr 1e39 overflows float32 in the first update; the loss of that update was finite
+  await assert.rejects(
+    new Trainer(options(model, dir, {}, settings({ lr: 1e39, max_steps: 1, warmup_steps: 0 }))).run(),
+    (err: unknown) =>
+      err instanceof TrainingError &&
+      /after step 1, \d+ of 768 weights and optimizer moments are not finite/.test(err.message) &&
+      /nothing was saved/.test(err.fix ?? ""),
+  );
+  assert.ok(!existsSync(join(dir, "trainer-state.json")) && !existsSync(join(dir, "model.safetensors")));
+  model.W.dispose();
+});
+
+test("with a checkpoint every step, a poisoned update keeps the last finite checkpoint and the error names it", async () => {
+  const dir = tmp();
+  const model = new Bigram();
+  // the update of step 3 goes bad (as an overflowing one would), after the step's own loss was finite
+  const poison = (e: TrainEvent) => e.kind === "step" && e.progress.step === 3 && model.W.assign(tf.fill([V, V], NaN));
+  await assert.rejects(
+    new Trainer(options(model, dir, { onEvent: poison }, settings({ checkpoint_every: 1 }))).run(),
+    (err: unknown) =>
+      err instanceof TrainingError &&
+      /after step 3, 256 of 768 /.test(err.message) &&
+      err.fix!.includes(`${dir} keeps the checkpoint of step 2, the last finite one`) &&
+      /--lr 0\.005/.test(err.fix!),
+  );
+  assert.equal((await readTrainerState(dir)).step, 2);
+  const saved = (await readAllSafetensors(join(dir, "model.safetensors"))).tensors.get("W")!.data;
+  assert.ok(saved.every(Number.isFinite));
+  // and going back to it works: the run resumes from step 2 and finishes
+  model.W.dispose();
+  const back = await Bigram.load(dir);
+  assert.equal(
+    (await new Trainer(options(back, dir, { resume: true }, settings({ checkpoint_every: 1 }))).run()).step,
+    12,
+  );
+  back.W.dispose();
+});
+
+test("optimizer moments that overflow (v = g² past float32) are not checkpointed either", async () => {
+  const dir = tmp();
+  const model = new Bigram();
+  // a finite loss of 1e30 times the real one: finite gradients whose squares overflow the second moment
+  const huge = (b: TokenBatch, mode: ForwardMode) => tf.mul(model.loss(b, mode), 1e30) as tf.Scalar;
+  await assert.rejects(
+    new Trainer(options(model, dir, { loss: huge }, settings({ max_steps: 1, grad_clip: null }))).run(),
+    (err: unknown) => err instanceof TrainingError && /not finite/.test(err.message),
+  );
+  assert.ok(!existsSync(join(dir, "trainer-state.json")));
+  model.W.dispose();
+});
+
 test("an existing run directory is not overwritten without --resume", async () => {
   const dir = tmp();
   const model = new Bigram();

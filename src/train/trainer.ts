@@ -238,6 +238,8 @@ export class Trainer<B> {
   private tokensSeen = 0;
   private elapsedBefore = 0;
   private evals: EvalRecord[] = [];
+  /** the step of the checkpoint in runDir (null: none yet); the one a diverged run can go back to */
+  private savedStep: number | null = null;
   private board: TensorBoardLog | null = null;
 
   constructor(opts: TrainerOptions<B>) {
@@ -392,12 +394,7 @@ export class Trainer<B> {
             g.dispose();
           }
         }
-        if (!Number.isFinite(v)) {
-          throw new TrainingError(
-            `the loss became ${v} at step ${this.step + 1} (lr ${lr.toPrecision(3)})`,
-            `lower the learning rate (e.g. --lr ${(this.s.lr / 10).toPrecision(2)}) or set train.grad_clip to 1.0`,
-          );
-        }
+        if (!Number.isFinite(v)) throw this.diverged(`the loss became ${v} at step ${this.step + 1}`, lr);
       }
       // mean over the micro-batches and clipping, both folded into AdamW's gradient scale
       let scale = 1 / group;
@@ -445,7 +442,42 @@ export class Trainer<B> {
     this.order = null;
   }
 
+  /**
+   * The error for a run whose numbers left the finite range: what happened, and what is left of the run. The
+   * checkpoint in runDir predates the divergence (checkpoint() refuses to write a non-finite one), but resuming
+   * it replays the same updates, so the way on is a new run with a lower rate, or that checkpoint as a model.
+   */
+  private diverged(what: string, lr: number): TrainingError {
+    const remedy = `lower the learning rate (e.g. --lr ${(this.s.lr / 10).toPrecision(2)}) or set train.grad_clip to 1.0`;
+    const dir = this.opts.runDir;
+    return new TrainingError(
+      `${what} (lr ${lr.toPrecision(3)})`,
+      this.savedStep === null
+        ? `nothing was saved; start again and ${remedy}`
+        : `${dir} keeps the checkpoint of step ${this.savedStep}, the last finite one (-m ${dir} loads it); to train on, start a new run and ${remedy}`,
+    );
+  }
+
   private async checkpoint(elapsed: number, final: boolean): Promise<void> {
+    const opt = this.optimizer;
+    const moments = opt.stateArrays();
+    let bad = 0;
+    let total = 0;
+    for (const { variable } of this.opts.params) {
+      bad += countNonFinite(variable.dataSync() as Float32Array);
+      total += variable.size;
+    }
+    for (const { data } of moments.values()) {
+      bad += countNonFinite(data);
+      total += data.length;
+    }
+    if (bad > 0) {
+      const lr = learningRate(Math.max(0, this.step - 1), this.schedule);
+      throw this.diverged(
+        `after step ${this.step}, ${bad} of ${total} weights and optimizer moments are not finite`,
+        lr,
+      );
+    }
     const state: TrainerState = {
       format: "llmctl-trainer-state",
       version: 1,
@@ -459,12 +491,11 @@ export class Trainer<B> {
       finished: final,
       settings: { ...this.opts.runSettings },
     };
-    const opt = this.optimizer;
     await writeCheckpoint(
       this.opts.runDir,
       async (stage) => {
         await this.opts.saveModel(stage);
-        const entries = [...opt.stateArrays()].map(([name, { shape, data }]) => ({ name, shape, data }));
+        const entries = [...moments].map(([name, { shape, data }]) => ({ name, shape, data }));
         await writeSafetensors(join(stage, OPTIMIZER_FILE), entries, {
           format: "llmctl-adamw",
           step: String(opt.step),
@@ -473,6 +504,7 @@ export class Trainer<B> {
       },
       this.opts.beforeCommitRename,
     );
+    this.savedStep = this.step;
     await writeFileAtomic(join(this.opts.runDir, PLOT_FILE), lossPlot(this.evals));
     this.emit({ kind: "checkpoint", step: this.step, dir: this.opts.runDir, final });
   }
@@ -494,6 +526,7 @@ export class Trainer<B> {
     const { tensors } = await readAllSafetensors(optFile);
     this.optimizer.loadState(st.step, (key) => tensors.get(key)?.data);
     this.step = st.step;
+    this.savedStep = st.step;
     this.epoch = st.epoch;
     this.batchIndex = st.batch_index;
     this.order = st.order ? Int32Array.from(st.order) : null;
@@ -555,6 +588,12 @@ export class Trainer<B> {
     this.board?.record(event);
     this.opts.onEvent?.(event);
   }
+}
+
+function countNonFinite(data: Float32Array): number {
+  let n = 0;
+  for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i])) n++;
+  return n;
 }
 
 /** The book's plot_losses: train and validation loss against tokens seen. */
