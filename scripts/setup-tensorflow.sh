@@ -125,12 +125,14 @@ fetch_cpu_wheel() {
 import sys, zipfile
 wheel, dest = sys.argv[1], sys.argv[2]
 keep = ("tensorflow/libtensorflow_cc.so.2", "tensorflow/libtensorflow_framework.so.2")
+# what the wheel was built for (CUDA/cuDNN versions, none in tensorflow-cpu), which `llmctl doctor` reports
+build_info = "tensorflow/python/platform/build_info.py"
 # The C headers include the tstring and status headers of TSL, which moved
 # between releases: tensorflow/tsl (2.12, 2.13), tsl (2.14+), xla/tsl (2.18+).
 header_dirs = tuple("tensorflow/include/" + d for d in (
     "tensorflow/c/", "tensorflow/core/platform/", "tensorflow/tsl/", "tsl/", "xla/tsl/"))
 with zipfile.ZipFile(wheel) as z:
-    names = [n for n in z.namelist() if n in keep or n.startswith(header_dirs)]
+    names = [n for n in z.namelist() if n in keep or n == build_info or n.startswith(header_dirs)]
     missing = [k for k in keep if k not in names]
     if missing:
         sys.exit("wheel lacks " + ", ".join(missing))

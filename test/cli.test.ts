@@ -89,7 +89,7 @@ test("doctor --json lists backends and the selected one", async () => {
   assert.equal(r.code, 0, r.stderr);
   const j = JSON.parse(r.stdout);
   const names = j.backends.map((b: { name: string }) => b.name);
-  assert.deepEqual(names, ["tensorflow", "wasm", "cpu"]);
+  assert.deepEqual(names, ["tensorflow", "webgpu", "wasm", "cpu"]);
   for (const b of j.backends) assert.equal(typeof b.available, "boolean");
   assert.equal(j.backends.find((b: { name: string }) => b.name === "wasm").available, true);
   assert.ok(names.includes(j.selected));

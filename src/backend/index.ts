@@ -1,6 +1,7 @@
 /**
- * The one place that picks the TF.js backend. `auto` prefers the native TensorFlow addon (GPU, then
- * CPU build) when it is installed and loads, then WebAssembly, then the pure-JS cpu backend.
+ * The one place that picks the TF.js backend. `auto` prefers WebGPU on a hardware adapter, then the native
+ * TensorFlow addon (GPU, then CPU build) when it is installed and loads, then WebAssembly, then the pure-JS
+ * cpu backend. A software WebGPU adapter (lavapipe, SwiftShader) is slower than wasm: only asked for by name.
  */
 import { createRequire } from "node:module";
 import { readFileSync } from "node:fs";
@@ -8,9 +9,10 @@ import * as tf from "@tensorflow/tfjs";
 import { BackendError, UsageError } from "../errors.js";
 import { installFreeingBackprop } from "./backprop.js";
 import { BACKEND_NAMES } from "./choices.js";
+import { WEBGPU_PACKAGES, probeWebgpu, type AdapterReport } from "./webgpu.js";
 
 export interface BackendStatus {
-  name: "tensorflow" | "wasm" | "cpu";
+  name: "tensorflow" | "webgpu" | "wasm" | "cpu";
   /** npm package that provides it */
   package: string;
   installed: boolean;
@@ -22,6 +24,19 @@ export interface BackendStatus {
   reason?: string;
   /** matmuls in bfloat16 (--bf16) */
   bf16?: boolean;
+  /** the WebGPU adapter (webgpu backend) */
+  adapter?: AdapterReport;
+  /** the tensorflow backend: whether libtensorflow lists a GPU device, and the CUDA it was built for */
+  cuda?: CudaStatus;
+}
+
+export interface CudaStatus {
+  /** TensorFlow's device list (TFE_ContextListDevices) has a GPU */
+  gpu_device: boolean;
+  /** from the wheel's build_info.py; absent when setup:tensorflow did not record it */
+  cuda_build?: boolean;
+  cuda_version?: string;
+  cudnn_version?: string;
 }
 
 export interface BackendOptions {
@@ -72,9 +87,21 @@ async function loadTensorflow(bf16 = false): Promise<BackendStatus> {
       // oneDNN reads its default math mode from the environment when it creates its first primitive
       if (bf16) process.env.ONEDNN_DEFAULT_FPMATH_MODE = "BF16";
       // Importing the addon registers the 'tensorflow' backend and makes it the active one.
-      const addon = (await import(pkg)) as { backend(): { binding?: { TF_Version?: string } } };
+      const addon = (await import(pkg)) as {
+        backend(): { binding?: { TF_Version?: string }; isUsingGpuDevice?: boolean };
+      };
       const library_version = addon.backend().binding?.TF_Version;
-      return { name: "tensorflow", package: pkg, installed: true, available: true, version, library_version, bf16 };
+      const cuda = { gpu_device: addon.backend().isUsingGpuDevice === true, ...tensorflowBuildInfo(pkg) };
+      return {
+        name: "tensorflow",
+        package: pkg,
+        installed: true,
+        available: true,
+        version,
+        library_version,
+        bf16,
+        cuda,
+      };
     } catch (err) {
       last = { name: "tensorflow", package: pkg, installed: true, available: false, version, reason: firstLine(err) };
     }
@@ -88,6 +115,52 @@ async function loadTensorflow(bf16 = false): Promise<BackendStatus> {
       reason: "@tensorflow/tfjs-node is not installed (run `npm run setup:tensorflow`)",
     }
   );
+}
+
+/**
+ * The CUDA and cuDNN versions libtensorflow was built for, from the wheel's tensorflow/python/platform/
+ * build_info.py, which setup:tensorflow keeps beside the library (deps/lib is a link to the wheel's tensorflow/).
+ */
+function tensorflowBuildInfo(pkg: string): Omit<CudaStatus, "gpu_device"> {
+  let text: string;
+  try {
+    text = readFileSync(require.resolve(`${pkg}/deps/lib/python/platform/build_info.py`), "utf8");
+  } catch {
+    return {};
+  }
+  const field = (key: string) => new RegExp(`'${key}':\\s*'?([^',}]+)'?`).exec(text)?.[1];
+  return {
+    cuda_build: field("is_cuda_build") === "True",
+    cuda_version: field("cuda_version"),
+    cudnn_version: field("cudnn_version"),
+  };
+}
+
+/** Dawn's adapter, then tfjs-backend-webgpu (it registers 'webgpu' only where navigator.gpu exists). */
+async function loadWebgpu(): Promise<BackendStatus> {
+  const pkg = WEBGPU_PACKAGES.tfjs;
+  const version = packageVersion(pkg);
+  const base = {
+    name: "webgpu" as const,
+    package: pkg,
+    installed: !!version && !!packageVersion(WEBGPU_PACKAGES.dawn),
+    version,
+  };
+  if (!base.installed) {
+    return {
+      ...base,
+      available: false,
+      reason: `${pkg} and ${WEBGPU_PACKAGES.dawn} (optional dependencies) are not installed`,
+    };
+  }
+  const probe = await probeWebgpu();
+  if (!probe.ok) return { ...base, available: false, reason: probe.reason };
+  try {
+    await import(pkg);
+    return { ...base, available: true, adapter: probe.adapter };
+  } catch (err) {
+    return { ...base, available: false, adapter: probe.adapter, reason: firstLine(err) };
+  }
 }
 
 async function loadWasm(): Promise<BackendStatus> {
@@ -108,7 +181,7 @@ function cpuStatus(): BackendStatus {
 }
 
 function checkBf16(choice: string): void {
-  if (choice === "wasm" || choice === "cpu") {
+  if (choice === "wasm" || choice === "cpu" || choice === "webgpu") {
     throw new UsageError(
       `--bf16 needs the tensorflow backend, not ${choice}`,
       "drop --bf16, or use --backend tensorflow (`npm run setup:tensorflow`)",
@@ -125,6 +198,7 @@ function checkBf16(choice: string): void {
 async function load(name: BackendStatus["name"], bf16: boolean): Promise<BackendStatus> {
   if (name === "tensorflow") return loadTensorflow(bf16);
   if (name === "wasm") return loadWasm();
+  if (name === "webgpu") return loadWebgpu();
   const { registerCpuKernels } = await import("./cpu-kernels.js");
   registerCpuKernels();
   return cpuStatus();
@@ -132,7 +206,7 @@ async function load(name: BackendStatus["name"], bf16: boolean): Promise<Backend
 
 /** Load every backend that can be loaded and report on each (for `llmctl doctor`). */
 export async function probeBackends(opts: BackendOptions = {}): Promise<BackendStatus[]> {
-  return [await loadTensorflow(opts.bf16), await loadWasm(), cpuStatus()];
+  return [await loadTensorflow(opts.bf16), await loadWebgpu(), await loadWasm(), cpuStatus()];
 }
 
 async function activate(status: BackendStatus): Promise<boolean> {
@@ -174,10 +248,11 @@ export async function useBackend(
   const order = bf16
     ? (["tensorflow"] as const)
     : choice === "auto"
-      ? (["tensorflow", "wasm", "cpu"] as const)
+      ? (["webgpu", "tensorflow", "wasm", "cpu"] as const)
       : [choice as BackendStatus["name"]];
   for (const name of order) {
     const status = await load(name, bf16);
+    if (choice === "auto" && status.adapter?.software) continue;
     if (await activate(status)) {
       // the model's ops save less for the backward pass; this walk frees what they save as soon as it is used
       installFreeingBackprop();
@@ -206,6 +281,7 @@ const WASM_MOMENTS_BYTES = 512 * 2 ** 20;
  */
 export function momentStorage(bytes: number): "tensors" | "arrays" {
   const backend = tf.getBackend();
-  if (backend === "tensorflow") return "tensors";
+  // webgpu: JS arrays would need a read-back per parameter, and there is no synchronous one
+  if (backend === "tensorflow" || backend === "webgpu") return "tensors";
   return backend === "wasm" && bytes <= WASM_MOMENTS_BYTES ? "tensors" : "arrays";
 }

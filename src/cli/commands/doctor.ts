@@ -1,6 +1,7 @@
 import type { CommandModule } from "yargs";
 import { availableParallelism } from "node:os";
-import type { BackendStatus } from "../../backend/index.js";
+import type { BackendStatus, CudaStatus } from "../../backend/index.js";
+import type { AdapterReport } from "../../backend/webgpu.js";
 import { printJson, printLine, type GlobalOptions } from "../output.js";
 
 interface DoctorArgs extends GlobalOptions {
@@ -26,6 +27,27 @@ async function matmulGflops(seconds: number): Promise<number> {
   a.dispose();
   b.dispose();
   return (2 * m * k * n * runs) / elapsed / 1e9;
+}
+
+function cudaLine(c: CudaStatus): string {
+  const build =
+    c.cuda_build === undefined
+      ? "CUDA build not recorded (this setup:tensorflow cache predates it: delete ~/.cache/llmctl/tensorflow and re-run setup)"
+      : c.cuda_build
+        ? `built for CUDA ${c.cuda_version}, cuDNN ${c.cudnn_version}`
+        : "built without CUDA (CPU wheel)";
+  return `GPU device: ${c.gpu_device ? "yes" : "none"} in TensorFlow's device list; ${build}`;
+}
+
+function adapterLines(a: AdapterReport): string[] {
+  return [
+    `adapter: ${a.description || a.device} (vendor ${a.vendor || "?"}, architecture ${a.architecture || "?"})` +
+      (a.software ? ": a software adapter, slower than wasm; `auto` does not choose it" : ""),
+    `limits: ${Object.entries(a.limits)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(", ")}`,
+    `features: ${a.features.join(" ")}`,
+  ];
 }
 
 export const doctorCommand: CommandModule<GlobalOptions, DoctorArgs> = {
@@ -73,6 +95,8 @@ export const doctorCommand: CommandModule<GlobalOptions, DoctorArgs> = {
         b.reason,
       ].filter(Boolean);
       printLine(`${b.name.padEnd(11)} ${state.padEnd(24)} ${extra.join(", ")}`);
+      if (b.cuda) printLine(`${"".padEnd(12)}${cudaLine(b.cuda)}`);
+      if (b.adapter) for (const line of adapterLines(b.adapter)) printLine(`${"".padEnd(12)}${line}`);
     }
     printLine(`selected: ${selected}`);
     const bf16 = cpuBf16Support();
