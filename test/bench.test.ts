@@ -23,6 +23,9 @@ const KEYS = [
   "generate_tokens_per_second",
   "generate_tokens_per_second_no_cache",
   "peak_rss_mb",
+  "threads",
+  "load_average",
+  "cores",
 ];
 
 test("llmctl bench --backend cpu --config C --json prints one record with every key, on the config's shapes", async () => {
@@ -58,6 +61,8 @@ test("llmctl bench --backend cpu --config C --json prints one record with every 
   assert.equal(rec.batch, 3);
   assert.equal(rec.context, 40);
   assert.equal(rec.vocab_size, 300);
+  assert.equal(rec.threads, 1); // the JS cpu backend
+  assert.ok(rec.load_average >= 0 && rec.cores >= 1, JSON.stringify(rec));
   // 300·16 + 48·16 + one block (16·48 + 16·16 + 16 + 16·64 + 64 + 64·16 + 16 + 4·16) + ln_f 32 + head 300·16
   assert.equal(
     rec.params,
@@ -86,6 +91,9 @@ test("ratios are ours / reference", () => {
     batch: 1,
     params: 1,
     peak_rss_mb: 1,
+    threads: 1,
+    load_average: 0,
+    cores: 1,
   };
   const ours: BenchRecord = {
     ...base,
@@ -121,7 +129,10 @@ test("bench adds llama.cpp's F32 and F16 generation on the same model when node-
       train: { batch_size: 1, max_length: 16 },
     }),
   );
-  const args = ["bench", "--backend", testBackend(), "--config", cfg, "--steps", "1", "--no-torch", "--json"];
+  const args = [
+    ...["bench", "--backend", testBackend(), "--config", cfg, "--steps", "1", "--no-torch", "--json"],
+    ...["--reference-threads", "1"],
+  ];
   const without = await runCli(args, { env: { LLMCTL_NODE_LLAMA_CPP: dir } });
   assert.equal(without.code, 0, without.stderr);
   assert.equal(without.stdout.trim().split("\n").length, 1);
@@ -143,40 +154,57 @@ test("bench adds llama.cpp's F32 and F16 generation on the same model when node-
   assert.deepEqual(
     llama.map((x) => [x.engine, x.precision, x.model, x.params, x.threads, x.prompt_tokens, x.generated_tokens]),
     [
-      ["llama.cpp", "f32", "gpt2-vocab", ours!.params, 2, 8, 32],
-      ["llama.cpp", "f16", "gpt2-vocab", ours!.params, 2, 8, 32],
+      ["llama.cpp", "f32", "gpt2-vocab", ours!.params, 1, 8, 32],
+      ["llama.cpp", "f16", "gpt2-vocab", ours!.params, 1, 8, 32],
     ],
   );
   for (const x of llama) {
     assert.match(String(x.path), /^node-llama-cpp \d+\.\d+\.\d+ \(llama\.cpp .*prebuilt CPU binary\)$/);
     assert.ok((x.generate_tokens_per_second as number) > 0);
+    assert.ok((x.load_average as number) >= 0 && (x.cores as number) >= 1, JSON.stringify(x));
   }
 });
 
-test("the PyTorch reference runs the same number of timed steps as --steps", async () => {
+test("the PyTorch reference runs with --python, on --steps and --reference-threads, and its engine and path are recorded", async () => {
   const dir = mkdtempSync(join(tmpdir(), "llmctl-bench-ref-"));
-  // a stand-in for torch_ref.py that reports the --steps it was given, and a `torch` for the python check
+  // a stand-in for torch_ref.py that reports the --steps and --threads it was given, and a `torch` for the
+  // python check; a python of its own that marks what it ran
   writeFileSync(join(dir, "torch.py"), "");
   writeFileSync(
     join(dir, "ref.py"),
-    "import json, sys\n" +
-      "steps = int(sys.argv[sys.argv.index('--steps') + 1])\n" +
-      "print(json.dumps({'engine': 'stand-in', 'params': 1, 'train_tok_s': 1, 'gen_kv_cache_tok_s': 1,\n" +
-      "                  'gen_no_cache_tok_s': 1, 'train_step_s': steps}))\n",
+    "import json, os, sys\n" +
+      "arg = lambda k: int(sys.argv[sys.argv.index(k) + 1])\n" +
+      "print(json.dumps({'engine': os.environ.get('WHICH_PYTHON', 'default'), 'path': 'sdpa+fused-adamw',\n" +
+      "                  'params': 1, 'train_tok_s': 1, 'gen_kv_cache_tok_s': 1, 'gen_no_cache_tok_s': 1,\n" +
+      "                  'train_step_s': arg('--steps'), 'threads': arg('--threads')}))\n",
   );
+  const python = join(dir, "python");
+  writeFileSync(python, `#!/bin/sh\nWHICH_PYTHON=stand-in exec python3 "$@"\n`, { mode: 0o755 });
   const cfg = join(dir, "micro.json");
   writeFileSync(
     cfg,
     JSON.stringify({ model: { vocab_size: 64, context_length: 8, emb_dim: 8, n_heads: 2, n_layers: 1, drop_rate: 0 } }),
   );
-  const r = await runCli(["bench", "--backend", "cpu", "--config", cfg, "--steps", "1", "--no-llama-cpp", "--json"], {
-    env: { LLMCTL_TORCH_REF: join(dir, "ref.py"), PYTHONPATH: dir },
-  });
+  const r = await runCli(
+    [
+      ...["bench", "--backend", "cpu", "--config", cfg, "--steps", "1", "--no-llama-cpp", "--json"],
+      ...["--python", python, "--reference-threads", "3"],
+    ],
+    { env: { LLMCTL_TORCH_REF: join(dir, "ref.py"), PYTHONPATH: dir } },
+  );
   assert.equal(r.code, 0, r.stderr);
   const ref = r.stdout
     .trim()
     .split("\n")
     .map((l) => JSON.parse(l) as BenchRecord)
     .find((rec) => rec.backend === "stand-in");
-  assert.equal(ref?.train_step_seconds, 1);
+  assert.ok(ref, r.stdout);
+  assert.deepEqual([ref.engine, ref.path, ref.train_step_seconds, ref.threads], ["stand-in", "sdpa+fused-adamw", 1, 3]);
+  assert.ok(ref.load_average >= 0 && ref.cores >= 1, JSON.stringify(ref));
+});
+
+test("--reference-threads must be a positive integer", async () => {
+  const r = await runCli(["bench", "--backend", "cpu", "--config", "gpt2-tiny", "--reference-threads", "0"]);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /--reference-threads must be an integer ≥ 1, got 0/);
 });

@@ -5,6 +5,7 @@
  */
 import { createRequire } from "node:module";
 import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import * as tf from "@tensorflow/tfjs";
 import { BackendError, UsageError } from "../errors.js";
 import { installFreeingBackprop } from "./backprop.js";
@@ -267,6 +268,19 @@ export async function useBackend(
     }
   }
   throw new BackendError("no TF.js backend could be initialised", "run `llmctl doctor`");
+}
+
+/**
+ * The threads a loaded backend computes on: TensorFlow's intra-op pool defaults to one per core, the JS cpu
+ * backend runs on one, wasm on what its build was given (one in Node, see docs/performance.md); undefined for
+ * webgpu, which computes on a GPU.
+ */
+export async function backendThreads(name: BackendStatus["name"]): Promise<number | undefined> {
+  if (name === "tensorflow") return availableParallelism();
+  if (name === "cpu") return 1;
+  if (name === "webgpu") return undefined;
+  const { getThreadsCount } = await import("@tensorflow/tfjs-backend-wasm");
+  return getThreadsCount();
 }
 
 /** The most moment memory (m and v) the wasm backend's 4 GB heap is given, beside a training step's own. */

@@ -7,6 +7,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
+import { availableParallelism, loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
 import { buildGPT, type GPTConfig } from "../model/gpt.js";
@@ -16,6 +17,7 @@ import { Rng } from "../data/rng.js";
 import { AdamW } from "../train/adamw.js";
 import { sparseCrossEntropy } from "../train/loss.js";
 import { namedParameters } from "../train/trainer.js";
+import { type BackendStatus, backendThreads } from "../backend/index.js";
 
 export interface BenchShape {
   /** config name, e.g. "gpt2-tiny" */
@@ -44,7 +46,21 @@ export interface BenchRecord {
   peak_rss_mb: number;
   /** median seconds per training step */
   train_step_seconds?: number;
+  /** threads the measured engine computes on (none given for a GPU) */
+  threads?: number;
+  /** what else the machine ran: see machineLoad */
+  load_average: number;
+  cores: number;
   [extra: string]: unknown;
+}
+
+/**
+ * The machine's 1-minute load average at the end of a measurement, beside its core count. Speeds measured
+ * while other jobs hold the cores are not comparable (llama.cpp's and PyTorch's threads spin at their
+ * barriers and lose the most): the bench records the load so such runs can be told apart.
+ */
+export function machineLoad(): { load_average: number; cores: number } {
+  return { load_average: round(loadavg()[0]), cores: availableParallelism() };
 }
 
 export interface BenchOptions {
@@ -126,6 +142,8 @@ export async function benchShape(shape: BenchShape, opts: BenchOptions = {}): Pr
       generate_tokens_per_second_no_cache: round(uncached.tokensPerSecond),
       peak_rss_mb: peakRssMb(),
       train_step_seconds: round(stepSeconds, 3),
+      threads: await backendThreads(tf.getBackend() as BackendStatus["name"]),
+      ...machineLoad(),
     };
   } finally {
     gpt.dispose();
@@ -163,16 +181,20 @@ export async function pythonHasTorch(python: string): Promise<boolean> {
   return (await run(python, ["-c", "import torch"])).code === 0;
 }
 
+/** The threads each reference (PyTorch, llama.cpp) gets unless told: the two cores of the reference machine. */
+export const REFERENCE_THREADS = 2;
+
 /**
- * Run torch_ref.py on the same shape and steps (2 threads, as our backends get; bf16 = its --bf16 autocast) and
- * return its numbers under our keys.
+ * Run torch_ref.py with `python` on the same shape and steps (REFERENCE_THREADS threads unless told; bf16 = its
+ * --bf16 autocast) and return its numbers under our keys, with what it says it ran: `engine` (PyTorch's
+ * version) and `path` (e.g. "sdpa+fused-adamw").
  * The script is run through runpy so its peak RSS can be read in the same interpreter afterwards.
  */
 export async function benchTorch(
   python: string,
   script: string,
   shape: BenchShape,
-  { bf16 = false, steps = 3 }: { bf16?: boolean; steps?: number } = {},
+  { bf16 = false, steps = 3, threads = REFERENCE_THREADS }: { bf16?: boolean; steps?: number; threads?: number } = {},
 ): Promise<BenchRecord> {
   const { cfg } = shape;
   const argv = [
@@ -196,7 +218,7 @@ export async function benchTorch(
     "--gen-tokens",
     "32",
     "--threads",
-    "2",
+    String(threads),
     ...(cfg.tied_head ? ["--tied"] : []),
     ...(bf16 ? ["--bf16"] : []),
   ];
@@ -216,6 +238,8 @@ export async function benchTorch(
   const rss = JSON.parse(lines[1]) as { peak_rss_mb: number };
   return {
     backend: String(ref.engine),
+    engine: String(ref.engine),
+    path: String(ref.path ?? "?"),
     precision: bf16 ? "bf16" : "fp32",
     model: shape.model,
     vocab_size: cfg.vocab_size,
@@ -230,6 +254,8 @@ export async function benchTorch(
     generate_tokens_per_second_no_cache: Number(ref.gen_no_cache_tok_s),
     peak_rss_mb: round(rss.peak_rss_mb, 1),
     train_step_seconds: Number(ref.train_step_s),
+    threads: Number(ref.threads ?? threads),
+    ...machineLoad(),
   };
 }
 

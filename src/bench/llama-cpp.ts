@@ -19,7 +19,7 @@ import { countParameters } from "../model/config.js";
 import { saveModelDir } from "../model/model-dir.js";
 import { Rng } from "../data/rng.js";
 import { exportGguf } from "../weights/gguf-export.js";
-import { type BenchShape } from "./bench.js";
+import { type BenchShape, REFERENCE_THREADS, machineLoad } from "./bench.js";
 
 /** The version the tests pin; the benchmark uses whichever is installed and records it. */
 export const NODE_LLAMA_CPP_VERSION = "3.21.1";
@@ -168,20 +168,22 @@ export interface LlamaCppRecord {
   prompt_tokens: number;
   generated_tokens: number;
   generate_tokens_per_second: number;
+  /** machineLoad() at the end of the measurement: ggml's threads busy-wait, so a loaded machine starves them */
+  load_average: number;
+  cores: number;
   [extra: string]: unknown;
 }
 
-/** The threads llama.cpp gets: what torch_ref.py gets (benchTorch), the two cores of the reference machine. */
-const THREADS = 2;
-
 /**
  * llama.cpp's KV-cached greedy generation on the bench's model (call useBackend first: the weights are built
- * with llmctl's initialisation, then exported), F32 and F16. Returns why not when node-llama-cpp is missing.
+ * with llmctl's initialisation, then exported), F32 and F16, on `threads` threads (default REFERENCE_THREADS, as
+ * PyTorch gets). Returns why not when node-llama-cpp is missing.
  */
 export async function benchLlamaCpp(
   shape: BenchShape,
-  opts: { genTokens?: number; onProgress?: (what: string) => void } = {},
+  opts: { genTokens?: number; threads?: number; onProgress?: (what: string) => void } = {},
 ): Promise<LlamaCppRecord[] | string> {
+  const threads = opts.threads ?? REFERENCE_THREADS;
   const runtime = await loadLlamaCpp();
   if ("missing" in runtime) return runtime.missing;
   const { cfg } = shape;
@@ -205,7 +207,7 @@ export async function benchLlamaCpp(
       progress(`${shape.model}: llama.cpp ${dtype} generation`);
       const gen = await llamaCppGreedy(runtime.llama, gguf, prompt, n, {
         contextLength: cfg.context_length,
-        threads: THREADS,
+        threads,
         warmup: true,
       });
       await rm(gguf);
@@ -216,10 +218,11 @@ export async function benchLlamaCpp(
         precision: dtype,
         model: shape.model,
         params: countParameters(cfg),
-        threads: THREADS,
+        threads,
         prompt_tokens: prompt.length,
         generated_tokens: gen.ids.length,
         generate_tokens_per_second: Math.round(gen.tokensPerSecond * 100) / 100,
+        ...machineLoad(),
       });
     }
     return records;

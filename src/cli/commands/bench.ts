@@ -1,7 +1,7 @@
 import type { CommandModule } from "yargs";
 import { selectBackend } from "../backend.js";
 import { loadConfigFile } from "../../model/config.js";
-import { LlmctlError } from "../../errors.js";
+import { LlmctlError, UsageError } from "../../errors.js";
 import type { BenchRecord, BenchShape } from "../../bench/bench.js";
 import type { LlamaCppRecord } from "../../bench/llama-cpp.js";
 import { note, printJson, printLine, spinner, verbose, type GlobalOptions } from "../output.js";
@@ -12,6 +12,7 @@ interface BenchArgs extends GlobalOptions {
   torch: boolean;
   python: string;
   "llama-cpp": boolean;
+  "reference-threads"?: number;
 }
 
 const DEFAULT_CONFIGS = ["gpt2-tiny", "gpt2-124m-ch05"];
@@ -72,7 +73,7 @@ function human(r: BenchRecord): string {
   const ratio = vs ? ` (${vs.train}× / ${vs.generate}× / ${vs.generate_no_cache}× PyTorch)` : "";
   return (
     `${(r.backend + (r.precision === "bf16" ? " bf16" : "")).padEnd(25)} ${r.model.padEnd(16)} train ${r.train_tokens_per_second} tok/s, generate ${r.generate_tokens_per_second} tok/s ` +
-    `(no cache ${r.generate_tokens_per_second_no_cache}), peak RSS ${r.peak_rss_mb} MB${ratio}`
+    `(no cache ${r.generate_tokens_per_second_no_cache}), peak RSS ${r.peak_rss_mb} MB, ${r.threads === undefined ? "" : `${r.threads} thread(s), `}load ${r.load_average}/${r.cores}${ratio}`
   );
 }
 
@@ -104,6 +105,17 @@ export const benchCommand: CommandModule<GlobalOptions, BenchArgs> = {
         default: true,
         describe:
           "also time llama.cpp's generation (F32, F16) on the same weights when node-llama-cpp is installed (--no-llama-cpp to skip)",
+      })
+      .option("reference-threads", {
+        type: "number",
+        describe:
+          "threads PyTorch and llama.cpp get, default 2 (their threads spin at barriers: on a busy machine fewer can be faster)",
+      })
+      .check((a) => {
+        const n = a["reference-threads"];
+        if (n !== undefined && !(Number.isInteger(n) && n >= 1))
+          throw new UsageError(`--reference-threads must be an integer ≥ 1, got ${n}`);
+        return true;
       })
       .example("$0 bench --json", "every backend that loads × gpt2-tiny and the 124M ch05 setting, plus PyTorch")
       .example("$0 bench --backend wasm --config gpt2-tiny", "one backend, one model, measured in this process")
@@ -191,7 +203,7 @@ async function reference(a: BenchArgs, shape: BenchShape, bf16: boolean): Promis
   }
   const spin = spinner(`PyTorch${bf16 ? " bf16" : ""} reference for ${shape.model}`);
   try {
-    return await benchTorch(a.python, script, shape, { bf16, steps: a.steps });
+    return await benchTorch(a.python, script, shape, { bf16, steps: a.steps, threads: a["reference-threads"] });
   } catch (err) {
     note(`PyTorch reference failed: ${(err as Error).message}`);
     return undefined;
@@ -206,7 +218,7 @@ async function llamaCpp(a: BenchArgs, shape: BenchShape): Promise<void> {
   let res: LlamaCppRecord[] | string;
   try {
     const { benchLlamaCpp } = await import("../../bench/llama-cpp.js");
-    res = await benchLlamaCpp(shape, { onProgress: (t) => (spin.text = t) });
+    res = await benchLlamaCpp(shape, { threads: a["reference-threads"], onProgress: (t) => (spin.text = t) });
   } catch (err) {
     res = `failed: ${(err as Error).message}`;
   } finally {
@@ -220,7 +232,7 @@ async function llamaCpp(a: BenchArgs, shape: BenchShape): Promise<void> {
     if (a.json) printJson(r);
     else
       printLine(
-        `${`llama.cpp ${r.precision}`.padEnd(25)} ${r.model.padEnd(16)} generate ${r.generate_tokens_per_second} tok/s (${r.threads} threads; ${r.path})`,
+        `${`llama.cpp ${r.precision}`.padEnd(25)} ${r.model.padEnd(16)} generate ${r.generate_tokens_per_second} tok/s (${r.threads} threads, load ${r.load_average}/${r.cores}; ${r.path})`,
       );
   }
 }

@@ -1,5 +1,4 @@
 import type { CommandModule } from "yargs";
-import { availableParallelism } from "node:os";
 import type { BackendStatus, CudaStatus } from "../../backend/index.js";
 import type { AdapterReport } from "../../backend/webgpu.js";
 import { printJson, printLine, type GlobalOptions } from "../output.js";
@@ -64,7 +63,7 @@ export const doctorCommand: CommandModule<GlobalOptions, DoctorArgs> = {
       .example("$0 doctor --json --no-speed", "the same as JSON, without the speed test")
       .example("$0 doctor --bf16", "the tensorflow backend's matmul speed with bfloat16 matmuls"),
   handler: async (args) => {
-    const { cpuBf16Support, probeBackends, useBackend } = await import("../../backend/index.js");
+    const { backendThreads, cpuBf16Support, probeBackends, useBackend } = await import("../../backend/index.js");
     const selected = (await useBackend(args.backend, { bf16: args.bf16 })).name;
     const backends: (BackendStatus & { threads?: number; matmul_gflops?: number })[] = await probeBackends({
       bf16: args.bf16,
@@ -72,13 +71,7 @@ export const doctorCommand: CommandModule<GlobalOptions, DoctorArgs> = {
     for (const b of backends) {
       if (!b.available) continue;
       await useBackend(b.name);
-      // TensorFlow's intra-op pool defaults to one thread per core; the JS cpu backend runs on one.
-      if (b.name === "tensorflow") b.threads = availableParallelism();
-      if (b.name === "cpu") b.threads = 1;
-      if (b.name === "wasm") {
-        const { getThreadsCount } = await import("@tensorflow/tfjs-backend-wasm");
-        b.threads = getThreadsCount();
-      }
+      b.threads = await backendThreads(b.name);
       if (args.speed) b.matmul_gflops = Number((await matmulGflops(2)).toFixed(2));
     }
     if (args.json) {
