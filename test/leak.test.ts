@@ -41,7 +41,7 @@ function batch(step: number, head: HeadSpec): { ids: tf.Tensor2D; targets: tf.Te
 }
 
 /** one AdamW step with clipping, as the Trainer takes it; returns the loss */
-function trainStep(gpt: GPTModel, opt: AdamW, head: HeadSpec, step: number): number {
+async function trainStep(gpt: GPTModel, opt: AdamW, head: HeadSpec, step: number): Promise<number> {
   const { ids, targets } = batch(step, head);
   const params = opt.params;
   const { value, grads } = tf.variableGrads(
@@ -55,8 +55,8 @@ function trainStep(gpt: GPTModel, opt: AdamW, head: HeadSpec, step: number): num
     params.map((p) => p.variable),
   );
   const byName = new Map(params.map((p) => [p.name, grads[p.variable.name]]));
-  opt.applyGradients(byName, 3e-3, clipCoefficient(globalNorm(byName.values()), 1.0));
-  const loss = value.dataSync()[0];
+  opt.applyGradients(byName, 3e-3, clipCoefficient(await globalNorm(byName.values()), 1.0));
+  const loss = (await value.data())[0];
   tf.dispose([value, ids, targets, ...byName.values()]);
   return loss;
 }
@@ -80,7 +80,7 @@ for (const backend of ["cpu", "wasm"] as const) {
       const seen: number[] = [];
       let baseline: tf.MemoryInfo | null = null;
       for (let step = 0; step < STEPS; step++) {
-        seen.push(trainStep(gpt, opt, head, step));
+        seen.push(await trainStep(gpt, opt, head, step));
         if (step === 2) baseline = tf.memory();
       }
       const end = tf.memory();

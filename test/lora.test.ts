@@ -85,7 +85,7 @@ test("LoRA's A is kaiming_uniform_(a=√5): U(±1/√rank); B is zeros, so step 
   }
 });
 
-test("LoRA trains the adapters only: frozen weights get no gradient and no AdamW state, and keep their bits", () => {
+test("LoRA trains the adapters only: frozen weights get no gradient and no AdamW state, and keep their bits", async () => {
   const gpt = buildGPT(small, { head: { kind: "classifier", numClasses: 2 }, seed: 3 });
   try {
     gpt.addLora({ rank: 2, alpha: 4 }, 5);
@@ -102,7 +102,7 @@ test("LoRA trains the adapters only: frozen weights get no gradient and no AdamW
       opt.applyGradients(named, 1e-2);
       tf.dispose([value, ...Object.values(grads)]);
     }
-    assert.equal(opt.stateArrays().size, 2 * params.length);
+    assert.equal((await opt.stateArrays()).size, 2 * params.length);
     for (const [name, v] of gpt.namedWeights()) assert.deepEqual(v.read().dataSync(), base.get(name), name);
     const b = gpt.adapterWeights().get("h.1.mlp.c_proj.lora_B")!.read().dataSync();
     assert.ok(

@@ -123,7 +123,7 @@ test("finetune spam end to end on a small split of the real data: classifier dir
   const { meta, gpt } = await loadModelDir(out);
   try {
     const head = meta.head.kind === "classifier" ? meta.head : assert.fail("not a classifier");
-    const preds = classifyTexts(
+    const preds = await classifyTexts(
       gpt,
       getTokenizer(),
       split.test.map((m) => m.text),

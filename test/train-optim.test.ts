@@ -65,7 +65,7 @@ for (const moments of ["arrays", "tensors"] as const) {
     opt.dispose();
   });
 
-  test(`AdamW state (moments in ${moments}) saves and restores: a restored optimizer continues identically`, () => {
+  test(`AdamW state (moments in ${moments}) saves and restores: a restored optimizer continues identically`, async () => {
     const mk = () => tf.variable(tf.tensor1d([1, 2, 3]));
     const a = mk();
     const optA = new AdamW([{ name: "x", variable: a }], { weightDecay: 0.1, moments });
@@ -81,7 +81,7 @@ for (const moments of ["arrays", "tensors"] as const) {
     };
     apply(optA, grads[0]);
     apply(optA, grads[1]);
-    const saved = new Map([...optA.stateArrays()].map(([k, t]) => [k, t.data.slice()]));
+    const saved = new Map([...(await optA.stateArrays())].map(([k, t]) => [k, t.data.slice()]));
     const b = tf.variable(a.clone());
     const optB = new AdamW([{ name: "x", variable: b }], { weightDecay: 0.1, moments });
     optB.loadState(optA.step, (k) => saved.get(k));
@@ -95,20 +95,20 @@ for (const moments of ["arrays", "tensors"] as const) {
   });
 }
 
-test("global-norm clipping as clip_grad_norm_: norm of (3,4) and (12) is 13, clipped to 1", () => {
+test("global-norm clipping as clip_grad_norm_: norm of (3,4) and (12) is 13, clipped to 1", async () => {
   const g = new Map<string, tf.Tensor>([
     ["a", tf.tensor1d([3, 4])],
     ["b", tf.tensor1d([12])],
   ]);
-  const norm = globalNorm(g.values());
+  const norm = await globalNorm(g.values());
   close(norm, 13, 1e-6);
   // the factor the Trainer folds into AdamW's gradient scale
   const coef = clipCoefficient(norm, 1);
   const grads = new Map([...g].map(([name, t]) => [name, tf.mul(t, coef)]));
-  close(globalNorm(grads.values()), 1, 1e-6);
+  close(await globalNorm(grads.values()), 1, 1e-6);
   close(grads.get("a")!.dataSync()[0], 3 / (13 + 1e-6), 1e-7);
   // below the threshold nothing changes
-  assert.equal(clipCoefficient(globalNorm(grads.values()), 5), 1);
+  assert.equal(clipCoefficient(await globalNorm(grads.values()), 5), 1);
   for (const t of [...g.values(), ...grads.values()]) t.dispose();
 });
 

@@ -107,7 +107,8 @@ export async function benchShape(shape: BenchShape, opts: BenchOptions = {}): Pr
         () => tf.tidy(() => sparseCrossEntropy(gpt.forward(x, { training: true }), y)),
         params.map((p) => p.variable),
       );
-      value.dataSync();
+      // the read waits for this step's forward and backward and, queued before them, the last update's work
+      await value.data();
       const byName = new Map(Object.entries(grads).map(([k, g]) => [nameOf.get(k)!, g]));
       opt.applyGradients(byName, 4e-4);
       tf.dispose([value, ...Object.values(grads)]);

@@ -105,19 +105,28 @@ export function classificationLoss(logits: tf.Tensor2D, labels: Int32Array): tf.
   return tf.tidy(() => sparseCrossEntropy(logits, tf.tensor1d(labels, "int32")));
 }
 
-/** Correct predictions in a batch (argmax of the pooled scores), for the book's `calc_accuracy_loader`. */
-export function countCorrect(logits: tf.Tensor2D, labels: ArrayLike<number>): number {
-  const pred = tf.tidy(() => tf.argMax(logits, 1)).dataSync();
-  let correct = 0;
-  for (let i = 0; i < pred.length; i++) if (pred[i] === labels[i]) correct++;
-  return correct;
+/**
+ * Correct predictions in a batch (argmax of the pooled scores), for the book's `calc_accuracy_loader`, as a
+ * scalar left on the device, so that it can be counted inside a loss and read later (see readCount).
+ */
+export function correctCount(logits: tf.Tensor2D, labels: Int32Array): tf.Scalar {
+  return tf.tidy(() => tf.sum(tf.equal(tf.argMax(logits, 1), tf.tensor1d(labels, "int32")).toInt()) as tf.Scalar);
+}
+
+/** A count from correctCount as a number; frees it. */
+export async function readCount(count: tf.Scalar): Promise<number> {
+  try {
+    return (await count.data())[0];
+  } finally {
+    count.dispose();
+  }
 }
 
 /** Softmax probabilities [B,C] of a batch, on the host (inference). */
-export function classProbabilities(gpt: GPTModel, batch: SpamBatch, pool: Pooling): Float32Array {
+export async function classProbabilities(gpt: GPTModel, batch: SpamBatch, pool: Pooling): Promise<Float32Array> {
   const probs = tf.tidy(() => tf.softmax(classLogits(gpt, batch, pool)));
   try {
-    return probs.dataSync() as Float32Array;
+    return (await probs.data()) as Float32Array;
   } finally {
     probs.dispose();
   }
@@ -147,12 +156,12 @@ export interface ClassifyOptions {
 }
 
 /** Classify texts in batches: the label and probability of each, in input order. */
-export function classifyTexts(
+export async function classifyTexts(
   gpt: GPTModel,
   tokenizer: Tokenizer,
   texts: readonly string[],
   opts: ClassifyOptions,
-): Classification[] {
+): Promise<Classification[]> {
   if (gpt.head.kind !== "classifier")
     throw new UsageError(
       "this model is a language model, not a classifier",
@@ -172,7 +181,7 @@ export function classifyTexts(
       { maxLength },
     );
     const loader = new SpamDataLoader(ds, part.length);
-    const probs = classProbabilities(gpt, loader.batch(loader.epochOrder(), 0), opts.pool); // [B,C]
+    const probs = await classProbabilities(gpt, loader.batch(loader.epochOrder(), 0), opts.pool); // [B,C]
     part.forEach((text, b) => {
       let best = 0;
       for (let c = 1; c < C; c++) if (probs[b * C + c] > probs[b * C + best]) best = c;

@@ -274,8 +274,8 @@ export async function finetuneInstruct(opts: FinetuneInstructOptions): Promise<F
       // the book prints the losses before finetuning; they make the drop visible
       const order = batches.train.epochOrder(new Rng(settings.seed));
       initialLosses = {
-        train: meanLoss(batches.train, loss, settings.eval_iter, order),
-        validation: meanLoss(batches.validation, loss, settings.eval_iter),
+        train: await meanLoss(batches.train, loss, settings.eval_iter, order),
+        validation: await meanLoss(batches.validation, loss, settings.eval_iter),
       };
       emit({
         kind: "notice",

@@ -35,7 +35,14 @@ import {
   type SpamBatch,
   type SpamSplit,
 } from "./spam-data.js";
-import { classLogits, classificationLoss, countCorrect, freezeForFinetuning, toClassifier } from "./classifier.js";
+import {
+  classLogits,
+  classificationLoss,
+  correctCount,
+  freezeForFinetuning,
+  readCount,
+  toClassifier,
+} from "./classifier.js";
 import {
   ACCURACY_FILE,
   ACCURACY_PLOT_FILE,
@@ -112,12 +119,12 @@ export interface AccuracyReport {
  * The book's `calc_accuracy_loader`: the fraction of correct predictions over the first `maxBatches` batches
  * in `order` (all batches by default).
  */
-export function accuracy(
+export async function accuracy(
   gpt: GPTModel,
   loader: SpamDataLoader,
   pool: Pooling,
   opts: { maxBatches?: number; order?: Int32Array; onBatch?: (i: number, n: number) => void } = {},
-): number {
+): Promise<number> {
   const n = Math.min(opts.maxBatches ?? Infinity, loader.numBatches);
   const order = opts.order ?? loader.epochOrder(new Rng(0));
   let correct = 0;
@@ -125,8 +132,9 @@ export function accuracy(
   for (let i = 0; i < n; i++) {
     const batch = loader.batch(order, i);
     const logits = classLogits(gpt, batch, pool);
-    correct += countCorrect(logits, batch.labels);
+    const count = correctCount(logits, batch.labels);
     logits.dispose();
+    correct += await readCount(count);
     seen += batch.batchSize;
     opts.onBatch?.(i + 1, n);
   }
@@ -265,13 +273,15 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
       totalParameters: gpt.countParameters(),
     });
 
-    // running accuracy of the training batches of the current epoch, counted from the loss's own logits
+    // running accuracy of the training batches of the current epoch, counted from the loss's own logits: kept on
+    // the device inside the loss, read after the update
     let runCorrect = 0;
     let runSeen = 0;
+    const counted: tf.Scalar[] = [];
     const loss = (batch: SpamBatch, mode: ForwardMode): tf.Scalar => {
       const logits = classLogits(gpt, batch, pool, mode);
       if (mode.training) {
-        runCorrect += countCorrect(logits, batch.labels);
+        counted.push(tf.keep(correctCount(logits, batch.labels)));
         runSeen += batch.batchSize;
       }
       return classificationLoss(logits, batch.labels);
@@ -290,13 +300,16 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
       saveModel: async (dir) => {
         await saveModelDir(dir, gpt, extras);
       },
-      afterEpoch: (epoch) => {
+      afterUpdate: async () => {
+        for (const count of counted.splice(0)) runCorrect += await readCount(count);
+      },
+      afterEpoch: async (epoch) => {
         // the book: accuracy over eval_iter batches of a freshly shuffled train loader and of the validation loader
         const order = loaders.train.epochOrder(new Rng(seed * 1000 + epoch));
         const maxBatches = settings.eval_iter;
         const record = {
-          train_accuracy: accuracy(gpt, loaders.train, pool, { maxBatches, order }),
-          val_accuracy: accuracy(gpt, loaders.validation, pool, { maxBatches }),
+          train_accuracy: await accuracy(gpt, loaders.train, pool, { maxBatches, order }),
+          val_accuracy: await accuracy(gpt, loaders.validation, pool, { maxBatches }),
         };
         epochs.push({ epoch, ...record });
         runCorrect = 0;
@@ -310,9 +323,11 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
       },
       signal: opts.signal,
       resume,
-    }).run();
+    })
+      .run()
+      .finally(() => tf.dispose(counted.splice(0))); // counts of an update that did not finish
 
-    const acc = finalAccuracy(gpt, data, pool, emit);
+    const acc = await finalAccuracy(gpt, data, pool, emit);
     const { epochs: n, batch_size, lr, weight_decay } = settings;
     const report: AccuracyReport = {
       format: "llmctl-accuracy",
@@ -367,14 +382,19 @@ function spamBatches(split: SpamSplit, contextLength: number, batchSize: number,
 }
 
 /** The book's closing `calc_accuracy_loader` over all of train, validation and test. */
-function finalAccuracy(gpt: GPTModel, data: SpamBatches, pool: Pooling, emit: (e: JobEvent) => void): SplitAccuracy {
+async function finalAccuracy(
+  gpt: GPTModel,
+  data: SpamBatches,
+  pool: Pooling,
+  emit: (e: JobEvent) => void,
+): Promise<SplitAccuracy> {
   const acc: SplitAccuracy = { train: NaN, validation: NaN, test: NaN };
   for (const name of ["train", "validation", "test"] as const) {
     // the book measures the training accuracy over its shuffled drop_last loader (1,040 of 1,045 examples); here the
     // five left out are the last five rather than five random ones, so the number does not depend on an RNG draw
     const loader = data.loaders[name];
     const full = name === "train" ? new SpamDataLoader(data.sets.train, loader.batchSize, false, true) : loader;
-    acc[name] = accuracy(gpt, full, pool, {
+    acc[name] = await accuracy(gpt, full, pool, {
       onBatch: (batch, batches) =>
         emit({ kind: "status", text: `measuring ${name} accuracy: batch ${batch}/${batches}` }),
     });

@@ -83,13 +83,14 @@ export class AdamW {
   }
 
   /** The moment estimates as `m.<name>` / `v.<name>` (for a safetensors checkpoint); read them, do not keep them. */
-  stateArrays(): Map<string, { shape: number[]; data: Float32Array }> {
+  async stateArrays(): Promise<Map<string, { shape: number[]; data: Float32Array }>> {
     const out = new Map<string, { shape: number[]; data: Float32Array }>();
-    const data = (x: Float32Array | tf.Tensor) => (x instanceof tf.Tensor ? (x.dataSync() as Float32Array) : x);
+    const data = async (x: Float32Array | tf.Tensor) =>
+      x instanceof tf.Tensor ? ((await x.data()) as Float32Array) : x;
     for (const { name, variable } of this.params) {
       const { m, v } = this.state.get(name)!;
-      out.set(`m.${name}`, { shape: variable.shape, data: data(m) });
-      out.set(`v.${name}`, { shape: variable.shape, data: data(v) });
+      out.set(`m.${name}`, { shape: variable.shape, data: await data(m) });
+      out.set(`v.${name}`, { shape: variable.shape, data: await data(v) });
     }
     return out;
   }
@@ -182,11 +183,20 @@ function tensorStep(variable: tf.Variable, grad: tf.Tensor, st: Moments, k: Step
   st.v = v;
 }
 
-/** The L2 norm over all gradients together, as one number (one full-size temporary at a time). */
-export function globalNorm(grads: Iterable<tf.Tensor>): number {
-  let sumSq = 0;
-  for (const g of grads) sumSq += tf.tidy(() => tf.sum(tf.square(g)).dataSync()[0]);
-  return Math.sqrt(sumSq);
+/**
+ * The L2 norm over all gradients together, as one number: one full-size temporary at a time, and one read-back
+ * (asynchronous: webgpu has no synchronous one) of the sum of squares.
+ */
+export async function globalNorm(grads: Iterable<tf.Tensor>): Promise<number> {
+  let sumSq: tf.Scalar = tf.scalar(0);
+  for (const g of grads) {
+    const next = tf.tidy(() => tf.add(sumSq, tf.sum(tf.square(g))) as tf.Scalar);
+    sumSq.dispose();
+    sumSq = next;
+  }
+  const value = (await sumSq.data())[0];
+  sumSq.dispose();
+  return Math.sqrt(value);
 }
 
 /**

@@ -142,6 +142,11 @@ export interface TrainerOptions<B> {
   /** after each epoch, e.g. a greedy sample; the returned fields are logged and reported */
   afterEpoch?: (epoch: number) => Promise<Record<string, unknown> | void> | Record<string, unknown> | void;
   onEvent?: (event: TrainEvent) => void;
+  /**
+   * Awaited after each optimizer update, before its step event: where a job reads back what its loss kept on
+   * the device for that event (webgpu has no synchronous read-back).
+   */
+  afterUpdate?: () => Promise<void>;
   /** abort → save a resumable checkpoint at the next step boundary and throw InterruptedError */
   signal?: AbortSignal;
   /** continue the run saved in `runDir` (the model passed in must already hold its weights) */
@@ -176,19 +181,19 @@ function mixSeed(seed: number, step: number, part: number): number {
 }
 
 /** The book's `calc_loss_loader`: mean loss over the first min(maxBatches, numBatches) batches of `order`. */
-export function meanLoss<B>(
+export async function meanLoss<B>(
   source: BatchSource<B>,
   loss: (batch: B, mode: ForwardMode) => tf.Scalar,
   maxBatches: number,
   order = source.epochOrder(),
-): number {
+): Promise<number> {
   const n = Math.min(maxBatches, source.numBatches);
   if (n === 0) return NaN;
   let sum = 0;
   for (let i = 0; i < n; i++) {
     const batch = source.batch(order, i);
     const value = tf.tidy(() => loss(batch, { training: false }));
-    sum += value.dataSync()[0];
+    sum += (await value.data())[0];
     value.dispose();
   }
   return sum / n;
@@ -300,8 +305,9 @@ export class Trainer<B> {
       const group = Math.min(this.s.grad_accum, train.numBatches - this.batchIndex);
       const lr = learningRate(this.step, this.schedule);
       const updateStarted = performance.now();
-      const loss = this.update(group, lr);
+      const loss = await this.update(group, lr);
       const ms = performance.now() - updateStarted;
+      await this.opts.afterUpdate?.();
       this.step += 1;
       this.batchIndex += group;
       this.emit({ kind: "step", progress: this.progress(loss, lr, ms, segment) });
@@ -369,7 +375,7 @@ export class Trainer<B> {
   }
 
   /** One optimizer update over `group` micro-batches; returns their mean loss. */
-  private update(group: number, lr: number): number {
+  private async update(group: number, lr: number): Promise<number> {
     const { train, loss, batchTokens } = this.opts;
     let acc: Map<string, tf.Tensor> | null = null;
     let lossSum = 0;
@@ -378,7 +384,7 @@ export class Trainer<B> {
         const batch = train.batch(this.order!, this.batchIndex + k);
         const mode = { training: true, seed: mixSeed(this.s.seed, this.step, k) };
         const { value, grads } = tf.variableGrads(() => tf.tidy(() => loss(batch, mode)), this.varList);
-        const v = value.dataSync()[0];
+        const v = (await value.data())[0];
         value.dispose();
         lossSum += v;
         this.tokensSeen += batchTokens(batch);
@@ -398,7 +404,8 @@ export class Trainer<B> {
       }
       // mean over the micro-batches and clipping, both folded into AdamW's gradient scale
       let scale = 1 / group;
-      if (this.s.grad_clip !== null) scale *= clipCoefficient(globalNorm(acc!.values()) * scale, this.s.grad_clip);
+      if (this.s.grad_clip !== null)
+        scale *= clipCoefficient((await globalNorm(acc!.values())) * scale, this.s.grad_clip);
       this.optimizer.applyGradients(acc!, lr, scale);
     } finally {
       if (acc) for (const g of acc.values()) g.dispose();
@@ -416,8 +423,8 @@ export class Trainer<B> {
       step: this.step,
       epoch,
       tokens_seen: this.tokensSeen,
-      train_loss: meanLoss(train, loss, this.s.eval_iter, trainOrder),
-      val_loss: validation && validation.numBatches > 0 ? meanLoss(validation, loss, this.s.eval_iter) : null,
+      train_loss: await meanLoss(train, loss, this.s.eval_iter, trainOrder),
+      val_loss: validation && validation.numBatches > 0 ? await meanLoss(validation, loss, this.s.eval_iter) : null,
       lr,
       elapsed_seconds: Math.round(elapsed * 1000) / 1000,
     };
@@ -460,11 +467,11 @@ export class Trainer<B> {
 
   private async checkpoint(elapsed: number, final: boolean): Promise<void> {
     const opt = this.optimizer;
-    const moments = opt.stateArrays();
+    const moments = await opt.stateArrays();
     let bad = 0;
     let total = 0;
     for (const { variable } of this.opts.params) {
-      bad += countNonFinite(variable.dataSync() as Float32Array);
+      bad += countNonFinite((await variable.data()) as Float32Array);
       total += variable.size;
     }
     for (const { data } of moments.values()) {

@@ -99,7 +99,7 @@ export const classifyCommand: CommandModule<GlobalOptions, ClassifyArgs> = {
       const progress = spinner(`classifying ${texts.length} texts`);
       let results;
       try {
-        results = classifyTexts(gpt, getTokenizer(), texts, {
+        results = await classifyTexts(gpt, getTokenizer(), texts, {
           labels,
           pool: checkPooling(head.pool ?? "last"),
           maxLength: head.max_length,
