@@ -374,6 +374,41 @@ test("config validation names the key at fault", () => {
   }
 });
 
+test("a config too big for this machine's memory is refused from its numbers, naming the count and the limit", async () => {
+  const tiny = loadConfigFile("gpt2-tiny").model;
+  for (const [over, count] of [
+    [{ n_layers: 1_000_000 }, "197,900,882,432"],
+    [{ emb_dim: 1e9, n_heads: 1 }, "24,000,100,664,000,000,000"],
+    [{ vocab_size: 1e9 }, "256,000,412,416"],
+  ] as const) {
+    assert.throws(
+      () => validateGPTConfig({ ...tiny, ...over }, "big.json"),
+      (err: unknown) =>
+        err instanceof ConfigError &&
+        err.message.startsWith(`big.json: the model has ${count} parameters, `) &&
+        /GiB as float32; this machine has \d+\.\d GiB of memory/.test(err.message),
+    );
+  }
+  // the CLI refuses it before building anything; info on a deep but buildable config lists every layer
+  const dir = mkdtempSync(join(tmpdir(), "llmctl-big-"));
+  const cfg = (model: object) => {
+    const path = join(dir, `${Object.values(model).join("-")}.json`);
+    writeFileSync(path, JSON.stringify({ model: { ...tiny, ...model } }));
+    return path;
+  };
+  const pre = await runCli(["pretrain", "--config", cfg({ n_layers: 1_000_000 }), "--out", join(dir, "run")]);
+  assert.equal(pre.code, 1);
+  assert.match(pre.stderr, /^llmctl: .*197,900,882,432 parameters.*— lower n_layers/);
+  const deep = await runCli(["info", cfg({ n_layers: 150_000, emb_dim: 8, n_heads: 1 }), "--json"]);
+  assert.equal(deep.code, 0, deep.stderr);
+  const info = JSON.parse(deep.stdout);
+  assert.equal(info.layers.length, 150_004);
+  assert.equal(info.parameters, countParameters({ ...tiny, n_layers: 150_000, emb_dim: 8, n_heads: 1 }));
+  const table = await runCli(["info", cfg({ n_layers: 150_000, emb_dim: 8, n_heads: 1 })]);
+  assert.equal(table.code, 0, table.stderr);
+  assert.match(table.stdout, /h\.149999 +TransformerBlock/);
+});
+
 test("model directory: save and load round-trip the logits; bad directories give clear errors", async () => {
   const dir = mkdtempSync(join(tmpdir(), "llmctl-modeldir-"));
   const gpt = buildGPT({ ...small, qkv_bias: true, tied_head: true }, { seed: 3 });

@@ -4,6 +4,7 @@
  * and are passed through here untouched.
  */
 import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { totalmem } from "node:os";
 import { fileURLToPath } from "node:url";
 import { join, resolve } from "node:path";
 import { ConfigError, FileFormatError } from "../errors.js";
@@ -100,7 +101,26 @@ export function validateGPTConfig(raw: unknown, where = "model config"): GPTConf
       "choose n_heads that divides emb_dim (head size = emb_dim / n_heads)",
     );
   }
+  refuseOversized(cfg, where);
   return cfg;
+}
+
+const GB = (bytes: number) => `${(bytes / 2 ** 30).toFixed(1)} GiB`;
+
+/**
+ * A model whose float32 weights alone exceed the machine's memory cannot be built, trained or loaded; it is
+ * refused from its numbers before anything is allocated (else n_layers 1e6 grows until the OS kills it, and
+ * emb_dim 1e9 fails deep in TF.js with "Invalid typed array length").
+ */
+function refuseOversized(cfg: GPTConfig, where: string): void {
+  const parameters = countParameters(cfg);
+  const limit = totalmem();
+  if (parameters * 4 > limit) {
+    throw new ConfigError(
+      `${where}: the model has ${parameters.toLocaleString("en-US")} parameters, ${GB(parameters * 4)} as float32; this machine has ${GB(limit)} of memory`,
+      "lower n_layers, emb_dim, vocab_size or context_length",
+    );
+  }
 }
 
 /** configs/ of the installed package (dist/src/model → ../../../configs, or src/model → ../../configs). */
@@ -199,13 +219,17 @@ function size(shape: readonly number[]): number {
 }
 
 /**
- * Parameters of the model `buildGPT(cfg, { head })` builds, from the table alone (nothing allocated). For the
- * book's 124M config: 163,009,536 untied, 124,412,160 tied.
+ * Parameters of the model `buildGPT(cfg, { head })` builds: the parameter table's sum, in closed form so that a
+ * config can be sized before its table is (nothing allocated). For the book's 124M config: 163,009,536
+ * untied, 124,412,160 tied.
  */
 export function countParameters(cfg: GPTConfig, head: HeadSpec = { kind: "lm" }): number {
-  let n = 0;
-  for (const shape of parameterShapes(cfg, head).values()) n += size(shape);
-  return n;
+  const D = cfg.emb_dim;
+  // per block: ln_1, ln_2 (2D each), c_attn 3D² (+3D bias), c_proj D² + D, c_fc 4D² + 4D, mlp c_proj 4D² + D
+  const block = 12 * D * D + 10 * D + (cfg.qkv_bias ? 3 * D : 0);
+  const outHead =
+    head.kind === "classifier" ? head.numClasses * D + head.numClasses : cfg.tied_head ? 0 : cfg.vocab_size * D;
+  return (cfg.vocab_size + cfg.context_length) * D + cfg.n_layers * block + 2 * D + outHead;
 }
 
 export interface ShapeCheckOptions {

@@ -32,10 +32,10 @@ export function summarize(cfg: GPTConfig, head: HeadSpec = { kind: "lm" }): Mode
     ["ln_f", "LayerNorm", D],
     [headName, headType, out],
   ];
-  // each layer holds the table's weights under its name
+  // each layer holds the table's weights under its name: "h.3.attn.c_attn.weight" belongs to h.3
   const params = new Map(rows.map(([name]) => [name, 0]));
   for (const [weight, shape] of parameterShapes(cfg, head)) {
-    const layer = rows.find(([name]) => weight.startsWith(`${name}.`))![0];
+    const layer = weight.split(".", weight.startsWith("h.") ? 2 : 1).join(".");
     params.set(layer, params.get(layer)! + shape.reduce((a, b) => a * b, 1));
   }
   const layers: LayerRow[] = rows.map(([name, type, width]) => ({

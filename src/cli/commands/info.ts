@@ -63,7 +63,8 @@ export const infoCommand: CommandModule<GlobalOptions, InfoArgs> = {
     }
     const rows = s.layers.map((l) => [l.name, l.type, `[${l.output_shape.join(", ")}]`, fmt(l.parameters)]);
     const header = ["layer", "type", "output shape", "parameters"];
-    const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+    // a reduce, not Math.max(...rows): a model of many layers would overflow the stack with its arguments
+    const widths = header.map((h, i) => rows.reduce((w, r) => Math.max(w, r[i].length), h.length));
     const line = (r: string[]) => r.map((c, i) => (i === 3 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join("  ");
     printLine(`${target} (${kind === "config" ? "config" : "model directory"})`);
     printLine(
