@@ -1,12 +1,13 @@
 // test: first backend pass only (terminal behaviour (tmux))
 /**
- * `llmctl chat` (and `llmctl serve`'s Ctrl-C) in a real terminal: tmux gives it a pty, the test types with send-keys (Ctrl-C and Ctrl-D as
+ * `llmctl chat`, and Ctrl-C typed at pretrain, finetune and serve, in a real terminal: tmux gives it a pty, the test types with send-keys (Ctrl-C and Ctrl-D as
  * keys, not signals) and reads the screen with capture-pane. CI installs tmux (.ci/run); where it is absent,
  * these tests skip and say so (and fail under CI=true).
  */
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,7 +18,8 @@ import { generateText } from "../src/generate/generate-text.js";
 import { getTokenizer } from "../src/tokenizer/index.js";
 import { cliEnv } from "./helpers/backend.js";
 import { runCli } from "./helpers/cli.js";
-import { REPO_ROOT } from "./helpers/shared.js";
+import { REPO_ROOT, sharedPath } from "./helpers/shared.js";
+import { readTrainerState } from "../src/train/checkpoint.js";
 import { saveWordModel } from "./helpers/word-model.js";
 
 const missing =
@@ -238,3 +240,55 @@ test("serve in a terminal: a typed Ctrl-C shuts it down cleanly", { skip: missin
   await serve.waitFor(/shutting down/, 30_000);
   assert.equal(await serve.waitForExit(), 0);
 });
+
+/** A pretraining run of a 1-block model on the-verdict: 1 epoch of 72 short updates, evaluated only at the first. */
+function pretrainArgs(out: string, emb = 32): string[] {
+  const cfg = join(root, `pretrain-${emb}.json`);
+  writeFileSync(
+    cfg,
+    JSON.stringify({
+      model: { vocab_size: 50257, context_length: 32, emb_dim: emb, n_heads: 2, n_layers: 1, drop_rate: 0.1 },
+      train: { epochs: 1, batch_size: 4, max_length: 16, eval_freq: 1000, eval_iter: 1, sample_tokens: 0 },
+    }),
+  );
+  return ["pretrain", "--config", cfg, "--data", sharedPath("datasets", "the-verdict.txt"), "--out", out];
+}
+
+test(
+  "pretrain in a terminal: a typed Ctrl-C saves at the end of the update, exits 130, and the run resumes",
+  { skip: missing },
+  async () => {
+    const out = join(root, "pretrain-run");
+    const run = startInTerminal("pretrain", pretrainArgs(out));
+    // the spinner shows each update; the updates between evaluations run without awaiting anything else
+    await run.waitFor(/step \d+\/72/);
+    run.key("C-c");
+    const [, step] = await run.waitFor(/training interrupted at step (\d+) of 72; checkpoint saved/);
+    assert.equal(await run.waitForExit(), 130);
+    assert.match(run.screen(), /interrupted: saving a checkpoint at the end of this step/);
+    const state = await readTrainerState(out);
+    assert.equal(state.step, Number(step));
+    assert.ok(!state.finished && state.step < 72, `stopped at step ${state.step}`);
+
+    const resumed = await runCli(["pretrain", "--resume", out, "--json"], { env: cliEnv() });
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.equal(JSON.parse(resumed.stdout).steps, 72);
+  },
+);
+
+test(
+  "pretrain in a terminal: a second Ctrl-C while the checkpoint is written quits at once, exit 130",
+  { skip: missing },
+  async () => {
+    const out = join(root, "pretrain-quit");
+    // a wide model: its checkpoint (~160 MB with the optimizer's moments) takes long enough to interrupt
+    const run = startInTerminal("pretrain-quit", [...pretrainArgs(out, 256), "--checkpoint-every", "0"]);
+    await run.waitFor(/step \d+\/72/);
+    run.key("C-c");
+    await run.waitFor(/interrupted: saving a checkpoint/);
+    run.key("C-c");
+    assert.equal(await run.waitForExit(), 130);
+    assert.doesNotMatch(run.screen(), /checkpoint saved/);
+    assert.ok(!existsSync(join(out, "trainer-state.json")), "no checkpoint was committed");
+  },
+);

@@ -2,7 +2,7 @@
  * How commands talk to people and scripts: results on stdout (JSON with --json), progress and notes on
  * stderr, quiet unless --verbose.
  */
-import type { Ora, Options as OraOptions } from "ora";
+import type { Ora } from "ora";
 
 export interface GlobalOptions {
   backend: string;
@@ -32,18 +32,20 @@ export function note(text: string): void {
 
 /**
  * A spinner on stderr, shown only on a terminal. ora (some 20 modules) loads when a spinner is first shown,
- * not when the CLI starts; `text` can be set before it has.
+ * not when the CLI starts; `text` can be set before it has. It leaves stdin alone: ora's discardStdin puts the
+ * terminal in raw mode, where a typed Ctrl-C is a byte that JavaScript must read, not a SIGINT from the
+ * terminal, so a job busy in synchronous work never heard it.
  */
 class Spinner {
   private shown: Ora | undefined;
   private stopped = false;
   private current: string;
 
-  constructor(text: string, options: Pick<OraOptions, "discardStdin">) {
+  constructor(text: string) {
     this.current = text;
     if (process.stderr.isTTY !== true) return;
     void import("ora").then(({ default: ora }) => {
-      if (!this.stopped) this.shown = ora({ text: this.current, stream: process.stderr, ...options }).start();
+      if (!this.stopped) this.shown = ora({ text: this.current, stream: process.stderr, discardStdin: false }).start();
     });
   }
 
@@ -67,8 +69,8 @@ class Spinner {
   }
 }
 
-export function spinner(text: string, options: Pick<OraOptions, "discardStdin"> = {}): Spinner {
-  return new Spinner(text, options);
+export function spinner(text: string): Spinner {
+  return new Spinner(text);
 }
 
 export function formatDuration(seconds: number): string {

@@ -217,6 +217,15 @@ export function namedParameters(model: {
   return out;
 }
 
+/**
+ * An update is synchronous, so a Ctrl-C (SIGINT) that comes during one is only heard once the event loop polls
+ * for I/O: two immediates in a row always pass its poll phase (one alone does not after an I/O callback), so
+ * the signal lands before the next update. It costs microseconds.
+ */
+function passThroughEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
+}
+
 /** This process's part of a run: when it started, at which step and token count. */
 interface Segment {
   started: number;
@@ -311,6 +320,7 @@ export class Trainer<B> {
       this.step += 1;
       this.batchIndex += group;
       this.emit({ kind: "step", progress: this.progress(loss, lr, ms, segment) });
+      await passThroughEventLoop();
 
       // the book evaluates when global_step % eval_freq == 0 with global_step starting at 0 for the first update
       if ((this.step - 1) % this.s.eval_freq === 0) {
