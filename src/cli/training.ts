@@ -78,6 +78,36 @@ export function withTrainingFlags<T>(
     }) as Argv<T & TrainingArgs>;
 }
 
+export interface LoraArgs {
+  lora?: number;
+  "lora-alpha"?: number;
+}
+
+/** --lora RANK and --lora-alpha ALPHA (appendix E), for both finetunes. */
+export function withLoraFlags<T>(y: Argv<T>): Argv<T & LoraArgs> {
+  return y
+    .option("lora", {
+      type: "number",
+      describe: "train LoRA adapters of this rank beside every frozen projection and the head (appendix E)",
+    })
+    .option("lora-alpha", { type: "number", describe: "scale the adapters by alpha/rank [default: the rank]" })
+    .check((argv) => {
+      const a = argv as unknown as LoraArgs;
+      if (a.lora !== undefined && !(Number.isInteger(a.lora) && a.lora > 0))
+        throw new UsageError(`--lora must be a positive integer (the rank), got ${a.lora}`);
+      if (a["lora-alpha"] !== undefined && !(a["lora-alpha"] > 0 && Number.isFinite(a["lora-alpha"])))
+        throw new UsageError(`--lora-alpha must be a positive number, got ${a["lora-alpha"]}`);
+      if (a["lora-alpha"] !== undefined && a.lora === undefined)
+        throw new UsageError("--lora-alpha scales LoRA adapters", "give --lora RANK too");
+      return true;
+    }) as Argv<T & LoraArgs>;
+}
+
+/** The LoRA settings the flags ask for (alpha defaults to the rank: a scale of 1). */
+export function loraSettings(a: LoraArgs): { rank: number; alpha: number } | undefined {
+  return a.lora === undefined ? undefined : { rank: a.lora, alpha: a["lora-alpha"] ?? a.lora };
+}
+
 /** The train settings the flags (and --seed) ask for. */
 export function trainOverrides(a: TrainingArgs): Partial<TrainSettings> {
   const out: Partial<Record<keyof TrainSettings, unknown>> = { seed: a.seed };
@@ -169,6 +199,7 @@ export function trainSummary(r: JobResult): Record<string, unknown> {
   const t = r.train;
   return {
     out: r.outDir,
+    trainable_parameters: r.trainableParameters,
     steps: t.step,
     train_loss: t.trainLoss,
     val_loss: t.valLoss,

@@ -9,8 +9,9 @@
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import type { GPTModel } from "../model/gpt.js";
-import { loadModelDir, saveModelDir } from "../model/model-dir.js";
+import type { GPTModel, LoraSettings } from "../model/gpt.js";
+import { loadModelDir, loraBaseFor, saveModelDir } from "../model/model-dir.js";
+import type { LoraBase } from "../model/model-meta.js";
 import type { TokenBatch } from "../data/sliding-window.js";
 import { resolveDataPath } from "../data/datasets.js";
 import { Rng } from "../data/rng.js";
@@ -55,6 +56,8 @@ export interface InstructRunInfo {
   /** collate truncation (tokens); the model's context unless set */
   max_length: number;
   base_model: string;
+  /** appendix E / exercise 7.4: LoRA adapters trained instead of the whole model */
+  lora?: LoraSettings;
 }
 
 export interface InstructionBatches {
@@ -176,6 +179,8 @@ export interface FinetuneInstructOptions extends JobOptions {
   maskInstruction?: boolean;
   /** afterwards, answer the test instructions into RESPONSES_FILE with at most this many tokens each (0: none) */
   responseTokens?: number;
+  /** train LoRA adapters (exercise 7.4) instead of every weight */
+  lora?: LoraSettings;
 }
 
 export interface FinetuneInstructResult extends JobResult {
@@ -203,8 +208,11 @@ export async function finetuneInstruct(opts: FinetuneInstructOptions): Promise<F
   );
   const saved = resume ? await readRunInfo(outDir) : null;
   if (saved) {
-    const given = { prompt_style: opts.promptStyle, mask_instruction: opts.maskInstruction };
-    refuseChanges({ prompt_style: saved.prompt_style, mask_instruction: saved.mask_instruction }, given);
+    const given = { prompt_style: opts.promptStyle, mask_instruction: opts.maskInstruction, lora: opts.lora };
+    refuseChanges(
+      { prompt_style: saved.prompt_style, mask_instruction: saved.mask_instruction, lora: saved.lora },
+      given,
+    );
   }
   const modelDir = resume ? outDir : (opts.modelDir ?? DEFAULT_BASE_MODEL);
   if (!resume && opts.modelDir === undefined && !existsSync(modelDir)) {
@@ -221,6 +229,18 @@ export async function finetuneInstruct(opts: FinetuneInstructOptions): Promise<F
         `${modelDir} is a classifier; instruction finetuning needs a language model`,
         "pass a model directory from pretrain or load-gpt2",
       );
+    }
+    if (meta.lora && !resume) {
+      throw new UsageError(
+        `${modelDir} is a LoRA model`,
+        `merge it into a plain model directory first (llmctl export --format llmctl --model ${modelDir} --out DIR)`,
+      );
+    }
+    // a LoRA run's base: recorded when it started, read back from the run's config.json on resume
+    let loraBase: LoraBase | undefined = meta.lora;
+    if (opts.lora && !resume) {
+      loraBase = await loraBaseFor(modelDir, gpt);
+      gpt.addLora(opts.lora, settings.seed);
     }
     const run = saved ?? (await newRunInfo(opts, modelDir, settings.max_length ?? gpt.config.context_length, emit));
     if (run.max_length < 2 || run.max_length > gpt.config.context_length) {
@@ -260,11 +280,12 @@ export async function finetuneInstruct(opts: FinetuneInstructOptions): Promise<F
       });
     }
     const params = namedParameters(gpt);
+    const trainableParameters = params.reduce((n, p) => n + p.variable.size, 0);
     emit({
       kind: "model",
       source: modelDir,
       resumed: resume,
-      trainableParameters: params.reduce((n, p) => n + p.variable.size, 0),
+      trainableParameters,
       totalParameters: gpt.countParameters(),
     });
 
@@ -296,7 +317,11 @@ export async function finetuneInstruct(opts: FinetuneInstructOptions): Promise<F
       runSettings: settings,
       runDir: outDir,
       saveModel: async (dir) => {
-        await saveModelDir(dir, gpt, { prompt_style: run.prompt_style, ...(source ? { source } : {}) });
+        await saveModelDir(dir, gpt, {
+          prompt_style: run.prompt_style,
+          ...(source ? { source } : {}),
+          ...(loraBase ? { lora: loraBase } : {}),
+        });
         await writeFileAtomic(join(dir, INSTRUCT_RUN_FILE), JSON.stringify(run, null, 2) + "\n");
       },
       afterEpoch: async () => {
@@ -316,7 +341,7 @@ export async function finetuneInstruct(opts: FinetuneInstructOptions): Promise<F
         ? await answerTestSet(gpt, split.test, run.prompt_style, { ...opts, responseTokens, emit })
         : null;
     const examples = { train: split.train.length, validation: split.validation.length, test: split.test.length };
-    return { outDir, resumed: resume, settings, train, run, examples, initialLosses, responses };
+    return { outDir, resumed: resume, settings, train, trainableParameters, run, examples, initialLosses, responses };
   } finally {
     gpt.dispose();
   }
@@ -339,6 +364,7 @@ async function newRunInfo(
     mask_instruction: opts.maskInstruction ?? false,
     max_length: maxLength,
     base_model: resolve(modelDir),
+    ...(opts.lora ? { lora: opts.lora } : {}),
   };
 }
 

@@ -11,9 +11,10 @@
 import * as tf from "@tensorflow/tfjs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { loadModelDir, saveModelDir } from "../model/model-dir.js";
-import type { ForwardMode, GPTModel } from "../model/gpt.js";
-import { Trainer } from "../train/trainer.js";
+import { loadModelDir, loraBaseFor, saveModelDir } from "../model/model-dir.js";
+import type { ForwardMode, GPTModel, LoraSettings } from "../model/gpt.js";
+import type { LoraBase, ModelMeta } from "../model/model-meta.js";
+import { Trainer, namedParameters } from "../train/trainer.js";
 import { LOG_FILE } from "../train/checkpoint.js";
 import type { TrainSettings } from "../train/settings.js";
 import { refuseChanges, resolveRunSettings, type JobEvent, type JobOptions, type JobResult } from "../train/run.js";
@@ -63,6 +64,8 @@ export interface FinetuneSpamOptions extends JobOptions {
   /** reuse train.csv / validation.csv / test.csv from here instead of building a split */
   splitDir?: string;
   trainable?: TrainableScope;
+  /** appendix E: train LoRA adapters instead of a `trainable` scope (everything else frozen) */
+  lora?: LoraSettings;
   pool?: Pooling;
   /** dropout of a new head's model; default 0 as the book */
   dropRate?: number;
@@ -87,7 +90,9 @@ export interface FinetuneRecord {
   task: "spam";
   from: string;
   data: string;
-  trainable: TrainableScope;
+  /** what trained: a scope, or LoRA adapters (rank and alpha in `lora`) */
+  trainable: TrainableScope | "lora";
+  lora?: LoraSettings;
   pool: Pooling;
   max_length: number;
   seed: number;
@@ -111,7 +116,8 @@ export interface AccuracyReport {
   examples: { train: number; validation: number; test: number };
   max_length: number;
   pool: Pooling;
-  trainable: TrainableScope;
+  trainable: TrainableScope | "lora";
+  lora?: LoraSettings;
   settings: Partial<TrainSettings>;
 }
 
@@ -174,8 +180,17 @@ async function loadStart(
   dir: string,
   seed: number,
   dropRate: number | undefined,
-): Promise<{ gpt: GPTModel; converted: boolean }> {
+  resume: boolean,
+): Promise<{ gpt: GPTModel; converted: boolean; meta: ModelMeta }> {
   const { meta, gpt } = await loadModelDir(dir);
+  if (resume) return { gpt, converted: false, meta };
+  if (meta.lora) {
+    gpt.dispose();
+    throw new UsageError(
+      `${dir} is a LoRA model`,
+      `merge it into a plain model directory first (llmctl export --format llmctl --model ${dir} --out DIR)`,
+    );
+  }
   if (meta.head.kind === "classifier") {
     const problem =
       meta.head.num_classes !== SPAM_LABELS.length
@@ -193,10 +208,11 @@ async function loadStart(
       gpt.dispose();
       throw problem;
     }
-    return { gpt, converted: false };
+    return { gpt, converted: false, meta };
   }
   try {
-    return { gpt: toClassifier(gpt, SPAM_LABELS.length, seed, dropRate ?? SPAM_DEFAULTS.dropRate), converted: true };
+    const cls = toClassifier(gpt, SPAM_LABELS.length, seed, dropRate ?? SPAM_DEFAULTS.dropRate);
+    return { gpt: cls, converted: true, meta };
   } finally {
     gpt.dispose();
   }
@@ -221,18 +237,30 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
     { base: SPAM_TRAIN_DEFAULTS, where: "finetune spam" },
     resume ? { model: opts.modelDir, data: opts.data, split_dir: opts.splitDir } : {},
   );
+  if (opts.lora && opts.trainable !== undefined)
+    throw new UsageError("--lora trains adapters instead of a --trainable scope", "give one of them");
   const saved = resume ? await readFinetuneRecord(opts.outDir) : null;
   if (saved)
-    refuseChanges({ trainable: saved.trainable, pool: saved.pool }, { trainable: opts.trainable, pool: opts.pool });
+    refuseChanges(
+      { trainable: saved.trainable, pool: saved.pool, lora: saved.lora },
+      { trainable: opts.trainable, pool: opts.pool, lora: opts.lora },
+    );
   const seed = settings.seed;
   const pool = saved?.pool ?? opts.pool ?? SPAM_DEFAULTS.pool;
-  const trainable = saved?.trainable ?? opts.trainable ?? SPAM_DEFAULTS.trainable;
+  const lora = saved ? saved.lora : opts.lora;
+  const trainable = lora ? "lora" : (saved?.trainable ?? opts.trainable ?? SPAM_DEFAULTS.trainable);
   const from = saved?.from ?? opts.modelDir!;
 
   const { split, source } = await loadSplit(opts, seed, emit);
   emit({ kind: "status", text: `loading ${resume ? opts.outDir : from}` });
-  const { gpt, converted } = await loadStart(resume ? opts.outDir : from, seed, opts.dropRate);
+  const { gpt, converted, meta } = await loadStart(resume ? opts.outDir : from, seed, opts.dropRate, resume);
   try {
+    // a LoRA run's base: recorded when it started, read back from the run's config.json on resume
+    let loraBase: LoraBase | undefined = meta.lora;
+    if (lora && !resume) {
+      loraBase = await loraBaseFor(from, gpt);
+      gpt.addLora(lora, seed);
+    }
     const data = spamBatches(split, gpt.config.context_length, settings.batch_size, saved?.max_length);
     const { maxLength, sets, loaders } = data;
     emit({
@@ -258,18 +286,20 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
         from,
         data: source,
         trainable,
+        ...(lora ? { lora } : {}),
         pool,
         max_length: maxLength,
         seed,
       };
       await writeFileAtomic(join(opts.outDir, FINETUNE_FILE), JSON.stringify(record, null, 2) + "\n");
     }
-    const params = freezeForFinetuning(gpt, trainable);
+    const params = trainable === "lora" ? namedParameters(gpt) : freezeForFinetuning(gpt, trainable);
+    const trainableParameters = params.reduce((a, p) => a + p.variable.size, 0);
     emit({
       kind: "model",
       source: resume ? opts.outDir : converted ? `${from} with a new 2-class head` : from,
       resumed: resume,
-      trainableParameters: params.reduce((a, p) => a + p.variable.size, 0),
+      trainableParameters,
       totalParameters: gpt.countParameters(),
     });
 
@@ -286,7 +316,13 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
       }
       return classificationLoss(logits, batch.labels);
     };
-    const extras = { labels: [...SPAM_LABELS], pool, max_length: maxLength, source: `finetune spam from ${from}` };
+    const extras = {
+      labels: [...SPAM_LABELS],
+      pool,
+      max_length: maxLength,
+      source: `finetune spam from ${from}`,
+      ...(loraBase ? { lora: loraBase } : {}),
+    };
     const epochs: EpochAccuracy[] = [];
     const train = await new Trainer<SpamBatch>({
       params,
@@ -340,12 +376,22 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
       max_length: maxLength,
       pool,
       trainable,
+      ...(lora ? { lora } : {}),
       settings: { epochs: n, batch_size, lr, weight_decay, seed },
     };
     await writeFileAtomic(join(opts.outDir, ACCURACY_FILE), JSON.stringify(report, null, 2) + "\n");
     const allEpochs = await epochHistory(opts.outDir, epochs);
     await writeFileAtomic(join(opts.outDir, ACCURACY_PLOT_FILE), accuracyPlot(allEpochs));
-    return { outDir: opts.outDir, resumed: resume, settings, train, accuracy: acc, maxLength, epochs: allEpochs };
+    return {
+      outDir: opts.outDir,
+      resumed: resume,
+      settings,
+      train,
+      trainableParameters,
+      accuracy: acc,
+      maxLength,
+      epochs: allEpochs,
+    };
   } finally {
     gpt.dispose();
   }
@@ -419,7 +465,7 @@ async function readFinetuneRecord(dir: string): Promise<FinetuneRecord> {
       `${path} is not a spam finetuning record`,
       "resume with the command that started the run",
     );
-  checkScope(r.trainable);
+  if (r.trainable !== "lora") checkScope(r.trainable);
   checkPooling(r.pool);
   return r;
 }

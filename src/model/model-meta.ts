@@ -14,6 +14,8 @@ export const MODEL_FORMAT = "llmctl-model";
 export const MODEL_FORMAT_VERSION = 1;
 export const CONFIG_FILE = "config.json";
 export const WEIGHTS_FILE = "model.safetensors";
+/** A LoRA run's own weights: the adapters, and the frozen weights its base lacks (a new classifier head). */
+export const ADAPTERS_FILE = "adapters.safetensors";
 
 /** How instruction prompts are formatted (chapter 7; the styles themselves are src/finetune/prompt-style.ts). */
 export const PROMPT_STYLES = ["alpaca", "phi3"] as const;
@@ -36,6 +38,25 @@ export type Pooling = (typeof POOLINGS)[number];
 export type HeadMeta =
   { kind: "lm" } | { kind: "classifier"; num_classes: number; labels?: string[]; pool?: Pooling; max_length?: number };
 
+/**
+ * A LoRA model (appendix E): the frozen weights are its base model's, read from that directory and checked
+ * against the sha256 recorded here on every load; ADAPTERS_FILE holds the rest.
+ */
+export interface LoraMeta {
+  rank: number;
+  /** the adapters' product is scaled by alpha/rank */
+  alpha: number;
+  /** the base model directory, absolute */
+  base: string;
+  /** sha256 of the base's model.safetensors when the run started */
+  base_sha256: string;
+  /** frozen weights the base lacks (a classifier head put on for the run), kept in ADAPTERS_FILE */
+  own_weights: string[];
+}
+
+/** What a LoRA model's config.json records about its base (rank and alpha come from the model). */
+export type LoraBase = Omit<LoraMeta, "rank" | "alpha">;
+
 export interface ModelMeta {
   format: typeof MODEL_FORMAT;
   version: typeof MODEL_FORMAT_VERSION;
@@ -46,6 +67,8 @@ export interface ModelMeta {
   prompt_style?: PromptStyle;
   /** where the weights came from, e.g. "openai gpt2-124m" or "pretrain configs/gpt2-tiny.json" */
   source?: string;
+  /** a LoRA model: adapters over a base model's frozen weights */
+  lora?: LoraMeta;
 }
 
 /** What saveModelDir may add to the config beyond the model itself. */
@@ -57,6 +80,8 @@ export interface ModelExtras {
   max_length?: number;
   prompt_style?: PromptStyle;
   source?: string;
+  /** a LoRA model's base */
+  lora?: LoraBase;
 }
 
 export function headSpecOf(meta: HeadMeta): HeadSpec {
@@ -124,6 +149,7 @@ export function validateModelMeta(raw: unknown, path: string): ModelMeta {
     throw bad(path, `prompt_style must be one of ${PROMPT_STYLES.join(", ")}, got ${JSON.stringify(o.prompt_style)}`);
   }
   if (o.source !== undefined && typeof o.source !== "string") throw bad(path, "source must be a string");
+  const lora = o.lora === undefined ? undefined : validateLoraMeta(o.lora, path);
   return {
     format: MODEL_FORMAT,
     version: MODEL_FORMAT_VERSION,
@@ -132,6 +158,26 @@ export function validateModelMeta(raw: unknown, path: string): ModelMeta {
     head,
     ...(o.prompt_style ? { prompt_style: o.prompt_style as PromptStyle } : {}),
     ...(o.source ? { source: o.source as string } : {}),
+    ...(lora ? { lora } : {}),
+  };
+}
+
+function validateLoraMeta(raw: unknown, path: string): LoraMeta {
+  const l = (typeof raw === "object" && raw !== null ? raw : {}) as Record<string, unknown>;
+  const positive = (v: unknown) => typeof v === "number" && Number.isFinite(v) && v > 0;
+  if (!positive(l.rank) || !Number.isInteger(l.rank)) throw bad(path, "lora.rank must be a positive integer");
+  if (!positive(l.alpha)) throw bad(path, "lora.alpha must be a positive number");
+  if (typeof l.base !== "string" || !l.base) throw bad(path, "lora.base must name the base model directory");
+  if (typeof l.base_sha256 !== "string" || !/^[0-9a-f]{64}$/.test(l.base_sha256))
+    throw bad(path, "lora.base_sha256 must be a sha256 in hex");
+  if (!Array.isArray(l.own_weights) || !l.own_weights.every((n) => typeof n === "string"))
+    throw bad(path, "lora.own_weights must be a list of weight names");
+  return {
+    rank: l.rank as number,
+    alpha: l.alpha as number,
+    base: l.base,
+    base_sha256: l.base_sha256,
+    own_weights: l.own_weights as string[],
   };
 }
 
@@ -167,6 +213,7 @@ export async function readModelMeta(dir: string): Promise<ModelMeta> {
 
 /** The config.json a model would be saved with. */
 export function modelMetaFor(gpt: GPTModel, extra: ModelExtras = {}): ModelMeta {
+  if (gpt.lora && !extra.lora) throw new Error("modelMetaFor: a LoRA model is saved with its base (extra.lora)");
   const head: HeadMeta =
     gpt.head.kind === "classifier"
       ? {
@@ -191,5 +238,6 @@ export function modelMetaFor(gpt: GPTModel, extra: ModelExtras = {}): ModelMeta 
     head,
     ...(extra.prompt_style ? { prompt_style: extra.prompt_style } : {}),
     ...(extra.source ? { source: extra.source } : {}),
+    ...(gpt.lora && extra.lora ? { lora: { ...gpt.lora, ...extra.lora } } : {}),
   };
 }

@@ -171,11 +171,12 @@ export async function pretrain(opts: PretrainOptions): Promise<PretrainResult> {
       validationBatches: data.validation.numBatches,
     });
     const params = namedParameters(gpt);
+    const trainableParameters = params.reduce((n, p) => n + p.variable.size, 0);
     emit({
       kind: "model",
       source: resume ? opts.outDir : `config ${opts.config}`,
       resumed: resume,
-      trainableParameters: params.reduce((n, p) => n + p.variable.size, 0),
+      trainableParameters,
       totalParameters: gpt.countParameters(),
     });
     if (state?.finished)
@@ -208,6 +209,7 @@ export async function pretrain(opts: PretrainOptions): Promise<PretrainResult> {
       resumed: resume,
       settings,
       train,
+      trainableParameters,
       trainTokens: data.trainTokens,
       validationTokens: data.validationTokens,
     };

@@ -43,6 +43,8 @@ export interface JobResult {
   resumed: boolean;
   settings: TrainSettings;
   train: TrainResult;
+  /** the parameters the optimizer updated (LoRA: the adapters') */
+  trainableParameters: number;
 }
 
 /** A training job's progress: its set-up, then the Trainer's events, then its closing measurements. */

@@ -1,40 +1,51 @@
 /**
- * The model directory as exporters read it: a language model's config and its weights file, opened and
- * checked (every name and shape of the parameter table) before anything is written, so a bad directory fails
- * with one line instead of leaving half an export behind.
+ * The model directory as exporters read it: its config and its weights, opened and checked (every name and
+ * shape of the parameter table) before anything is written, so a bad directory fails with one line instead of
+ * leaving half an export behind. A LoRA model reads as the plain model it merges into (../model/lora.ts).
  */
-import { join } from "node:path";
 import { UsageError } from "../errors.js";
-import { checkWeightShapes, parameterShapes } from "../model/config.js";
-import { WEIGHTS_FILE, readModelMeta, type ModelMeta } from "../model/model-meta.js";
-import { readSafetensors, type SafetensorsFile } from "../formats/safetensors.js";
+import { readModelMeta } from "../model/model-meta.js";
+import { openModelWeights, type ModelWeights } from "../model/lora.js";
 
-export interface ExportSource {
-  meta: ModelMeta;
-  /** open: the caller closes it */
-  weights: SafetensorsFile;
-  /** our name → shape of every tensor the weights hold (lm head only) */
-  shapes: Map<string, number[]>;
-}
-
-/** Open MODEL_DIR's language model for `export --format FORMAT`; a classifier is refused. */
-export async function openExportSource(modelDir: string, format: string): Promise<ExportSource> {
+/**
+ * Open MODEL_DIR for `export --format FORMAT`; a classifier is refused unless `classifiers` (the llmctl format
+ * writes any model). The caller closes it.
+ */
+export async function openExportSource(
+  modelDir: string,
+  format: string,
+  opts: { classifiers?: boolean } = {},
+): Promise<ModelWeights> {
   const meta = await readModelMeta(modelDir);
-  if (meta.head.kind !== "lm") {
+  if (meta.head.kind !== "lm" && !opts.classifiers) {
     throw new UsageError(
       `${modelDir} is a classifier (head '${meta.head.kind}'); export --format ${format} writes language models only`,
       "export the language model the classifier was finetuned from",
     );
   }
-  const path = join(modelDir, WEIGHTS_FILE);
-  const weights = await readSafetensors(path);
-  const shapes = parameterShapes(meta.model);
+  return openModelWeights(modelDir, meta);
+}
+
+/**
+ * `export --format llmctl`: MODEL_DIR as a plain model directory in OUT (a LoRA model's adapters merged into
+ * its weights, so it loads without its base), written one tensor at a time.
+ */
+export async function exportModelDir(
+  modelDir: string,
+  outDir: string,
+  opts: { onProgress?: (p: { done: number; total: number; name: string }) => void } = {},
+): Promise<{ out: string; tensors: number; merged: boolean }> {
+  const src = await openExportSource(modelDir, "llmctl", { classifiers: true });
   try {
-    const found = new Map([...weights.tensors].map(([name, info]) => [name, info.shape]));
-    checkWeightShapes(shapes, found, path, { fix: "re-save the model directory" });
-  } catch (err) {
-    await weights.close();
-    throw err;
+    const { writeModelDir } = await import("../model/model-dir.js");
+    let done = 0;
+    await writeModelDir(outDir, src.meta, async (name) => {
+      const data = await src.read(name);
+      opts.onProgress?.({ done: ++done, total: src.shapes.size, name });
+      return data;
+    });
+    return { out: outDir, tensors: src.shapes.size, merged: src.merged };
+  } finally {
+    await src.close();
   }
-  return { meta, weights, shapes };
 }

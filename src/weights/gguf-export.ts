@@ -221,7 +221,8 @@ export async function exportGguf(
   const dtype = opts.dtype ?? "f32";
   if (!out.toLowerCase().endsWith(".gguf"))
     throw new UsageError(`--out ${out} does not end in .gguf`, "name the file to write, e.g. --out model.gguf");
-  const { meta, weights } = await openExportSource(modelDir, "gguf");
+  const weights = await openExportSource(modelDir, "gguf");
+  const { meta } = weights;
   const cfg = meta.model;
   try {
     const tokenizer = gpt2TokenizerFiles();

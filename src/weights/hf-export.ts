@@ -68,7 +68,8 @@ export async function exportHuggingFace(
   outDir: string,
   opts: { tokenizer?: boolean; onProgress?: (p: ExportProgress) => void } = {},
 ): Promise<ExportResult> {
-  const { meta, weights: src, shapes: ours } = await openExportSource(modelDir, "hf");
+  const src = await openExportSource(modelDir, "hf");
+  const { meta, shapes: ours } = src;
   const cfg = meta.model;
   try {
     // transformers loads an un-prefixed file only when it holds nothing but the base model (as the original

@@ -7,7 +7,7 @@ import { interruptOnCtrlC, note, printJson, printLine, spinner, type GlobalOptio
 
 interface ExportArgs extends GlobalOptions {
   model: string;
-  format: "hf" | "gguf";
+  format: "hf" | "gguf" | "llmctl";
   out: string;
   dtype?: GgufDtype;
   tokenizer: boolean;
@@ -23,12 +23,13 @@ export const exportCommand: CommandModule<GlobalOptions, ExportArgs> = {
         alias: "m",
         type: "string",
         demandOption: true,
-        describe: "model directory (from pretrain, load-gpt2 or finetune instruct)",
+        describe: "model directory (from pretrain, load-gpt2 or finetune; LoRA adapters are merged in)",
       })
       .option("format", {
-        choices: ["hf", "gguf"] as const,
+        choices: ["hf", "gguf", "llmctl"] as const,
         default: "hf" as const,
-        describe: "hf: a transformers GPT2LMHeadModel directory; gguf: one file for llama.cpp / Ollama",
+        describe:
+          "hf: a transformers GPT2LMHeadModel directory; gguf: one file for llama.cpp / Ollama; llmctl: a plain model directory (LoRA adapters merged in)",
       })
       .option("out", {
         alias: "o",
@@ -54,11 +55,16 @@ export const exportCommand: CommandModule<GlobalOptions, ExportArgs> = {
       .example(
         "$0 export -m models/gpt2-124m --format gguf --dtype f16 --out gguf/gpt2-124m.gguf",
         "then: llama-cli -m gguf/gpt2-124m.gguf, or ollama create gpt2-124m -f gguf/Modelfile",
+      )
+      .example(
+        "$0 export -m models/spam-lora --format llmctl --out models/spam-merged",
+        "a LoRA run as a plain model directory that loads without its base",
       ),
   handler: async (args) => {
     if (args.format === "gguf") return exportGgufCommand(args);
     if (args.dtype !== undefined)
-      throw new UsageError("--dtype applies to --format gguf", "leave it out for --format hf (it writes float32)");
+      throw new UsageError("--dtype applies to --format gguf", `leave it out for --format ${args.format} (float32)`);
+    if (args.format === "llmctl") return exportModelDirCommand(args);
     if (!args.force && existsSync(join(args.out, "model.safetensors"))) {
       throw new UsageError(
         `${args.out} already holds a model`,
@@ -86,6 +92,23 @@ export const exportCommand: CommandModule<GlobalOptions, ExportArgs> = {
     }
   },
 };
+
+async function exportModelDirCommand(args: ExportArgs): Promise<void> {
+  if (!args.force && existsSync(join(args.out, "config.json")))
+    throw new UsageError(`${args.out} already holds a model`, "choose another --out, or pass --force to overwrite it");
+  const { exportModelDir } = await import("../../weights/export-source.js");
+  const spin = spinner(`exporting ${args.model}`);
+  let res;
+  try {
+    res = await exportModelDir(args.model, args.out, {
+      onProgress: (p) => (spin.text = `exporting ${p.name} (${p.done}/${p.total})`),
+    });
+  } finally {
+    spin.stop();
+  }
+  if (args.json) printJson(res);
+  else printLine(`wrote ${args.out} (${res.tensors} tensors${res.merged ? ", LoRA adapters merged" : ""})`);
+}
 
 async function exportGgufCommand(args: ExportArgs): Promise<void> {
   if (!args.tokenizer)

@@ -11,16 +11,19 @@ import {
 } from "../../finetune/recipes.js";
 import { formatDuration, note, printJson, printLine, type GlobalOptions } from "../output.js";
 import {
+  loraSettings,
   runDirectory,
+  withLoraFlags,
   runTrainingJob,
   trainOverrides,
   trainSummary,
   trainedLine,
   withTrainingFlags,
+  type LoraArgs,
   type TrainingArgs,
 } from "../training.js";
 
-interface FinetuneInstructArgs extends TrainingArgs {
+interface FinetuneInstructArgs extends TrainingArgs, LoraArgs {
   model?: string;
   data?: string;
   "prompt-style"?: PromptStyle;
@@ -35,7 +38,7 @@ export const finetuneInstructCommand: CommandModule<GlobalOptions, FinetuneInstr
   describe: "finetune an instruction follower (book chapter 7)",
   builder: (y) =>
     withTrainingFlags(
-      y
+      withLoraFlags(y)
         .option("model", {
           alias: "m",
           type: "string",
@@ -98,6 +101,10 @@ export const finetuneInstructCommand: CommandModule<GlobalOptions, FinetuneInstr
         "$0 finetune instruct -o sft --data alpaca_data.json --max-length 512 --batch-size 4",
         "exercise 7.3: any Alpaca-format file",
       )
+      .example(
+        "$0 finetune instruct -o models/instruct-lora --lora 16",
+        "exercise 7.4: LoRA adapters train, GPT-2 medium stays frozen",
+      )
       .example("$0 finetune instruct --resume models/instruct", "continue after Ctrl-C")
       .example(
         "$0 evaluate --responses sft/instruction-data-with-response.json",
@@ -114,6 +121,7 @@ export const finetuneInstructCommand: CommandModule<GlobalOptions, FinetuneInstr
         data: a.data,
         promptStyle: a["prompt-style"],
         maskInstruction: a["mask-instruction"],
+        lora: loraSettings(a),
         responseTokens: a.responses ? a["response-tokens"] : 0,
         train: { ...trainOverrides(a), max_length: a["max-length"] },
       }),

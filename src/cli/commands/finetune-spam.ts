@@ -15,16 +15,19 @@ import {
 import type { SplitAccuracy } from "../../finetune/spam.js";
 import { note, printJson, printLine, type GlobalOptions } from "../output.js";
 import {
+  loraSettings,
   runDirectory,
+  withLoraFlags,
   runTrainingJob,
   trainOverrides,
   trainSummary,
   trainedLine,
   withTrainingFlags,
+  type LoraArgs,
   type TrainingArgs,
 } from "../training.js";
 
-interface FinetuneSpamArgs extends TrainingArgs {
+interface FinetuneSpamArgs extends TrainingArgs, LoraArgs {
   model?: string;
   data?: string;
   "split-dir"?: string;
@@ -49,7 +52,7 @@ export const finetuneSpamCommand: CommandModule<GlobalOptions, FinetuneSpamArgs>
   describe: "finetune a spam classifier (book chapter 6)",
   builder: (y) =>
     withTrainingFlags(
-      y
+      withLoraFlags(y)
         .option("model", {
           alias: "m",
           type: "string",
@@ -102,6 +105,10 @@ export const finetuneSpamCommand: CommandModule<GlobalOptions, FinetuneSpamArgs>
         "$0 finetune spam -m models/tiny --out models/spam-tiny --trainable all --lr 5e-4",
         "a small model pretrained here: train every weight",
       )
+      .example(
+        "$0 finetune spam -m models/gpt2-124m -o models/spam-lora --lora 16 --lora-alpha 16",
+        "appendix E: 2,666,528 LoRA parameters train, the base stays frozen and is not copied",
+      )
       .example("$0 finetune spam --resume models/spam", "continue after Ctrl-C")
       .example('$0 classify --model models/spam "You are a winner! Claim your prize now"', "then use it"),
   handler: async (a) => {
@@ -115,6 +122,7 @@ export const finetuneSpamCommand: CommandModule<GlobalOptions, FinetuneSpamArgs>
         data: a.data,
         splitDir: a["split-dir"],
         trainable: a.trainable,
+        lora: loraSettings(a),
         pool: a.pool,
         dropRate: a["drop-rate"],
         train: trainOverrides(a),
