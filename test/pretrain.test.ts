@@ -22,6 +22,7 @@ import { sharedPath, REPO_ROOT } from "./helpers/shared.js";
 import { spawn } from "node:child_process";
 import { runCli } from "./helpers/cli.js";
 import { testBackend } from "./helpers/backend.js";
+import { ConfigError, FileFormatError } from "../src/errors.js";
 
 before(async () => {
   await useBackend("cpu");
@@ -53,6 +54,39 @@ test("a token file gives the same ids as its text; max_length above the context 
   assert.throws(
     () => makePretrainLoaders(split, { batch_size: 2, max_length: 300, stride: 300 }, 256),
     /longer than the model's context_length/,
+  );
+});
+
+test("token data is checked when opened: ids past the vocabulary, a damaged .bin magic, binary 'text'", async () => {
+  const dir = tmp();
+  const outside = join(dir, "outside.bin");
+  writeFileSync(outside, encodeTokenFile(new Uint16Array(100).fill(65535), 50257));
+  assert.throws(
+    () => readPretrainTokens([outside], 0.9),
+    (err: unknown) =>
+      err instanceof FileFormatError &&
+      err.message === `${outside}: token id 65535 at position 0 is outside the file's vocabulary of 50257`,
+  );
+  const cli = await runCli(["pretrain", "--config", "gpt2-tiny", "--data", outside, "--out", join(dir, "run")], {
+    env: { LLMCTL_BACKEND: "cpu" },
+  });
+  assert.equal(cli.code, 1);
+  assert.match(cli.stderr, /^llmctl: .*outside\.bin: token id 65535 at position 0 is outside/m);
+  assert.doesNotMatch(cli.stderr, /unexpected|GatherV2/);
+
+  const text = readFileSync(verdict(), "utf8").slice(0, 500);
+  const damaged = encodeTokenFile(Uint16Array.from(getTokenizer().encode(text)), 50257);
+  damaged.write("XXXX", 0, "latin1");
+  writeFileSync(join(dir, "damaged.bin"), damaged);
+  assert.throws(() => readPretrainTokens([join(dir, "damaged.bin")], 0.9), /not an llmctl token file \(bad magic\)/);
+  writeFileSync(join(dir, "binary.dat"), damaged);
+  assert.throws(() => readPretrainTokens([join(dir, "binary.dat")], 0.9), /holds binary data, neither text/);
+
+  // the model's own vocabulary bounds the ids too: GPT-2 ids do not fit a 256-id model
+  writeFileSync(join(dir, "t.txt"), text);
+  assert.throws(
+    () => readPretrainTokens([join(dir, "t.txt")], 0.9, 256),
+    (err: unknown) => err instanceof ConfigError && /the model's vocabulary has 256 ids/.test(err.message),
   );
 });
 

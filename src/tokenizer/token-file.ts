@@ -50,8 +50,12 @@ export async function writeTokenFile(path: string, ids: ArrayLike<number>, vocab
   await writeFileAtomic(path, [header(ids.length, itemSize, vocabSize), body(ids, itemSize)]);
 }
 
-/** Does this file start with the token-file magic? */
+/**
+ * Is this a token file: does it start with the token-file magic, or is it named `.bin` (what `tokenize --out`
+ * writes, so a damaged magic is reported by readTokenFile rather than the bytes trained on as text)?
+ */
 export function isTokenFile(path: string): boolean {
+  if (path.endsWith(".bin")) return true;
   const fd = openSync(path, "r");
   try {
     const head = Buffer.alloc(8);
@@ -92,5 +96,17 @@ export function readTokenFile(path: string): { ids: Uint16Array | Uint32Array; v
   const bytes = buf.subarray(TOKEN_FILE_HEADER_BYTES);
   const ids = itemSize === 2 ? new Uint16Array(count) : new Uint32Array(count);
   new Uint8Array(ids.buffer).set(bytes);
+  const bad = firstIdOutside(ids, vocabSize);
+  if (bad >= 0)
+    throw new FileFormatError(
+      `${path}: token id ${ids[bad]} at position ${bad} is outside the file's vocabulary of ${vocabSize}`,
+      "the file is corrupt; re-create it with `llmctl tokenize --out`",
+    );
   return { ids, vocabSize };
+}
+
+/** The position of the first id ≥ vocabSize, or -1: an id past the embedding table fails deep inside a gather. */
+export function firstIdOutside(ids: ArrayLike<number>, vocabSize: number): number {
+  for (let i = 0; i < ids.length; i++) if (ids[i] >= vocabSize) return i;
+  return -1;
 }

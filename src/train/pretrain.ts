@@ -8,7 +8,7 @@ import { readFileSync, existsSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import { DataLoader, SlidingWindowDataset, splitText } from "../data/sliding-window.js";
 import { fetchDataset, isDatasetName } from "../data/datasets.js";
-import { isTokenFile, readTokenFile } from "../tokenizer/token-file.js";
+import { firstIdOutside, isTokenFile, readTokenFile } from "../tokenizer/token-file.js";
 import { END_OF_TEXT, END_OF_TEXT_ID, getTokenizer } from "../tokenizer/index.js";
 import { ConfigError, FileFormatError, UsageError } from "../errors.js";
 import { buildGPT, type GPTModel } from "../model/gpt.js";
@@ -37,9 +37,10 @@ export interface TokenSplit {
  * Read `files` and split them into training and validation tokens. Text files follow the book: the
  * characters are split at train_ratio, then each part is tokenized (several files are joined with
  * `<|endoftext|>`). When any file is a token file (`llmctl tokenize --out`), everything is turned into ids
- * (joined with the end-of-text id) and the ids are split at train_ratio instead.
+ * (joined with the end-of-text id) and the ids are split at train_ratio instead. Every id must be below
+ * `vocabSize`, the model's vocabulary (by default the tokenizer's).
  */
-export function readPretrainTokens(files: string[], trainRatio: number): TokenSplit {
+export function readPretrainTokens(files: string[], trainRatio: number, vocabSize?: number): TokenSplit {
   if (files.length === 0)
     throw new ConfigError("no training data", "pass --data FILE (text or `llmctl tokenize --out` file)");
   for (const f of files) {
@@ -47,14 +48,30 @@ export function readPretrainTokens(files: string[], trainRatio: number): TokenSp
       throw new FileFormatError(`data file not found: ${f}`, "check the --data path");
   }
   const tok = getTokenizer();
+  const modelVocab = vocabSize ?? tok.vocabSize;
   const tokenFiles = files.map((f) => isTokenFile(f));
+  const text = (f: string) => {
+    const t = readFileSync(f, "utf8");
+    if (t.includes("\0"))
+      throw new FileFormatError(`${f}: holds binary data, neither text nor a token file`, "check the --data path");
+    return t;
+  };
+  const checked = (ids: ArrayLike<number>, where: string) => {
+    const bad = firstIdOutside(ids, modelVocab);
+    if (bad >= 0)
+      throw new ConfigError(
+        `${where} gives token id ${ids[bad]} (at position ${bad}); the model's vocabulary has ${modelVocab} ids`,
+        `use a model config with vocab_size ${tok.vocabSize} (the GPT-2 tokenizer's)`,
+      );
+    return ids;
+  };
   if (!tokenFiles.some(Boolean)) {
-    const text = files.map((f) => readFileSync(f, "utf8")).join(END_OF_TEXT);
-    const { train, validation } = splitText(text, trainRatio);
-    return { train: tok.encode(train), validation: tok.encode(validation) };
+    const { train, validation } = splitText(files.map(text).join(END_OF_TEXT), trainRatio);
+    const where = `the text of ${files.join(", ")}`;
+    return { train: checked(tok.encode(train), where), validation: checked(tok.encode(validation), where) };
   }
   const parts: ArrayLike<number>[] = files.map((f, i) => {
-    if (!tokenFiles[i]) return tok.encode(readFileSync(f, "utf8"));
+    if (!tokenFiles[i]) return checked(tok.encode(text(f)), f);
     const { ids, vocabSize } = readTokenFile(f);
     if (vocabSize !== tok.vocabSize) {
       throw new FileFormatError(
@@ -62,7 +79,7 @@ export function readPretrainTokens(files: string[], trainRatio: number): TokenSp
         "re-create it with `llmctl tokenize --out`",
       );
     }
-    return ids;
+    return checked(ids, f);
   });
   const total = parts.reduce((n, p) => n + p.length, 0) + parts.length - 1;
   const all = new Uint32Array(total);
@@ -156,7 +173,7 @@ export async function pretrain(opts: PretrainOptions): Promise<PretrainResult> {
   } else gpt = buildGPT(config!.model, { seed: settings.seed });
   try {
     const data = makePretrainLoaders(
-      readPretrainTokens(files, settings.train_ratio),
+      readPretrainTokens(files, settings.train_ratio, gpt.config.vocab_size),
       settings,
       gpt.config.context_length,
     );
