@@ -7,6 +7,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { useBackend } from "../src/backend/index.js";
+import { testBackend } from "./helpers/backend.js";
 import { buildGPT, type GPTModel } from "../src/model/gpt.js";
 import type { GPTConfig, HeadSpec } from "../src/model/config.js";
 import { sparseCrossEntropy } from "../src/train/loss.js";
@@ -71,7 +72,8 @@ function primeHeadCopy(gpt: GPTModel): void {
 const heads: HeadSpec[] = [{ kind: "lm" }, { kind: "classifier", numClasses: 2 }];
 const losses = new Map<string, number[]>();
 
-for (const backend of ["cpu", "wasm"] as const) {
+// cpu and wasm always, and the suite pass's backend (tensorflow, webgpu)
+for (const backend of new Set(["cpu", "wasm", testBackend()])) {
   for (const head of heads) {
     test(`${backend}: ${STEPS} training steps of the ${head.kind} model leave tensor count and bytes flat`, async () => {
       await useBackend(backend);
