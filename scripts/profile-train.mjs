@@ -5,6 +5,7 @@
  *
  *   npx tsc -p . && node scripts/profile-train.mjs --config gpt2-tiny --batch 2 --context 128 --steps 5
  *   node scripts/profile-train.mjs --config gpt2-124m-ch05 --batch 2 --context 256 --steps 2 --kernels
+ *   node scripts/profile-train.mjs --backend tensorflow --config gpt2-124m-ch05 --moments tensors   # A/B AdamW
  *
  * Prints per-phase timings (forward+loss, backward, optimizer), tokens/s, GFLOP/s (6·N_matmul·tokens plus
  * attention 12·L·T·D per token, the PaLM appendix count) and, with --kernels, the time per TF.js kernel
@@ -31,6 +32,7 @@ const { values: a } = parseArgs({
     gen: { type: "string", default: "32" },
     classifier: { type: "boolean", default: false },
     threads: { type: "string" },
+    moments: { type: "string" },
   },
 });
 
@@ -46,7 +48,7 @@ const T = Number(a.context ?? cfg.context_length);
 const head = a.classifier ? { kind: "classifier", numClasses: 2 } : { kind: "lm" };
 const gpt = buildGPT(cfg, { head, seed: 1 });
 const params = namedParameters(gpt);
-const opt = new AdamW(params, { weightDecay: 0.1 });
+const opt = new AdamW(params, { weightDecay: 0.1, moments: a.moments });
 const vars = params.map((p) => p.variable);
 
 const V = head.kind === "lm" ? cfg.vocab_size : 2;

@@ -9,6 +9,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { FileFormatError } from "../errors.js";
 import { momentStorage } from "../backend/index.js";
+import { ResourceVariable, resourceApplyAdam } from "../backend/tensorflow-ops.js";
 
 /** A trainable parameter under its stable name. */
 export interface NamedVariable {
@@ -22,24 +23,28 @@ export interface AdamWOptions {
   epsilon?: number;
   /** decoupled weight decay λ: p ← p − lr·λ·p before the Adam step (PyTorch default 0.01; the book uses 0.1) */
   weightDecay?: number;
-  /**
-   * Where the moments live: "tensors" (backend tensors, a dozen tensor ops per update) or "arrays" (JS memory,
-   * one fused loop). Default: what the backend does best for their size (see momentStorage).
-   */
-  moments?: "tensors" | "arrays";
+  /** Where the moments live (see MomentStorage). Default: what the backend does best for their size (momentStorage). */
+  moments?: MomentStorage;
 }
 
-interface Moments {
-  m: Float32Array | tf.Tensor;
-  v: Float32Array | tf.Tensor;
-}
+/**
+ * "tensors": backend tensors, a dozen tensor ops per update; "arrays": JS memory, one fused loop;
+ * "variables": TensorFlow resource variables that TensorFlow's fused Adam kernel updates in place, one pass
+ * (tensorflow backend only; it forms 1 − β2 in float32, which moves an update by ~1e-5 of itself).
+ */
+export type MomentStorage = "tensors" | "arrays" | "variables";
+
+type Moments =
+  | { m: tf.Tensor; v: tf.Tensor }
+  | { m: Float32Array; v: Float32Array }
+  | { m: ResourceVariable; v: ResourceVariable; p: ResourceVariable };
 
 export class AdamW {
   readonly beta1: number;
   readonly beta2: number;
   readonly epsilon: number;
   readonly weightDecay: number;
-  readonly moments: "tensors" | "arrays";
+  readonly moments: MomentStorage;
   /** number of updates applied so far (PyTorch's `state["step"]`), used for the bias correction */
   step = 0;
   private readonly state = new Map<string, Moments>();
@@ -55,8 +60,7 @@ export class AdamW {
     this.moments = opts.moments ?? momentStorage(8 * params.reduce((n, p) => n + p.variable.size, 0));
     for (const { name, variable } of params) {
       if (this.state.has(name)) throw new Error(`AdamW: parameter '${name}' given twice`);
-      const zeros = () => (this.moments === "tensors" ? tf.zeros(variable.shape) : new Float32Array(variable.size));
-      this.state.set(name, { m: zeros(), v: zeros() });
+      this.state.set(name, newMoments(this.moments, variable));
     }
   }
 
@@ -77,7 +81,8 @@ export class AdamW {
       const g = grads.get(name);
       if (!g) continue;
       const st = this.state.get(name)!;
-      if (st.m instanceof tf.Tensor) tensorStep(variable, g, st, k);
+      if ("p" in st) variableStep(variable, g, st, k);
+      else if (st.m instanceof tf.Tensor) tensorStep(variable, g, st as { m: tf.Tensor; v: tf.Tensor }, k);
       else arrayStep(variable, g, st as { m: Float32Array; v: Float32Array }, k);
     }
   }
@@ -85,8 +90,14 @@ export class AdamW {
   /** The moment estimates as `m.<name>` / `v.<name>` (for a safetensors checkpoint); read them, do not keep them. */
   async stateArrays(): Promise<Map<string, { shape: number[]; data: Float32Array }>> {
     const out = new Map<string, { shape: number[]; data: Float32Array }>();
-    const data = async (x: Float32Array | tf.Tensor) =>
-      x instanceof tf.Tensor ? ((await x.data()) as Float32Array) : x;
+    const data = async (x: Float32Array | tf.Tensor | ResourceVariable) => {
+      if (x instanceof Float32Array) return x;
+      if (x instanceof tf.Tensor) return (await x.data()) as Float32Array;
+      const t = x.read();
+      const values = (await t.data()) as Float32Array;
+      t.dispose();
+      return values;
+    };
     for (const { name, variable } of this.params) {
       const { m, v } = this.state.get(name)!;
       out.set(`m.${name}`, { shape: variable.shape, data: await data(m) });
@@ -114,10 +125,12 @@ export class AdamW {
           );
         }
         const target = st[which];
-        if (target instanceof tf.Tensor) {
+        if (target instanceof Float32Array) target.set(data);
+        else if (target instanceof ResourceVariable) tf.tidy(() => target.assign(tf.tensor(data, variable.shape)));
+        else {
           target.dispose();
           st[which] = tf.tensor(data, variable.shape, "float32");
-        } else target.set(data);
+        }
       }
     }
     this.step = step;
@@ -125,9 +138,24 @@ export class AdamW {
 
   /** Release the moments. */
   dispose(): void {
-    for (const { m, v } of this.state.values()) if (m instanceof tf.Tensor) tf.dispose([m, v as tf.Tensor]);
+    for (const st of this.state.values()) {
+      if ("p" in st) [st.p, st.m, st.v].forEach((x) => x.dispose());
+      else if (st.m instanceof tf.Tensor) tf.dispose([st.m, st.v as tf.Tensor]);
+    }
     this.state.clear();
   }
+}
+
+function newMoments(storage: MomentStorage, variable: tf.Variable): Moments {
+  if (storage === "arrays") return { m: new Float32Array(variable.size), v: new Float32Array(variable.size) };
+  if (storage === "tensors") return { m: tf.zeros(variable.shape), v: tf.zeros(variable.shape) };
+  const zeroed = () => {
+    const x = new ResourceVariable(variable.shape);
+    tf.tidy(() => x.assign(tf.zeros(variable.shape)));
+    return x;
+  };
+  // p is the kernel's working copy of the parameter, loaded from the TF.js variable on every update
+  return { m: zeroed(), v: zeroed(), p: new ResourceVariable(variable.shape) };
 }
 
 interface StepConstants {
@@ -168,19 +196,45 @@ function arrayStep(
   tf.tidy(() => variable.assign(tf.tensor(out, variable.shape, "float32")));
 }
 
-function tensorStep(variable: tf.Variable, grad: tf.Tensor, st: Moments, k: StepConstants): void {
+function tensorStep(
+  variable: tf.Variable,
+  grad: tf.Tensor,
+  st: { m: tf.Tensor; v: tf.Tensor },
+  k: StepConstants,
+): void {
   const { b1, b2, eps, decay, stepSize, sqrtBc2, gradScale } = k;
   const [m, v] = tf.tidy(() => {
     // gradScale is folded into the constants: (1−β1)·s·g and (1−β2)·s²·g²
-    const m = tf.add(tf.mul(st.m as tf.Tensor, b1), tf.mul(grad, (1 - b1) * gradScale));
-    const v = tf.add(tf.mul(st.v as tf.Tensor, b2), tf.mul(tf.square(grad), (1 - b2) * gradScale * gradScale));
+    const m = tf.add(tf.mul(st.m, b1), tf.mul(grad, (1 - b1) * gradScale));
+    const v = tf.add(tf.mul(st.v, b2), tf.mul(tf.square(grad), (1 - b2) * gradScale * gradScale));
     const denom = tf.add(tf.mul(tf.sqrt(v), 1 / sqrtBc2), eps);
     variable.assign(tf.sub(tf.mul(variable, decay), tf.div(tf.mul(m, stepSize), denom)));
     return [m, v];
   });
-  tf.dispose([st.m as tf.Tensor, st.v as tf.Tensor]);
+  tf.dispose([st.m, st.v]);
   st.m = m;
   st.v = v;
+}
+
+/**
+ * The same update in TensorFlow's ResourceApplyAdam, one pass over p, m, v and g. Its form is
+ * p ← p − α·m/(√v + ε̂), so PyTorch's bias corrections go into α = (lr/bc1)·√bc2 and ε̂ = ε·√bc2. The weight
+ * decay is one more pass, whose output buffer the kernel's variable adopts without a copy (without decay the
+ * kernel copies p instead, as the TF.js variable still holds it: the same cost).
+ */
+function variableStep(
+  variable: tf.Variable,
+  grad: tf.Tensor,
+  st: { m: ResourceVariable; v: ResourceVariable; p: ResourceVariable },
+  k: StepConstants,
+): void {
+  const { b1, b2, eps, decay, stepSize, sqrtBc2, gradScale } = k;
+  tf.tidy(() => {
+    st.p.assign(decay === 1 ? variable : tf.mul(variable, decay));
+    const g = gradScale === 1 ? grad : tf.mul(grad, gradScale);
+    resourceApplyAdam(st.p, st.m, st.v, { alpha: stepSize * sqrtBc2, beta1: b1, beta2: b2, epsilon: eps * sqrtBc2 }, g);
+  });
+  tf.tidy(() => variable.assign(st.p.read()));
 }
 
 /**
