@@ -96,6 +96,42 @@ test("load-gpt2 explains bad input in one line", async () => {
   await rm(dir, { recursive: true });
 });
 
+test("load-gpt2 blames the input file at fault, and a failed conversion leaves no --out behind", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "llmctl-load-blame-"));
+  const hf = join(dir, "hf");
+  await mkdir(hf);
+  await writeFile(join(hf, "model.safetensors"), await readFile(fixture("hf", "model.safetensors")));
+  const hfConfig = JSON.parse(await readFile(fixture("hf", "config.json"), "utf8"));
+  const load = (from: string) => runCli(["load-gpt2", "--from", from, "--out", join(dir, "m")], { env });
+
+  // a config.json that does not parse is reported as such (was: passed over, then "put a config.json next to it")
+  await writeFile(join(hf, "config.json"), "{ not json");
+  const broken = await load(hf);
+  assert.equal(broken.code, 1);
+  assert.match(broken.stderr, new RegExp(`^llmctl: ${join(hf, "config.json")} is not a valid JSON object`));
+  assert.doesNotMatch(broken.stderr, /put a Hugging Face config\.json/);
+
+  // n_head 3 for n_embd 16 is the input's fault, not the config.json being written
+  await writeFile(join(hf, "config.json"), JSON.stringify({ ...hfConfig, n_head: 3 }));
+  const heads = await load(hf);
+  assert.equal(heads.code, 1);
+  assert.match(heads.stderr, new RegExp(`^llmctl: ${join(hf, "config.json")}: n_embd 16 is not divisible by n_head 3`));
+
+  // a TF checkpoint whose data fails its CRC: the error, and no empty --out
+  const tf = join(dir, "tf");
+  await mkdir(tf);
+  for (const f of await readdir(fixture("tf"))) await writeFile(join(tf, f), await readFile(fixture("tf", f)));
+  const dataFile = join(tf, "model.ckpt.data-00000-of-00001");
+  const data = await readFile(dataFile);
+  data[data.length >> 1] ^= 0xff;
+  await writeFile(dataFile, data);
+  const crc = await load(tf);
+  assert.equal(crc.code, 1, crc.stderr);
+  assert.match(crc.stderr, /checksum mismatch for tensor/);
+  assert.deepEqual(await readdir(dir), ["hf", "tf"]);
+  await rm(dir, { recursive: true });
+});
+
 /** A static server for the mirror layout; the first request for `dropFile` is cut off after `dropAfter` bytes. */
 async function mirrorServer(files: Map<string, Buffer>, dropFile: string, dropAfter: number) {
   const log: { path: string; range?: string; status: number }[] = [];

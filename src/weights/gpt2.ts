@@ -21,10 +21,16 @@
  * so converting 1558M (6.2 GB of float32) needs memory for one tensor at a time, not the model.
  */
 import { existsSync, statSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { FileFormatError, UsageError } from "../errors.js";
-import { type GPTConfig, checkWeightShapes, countParameters, parameterShapes } from "../model/config.js";
+import {
+  type GPTConfig,
+  checkWeightShapes,
+  countParameters,
+  parameterShapes,
+  validateGPTConfig,
+} from "../model/config.js";
 import { writeModelDir } from "../model/model-dir.js";
 import { CONFIG_FILE, validateModelMeta, type ModelMeta } from "../model/model-meta.js";
 import { readSafetensors, type SafetensorsFile } from "../formats/safetensors.js";
@@ -142,7 +148,10 @@ async function readJson(path: string, what: string): Promise<Record<string, unkn
     if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error("not an object");
     return v as Record<string, unknown>;
   } catch (err) {
-    throw new FileFormatError(`${path} is not a valid JSON object (${(err as Error).message})`, "re-download it");
+    throw new FileFormatError(
+      `${path} is not a valid JSON object (${(err as Error).message})`,
+      "fix or re-download it",
+    );
   }
 }
 
@@ -175,6 +184,7 @@ export async function openOpenAICheckpoint(dir: string): Promise<Gpt2Checkpoint>
       `${hpPath}: n_embd ${config.emb_dim} is not divisible by n_head ${config.n_heads}`,
       "fix hparams.json",
     );
+  validateGPTConfig(config, hpPath);
   const prefix = await checkpointPrefix(dir);
   const bundle = await TensorBundleReader.open(prefix);
   try {
@@ -259,10 +269,13 @@ export function inferGpt2Config(shapes: Map<string, number[]>, where: string, nH
       "put a Hugging Face config.json next to the file, or pass --heads N",
     );
   }
-  return {
-    ...gpt2Config({ n_vocab: wte[0]!, n_ctx: wpe[0]!, n_embd: D, n_head: heads, n_layer: layers }),
-    qkv_bias: shapes.has("h.0.attn.c_attn.bias"),
-  };
+  return validateGPTConfig(
+    {
+      ...gpt2Config({ n_vocab: wte[0]!, n_ctx: wpe[0]!, n_embd: D, n_head: heads, n_layer: layers }),
+      qkv_bias: shapes.has("h.0.attn.c_attn.bias"),
+    },
+    where,
+  );
 }
 
 function configFromHF(hf: Record<string, unknown>, path: string): GPTConfig {
@@ -301,7 +314,13 @@ function configFromHF(hf: Record<string, unknown>, path: string): GPTConfig {
       "llmctl's MLP is 4 × emb_dim wide",
     );
   }
-  return cfg;
+  // checked here, so a bad value is blamed on this file, not on the config.json being written
+  if (cfg.emb_dim % cfg.n_heads !== 0)
+    throw new FileFormatError(
+      `${path}: n_embd ${cfg.emb_dim} is not divisible by n_head ${cfg.n_heads}`,
+      "fix or re-download the file",
+    );
+  return validateGPTConfig(cfg, path);
 }
 
 function equalArrays(a: Float32Array, b: Float32Array): boolean {
@@ -394,15 +413,14 @@ export async function openGpt2Checkpoint(path: string, opts: { nHeads?: number }
   return openHFCheckpoint(path, (await isHFConfig(cfg)) ? cfg : undefined, opts);
 }
 
-/** A config.json that is Hugging Face's (not an llmctl model directory's). */
+/**
+ * A config.json that is Hugging Face's (not an llmctl model directory's). One that does not parse is reported,
+ * not passed over: the shapes alone would then be taken, and the error would ask for the file that is there.
+ */
 async function isHFConfig(path: string): Promise<boolean> {
   if (!existsSync(path)) return false;
-  try {
-    const j = JSON.parse(await readFile(path, "utf8")) as Record<string, unknown>;
-    return j.format !== "llmctl-model" && (j.model_type !== undefined || j.n_embd !== undefined);
-  } catch {
-    return false;
-  }
+  const j = await readJson(path, "Hugging Face");
+  return j.format !== "llmctl-model" && (j.model_type !== undefined || j.n_embd !== undefined);
 }
 
 // ---- Conversion into an llmctl model directory ----
@@ -448,5 +466,12 @@ export async function writeModelDirFromCheckpoint(
     opts.onProgress?.({ done, total, bytes, totalBytes, name });
     return data;
   };
-  return writeModelDir(outDir, meta, read, { signal: opts.signal });
+  // a conversion that fails (a CRC mismatch, Ctrl-C) leaves no trace: a directory it created goes again
+  const created = !existsSync(outDir);
+  try {
+    return await writeModelDir(outDir, meta, read, { signal: opts.signal });
+  } catch (err) {
+    if (created) await rm(outDir, { recursive: true, force: true });
+    throw err;
+  }
 }
