@@ -4,7 +4,7 @@
  */
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
-import { LlmctlError, UsageError, errorLine } from "../errors.js";
+import { LlmctlError, UsageError, errorLine, fileSystemError } from "../errors.js";
 import { BACKEND_NAMES } from "../backend/choices.js";
 import { commands } from "./commands/index.js";
 
@@ -83,7 +83,9 @@ async function main(argv: string[]): Promise<number> {
   try {
     await cli.parseAsync();
     return process.exitCode === undefined ? 0 : Number(process.exitCode);
-  } catch (err) {
+  } catch (thrown) {
+    // a filesystem error no writer mapped (one that names its path) still reaches the user as one line
+    const err = fileSystemError(thrown);
     if (err instanceof LlmctlError) {
       process.stderr.write(`llmctl: ${errorLine(err)}\n`);
       if (verboseRequested && err.stack) process.stderr.write(err.stack + "\n");

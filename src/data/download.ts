@@ -15,7 +15,8 @@ import http from "node:http";
 import https from "node:https";
 import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { mkdir, open, rename, rm, stat } from "node:fs/promises";
+import { open, rename, rm, stat } from "node:fs/promises";
+import { makeDirectory } from "../fs-atomic.js";
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { finished, pipeline } from "node:stream/promises";
@@ -67,7 +68,7 @@ export async function download(url: string, dest: string, opts: DownloadOptions 
     throw new NetworkError(`not a URL: ${url}`, fix);
   }
   const part = dest + ".part";
-  await mkdir(dirname(dest), { recursive: true });
+  await makeDirectory(dirname(dest));
   if (parsed.protocol === "file:") await copyToPart(parsed, part, opts, fix);
   else if (parsed.protocol === "http:" || parsed.protocol === "https:") await fetchToPart(parsed, part, opts, fix);
   else throw new NetworkError(`cannot download ${url}: only http, https and file URLs are supported`, fix);

@@ -6,7 +6,7 @@
  *
  * Labels are class ids: 0 = ham ("not spam"), 1 = spam, as the book's `map({"ham": 0, "spam": 1})`.
  */
-import { readFile, mkdir } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseCsv } from "csv-parse/sync";
@@ -15,7 +15,7 @@ import { Rng } from "../data/rng.js";
 import { BatchLoader } from "../data/batch-loader.js";
 import { END_OF_TEXT_ID, type Tokenizer } from "../tokenizer/index.js";
 import { FileFormatError, UsageError } from "../errors.js";
-import { writeFileAtomic } from "../fs-atomic.js";
+import { makeDirectory, writeFileAtomic } from "../fs-atomic.js";
 
 /** Class names by class id, as the book's `classify_review` prints them. */
 export const SPAM_LABELS = ["not spam", "spam"] as const;
@@ -210,7 +210,7 @@ export function makeSpamSplit(messages: SmsMessage[], seed = 123): SpamSplit {
 
 /** Write `train.csv`, `validation.csv`, `test.csv` (header `Label,Text`, as the book's `to_csv`) into `dir`. */
 export async function writeSplitCsvs(dir: string, split: SpamSplit): Promise<void> {
-  await mkdir(dir, { recursive: true });
+  await makeDirectory(dir);
   for (const part of ["train", "validation", "test"] as const) {
     const records = split[part].map((m) => [m.label, m.text]);
     await writeFileAtomic(

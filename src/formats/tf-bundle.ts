@@ -15,7 +15,8 @@
  *
  * Every table block checksum and every tensor checksum is verified; tensors are read one at a time.
  */
-import { mkdir, open, readFile, stat, writeFile, type FileHandle } from "node:fs/promises";
+import { open, readFile, stat, writeFile, type FileHandle } from "node:fs/promises";
+import { makeDirectory } from "../fs-atomic.js";
 import { dirname } from "node:path";
 import { FileFormatError } from "../errors.js";
 import { crc32cExtend, maskCrc, unmaskCrc } from "./crc32c.js";
@@ -504,7 +505,7 @@ export async function writeTensorBundle(
   tensors: Iterable<BundleTensor>,
   opts: { blockSize?: number } = {},
 ): Promise<void> {
-  await mkdir(dirname(prefix), { recursive: true });
+  await makeDirectory(dirname(prefix));
   const fh = await open(shardPath(prefix, 0, 1), "w");
   const entries: { key: Uint8Array; value: Uint8Array }[] = [];
   let offset = 0;

@@ -20,6 +20,7 @@
  * once, and a crash can at worst leave one torn record at the end, which readers treat as not yet written.
  */
 import { closeSync, fsyncSync, openSync, writeSync } from "node:fs";
+import { fileSystemError } from "../errors.js";
 import { crc32c, maskCrc } from "./crc32c.js";
 
 export const EVENT_FILE_PREFIX = "events.out.tfevents.";
@@ -132,12 +133,20 @@ export class EventFileWriter {
   write(wallTime: number, step: number, content: EventContent): void {
     if (this.fd === null) throw new Error(`${this.path} is closed`);
     const record = tfRecord(encodeEvent(wallTime, step, content));
-    for (let done = 0; done < record.length;) done += writeSync(this.fd, record, done);
+    try {
+      for (let done = 0; done < record.length;) done += writeSync(this.fd, record, done);
+    } catch (err) {
+      throw fileSystemError(err, this.path); // a write error names no path of its own
+    }
   }
 
   /** Make what was written durable (the OS already shows it to readers; this survives a power loss). */
   sync(): void {
-    if (this.fd !== null) fsyncSync(this.fd);
+    try {
+      if (this.fd !== null) fsyncSync(this.fd);
+    } catch (err) {
+      throw fileSystemError(err, this.path);
+    }
   }
 
   close(): void {

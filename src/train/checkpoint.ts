@@ -16,7 +16,7 @@
 import { existsSync } from "node:fs";
 import { mkdir, readFile, readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { writeFileAtomic } from "../fs-atomic.js";
+import { makeDirectory, writeFileAtomic } from "../fs-atomic.js";
 import { FileFormatError, UsageError } from "../errors.js";
 
 export const TRAINER_STATE_FILE = "trainer-state.json";
@@ -61,7 +61,7 @@ export async function writeCheckpoint(
   write: (stageDir: string) => Promise<void>,
   beforeRename?: CommitHook,
 ): Promise<void> {
-  await mkdir(runDir, { recursive: true });
+  await makeDirectory(runDir);
   await recoverCheckpoint(runDir);
   const stageName = `${STAGE_PREFIX}${process.pid}-${Date.now()}`;
   const stage = join(runDir, stageName);

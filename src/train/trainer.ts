@@ -14,7 +14,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { existsSync } from "node:fs";
-import { appendFile, mkdir, readFile, writeFile } from "node:fs/promises";
+import { appendFile, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { AdamW, clipCoefficient, globalNorm, type NamedVariable } from "./adamw.js";
 import { learningRate, makeSchedule, type LrSchedule } from "./schedule.js";
@@ -33,7 +33,7 @@ import {
 import { Rng } from "../data/rng.js";
 import type { ForwardMode } from "../model/gpt.js";
 import { readAllSafetensors, writeSafetensors } from "../formats/safetensors.js";
-import { writeFileAtomic } from "../fs-atomic.js";
+import { makeDirectory, writeFileAtomic } from "../fs-atomic.js";
 import { FileFormatError, InterruptedError, TrainingError, UsageError } from "../errors.js";
 import { linePlotSvg } from "../plot/svg.js";
 import { TensorBoardLog } from "./tensorboard.js";
@@ -529,7 +529,7 @@ export class Trainer<B> {
   private async start(): Promise<void> {
     const dir = this.opts.runDir;
     refuseExistingRun(dir);
-    await mkdir(dir, { recursive: true });
+    await makeDirectory(dir);
     await writeFile(join(dir, LOG_FILE), "");
   }
 

@@ -9,9 +9,9 @@
  * and an untied head is written as lm_head.weight with tie_word_embeddings false (and the base weights then
  * carry GPT2LMHeadModel's `transformer.` prefix, as save_pretrained writes them).
  */
-import { writeFile, mkdir } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { writeFileAtomic } from "../fs-atomic.js";
+import { makeDirectory, writeFileAtomic } from "../fs-atomic.js";
 import { type GPTConfig, parameterShapes } from "../model/config.js";
 import { CONFIG_FILE } from "../model/model-meta.js";
 import { writeSafetensors, type SafetensorsEntry } from "../formats/safetensors.js";
@@ -87,7 +87,7 @@ export async function exportHuggingFace(
         return data;
       },
     }));
-    await mkdir(outDir, { recursive: true });
+    await makeDirectory(outDir);
     await writeSafetensors(join(outDir, "model.safetensors"), entries, { format: "pt" });
     const config = hfGpt2Config(cfg);
     await writeFileAtomic(join(outDir, CONFIG_FILE), JSON.stringify(config, null, 2) + "\n");
