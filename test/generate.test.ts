@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type * as tf from "@tensorflow/tfjs";
+import * as tf from "@tensorflow/tfjs";
 import { useBackend } from "../src/backend/index.js";
 import { Rng } from "../src/data/rng.js";
 import { buildGPT, type ForwardOptions, type GPTModel } from "../src/model/gpt.js";
@@ -308,4 +308,25 @@ test("with the KV cache each new token feeds one position; past the context the 
   }
   // prompt of 4, then 1 per token until the 32 positions are full (4 + 28), then a full window per token
   assert.deepEqual(fed, [4, ...new Array(28).fill(1), 32, 32]);
+});
+
+// Generation is memory-bound on the weights, and each kernel also has a fixed cost (~0.05–0.1 ms on tensorflow
+// and wasm) that one-row tensors cannot hide: 12 blocks × 75 kernels were a third of a 124M token's time. The
+// count is a load-independent figure; this bound is what one block takes now (48 on wasm and cpu, 52 on
+// tensorflow, some of whose kernels run others); before, a block took 75–85.
+test("a KV-cached token runs at most 52 kernels per block, plus the embedding and the head", async () => {
+  const cache = fixtureGpt.newCache();
+  const ids = cases[0].ids;
+  tf.tidy(() => fixtureGpt.forward(tf.tensor2d([ids], [1, ids.length], "int32"), { lastOnly: true, cache }));
+  const next = tf.tensor2d([[ids[0]]], [1, 1], "int32");
+  try {
+    const { kernels } = await tf.profile(() => {
+      fixtureGpt.forward(next, { lastOnly: true, cache }).dispose();
+    });
+    const blocks = fixtureGpt.config.n_layers;
+    assert.ok(kernels.length <= 52 * blocks + 20, `${kernels.length} kernels for ${blocks} blocks`);
+  } finally {
+    next.dispose();
+    cache.dispose();
+  }
 });

@@ -57,18 +57,29 @@ function mm(a: tf.Tensor2D, b: tf.Tensor2D, transposeA = false, transposeB = fal
 const LOOP_MIN_ROWS = 32;
 
 /**
- * Batched a·b: a [G,M,K], b [G,K,N] → [G,M,N] (each optionally transposed in its last two axes). On wasm,
- * one plain 2-D product per slice: measured 2.3× faster than wasm's batched kernel at [24,256,64]·[24,64,256].
- * Each 2-D product sets up (and packs b for) an XNNPACK operator, ~0.5 ms, so for a few rows — a new token's
- * query in KV-cached generation — the batched kernel is faster (0.7 ms vs 6.4 ms at [12,1,64]·[12,64,256]).
+ * Batched a·b: a [...,M,K], b [...,K,N] → [...,M,N] over the same leading (batch) axes, each optionally
+ * transposed in its last two axes. On wasm, one plain 2-D product per slice: measured 2.3× faster than wasm's
+ * batched kernel at [24,256,64]·[24,64,256]. Each 2-D product sets up (and packs b for) an XNNPACK operator,
+ * ~0.5 ms, so for a few rows — a new token's query in KV-cached generation — the batched kernel is faster
+ * (0.7 ms vs 6.4 ms at [12,1,64]·[12,64,256]).
  */
-export function batchMatMul(a: tf.Tensor3D, b: tf.Tensor3D, transposeA = false, transposeB = false): tf.Tensor3D {
-  const rows = transposeA ? a.shape[2] : a.shape[1];
-  if (!onWasm() || rows < LOOP_MIN_ROWS) return tf.matMul(a, b, transposeA, transposeB);
+export function batchMatMul<T extends tf.Tensor3D | tf.Tensor4D>(
+  a: T,
+  b: T,
+  transposeA = false,
+  transposeB = false,
+): T {
+  const r = a.rank;
+  const rows = transposeA ? a.shape[r - 1] : a.shape[r - 2];
+  if (!onWasm() || rows < LOOP_MIN_ROWS) return tf.matMul(a, b, transposeA, transposeB) as T;
   return tf.tidy(() => {
-    const as = tf.unstack(transposeA ? tf.transpose(a, [0, 2, 1]) : a) as tf.Tensor2D[];
-    const bs = tf.unstack(transposeB ? tf.transpose(b, [0, 2, 1]) : b) as tf.Tensor2D[];
-    return tf.stack(as.map((ai, i) => tf.matMul(ai, bs[i]))) as tf.Tensor3D;
+    const slices = (t: tf.Tensor, transpose: boolean) => {
+      const t3 = t.rank === 3 ? t : tf.reshape(t, [-1, ...t.shape.slice(-2)]);
+      return tf.unstack(transpose ? tf.transpose(t3, [0, 2, 1]) : t3) as tf.Tensor2D[];
+    };
+    const bs = slices(b, transposeB);
+    const y = tf.stack(slices(a, transposeA).map((ai, i) => tf.matMul(ai, bs[i]))) as tf.Tensor3D; // [G,M,N]
+    return (r === 3 ? y : tf.reshape(y, [...a.shape.slice(0, -2), ...y.shape.slice(1)] as T["shape"])) as T;
   });
 }
 
@@ -121,8 +132,10 @@ function frozenLinear(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D | null): t
  * gradient (see frozenLinear).
  */
 export function linear(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D | null, frozen = false): tf.Tensor2D {
-  // without a tape (inference) the plain ops skip customGrad's bookkeeping: ~25% of a tiny model's token time
-  if (!recording()) return b ? (tf.fused.matMul({ a: x, b: w, bias: b }) as tf.Tensor2D) : tf.matMul(x, w);
+  // Without a tape (inference) the plain ops skip customGrad's bookkeeping: ~25% of a tiny model's token time.
+  // A product and an add, not tf.fused.matMul: that op reshapes a, b and its result around the kernel (and
+  // tfjs-node's kernel is a product and an add itself), 4–6 kernels where these are 2.
+  if (!recording()) return b ? tf.add(tf.matMul(x, w), b) : tf.matMul(x, w);
   if (frozen) return frozenLinear(x, w, b);
   return (b ? linearBias(x, w, b) : linearNoBias(x, w)) as tf.Tensor2D;
 }
@@ -200,6 +213,17 @@ function geluValue(x: tf.Tensor): tf.Tensor {
   return tf.mul(tf.mul(0.5, x), tf.add(1, geluTanh(x)));
 }
 
+/**
+ * The same GELU in six kernels instead of nine, for inference: 0.5·(1 + tanh(z)) = sigmoid(2z), so
+ * GELU(x) = x·sigmoid(x·(2√(2/π) + 2√(2/π)·0.044715·x²)). Equal to geluValue up to float rounding (~1e-7
+ * relative). In KV-cached generation every token runs each kernel once per block, and a kernel's fixed cost
+ * (~0.05–0.1 ms) is what a one-row tensor costs.
+ */
+function geluInference(x: tf.Tensor): tf.Tensor {
+  const inner = tf.mul(x, tf.add(tf.mul(tf.square(x), 2 * GELU_C * 0.044715), 2 * GELU_C));
+  return tf.mul(x, tf.sigmoid(inner));
+}
+
 const geluOp = tf.customGrad((x, save) => {
   const xt = x as tf.Tensor;
   (save as tf.GradSaveFunc)([xt]);
@@ -219,7 +243,7 @@ const geluOp = tf.customGrad((x, save) => {
 
 /** GELU, tanh approximation (GPT-2's "gelu_new"): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
 export function gelu<T extends tf.Tensor>(x: T): T {
-  if (!recording()) return tf.tidy(() => geluValue(x)) as T;
+  if (!recording()) return tf.tidy(() => geluInference(x)) as T;
   return geluOp(x) as T;
 }
 
@@ -259,11 +283,14 @@ export function dropout<T extends tf.Tensor>(x: T, rate: number, seeds?: MaskSee
 
 const layerNormOps = new Map<number, ReturnType<typeof makeLayerNorm>>();
 
-/** x̂ = (x − mean)/σ over the last axis (biased variance, as PyTorch and GPT-2) and 1/σ [...,1] */
+/**
+ * x̂ = (x − mean)/σ over the last axis (biased variance, as PyTorch and GPT-2) and 1/σ [...,1]: tf.moments'
+ * values in seven kernels (it adds a Cast and a Reshape, and x − mean twice).
+ */
 function normalize(x: tf.Tensor, epsilon: number): { xhat: tf.Tensor; rstd: tf.Tensor } {
-  const { mean, variance } = tf.moments(x, -1, true);
-  const rstd = tf.rsqrt(tf.add(variance, epsilon));
-  return { xhat: tf.mul(tf.sub(x, mean), rstd), rstd };
+  const centred = tf.sub(x, tf.mean(x, -1, true));
+  const rstd = tf.rsqrt(tf.add(tf.mean(tf.square(centred), -1, true), epsilon));
+  return { xhat: tf.mul(centred, rstd), rstd };
 }
 
 function makeLayerNorm(epsilon: number) {
@@ -322,20 +349,13 @@ export function attention(q: tf.Tensor4D, kT: tf.Tensor4D, v: tf.Tensor4D, opts:
   const scale = 1 / Math.sqrt(hd);
   const seed = opts.seeds && opts.dropRate > 0 ? opts.seeds() : null; // the dropout mask's, drawn once per call
   if (!recording()) {
+    // batched over [B,H] as they are: reshapes are kernels too, and generation runs these per token and block
     return tf.tidy(() => {
-      let scores = batchMatMul(
-        tf.mul(tf.reshape(q, [G, Tq, hd]), scale) as tf.Tensor3D,
-        tf.reshape(kT, [G, hd, Tk]) as tf.Tensor3D,
-      ); // [G,Tq,Tk]
+      let scores = batchMatMul(tf.mul(q, scale) as tf.Tensor4D, kT); // [B,H,Tq,Tk]
       if (opts.mask) scores = tf.add(scores, opts.mask);
       const p =
         seed !== null ? tf.mul(tf.softmax(scores), dropoutMask(scores.shape, opts.dropRate, seed)) : tf.softmax(scores);
-      return tf.reshape(batchMatMul(p as tf.Tensor3D, tf.reshape(v, [G, Tk, hd]) as tf.Tensor3D), [
-        B,
-        H,
-        Tq,
-        hd,
-      ]) as tf.Tensor4D;
+      return batchMatMul(p as tf.Tensor4D, v); // [B,H,Tq,hd]
     });
   }
   const op = tf.customGrad((qi, kTi, vi, save) => {

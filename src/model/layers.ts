@@ -295,14 +295,21 @@ export class CausalSelfAttention extends GPTLayer<BlockConfig> {
       ); // [B*T,3D]
       // each [B*T,D]; head h owns columns h*hd..(h+1)*hd-1. LoRA adapts q, k and v apart (the book's three Linears)
       const [q, k, v] = tf.split(qkv, 3, 1).map((t, i) => this.withAdapter(QKV[i], x2, t as tf.Tensor2D));
-      const heads = (t: tf.Tensor, perm: number[]) => tf.transpose(tf.reshape(t, [B, T, H, hd]), perm) as tf.Tensor4D;
+      // [B,T,H,hd] permuted; for one position (a KV-cached token) these permutations keep the order in memory,
+      // so one reshape does what a reshape and a transpose do
+      const heads = (t: tf.Tensor, perm: number[]): tf.Tensor4D => {
+        const shape: [number, number, number, number] = [B, T, H, hd];
+        if (T > 1) return tf.transpose(tf.reshape(t, shape), perm);
+        return tf.reshape(t, perm.map((i) => shape[i]) as typeof shape);
+      };
       let kT = heads(k, [0, 2, 3, 1]); // [B,H,hd,T]
       let vh = heads(v, [0, 2, 1, 3]); // [B,H,T,hd]
       if (kwargs.past) ({ kT, v: vh } = kwargs.past.extend(kT, vh)); // [B,H,hd,Tpast+T], [B,H,Tpast+T,hd]
       const Tk = kT.shape[3];
       const mask = T > 1 ? causalMask(T, Tk) : null; // a single new query may see every key
       const y = ops.attention(heads(q, [0, 2, 1, 3]), kT, vh, { mask, dropRate, seeds: kwargs.dropout }); // [B,H,T,hd]
-      const heads2 = tf.reshape(tf.transpose(y, [0, 2, 1, 3]), [B * T, D]) as tf.Tensor2D; // heads side by side
+      // heads side by side again
+      const heads2 = tf.reshape(T === 1 ? y : tf.transpose(y, [0, 2, 1, 3]), [B * T, D]) as tf.Tensor2D;
       const out = this.project("c_proj", heads2, this.cProjWeight, this.cProjBias);
       return tf.reshape(out, [B, T, D]);
     });
