@@ -56,6 +56,7 @@ export const infoCommand: CommandModule<GlobalOptions, InfoArgs> = {
         head: meta ? meta.head : { kind: "lm" },
         ...(meta?.source ? { source: meta.source } : {}),
         ...(meta?.prompt_style ? { prompt_style: meta.prompt_style } : {}),
+        ...(meta?.lora ? { lora: meta.lora } : {}),
         ...(weightsBytes !== undefined ? { weights_file_bytes: weightsBytes } : {}),
         layers: s.layers,
       });
@@ -72,6 +73,10 @@ export const infoCommand: CommandModule<GlobalOptions, InfoArgs> = {
         `drop ${model.drop_rate}, qkv_bias ${model.qkv_bias}, head ${head.kind === "classifier" ? `classifier (${head.numClasses} classes)` : model.tied_head ? "tied" : "untied"}`,
     );
     if (meta?.source) printLine(`source: ${meta.source}`);
+    if (meta?.lora)
+      printLine(
+        `LoRA rank ${meta.lora.rank}, alpha ${meta.lora.alpha}, over ${meta.lora.base} (sha256 ${meta.lora.base_sha256.slice(0, 12)}…)`,
+      );
     printLine();
     printLine(line(header));
     printLine(widths.map((w) => "-".repeat(w)).join("  "));
