@@ -84,6 +84,29 @@ test("tokenize: missing file and bad ids are one-line errors", async () => {
   assert.equal(none.code, 2);
 });
 
+test("bad values that used to pass: --decode non-decimal ids, --file DIR, --seed, bench --steps and --python", async () => {
+  for (const [args, message] of [
+    [["tokenize", "--decode", "0x10 1e3 +5"], /--decode: '0x10' is not a token id/],
+    [["tokenize", "--decode", "1e3"], /--decode: '1e3' is not a token id/],
+    [["tokenize", "--decode", "+5"], /--decode: '\+5' is not a token id/],
+    [["tokenize", "--file", tmpdir()], /--file .* is a directory, not a file/],
+    [["tokenize", "hi", "--seed", "abc"], /--seed must be an integer from 0 to 4294967295, got NaN/],
+    [["tokenize", "hi", "--seed", "1e30"], /--seed must be an integer from 0 to 4294967295, got 1e\+30/],
+    [["tokenize", "hi", "--seed", String(2 ** 32)], /got 4294967296/],
+    [["tokenize", "hi", "--seed", "-1"], /got -1/],
+    [["bench", "--steps", "0"], /--steps must be an integer ≥ 1, got 0/],
+    [["bench", "--steps", "-1"], /--steps must be an integer ≥ 1, got -1/],
+    [["bench", "--python", "/nonexistent/python3"], /--python \/nonexistent\/python3 does not exist/],
+  ] as const) {
+    const r = await runCli([...args]);
+    assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+    assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+    assert.match(r.stderr, message);
+  }
+  const ok = await runCli(["tokenize", "hi", "--seed", String(2 ** 32 - 1)]);
+  assert.equal(ok.code, 0, ok.stderr);
+});
+
 test("doctor --json lists backends and the selected one", async () => {
   const r = await runCli(["doctor", "--json", "--no-speed"]);
   assert.equal(r.code, 0, r.stderr);

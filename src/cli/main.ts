@@ -54,7 +54,7 @@ async function main(argv: string[]): Promise<number> {
       describe: "bfloat16 matmuls on CPUs with AMX/AVX512-BF16 (tensorflow backend; env LLMCTL_BF16=1)",
       global: true,
     })
-    .option("seed", { type: "number", describe: "random seed", global: true })
+    .option("seed", { type: "number", describe: "random seed, an integer 0…4294967295", global: true })
     .option("json", { type: "boolean", default: false, describe: "machine-readable output on stdout", global: true })
     .option("verbose", {
       alias: "v",
@@ -62,6 +62,13 @@ async function main(argv: string[]): Promise<number> {
       default: false,
       describe: "more detail, stack traces",
       global: true,
+    })
+    .check((a) => {
+      // yargs reads --seed abc as NaN; the generators take a uint32, which 1e30 or 2^32 would silently wrap
+      const seed = a.seed as number | undefined;
+      if (seed !== undefined && !(Number.isInteger(seed) && seed >= 0 && seed <= 0xffffffff))
+        throw new UsageError(`--seed must be an integer from 0 to 4294967295, got ${String(seed)}`);
+      return true;
     })
     .command(commands)
     .demandCommand(1, "name a command (see the list above)")

@@ -1,4 +1,5 @@
 import type { CommandModule } from "yargs";
+import { existsSync } from "node:fs";
 import { selectBackend } from "../backend.js";
 import { loadConfigFile } from "../../model/config.js";
 import { LlmctlError, UsageError } from "../../errors.js";
@@ -10,7 +11,7 @@ interface BenchArgs extends GlobalOptions {
   config: string[];
   steps: number;
   torch: boolean;
-  python: string;
+  python?: string;
   "llama-cpp": boolean;
   "reference-threads"?: number;
 }
@@ -97,8 +98,7 @@ export const benchCommand: CommandModule<GlobalOptions, BenchArgs> = {
       })
       .option("python", {
         type: "string",
-        default: "/usr/bin/python3",
-        describe: "python with PyTorch for the reference",
+        describe: "python with PyTorch for the reference (default /usr/bin/python3)",
       })
       .option("llama-cpp", {
         type: "boolean",
@@ -112,6 +112,11 @@ export const benchCommand: CommandModule<GlobalOptions, BenchArgs> = {
           "threads PyTorch and llama.cpp get, default 2 (their threads spin at barriers: on a busy machine fewer can be faster)",
       })
       .check((a) => {
+        if (!(Number.isInteger(a.steps) && a.steps >= 1))
+          throw new UsageError(`--steps must be an integer ≥ 1, got ${a.steps}`);
+        // a python named by path that is not there is a typo, not a machine without PyTorch
+        if (a.python !== undefined && a.python.includes("/") && !existsSync(a.python))
+          throw new UsageError(`--python ${a.python} does not exist`, "give the path of a python with torch");
         const n = a["reference-threads"];
         if (n !== undefined && !(Number.isInteger(n) && n >= 1))
           throw new UsageError(`--reference-threads must be an integer ≥ 1, got ${n}`);
@@ -197,13 +202,14 @@ async function reference(a: BenchArgs, shape: BenchShape, bf16: boolean): Promis
     verbose(a, "PyTorch reference skipped: ../shared/bench/torch_ref.py not found (set LLMCTL_TORCH_REF)");
     return undefined;
   }
-  if (!(await pythonHasTorch(a.python))) {
-    note(`PyTorch reference skipped: ${a.python} has no torch (apt-get install -y python3-torch libopenblas0-pthread)`);
+  const python = a.python ?? "/usr/bin/python3";
+  if (!(await pythonHasTorch(python))) {
+    note(`PyTorch reference skipped: ${python} has no torch (apt-get install -y python3-torch libopenblas0-pthread)`);
     return undefined;
   }
   const spin = spinner(`PyTorch${bf16 ? " bf16" : ""} reference for ${shape.model}`);
   try {
-    return await benchTorch(a.python, script, shape, { bf16, steps: a.steps, threads: a["reference-threads"] });
+    return await benchTorch(python, script, shape, { bf16, steps: a.steps, threads: a["reference-threads"] });
   } catch (err) {
     note(`PyTorch reference failed: ${(err as Error).message}`);
     return undefined;

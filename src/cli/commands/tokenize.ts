@@ -17,8 +17,9 @@ interface TokenizeArgs extends GlobalOptions {
 function parseIds(text: string): number[] {
   const parts = text.split(/[\s,[\]]+/).filter(Boolean);
   return parts.map((p) => {
-    const n = Number(p);
-    if (!Number.isInteger(n))
+    // decimal digits only: Number() would also take "0x10", "1e3" and "+5"
+    const n = /^\d+$/.test(p) ? Number(p) : NaN;
+    if (!Number.isSafeInteger(n))
       throw new UsageError(
         `--decode: '${p}' is not a token id`,
         'pass ids separated by spaces, e.g. --decode "6109 3626"',
@@ -71,9 +72,9 @@ export const tokenizeCommand: CommandModule<GlobalOptions, TokenizeArgs> = {
     const allowedSpecial = args.special ? [END_OF_TEXT] : [];
     let ids: ArrayLike<number>;
     if (args.file !== undefined) {
-      if (!existsSync(args.file) || !statSync(args.file).isFile()) {
-        throw new FileFormatError(`file not found: ${args.file}`, "check the path");
-      }
+      if (!existsSync(args.file)) throw new FileFormatError(`file not found: ${args.file}`, "check the path");
+      if (!statSync(args.file).isFile())
+        throw new UsageError(`--file ${args.file} is a directory, not a file`, "give the path of a text file");
       const total = statSync(args.file).size;
       const spin = spinner(`tokenizing ${args.file}`);
       const start = performance.now();
