@@ -1,14 +1,23 @@
 /**
- * The inference paths on the suite pass's backend (scripts/test.mjs; cpu outside a pass on another backend):
- * KV-cached generation and classification give cpu's answers. Every title names the backend, so a pass can pick
- * them (the webgpu pass runs the tests whose titles say webgpu).
+ * Paths on the suite pass's backend (scripts/test.mjs; wasm outside a pass): KV-cached generation, classification
+ * and the spam finetune give cpu's answers. Every title names the backend, so a pass can pick them (the webgpu
+ * pass runs the tests whose titles say webgpu).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { useBackend } from "../src/backend/index.js";
 import { generate } from "../src/generate/generate.js";
 import { classifyTexts, toClassifier } from "../src/finetune/classifier.js";
+import { finetuneSpam } from "../src/finetune/spam.js";
+import { makeSpamSplit, readSmsSpamCollection, writeSplitCsvs } from "../src/finetune/spam-data.js";
+import { buildGPT } from "../src/model/gpt.js";
+import { saveModelDir } from "../src/model/model-dir.js";
+import type { JobEvent } from "../src/train/run.js";
+import { sharedPath } from "./helpers/shared.js";
 import { getTokenizer } from "../src/tokenizer/index.js";
 import { expected, fixtureModel } from "./helpers/fixture.js";
 import { testBackend } from "./helpers/backend.js";
@@ -54,4 +63,51 @@ test(`classification on ${backend}: the fixture with a fresh 2-class head gives 
       `${texts[i]}: ${g.probability} vs ${want[i].probability}`,
     );
   });
+});
+
+test(`finetune spam on ${backend}: 3 updates on a small split give cpu's step losses (1e-3) and accuracies`, async () => {
+  const root = await mkdtemp(join(tmpdir(), "llmctl-paths-"));
+  try {
+    await useBackend("cpu");
+    const lmDir = join(root, "lm");
+    const cfg = { vocab_size: 50257, context_length: 24, emb_dim: 16, n_heads: 2, n_layers: 2, drop_rate: 0.1 };
+    const lm = buildGPT({ ...cfg, qkv_bias: false, tied_head: false }, { seed: 11 });
+    await saveModelDir(lmDir, lm);
+    lm.dispose();
+    const full = makeSpamSplit(await readSmsSpamCollection(sharedPath("datasets", "SMSSpamCollection")), 123);
+    const splitDir = join(root, "split");
+    await writeSplitCsvs(splitDir, {
+      train: full.train.slice(0, 32),
+      validation: full.validation.slice(0, 8),
+      test: full.test.slice(0, 8),
+    });
+    const run = async (on: string) => {
+      await useBackend(on);
+      const events: JobEvent[] = [];
+      const result = await finetuneSpam({
+        modelDir: lmDir,
+        outDir: join(root, on),
+        splitDir,
+        trainable: "all",
+        pool: "last-nonpad",
+        train: { epochs: 1, batch_size: 8, lr: 1e-3, eval_freq: 2, eval_iter: 1, max_steps: 3 },
+        onEvent: (e) => events.push(e),
+      });
+      const steps = events.flatMap((e) => (e.kind === "step" ? [e.progress] : []));
+      return { steps, accuracy: result.accuracy };
+    };
+    const want = await run("cpu");
+    const got = await run(backend);
+    assert.equal(got.steps.length, 3);
+    got.steps.forEach((p, i) => {
+      assert.ok(
+        Math.abs(p.loss - want.steps[i].loss) <= 1e-3,
+        `step ${p.step}: loss ${p.loss} vs ${want.steps[i].loss}`,
+      );
+      assert.equal(p.accuracy, want.steps[i].accuracy, `step ${p.step}: running accuracy`);
+    });
+    assert.deepEqual(got.accuracy, want.accuracy);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
 });
