@@ -293,3 +293,29 @@ test("llmctl evaluate --json prints and saves the scores", async () => {
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test("a judge that accepts and never answers times out, saying after how long; -r missing names --responses", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "llmctl-eval-hang-"));
+  // accepts the request, then says nothing
+  const silent = await fakeOllama(() => new Promise<void>(() => {}));
+  try {
+    const client = new OllamaClient({ url: silent.url, attempts: 2, retryDelayMs: 1, timeoutMs: 200 });
+    await assert.rejects(client.chat("x"), /failed 2 times: no reply within 0\.2 s/);
+    assert.equal(silent.requests.length, 2);
+
+    const file = join(dir, "responses.json");
+    await writeFile(file, JSON.stringify([entry("yes")]));
+    const r = await runCli(["evaluate", "-r", file, "--judge-url", silent.url, "--timeout", "0.5", "--retries", "0"]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /failed 1 times: no reply within 0\.5 s/);
+    const bad = await runCli(["evaluate", "-r", file, "--timeout", "0"]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--timeout must be a positive number of seconds, got 0/);
+  } finally {
+    await silent.close();
+  }
+  const missing = await runCli(["evaluate", "-r", join(dir, "missing.json")]);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /instruction data not found: .*missing\.json — check the --responses path/);
+  await rm(dir, { recursive: true, force: true });
+});

@@ -70,13 +70,14 @@ export function parseInstructionData(text: string, source = "instruction data"):
   return entries;
 }
 
-export async function loadInstructionData(path: string): Promise<InstructionRecord[]> {
+/** `flag` is the option that named `path`, for the message when it is missing. */
+export async function loadInstructionData(path: string, flag = "--data"): Promise<InstructionRecord[]> {
   let text: string;
   try {
     text = await readFile(path, "utf8");
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ENOENT") throw new FileFormatError(`instruction data not found: ${path}`, "check the --data path");
+    if (code === "ENOENT") throw new FileFormatError(`instruction data not found: ${path}`, `check the ${flag} path`);
     throw new FileFormatError(`cannot read ${path}: ${(err as Error).message}`);
   }
   return parseInstructionData(text, path);

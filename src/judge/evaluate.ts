@@ -60,7 +60,7 @@ export interface EvaluateOptions {
 
 /** Read a responses file (the `instruction-data-with-response.json` that `finetune instruct` writes). */
 export async function loadResponses(path: string, responseKey = RESPONSE_KEY): Promise<InstructionRecord[]> {
-  const entries = await loadInstructionData(path);
+  const entries = await loadInstructionData(path, "--responses");
   entries.forEach((e, i) => {
     if (typeof e[responseKey] !== "string") {
       throw new FileFormatError(

@@ -164,7 +164,7 @@ export class OllamaClient {
           res.on("aborted", () => fail(new TransientError("the connection dropped mid-reply")));
         },
       );
-      req.on("timeout", () => fail(new TransientError(`no reply within ${Math.round(this.timeoutMs / 1000)} s`)));
+      req.on("timeout", () => fail(new TransientError(`no reply within ${this.timeoutMs / 1000} s`)));
       req.on("error", (err: NodeJS.ErrnoException) => fail(this.connectError(err)));
       req.end(body);
     });

@@ -10,6 +10,7 @@ interface EvaluateArgs extends GlobalOptions {
   responses: string;
   "judge-url": string;
   "judge-model": string;
+  timeout: number;
   concurrency: number;
   retries: number;
   key: string;
@@ -41,6 +42,11 @@ export const evaluateCommand: CommandModule<GlobalOptions, EvaluateArgs> = {
         default: 2,
         describe: "retries per request after a dropped connection or server error",
       })
+      .option("timeout", {
+        type: "number",
+        default: 300,
+        describe: "seconds a request may go without a byte from the judge before it counts as failed",
+      })
       .option("key", { type: "string", default: RESPONSE_KEY, describe: "the field holding the response to score" })
       .option("out", {
         alias: "o",
@@ -61,11 +67,18 @@ export const evaluateCommand: CommandModule<GlobalOptions, EvaluateArgs> = {
           throw new UsageError(`--concurrency must be a positive integer, got ${a.concurrency}`);
         if (!Number.isInteger(a.retries) || a.retries < 0)
           throw new UsageError(`--retries must be a whole number, got ${a.retries}`);
+        if (!(a.timeout > 0 && Number.isFinite(a.timeout)))
+          throw new UsageError(`--timeout must be a positive number of seconds, got ${a.timeout}`);
         return true;
       }),
   handler: async (args) => {
     const entries = await loadResponses(args.responses, args.key);
-    const client = new OllamaClient({ url: args["judge-url"], model: args["judge-model"], attempts: args.retries + 1 });
+    const client = new OllamaClient({
+      url: args["judge-url"],
+      model: args["judge-model"],
+      attempts: args.retries + 1,
+      timeoutMs: args.timeout * 1000,
+    });
     const spin = spinner(`scoring ${entries.length} responses with ${client.model}`);
     const start = performance.now();
     let result;
