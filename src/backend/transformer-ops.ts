@@ -16,6 +16,7 @@
  * forward pass only with the freeing backprop (./backprop.ts), which useBackend installs.
  */
 import * as tf from "@tensorflow/tfjs";
+import { normalizeLastAxis } from "./tensorflow-ops.js";
 
 function onWasm(): boolean {
   return tf.getBackend() === "wasm";
@@ -321,7 +322,12 @@ function makeLayerNorm(epsilon: number) {
 
 /** LayerNorm over the last axis (biased variance), keeping only x̂ and 1/σ for the gradient. */
 export function layerNorm<T extends tf.Tensor>(x: T, gamma: tf.Tensor, beta: tf.Tensor, epsilon = 1e-5): T {
-  if (!recording()) return tf.tidy(() => tf.add(tf.mul(normalize(x, epsilon).xhat, gamma), beta)) as T;
+  if (!recording()) {
+    return tf.tidy(() => {
+      const xhat = tf.getBackend() === "tensorflow" ? normalizeLastAxis(x, epsilon) : normalize(x, epsilon).xhat;
+      return tf.add(tf.mul(xhat, gamma), beta);
+    }) as T;
+  }
   let op = layerNormOps.get(epsilon);
   if (!op) layerNormOps.set(epsilon, (op = makeLayerNorm(epsilon)));
   return op(x, gamma, beta) as T;
