@@ -14,6 +14,7 @@ import { formatDuration, interruptOnCtrlC, note, spinner, verbose, type GlobalOp
 export interface TrainingArgs extends GlobalOptions {
   out?: string;
   resume?: string;
+  force?: boolean;
   epochs?: number;
   "batch-size"?: number;
   lr?: number;
@@ -63,6 +64,11 @@ export function withTrainingFlags<T>(
   }
   return out
     .option("resume", { type: "string", describe: "continue the run saved in this directory (or in --out)" })
+    .option("force", {
+      type: "boolean",
+      describe:
+        "start a new run in an --out that holds other files (a run there is not resumed; its files are replaced)",
+    })
     .check((argv) => {
       const a = argv as unknown as TrainingArgs;
       if (a.resume === undefined && a.out === undefined) throw new UsageError(needOut);
@@ -116,8 +122,8 @@ export function trainOverrides(a: TrainingArgs): Partial<TrainSettings> {
 }
 
 /** The run directory and whether the run is resumed: `--resume DIR`, `--out DIR --resume`, or `--out DIR`. */
-export function runDirectory(a: TrainingArgs): { outDir: string; resume: boolean } {
-  return { outDir: resolve(a.resume || a.out!), resume: a.resume !== undefined };
+export function runDirectory(a: TrainingArgs): { outDir: string; resume: boolean; force: boolean } {
+  return { outDir: resolve(a.resume || a.out!), resume: a.resume !== undefined, force: a.force === true };
 }
 
 /** The book's progress line: "Ep 1 (Step 000000): Train loss 9.817, Val loss 9.924". */

@@ -203,7 +203,12 @@ export async function finetuneInstruct(opts: FinetuneInstructOptions): Promise<F
     outDir,
     opts.train ?? {},
     resume,
-    { base: INSTRUCT_TRAIN_DEFAULTS, where: "finetune instruct" },
+    {
+      base: INSTRUCT_TRAIN_DEFAULTS,
+      where: "finetune instruct",
+      force: opts.force,
+      inputs: [opts.modelDir ?? DEFAULT_BASE_MODEL],
+    },
     resume ? { model: opts.modelDir, data: opts.data } : {},
   );
   const saved = resume ? await readRunInfo(outDir) : null;

@@ -234,7 +234,7 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
     opts.outDir,
     opts.train ?? {},
     resume,
-    { base: SPAM_TRAIN_DEFAULTS, where: "finetune spam" },
+    { base: SPAM_TRAIN_DEFAULTS, where: "finetune spam", force: opts.force, inputs: [opts.modelDir] },
     resume ? { model: opts.modelDir, data: opts.data, split_dir: opts.splitDir } : {},
   );
   if (opts.lora && opts.trainable !== undefined)

@@ -13,11 +13,11 @@
  * next open); a crash during step 3 is finished by `recoverCheckpoint`, which redoes the remaining renames. Either
  * way DIR holds one complete checkpoint.
  */
-import { existsSync } from "node:fs";
-import { mkdir, readFile, readdir, rename, rm } from "node:fs/promises";
+import { existsSync, readFileSync, realpathSync } from "node:fs";
+import { mkdir, readFile, readdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { makeDirectory, writeFileAtomic } from "../fs-atomic.js";
-import { FileFormatError, UsageError } from "../errors.js";
+import { FileFormatError, UsageError, fileSystemError } from "../errors.js";
 
 export const TRAINER_STATE_FILE = "trainer-state.json";
 export const OPTIMIZER_FILE = "optimizer.safetensors";
@@ -125,6 +125,87 @@ export function refuseExistingRun(runDir: string): void {
       `${runDir} already holds a training run`,
       `continue it with --resume ${runDir}, or choose another output directory`,
     );
+  }
+}
+
+/**
+ * Where a new run may start: a directory that is missing or empty. One holding a run is continued with
+ * --resume; one holding other files (a model, someone's data) only with `force`, which starts over there:
+ * the old run's resumable state is removed so none of it is resumed or mixed in. `inputs` are directories the
+ * run reads (its base model): never its output, force or not.
+ */
+export async function prepareNewRunDir(
+  runDir: string,
+  opts: { force?: boolean; inputs?: (string | undefined)[] } = {},
+): Promise<void> {
+  const same = (a: string, b: string) => existsSync(a) && existsSync(b) && realpathSync(a) === realpathSync(b);
+  for (const input of opts.inputs ?? [])
+    if (input !== undefined && same(input, runDir))
+      throw new UsageError(
+        `--out ${runDir} is the model this run reads`,
+        "choose another --out (the base model must stay as it is)",
+      );
+  if (!existsSync(runDir)) return;
+  if (opts.force) {
+    await recoverCheckpoint(runDir);
+    for (const f of [TRAINER_STATE_FILE, OPTIMIZER_FILE]) await rm(join(runDir, f), { force: true });
+    return;
+  }
+  refuseExistingRun(runDir);
+  const held = (await readdir(runDir)).filter((f) => f !== LOCK_FILE);
+  if (held.length > 0)
+    throw new UsageError(
+      `${runDir} is not empty (it holds ${held.slice(0, 3).join(", ")}${held.length > 3 ? ", …" : ""}) and holds no run to resume`,
+      "choose another --out, or pass --force to start a new run there (files of the same names are replaced)",
+    );
+}
+
+/** Beside a run's files while a process trains in it: that process's pid. */
+export const LOCK_FILE = ".llmctl.lock";
+
+/** The pid holding `runDir`'s lock if that process is alive; a lock whose process is gone is stale. */
+function lockOwner(runDir: string): number | null {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(join(runDir, LOCK_FILE), "utf8").trim());
+  } catch {
+    return null;
+  }
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return null;
+  try {
+    process.kill(pid, 0);
+    return pid;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM" ? pid : null; // EPERM: alive, another user's
+  }
+}
+
+/** Refuse a run directory another live process is training in. */
+export function refuseLockedRunDir(runDir: string): void {
+  const pid = lockOwner(runDir);
+  if (pid !== null)
+    throw new UsageError(
+      `${runDir} is in use by another llmctl process (pid ${pid})`,
+      `wait for it to finish or stop it; if no such process runs, delete ${join(runDir, LOCK_FILE)}`,
+    );
+}
+
+/**
+ * Take `runDir`'s lock for this process (a stale one is replaced), so a second process on the same directory
+ * refuses instead of interleaving checkpoints. Returns its release.
+ */
+export async function lockRunDir(runDir: string): Promise<() => Promise<void>> {
+  await makeDirectory(runDir);
+  const path = join(runDir, LOCK_FILE);
+  for (;;) {
+    refuseLockedRunDir(runDir);
+    try {
+      await writeFile(path, `${process.pid}\n`, { flag: "wx" });
+      return () => rm(path, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw fileSystemError(err, path);
+      if (lockOwner(runDir) === null) await rm(path, { force: true }); // stale (or our own from a crash)
+    }
   }
 }
 

@@ -153,7 +153,11 @@ export async function pretrain(opts: PretrainOptions): Promise<PretrainResult> {
     opts.outDir,
     opts.train ?? {},
     resume,
-    { base: { ...config?.train, ...(given ? { data: given } : {}) }, where: opts.config ?? "pretrain" },
+    {
+      base: { ...config?.train, ...(given ? { data: given } : {}) },
+      where: opts.config ?? "pretrain",
+      force: opts.force,
+    },
     { config: resume ? opts.config : undefined, data: resume ? given : undefined },
   );
   // record paths absolute, so --resume from another directory reads the same files

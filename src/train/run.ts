@@ -10,7 +10,13 @@
  * under a saved data order, and nothing given is silently ignored.
  */
 import { join } from "node:path";
-import { readTrainerState, refuseExistingRun, TRAINER_STATE_FILE, type TrainerState } from "./checkpoint.js";
+import {
+  prepareNewRunDir,
+  readTrainerState,
+  refuseLockedRunDir,
+  TRAINER_STATE_FILE,
+  type TrainerState,
+} from "./checkpoint.js";
 import { resolveTrainSettings, trainFlag, type TrainSettings } from "./settings.js";
 import type { TrainEvent, TrainResult } from "./trainer.js";
 import { UsageError } from "../errors.js";
@@ -30,6 +36,8 @@ export interface JobOptions {
   outDir: string;
   /** continue the run saved in outDir */
   resume?: boolean;
+  /** a new run may start in an outDir that holds other files (see prepareNewRunDir) */
+  force?: boolean;
   /** train settings over the job's recipe (a new run) or over the saved ones (resume, see resolveRunSettings) */
   train?: Partial<TrainSettings>;
   /** aborting saves a checkpoint at the next step boundary, then the job throws InterruptedError */
@@ -73,6 +81,9 @@ export interface NewRunSettings {
   base: Record<string, unknown>;
   /** names `base` in error messages (a config path, "finetune spam") */
   where: string;
+  /** start in a directory that holds other files; `inputs`: directories the run reads, never its output */
+  force?: boolean;
+  inputs?: (string | undefined)[];
 }
 
 /**
@@ -87,8 +98,9 @@ export async function resolveRunSettings(
   fresh: NewRunSettings,
   sources: Record<string, unknown> = {},
 ): Promise<{ settings: TrainSettings; state: TrainerState | null }> {
+  refuseLockedRunDir(runDir);
   if (!resume) {
-    refuseExistingRun(runDir);
+    await prepareNewRunDir(runDir, { force: fresh.force, inputs: fresh.inputs });
     return { settings: resolveTrainSettings(fresh.base, overrides, fresh.where), state: null };
   }
   const given = Object.keys(sources).filter((k) => sources[k] !== undefined);

@@ -25,6 +25,7 @@ import {
   PLOT_FILE,
   TRAINER_STATE_FILE,
   readTrainerState,
+  lockRunDir,
   refuseExistingRun,
   writeCheckpoint,
   type CommitHook,
@@ -292,6 +293,7 @@ export class Trainer<B> {
 
   /** Train until all epochs (or max_steps) are done. Frees the optimizer state when it returns or throws. */
   async run(): Promise<TrainResult> {
+    const unlock = await lockRunDir(this.opts.runDir);
     try {
       if (this.opts.resume) await this.restore();
       else await this.start();
@@ -300,6 +302,7 @@ export class Trainer<B> {
     } finally {
       this.board?.close();
       this.optimizer.dispose();
+      await unlock();
     }
   }
 

@@ -1,5 +1,5 @@
 import type { CommandModule } from "yargs";
-import { existsSync } from "node:fs";
+import { existsSync, realpathSync } from "node:fs";
 import { join } from "node:path";
 import { UsageError } from "../../errors.js";
 import { GGUF_DTYPES, type GgufDtype } from "../../formats/gguf.js";
@@ -61,6 +61,11 @@ export const exportCommand: CommandModule<GlobalOptions, ExportArgs> = {
         "a LoRA run as a plain model directory that loads without its base",
       ),
   handler: async (args) => {
+    if (existsSync(args.out) && existsSync(args.model) && realpathSync(args.out) === realpathSync(args.model))
+      throw new UsageError(
+        `--out ${args.out} is the model being exported`,
+        "choose another --out: writing over the source would destroy it, --force or not",
+      );
     if (args.format === "gguf") return exportGgufCommand(args);
     if (args.dtype !== undefined)
       throw new UsageError("--dtype applies to --format gguf", `leave it out for --format ${args.format} (float32)`);
