@@ -106,4 +106,17 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * Results go to stdout, so a failed write there fails the command: one line, exit 1 (a full disk behind
+ * `> FILE` must not pass for a short result). A closed pipe is the reader having had enough (`| head`): the
+ * command ends quietly, as Unix tools do.
+ */
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code === "EPIPE") process.exit(0);
+  const mapped = fileSystemError(err, "the standard output");
+  const line = mapped instanceof LlmctlError ? errorLine(mapped) : `writing the standard output failed: ${err.message}`;
+  process.stderr.write(`llmctl: ${line}\n`);
+  process.exit(1);
+});
+
 process.exitCode = await main(hideBin(process.argv));
