@@ -17,6 +17,8 @@ import { finetuneSpam } from "../src/finetune/spam.js";
 import { finetuneInstruct } from "../src/finetune/instruct.js";
 import { exportModelDir } from "../src/weights/export-source.js";
 import { exportHuggingFace } from "../src/weights/hf-export.js";
+import { exportGguf } from "../src/weights/gguf-export.js";
+import { readGguf } from "../src/formats/gguf.js";
 import { makeSpamSplit, readSmsSpamCollection, writeSplitCsvs } from "../src/finetune/spam-data.js";
 import { loadInstructionData } from "../src/finetune/instruct-data.js";
 import { sharedPath } from "./helpers/shared.js";
@@ -199,7 +201,7 @@ test("a LoRA run resumes after Ctrl-C to the uninterrupted run's adapters, and r
   await assert.rejects(loadModelDir(parted), /weights changed since/);
 });
 
-test("merged exports (llmctl, hf) give the adapter model's logits within 1e-5; a tied head's merge unties it", async () => {
+test("merged exports (llmctl, hf, gguf) give the adapter model's logits within 1e-5; a tied head's merge unties it", async () => {
   const data = join(root, "instructions.json");
   await writeFile(
     data,
@@ -242,6 +244,15 @@ test("merged exports (llmctl, hf) give the adapter model's logits within 1e-5; a
       assert.deepEqual(tensors.get("transformer.h.1.mlp.c_fc.weight")!.data, fc);
       const head = plain.gpt.namedWeights().get("lm_head.weight")!.read().dataSync();
       assert.deepEqual(tensors.get("lm_head.weight")!.data, head);
+      // and so does the GGUF file (its head is ours; a tied head's merge gave it one of its own)
+      const file = join(root, `${name}.gguf`);
+      await exportGguf(out, file);
+      const g = await readGguf(file);
+      try {
+        assert.deepEqual(await g.read("output.weight"), head);
+      } finally {
+        await g.close();
+      }
     } finally {
       run.gpt.dispose();
       plain.gpt.dispose();
