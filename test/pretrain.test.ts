@@ -323,3 +323,58 @@ test("CLI: Ctrl-C (SIGINT) saves a resumable checkpoint and exits 130", async ()
   assert.ok(state.step >= 2 && !state.finished, `step ${state.step}`);
   assert.ok(existsSync(join(out, "model.safetensors")) && existsSync(join(out, "optimizer.safetensors")));
 });
+
+test("CLI: kill -9 at 10 moments of a run checkpointing every step: the last checkpoint always loads and resumes", async () => {
+  const dir = tmp();
+  const cfgPath = join(dir, "tiny.json");
+  writeFileSync(
+    cfgPath,
+    JSON.stringify({
+      model: { ...tinyCfg, vocab_size: 50257 },
+      train: { epochs: 50, batch_size: 2, max_length: 16, eval_freq: 3, eval_iter: 1, sample_tokens: 0 },
+    }),
+  );
+  const text = join(dir, "text.txt");
+  writeFileSync(text, readFileSync(verdict(), "utf8").slice(0, 2000));
+  const out = join(dir, "run");
+  const rng = new Rng(13);
+  let lastStep = 0;
+  for (let moment = 0; moment < 10; moment++) {
+    const args =
+      moment === 0
+        ? ["pretrain", "--config", cfgPath, "--data", text, "--out", out, "--checkpoint-every", "1", "--verbose"]
+        : ["pretrain", "--resume", out, "--verbose"];
+    const child = spawn(process.execPath, [join(REPO_ROOT, "bin", "llmctl"), ...args], {
+      env: { ...process.env, LLMCTL_BACKEND: "wasm" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stderr = "";
+    let armed = false;
+    // a seeded moment, 0–400 ms after this process's first step line (mid-update, mid-checkpoint, …); the new
+    // run's from its second, which follows the first checkpoint
+    const delay = rng.int(400);
+    const from = moment === 0 ? /step 2\// : /step \d+\//;
+    child.stderr.on("data", (d) => {
+      stderr += d;
+      if (!armed && from.test(stderr)) {
+        armed = true;
+        setTimeout(() => child.kill("SIGKILL"), delay);
+      }
+    });
+    const [code, signal] = await new Promise<[number | null, string | null]>((r) =>
+      child.on("close", (c, sig) => r([c, sig])),
+    );
+    assert.equal(signal, "SIGKILL", `moment ${moment}: exit ${code}: ${stderr}`);
+    const state = await readTrainerState(out);
+    assert.ok(state.step >= lastStep, `moment ${moment}: step went back from ${lastStep} to ${state.step}`);
+    lastStep = state.step;
+    const { gpt } = await loadModelDir(out);
+    gpt.dispose();
+  }
+  assert.ok(lastStep >= 2, `only ${lastStep} steps checkpointed`);
+  const done = await runCli(["pretrain", "--resume", out, "--max-steps", String(lastStep + 1), "--json"], {
+    env: { LLMCTL_BACKEND: "wasm" },
+  });
+  assert.equal(done.code, 0, done.stderr);
+  assert.equal(JSON.parse(done.stdout.trim()).steps, lastStep + 1);
+});
