@@ -1,11 +1,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { cpuBf16Support, useBackend } from "../src/backend/index.js";
+import { bf16MatmulsAvailable, cpuBf16Support, useBackend } from "../src/backend/index.js";
 import { BackendError } from "../src/errors.js";
 
 test("--bf16 asked for after tensorflow was loaded without it is a BackendError saying what to do", async (t) => {
-  const bf16 = cpuBf16Support();
-  if (bf16 === undefined || bf16 === "none") return t.skip("this CPU has no bfloat16 matrix instructions");
+  if (!bf16MatmulsAvailable()) return t.skip(`--bf16 needs AMX-BF16; this CPU has ${cpuBf16Support() ?? "unknown"}`);
   try {
     await useBackend("tensorflow");
   } catch (err) {

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import * as tf from "@tensorflow/tfjs";
-import { cpuBf16Support, useBackend } from "../src/backend/index.js";
+import { bf16MatmulsAvailable, cpuBf16Support, useBackend } from "../src/backend/index.js";
 import { testBackend } from "./helpers/backend.js";
 import { config, expected, fixture, fixtureModel } from "./helpers/fixture.js";
 
@@ -94,8 +94,8 @@ for (const backend of [...new Set(["cpu", "wasm", testBackend()] as const)]) {
 // oneDNN's math mode is fixed when TensorFlow first loads. In the suite's tensorflow pass.
 if (testBackend() === "tensorflow") {
   test("--bf16 on tensorflow: fixture logits move by bf16 rounding (1e-4 … 0.1), the loss stays within 0.05", (ctx) => {
-    const support = cpuBf16Support();
-    if (!support || support === "none") return ctx.skip("this CPU has no bfloat16 instructions");
+    if (!bf16MatmulsAvailable())
+      return ctx.skip(`--bf16 needs AMX-BF16; this CPU has ${cpuBf16Support() ?? "unknown"}`);
     const child = `
       import * as tf from "@tensorflow/tfjs";
       import { useBackend } from ${JSON.stringify(new URL("../src/backend/index.js", import.meta.url).href)};

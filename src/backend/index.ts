@@ -10,7 +10,7 @@ import * as tf from "@tensorflow/tfjs";
 import { BackendError, UsageError } from "../errors.js";
 import { installFreeingBackprop } from "./backprop.js";
 import { BACKEND_NAMES } from "./choices.js";
-import { WEBGPU_PACKAGES, probeWebgpu, type AdapterReport } from "./webgpu.js";
+import { WEBGPU_PACKAGES, gpuDeviceVisible, probeWebgpu, type AdapterReport } from "./webgpu.js";
 import type { MomentStorage } from "../train/adamw.js";
 
 export interface BackendStatus {
@@ -43,7 +43,7 @@ export interface CudaStatus {
 
 export interface BackendOptions {
   /**
-   * Let oneDNN run float32 matmuls in bfloat16 (AMX / AVX512-BF16), as PyTorch's CPU autocast does: inputs
+   * Let oneDNN run float32 matmuls in bfloat16 (AMX-BF16), as PyTorch's CPU autocast does: inputs
    * rounded to bf16, products accumulated in float32, tensors stay float32. Tensorflow backend only.
    */
   bf16?: boolean;
@@ -60,6 +60,15 @@ export function cpuBf16Support(): string | undefined {
   if (flags.includes("amx_bf16")) return "AMX-BF16";
   if (flags.includes("avx512_bf16")) return "AVX512-BF16";
   return "none";
+}
+
+/**
+ * Whether --bf16 changes anything here: oneDNN honours the bf16 math mode for float32 matmuls only on AMX. With
+ * AVX512-BF16 alone it still picks its float32 kernel (ONEDNN_VERBOSE: brg_matmul:avx512_core … attr-fpmath:bf16)
+ * and the results are bit-identical.
+ */
+export function bf16MatmulsAvailable(): boolean {
+  return cpuBf16Support() === "AMX-BF16";
 }
 
 const require = createRequire(import.meta.url);
@@ -189,9 +198,9 @@ function checkBf16(choice: string): void {
       "drop --bf16, or use --backend tensorflow (`npm run setup:tensorflow`)",
     );
   }
-  if (cpuBf16Support() === "none") {
+  if (!bf16MatmulsAvailable()) {
     throw new UsageError(
-      "--bf16: this CPU has no bfloat16 matrix instructions (AMX-BF16 or AVX512-BF16), so it would change nothing",
+      `--bf16: oneDNN's bfloat16 matmuls need AMX-BF16, and this CPU has ${cpuBf16Support() ?? "unknown"} bfloat16 instructions, so it would change nothing`,
       "drop --bf16",
     );
   }
@@ -253,6 +262,7 @@ export async function useBackend(
       ? (["webgpu", "tensorflow", "wasm", "cpu"] as const)
       : [choice as BackendStatus["name"]];
   for (const name of order) {
+    if (choice === "auto" && name === "webgpu" && !gpuDeviceVisible()) continue;
     const status = await load(name, bf16);
     if (choice === "auto" && status.adapter?.software) continue;
     if (await activate(status)) {

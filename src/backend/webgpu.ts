@@ -7,7 +7,27 @@
  * SwiftShader). A software adapter computes correctly but slower than the wasm backend, so `auto` takes only a
  * hardware one. WebGPU has no synchronous read-back in Node: llmctl reads tensors with `await data()`.
  */
+import { readdirSync } from "node:fs";
+
 export const WEBGPU_PACKAGES = { dawn: "webgpu", tfjs: "@tensorflow/tfjs-backend-webgpu" } as const;
+
+/**
+ * Whether a GPU may be there for `auto` to find, without loading Dawn. On Linux a hardware Vulkan adapter needs a
+ * device node (Mesa's drivers open /dev/dri/renderD*, NVIDIA's /dev/nvidia*); without one only a software adapter
+ * can come up, and asking Dawn would cost `auto` about a second and print Dawn's warnings. Elsewhere (Metal, D3D12)
+ * there is no such cheap sign, so Dawn is asked.
+ */
+export function gpuDeviceVisible(): boolean {
+  if (process.platform !== "linux") return true;
+  const present = (dir: string, prefix: string) => {
+    try {
+      return readdirSync(dir).some((name) => name.startsWith(prefix));
+    } catch {
+      return false;
+    }
+  };
+  return present("/dev/dri", "renderD") || present("/dev", "nvidia");
+}
 
 /** What `navigator.gpu.requestAdapter()` found. */
 export interface AdapterReport {

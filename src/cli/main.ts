@@ -51,7 +51,7 @@ async function main(argv: string[]): Promise<number> {
     .option("bf16", {
       type: "boolean",
       default: process.env.LLMCTL_BF16 === "1",
-      describe: "bfloat16 matmuls on CPUs with AMX/AVX512-BF16 (tensorflow backend; env LLMCTL_BF16=1)",
+      describe: "bfloat16 matmuls on CPUs with AMX-BF16 (tensorflow backend; env LLMCTL_BF16=1)",
       global: true,
     })
     .option("seed", { type: "number", describe: "random seed, an integer 0…4294967295", global: true })

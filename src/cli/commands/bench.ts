@@ -30,11 +30,10 @@ interface Variant {
 async function variants(a: BenchArgs): Promise<Variant[]> {
   if (a.backend !== "auto") return [{ backend: a.backend, bf16: a.bf16 }];
   if (a.bf16) return [{ backend: "tensorflow", bf16: true }];
-  const { cpuBf16Support } = await import("../../backend/index.js");
-  const bf16 = cpuBf16Support();
+  const { bf16MatmulsAvailable } = await import("../../backend/index.js");
   return [
     { backend: "tensorflow", bf16: false },
-    ...(bf16 && bf16 !== "none" ? [{ backend: "tensorflow", bf16: true }] : []),
+    ...(bf16MatmulsAvailable() ? [{ backend: "tensorflow", bf16: true }] : []),
     { backend: "wasm", bf16: false },
   ];
 }

@@ -63,7 +63,8 @@ export const doctorCommand: CommandModule<GlobalOptions, DoctorArgs> = {
       .example("$0 doctor --json --no-speed", "the same as JSON, without the speed test")
       .example("$0 doctor --bf16", "the tensorflow backend's matmul speed with bfloat16 matmuls"),
   handler: async (args) => {
-    const { backendThreads, cpuBf16Support, probeBackends, useBackend } = await import("../../backend/index.js");
+    const { backendThreads, bf16MatmulsAvailable, cpuBf16Support, probeBackends, useBackend } =
+      await import("../../backend/index.js");
     const selected = (await useBackend(args.backend, { bf16: args.bf16 })).name;
     const backends: (BackendStatus & { threads?: number; matmul_gflops?: number })[] = await probeBackends({
       bf16: args.bf16,
@@ -93,6 +94,8 @@ export const doctorCommand: CommandModule<GlobalOptions, DoctorArgs> = {
     }
     printLine(`selected: ${selected}`);
     const bf16 = cpuBf16Support();
-    if (bf16 && bf16 !== "none") printLine(`bfloat16 matmuls: ${bf16} (--bf16 with the tensorflow backend)`);
+    if (bf16MatmulsAvailable()) printLine(`bfloat16 matmuls: ${bf16} (--bf16 with the tensorflow backend)`);
+    else if (bf16 === "AVX512-BF16")
+      printLine("bfloat16: AVX512-BF16 without AMX, which oneDNN's --bf16 mode does not use");
   },
 };
