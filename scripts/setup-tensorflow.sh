@@ -11,7 +11,14 @@
 # RUNPATH=$ORIGIN/../../deps/lib from binding.gyp, so no LD_LIBRARY_PATH is
 # needed at run time. Details and measurements: docs/tensorflow-backend.md.
 #
-# Usage: scripts/setup-tensorflow.sh [--gpu] [--tf-version X.Y.Z] [--force]
+# It is run by `llmctl setup tensorflow` (and `npm run setup:tensorflow`), which passes the node_modules folder
+# that holds llmctl's @tensorflow/tfjs: tfjs-node must sit beside it to share it. The addon is built in the
+# cache, never in node_modules; it is copied in only once built, and taken out again unless it then computes
+# right (a matmul and a gradient equal to the cpu backend's), so a failure leaves nothing half-installed. The
+# built copy stays in the cache: after `npm ci` or `npm install`, which remove it from node_modules, running
+# setup again restores it in seconds.
+#
+# Usage: scripts/setup-tensorflow.sh --node-modules DIR [--gpu] [--tf-version X.Y.Z] [--force]
 set -euo pipefail
 
 readonly TFJS_VERSION=4.22.0
@@ -19,18 +26,22 @@ TF_VERSION="${LLMCTL_TF_VERSION:-2.20.0}"
 CACHE_ROOT="${LLMCTL_TF_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llmctl/tensorflow}"
 GPU=0
 FORCE=0
+NODE_MODULES=
 
 die() { echo "setup-tensorflow: error: $*" >&2; exit 1; }
 log() { echo "setup-tensorflow: $*"; }
 
 usage() {
   cat <<EOF
-Usage: npm run setup:tensorflow -- [--gpu] [--tf-version X.Y.Z] [--force]
+Usage: llmctl setup tensorflow [--gpu] [--tf-version X.Y.Z] [--force]
 
 Builds @tensorflow/tfjs-node@${TFJS_VERSION} against the libtensorflow inside
-TensorFlow's PyPI wheel and checks that it runs. Idempotent; re-run it after
-any 'npm install'/'npm ci', which removes the unsaved tfjs-node package.
+TensorFlow's PyPI wheel, installs it beside llmctl's @tensorflow/tfjs and checks
+that it computes. Idempotent; re-run it after any 'npm install'/'npm ci', which
+remove the tfjs-node package (the build is cached: that takes seconds).
 
+  --node-modules D  the node_modules folder that holds llmctl's @tensorflow/tfjs
+                    (llmctl passes it; default: this checkout's node_modules)
   --gpu             build @tensorflow/tfjs-node-gpu against 'tensorflow[and-cuda]'
                     (CUDA 12 wheels from PyPI, installed into a venv in the cache;
                     needs an NVIDIA driver at run time)
@@ -46,6 +57,7 @@ while [ $# -gt 0 ]; do
     --tf-version) [ $# -ge 2 ] || die "--tf-version needs a value"; TF_VERSION="$2"; shift ;;
     --tf-version=*) TF_VERSION="${1#*=}" ;;
     --force) FORCE=1 ;;
+    --node-modules) [ $# -ge 2 ] || die "--node-modules needs a value"; NODE_MODULES="$2"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
@@ -63,8 +75,15 @@ else
   NPM_PKG=@tensorflow/tfjs-node
   FLAVOR=cpu
 fi
-PKG_DIR="$PROJECT_ROOT/node_modules/$NPM_PKG"
+NODE_MODULES="$(cd "${NODE_MODULES:-$PROJECT_ROOT/node_modules}" 2>/dev/null && pwd)" \
+  || die "node_modules folder '${NODE_MODULES:-$PROJECT_ROOT/node_modules}' not found (run npm ci first)"
+[ -f "$NODE_MODULES/@tensorflow/tfjs/package.json" ] \
+  || die "$NODE_MODULES has no @tensorflow/tfjs: tfjs-node must be installed beside llmctl's (run npm ci first)"
+TARGET="$NODE_MODULES/$NPM_PKG"
 TF_HOME="$CACHE_ROOT/$FLAVOR-$TF_VERSION"
+# tfjs-node and its own dependencies, built here, then copied to $TARGET
+STAGE="$TF_HOME/npm-$TFJS_VERSION"
+PKG_DIR="$STAGE/node_modules/$NPM_PKG"
 
 # --- prerequisites -----------------------------------------------------------
 [ "$(uname -s)" = Linux ] || die "only Linux is supported (found $(uname -s))"
@@ -171,15 +190,27 @@ TF_DIR="$TF_HOME/tensorflow"
 ln -sfn libtensorflow_cc.so.2 "$TF_DIR/libtensorflow.so"
 ln -sfn libtensorflow_framework.so.2 "$TF_DIR/libtensorflow_framework.so"
 
-# --- 2. tfjs-node, without running its install script ---------------------------
+# --- 2. tfjs-node, without running its install script, in the cache -----------------
+# Its dependencies go inside its folder, all but @tensorflow/* (tfjs itself), so the folder can be copied
+# beside llmctl's @tensorflow/tfjs as one piece and uses that one (a second TF.js would register every
+# kernel twice).
 installed_version() {
-  node -p "require('$PKG_DIR/package.json').version" 2>/dev/null || true
+  node -p "require('$1/package.json').version" 2>/dev/null || true
 }
-if [ "$(installed_version)" != "$TFJS_VERSION" ]; then
-  log "npm install --no-save --ignore-scripts $NPM_PKG@$TFJS_VERSION"
-  npm install --no-save --ignore-scripts --no-audit --no-fund "$NPM_PKG@$TFJS_VERSION" \
+if [ "$(installed_version "$PKG_DIR")" != "$TFJS_VERSION" ] || [ ! -f "$STAGE/.complete" ]; then
+  rm -rf "$STAGE"
+  mkdir -p "$STAGE"
+  echo '{ "private": true }' >"$STAGE/package.json"
+  log "npm install --ignore-scripts $NPM_PKG@$TFJS_VERSION (into the cache)"
+  npm install --prefix "$STAGE" --ignore-scripts --no-audit --no-fund --no-package-lock "$NPM_PKG@$TFJS_VERSION" \
       >"$TF_HOME/npm.log" 2>&1 || die "npm install $NPM_PKG@$TFJS_VERSION failed (see $TF_HOME/npm.log)"
-  [ "$(installed_version)" = "$TFJS_VERSION" ] || die "$NPM_PKG@$TFJS_VERSION is not in node_modules after npm install"
+  [ "$(installed_version "$PKG_DIR")" = "$TFJS_VERSION" ] || die "$NPM_PKG@$TFJS_VERSION is missing after npm install"
+  mkdir -p "$PKG_DIR/node_modules"
+  for dep in "$STAGE"/node_modules/* "$STAGE"/node_modules/.[!.]*; do
+    case "$(basename "$dep")" in @tensorflow|.bin|.package-lock.json|'.[!.]*') continue ;; esac
+    mv "$dep" "$PKG_DIR/node_modules/"
+  done
+  touch "$STAGE/.complete"
 fi
 
 # Every TF_*/TFE_* function the addon calls must be exported by the wheel's libs.
@@ -196,7 +227,8 @@ BINDING="$(cd "$PKG_DIR" && node -p "require('@mapbox/node-pre-gyp').find(requir
   || die "could not resolve the addon path with @mapbox/node-pre-gyp"
 NAPI_VERSION="$(basename "$(dirname "$BINDING")")"; NAPI_VERSION="${NAPI_VERSION#napi-v}"
 STAMP="$PKG_DIR/deps/.llmctl-build"
-WANT_STAMP="$TF_DIR $TF_VERSION $(node -v)"
+# N-API is stable across Node releases: one build serves Node 20 to 26
+WANT_STAMP="$TF_DIR $TF_VERSION napi-$NAPI_VERSION"
 
 if [ "$FORCE" = 1 ] || [ ! -f "$BINDING" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT_STAMP" ]; then
   rm -rf "$PKG_DIR/deps" "$PKG_DIR/build" "$(dirname "$BINDING")"
@@ -211,23 +243,44 @@ if [ "$FORCE" = 1 ] || [ ! -f "$BINDING" ] || [ "$(cat "$STAMP" 2>/dev/null)" !=
       --napi_build_version="$NAPI_VERSION" ) >"$TF_HOME/build.log" 2>&1 \
     || { tail -n 20 "$TF_HOME/build.log" >&2; die "node-gyp build failed (full log: $TF_HOME/build.log)"; }
   [ -f "$BINDING" ] || die "node-gyp finished but $BINDING is missing (see $TF_HOME/build.log)"
+  rm -rf "$PKG_DIR/build" # object files; the addon is in lib/
   echo "$WANT_STAMP" >"$STAMP"
 else
   log "addon already built against TensorFlow $TF_VERSION ($BINDING)"
 fi
 
-# --- 4. check it runs ------------------------------------------------------------
-log "checking: load $NPM_PKG and run a matmul"
-TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}" node --input-type=module -e "
-const tf = await import('$NPM_PKG');
-await tf.ready();
-if (tf.getBackend() !== 'tensorflow') throw new Error('backend is ' + tf.getBackend());
-const c = tf.matMul(tf.tensor2d([[1, 2], [3, 4]]), tf.tensor2d([[5, 6], [7, 8]])).dataSync();
-if (Array.from(c).join(',') !== '19,22,43,50') throw new Error('wrong matmul result ' + Array.from(c));
-console.log('setup-tensorflow: ok: backend tensorflow, libtensorflow ' + tf.backend().binding.TF_Version);
-" >"$TF_HOME/check.log" 2>&1 || { tail -n 20 "$TF_HOME/check.log" >&2; die "the built addon does not load or compute (see $TF_HOME/check.log)"; }
-grep '^setup-tensorflow: ok' "$TF_HOME/check.log"
+# --- 4. install it beside llmctl's TF.js, and keep it only if it computes ----------
+STAMP_WANT="$(cat "$STAMP")"
+if [ "$FORCE" = 0 ] && [ "$(cat "$TARGET/deps/.llmctl-build" 2>/dev/null)" = "$STAMP_WANT" ]; then
+  log "$NPM_PKG is installed in $NODE_MODULES already"
+  ROLLBACK=""
+else
+  log "installing $NPM_PKG into $NODE_MODULES"
+  mkdir -p "$(dirname "$TARGET")"
+  NEW="$(dirname "$TARGET")/.$(basename "$TARGET").llmctl-new"
+  OLD="$(dirname "$TARGET")/.$(basename "$TARGET").llmctl-old"
+  rm -rf "$NEW" "$OLD"
+  cp -a "$PKG_DIR" "$NEW"
+  [ -e "$TARGET" ] && mv "$TARGET" "$OLD"
+  mv "$NEW" "$TARGET"
+  ROLLBACK=1
+fi
+rollback() {
+  [ -n "$ROLLBACK" ] || return 0
+  rm -rf "$TARGET"
+  [ -e "$OLD" ] && mv "$OLD" "$TARGET"
+  return 0
+}
+log "checking: a matmul and a gradient on the tensorflow backend, against the cpu backend"
+CHECK="$(TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}" node "$PROJECT_ROOT/dist/src/backend/check-child.js" tensorflow 2>"$TF_HOME/check.log" | grep '^{' || true)"
+if ! echo "$CHECK" | grep -q '"ok":true'; then
+  rollback
+  reason="$(echo "$CHECK" | sed -nE 's/.*"reason":"([^"]*)".*/\1/p')"
+  die "the built addon does not compute right: ${reason:-no verdict (see $TF_HOME/check.log)}; nothing was installed"
+fi
+[ -n "$ROLLBACK" ] && rm -rf "$OLD"
+log "ok: $NPM_PKG $TFJS_VERSION with libtensorflow $TF_VERSION, in $NODE_MODULES"
 if [ "$GPU" = 1 ]; then
-  log "GPU build done; whether a GPU is used depends on the NVIDIA driver (check TF's device log at start-up)"
+  log "GPU build done; whether a GPU is used depends on the NVIDIA driver (\`llmctl doctor\` says)"
 fi
 log "done in $((SECONDS - START)) s"

@@ -52,12 +52,17 @@ for (const backend of backends) {
       (pattern.length ? `, the tests whose titles match /${NAME_PATTERN[backend]}/` : ""),
   );
   passes++;
-  const run = spawnSync(process.execPath, ["--test", "--test-concurrency=1", ...pattern, ...list], {
-    env: { ...process.env, LLMCTL_TEST_BACKEND: backend },
-    encoding: "utf8",
-    stdio: ["ignore", "pipe", "inherit"],
-    maxBuffer: 1 << 30,
-  });
+  // TAP, whatever Node's default reporter (Node 23+ picks spec), so that the totals below can be read
+  const run = spawnSync(
+    process.execPath,
+    ["--test", "--test-reporter=tap", "--test-concurrency=1", ...pattern, ...list],
+    {
+      env: { ...process.env, LLMCTL_TEST_BACKEND: backend },
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "inherit"],
+      maxBuffer: 1 << 30,
+    },
+  );
   process.stdout.write(run.stdout);
   // a patterned pass reports the tests its pattern leaves out as skipped: they are not skipped tests
   for (const key of Object.keys(totals).filter((k) => !(pattern.length && k === "skipped"))) {

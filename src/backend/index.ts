@@ -4,12 +4,16 @@
  * cpu backend. A software WebGPU adapter (lavapipe, SwiftShader) is slower than wasm: only asked for by name.
  */
 import { createRequire } from "node:module";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
 import { availableParallelism } from "node:os";
 import * as tf from "@tensorflow/tfjs";
+import { cacheRoot } from "../data/download.js";
 import { BackendError, UsageError } from "../errors.js";
 import { installFreeingBackprop } from "./backprop.js";
+import { prepareNodeForTfjsNode } from "./node-compat.js";
 import { BACKEND_NAMES } from "./choices.js";
+import { verdictFor, type CheckedBackend } from "./verify.js";
 import { WEBGPU_PACKAGES, gpuDeviceVisible, probeWebgpu, type AdapterReport } from "./webgpu.js";
 import type { MomentStorage } from "../train/adamw.js";
 
@@ -30,6 +34,8 @@ export interface BackendStatus {
   adapter?: AdapterReport;
   /** the tensorflow backend: whether libtensorflow lists a GPU device, and the CUDA it was built for */
   cuda?: CudaStatus;
+  /** it passed the check (a matmul and a gradient equal to cpu's, in a child process; verify.ts) */
+  checked?: boolean;
 }
 
 export interface CudaStatus {
@@ -42,6 +48,11 @@ export interface CudaStatus {
 }
 
 export interface BackendOptions {
+  /**
+   * Called when `auto` passes over a backend that is installed but failed its check or its load, before it
+   * tries the next (the CLI prints it as one stderr line).
+   */
+  onSkip?: (status: BackendStatus, fix: string) => void;
   /**
    * Let oneDNN run float32 matmuls in bfloat16 (AMX-BF16), as PyTorch's CPU autocast does: inputs
    * rounded to bf16, products accumulated in float32, tensors stay float32. Tensorflow backend only.
@@ -97,6 +108,7 @@ async function loadTensorflow(bf16 = false): Promise<BackendStatus> {
       process.env.TF_CPP_MIN_LOG_LEVEL ??= "2";
       // oneDNN reads its default math mode from the environment when it creates its first primitive
       if (bf16) process.env.ONEDNN_DEFAULT_FPMATH_MODE = "BF16";
+      prepareNodeForTfjsNode();
       // Importing the addon registers the 'tensorflow' backend and makes it the active one.
       const addon = (await import(pkg)) as {
         backend(): { binding?: { TF_Version?: string }; isUsingGpuDevice?: boolean };
@@ -117,15 +129,7 @@ async function loadTensorflow(bf16 = false): Promise<BackendStatus> {
       last = { name: "tensorflow", package: pkg, installed: true, available: false, version, reason: firstLine(err) };
     }
   }
-  return (
-    last ?? {
-      name: "tensorflow",
-      package: TENSORFLOW_PACKAGES[1],
-      installed: false,
-      available: false,
-      reason: "@tensorflow/tfjs-node is not installed (run `npm run setup:tensorflow`)",
-    }
-  );
+  return last ?? installedStatus("tensorflow")!;
 }
 
 /**
@@ -195,7 +199,7 @@ function checkBf16(choice: string): void {
   if (choice === "wasm" || choice === "cpu" || choice === "webgpu") {
     throw new UsageError(
       `--bf16 needs the tensorflow backend, not ${choice}`,
-      "drop --bf16, or use --backend tensorflow (`npm run setup:tensorflow`)",
+      "drop --bf16, or use --backend tensorflow (`llmctl setup tensorflow`)",
     );
   }
   if (!bf16MatmulsAvailable()) {
@@ -215,9 +219,103 @@ async function load(name: BackendStatus["name"], bf16: boolean): Promise<Backend
   return cpuStatus();
 }
 
-/** Load every backend that can be loaded and report on each (for `llmctl doctor`). */
+/** The npm packages a backend's check covers (tensorflow: the CPU and GPU builds that are installed). */
+function checkedPackages(name: CheckedBackend): string[] {
+  if (name === "tensorflow") return TENSORFLOW_PACKAGES.filter((p) => packageVersion(p));
+  if (name === "webgpu") return [WEBGPU_PACKAGES.tfjs, WEBGPU_PACKAGES.dawn];
+  return ["@tensorflow/tfjs-backend-wasm"];
+}
+
+/** Whether `llmctl setup tensorflow` has built tfjs-node in its cache (scripts/setup-tensorflow.sh). */
+function tensorflowBuildCached(): boolean {
+  const root = process.env.LLMCTL_TF_CACHE ?? join(cacheRoot(), "tensorflow");
+  try {
+    return readdirSync(root).some((flavor) => existsSync(join(root, flavor, "npm-4.22.0", ".complete")));
+  } catch {
+    return false;
+  }
+}
+
+/** Whether the backend's packages are there at all (a backend that is not installed has nothing to check). */
+function installedStatus(name: CheckedBackend): BackendStatus | undefined {
+  if (name === "tensorflow" && checkedPackages(name).length === 0) {
+    return {
+      name,
+      package: TENSORFLOW_PACKAGES[1],
+      installed: false,
+      available: false,
+      reason: tensorflowBuildCached()
+        ? "@tensorflow/tfjs-node is not installed: `npm ci` or `npm install` removed what `llmctl setup tensorflow` " +
+          "installed (run it again to restore it: its build is cached, it takes seconds)"
+        : "@tensorflow/tfjs-node is not installed (run `llmctl setup tensorflow`)",
+    };
+  }
+  if (name === "webgpu" && !(packageVersion(WEBGPU_PACKAGES.tfjs) && packageVersion(WEBGPU_PACKAGES.dawn))) {
+    return {
+      name,
+      package: WEBGPU_PACKAGES.tfjs,
+      installed: false,
+      available: false,
+      reason: `${WEBGPU_PACKAGES.tfjs} and ${WEBGPU_PACKAGES.dawn} (optional dependencies) are not installed`,
+    };
+  }
+  return undefined;
+}
+
+/**
+ * Loads a backend once its check has passed (verify.ts): one that loads but computes wrong, throws or crashes in
+ * the check is reported unavailable, with the check's reason, and never loaded into this process.
+ */
+async function loadChecked(name: BackendStatus["name"], bf16: boolean, fresh = false): Promise<BackendStatus> {
+  if (name === "cpu") return load(name, bf16);
+  const absent = installedStatus(name);
+  if (absent) return absent;
+  const verdict = verdictFor(name, checkedPackages(name), { fresh });
+  if (!verdict.ok) {
+    const pkg = checkedPackages(name)[0];
+    return {
+      name,
+      package: pkg,
+      installed: true,
+      available: false,
+      version: packageVersion(pkg),
+      reason: verdict.reason,
+    };
+  }
+  return { ...(await load(name, bf16)), checked: true };
+}
+
+/** Load a backend without its check: for the check's own child process (verify.ts). */
+export async function loadUnchecked(name: CheckedBackend): Promise<BackendStatus> {
+  const status = await load(name, false);
+  if (await activate(status)) installFreeingBackprop();
+  else status.available = false;
+  return status;
+}
+
+/**
+ * Check (anew) and load every backend that passes, and report on each (for `llmctl doctor`). Throws nothing: a
+ * backend that fails says why in its status.
+ */
 export async function probeBackends(opts: BackendOptions = {}): Promise<BackendStatus[]> {
-  return [await loadTensorflow(opts.bf16), await loadWebgpu(), await loadWasm(), cpuStatus()];
+  const bf16 = opts.bf16 ?? false;
+  return [
+    await loadChecked("tensorflow", bf16, true),
+    await loadChecked("webgpu", bf16, true),
+    await loadChecked("wasm", bf16, true),
+    cpuStatus(),
+  ];
+}
+
+/** What to do about a backend that failed its check or could not load. */
+export function backendFix(status: BackendStatus): string {
+  if (status.name === "tensorflow") {
+    return status.installed
+      ? "rebuild it with `llmctl setup tensorflow --force`, or pick another with --backend"
+      : "run `llmctl setup tensorflow`";
+  }
+  if (status.name === "webgpu") return "see docs/webgpu.md, or pick another with --backend";
+  return "reinstall llmctl's dependencies (npm ci), or use --backend cpu";
 }
 
 async function activate(status: BackendStatus): Promise<boolean> {
@@ -263,7 +361,7 @@ export async function useBackend(
       : [choice as BackendStatus["name"]];
   for (const name of order) {
     if (choice === "auto" && name === "webgpu" && !gpuDeviceVisible()) continue;
-    const status = await load(name, bf16);
+    const status = await loadChecked(name, bf16);
     if (choice === "auto" && status.adapter?.software) continue;
     if (await activate(status)) {
       // the model's ops save less for the backward pass; this walk frees what they save as soon as it is used
@@ -272,11 +370,10 @@ export async function useBackend(
       return status;
     }
     if (choice !== "auto" || bf16) {
-      const fix = bf16
-        ? "--bf16 needs it: run `npm run setup:tensorflow`, or drop --bf16"
-        : "run `llmctl doctor` to see which backends load";
+      const fix = bf16 ? "--bf16 needs it: run `llmctl setup tensorflow`, or drop --bf16" : backendFix(status);
       throw new BackendError(`backend '${name}' cannot be used: ${status.reason}`, fix);
     }
+    if (status.installed) opts.onSkip?.(status, backendFix(status));
   }
   throw new BackendError("no TF.js backend could be initialised", "run `llmctl doctor`");
 }

@@ -1,5 +1,5 @@
 import type { BackendStatus } from "../backend/index.js";
-import { verbose, type GlobalOptions } from "./output.js";
+import { note, verbose, type GlobalOptions } from "./output.js";
 
 /**
  * The backend the global options ask for (--backend, --bf16); --verbose says which one runs. TF.js loads here,
@@ -7,7 +7,10 @@ import { verbose, type GlobalOptions } from "./output.js";
  */
 export async function selectBackend(opts: GlobalOptions): Promise<BackendStatus> {
   const { useBackend } = await import("../backend/index.js");
-  const s = await useBackend(opts.backend, { bf16: opts.bf16 });
+  const s = await useBackend(opts.backend, {
+    bf16: opts.bf16,
+    onSkip: (skipped, fix) => note(`llmctl: backend ${skipped.name} not used: ${skipped.reason} (${fix})`),
+  });
   const details = [
     `${s.package} ${s.version ?? ""}`.trim(),
     s.library_version && `libtensorflow ${s.library_version}`,

@@ -11,10 +11,10 @@ export interface CliResult {
 
 export function runCli(
   args: string[],
-  opts: { env?: NodeJS.ProcessEnv; input?: string; cwd?: string } = {},
+  opts: { env?: NodeJS.ProcessEnv; input?: string; cwd?: string; bin?: string } = {},
 ): Promise<CliResult> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [join(REPO_ROOT, "bin", "llmctl"), ...args], {
+    const child = spawn(process.execPath, [opts.bin ?? join(REPO_ROOT, "bin", "llmctl"), ...args], {
       cwd: opts.cwd ?? REPO_ROOT,
       env: { ...process.env, ...opts.env },
       stdio: ["pipe", "pipe", "pipe"],

@@ -13,6 +13,7 @@ import { evaluateCommand } from "./evaluate.js";
 import { infoCommand } from "./info.js";
 import { benchCommand } from "./bench.js";
 import { doctorCommand } from "./doctor.js";
+import { setupCommand } from "./setup.js";
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const commands: CommandModule<any, any>[] = [
@@ -30,4 +31,5 @@ export const commands: CommandModule<any, any>[] = [
   infoCommand,
   benchCommand,
   doctorCommand,
+  setupCommand,
 ];
