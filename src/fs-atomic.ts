@@ -1,8 +1,13 @@
-/** Atomic file writes: write to a temporary file beside the target, fsync, then rename over it. */
-import { existsSync } from "node:fs";
-import { open, rename, rm, mkdir, type FileHandle } from "node:fs/promises";
+/**
+ * Atomic file writes: write to a temporary file beside the target, fsync, then rename over it. Only a regular file
+ * (or a name not yet taken) is replaced that way. A character device or a FIFO (/dev/null, /dev/stdout, a named
+ * pipe a reader waits on) is written in place, as a shell's `>` would; a directory, block device or socket is
+ * refused. A symbolic link is followed: the file it names is replaced, the link stays.
+ */
+import { existsSync, readdirSync, rmSync } from "node:fs";
+import { lstat, open, realpath, rename, rm, mkdir, stat, type FileHandle } from "node:fs/promises";
 import { dirname, basename, join } from "node:path";
-import { fileSystemError } from "./errors.js";
+import { FileSystemError, fileSystemError } from "./errors.js";
 
 /** The longest file name most file systems take (NAME_MAX), in bytes. */
 const NAME_MAX = 255;
@@ -16,6 +21,62 @@ function temporaryName(name: string): string {
   let stem = name;
   while (stem.length > 1 && Buffer.byteLength(`.${stem}${suffix}`) > NAME_MAX) stem = stem.slice(0, -1);
   return `.${stem}${suffix}`;
+}
+
+/** `.NAME.tmp-PID-…` (NAME possibly shortened): the temporary files of some process, and which one. */
+const TEMPORARY = /^\..+\.tmp-(\d+)-[0-9a-z]+$/;
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * Removes the temporary files a killed llmctl left in `dir` (kill -9, a power cut): those whose process is gone.
+ * Every atomic write sweeps its own directory, so a rerun cleans up after the run that died.
+ */
+export function removeStaleTemporaries(dir: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = TEMPORARY.exec(name);
+    if (m && Number(m[1]) !== process.pid && !processAlive(Number(m[1]))) rmSync(join(dir, name), { force: true });
+  }
+}
+
+/** The temporary files being written now, removed if the process is ended by a signal (removeTemporariesNow). */
+const active = new Set<string>();
+
+/** Synchronously removes the temporary files of writes in progress: for a signal's last moment. */
+export function removeTemporariesNow(): void {
+  for (const tmp of active) rmSync(tmp, { force: true });
+  active.clear();
+}
+
+type Target = { kind: "file"; path: string } | { kind: "in place"; path: string };
+
+/** How `path` is to be written: replaced atomically (a regular file, or nothing yet), or written in place. */
+async function writeTarget(path: string): Promise<Target> {
+  let real = path;
+  if ((await lstat(path).catch(() => undefined))?.isSymbolicLink()) {
+    real = await realpath(path).catch(() => path); // a dangling link is replaced like a missing file
+  }
+  const s = await stat(real).catch(() => undefined);
+  if (!s || s.isFile()) return { kind: "file", path: real };
+  if (s.isCharacterDevice() || s.isFIFO()) return { kind: "in place", path: real };
+  const what = s.isDirectory() ? "a directory" : s.isBlockDevice() ? "a block device" : "a socket";
+  throw new FileSystemError(
+    `${path} is ${what}, not a file llmctl can write`,
+    "give the path of a file (a character device such as /dev/null, or a FIFO, is written in place)",
+  );
 }
 
 /**
@@ -43,19 +104,39 @@ export async function makeDirectory(dir: string): Promise<void> {
  * comes back as a FileSystemError naming `path`.
  */
 export async function writeFileAtomicWith(path: string, write: (fh: FileHandle) => Promise<void>): Promise<void> {
-  const tmp = join(dirname(path), temporaryName(basename(path)));
+  const target = await writeTarget(path);
+  if (target.kind === "in place") return writeInPlace(target.path, write);
+  const dir = dirname(target.path);
+  const tmp = join(dir, temporaryName(basename(target.path)));
   let fh: FileHandle | undefined;
   try {
-    await makeDirectory(dirname(path));
+    await makeDirectory(dir);
+    removeStaleTemporaries(dir);
+    active.add(tmp);
     fh = await open(tmp, "w");
     await write(fh);
     await fh.sync();
     await fh.close();
     fh = undefined;
-    await rename(tmp, path);
+    await rename(tmp, target.path);
   } catch (err) {
     await fh?.close().catch(() => {}); // the write's own error is the one to report
     await rm(tmp, { force: true });
+    throw fileSystemError(err, path);
+  } finally {
+    active.delete(tmp);
+  }
+}
+
+/** A device or FIFO: opened for writing as it is (a FIFO waits for its reader, as with a shell's `>`). */
+async function writeInPlace(path: string, write: (fh: FileHandle) => Promise<void>): Promise<void> {
+  let fh: FileHandle | undefined;
+  try {
+    fh = await open(path, "w");
+    await write(fh);
+    await fh.close();
+  } catch (err) {
+    await fh?.close().catch(() => {});
     throw fileSystemError(err, path);
   }
 }

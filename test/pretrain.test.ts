@@ -285,44 +285,56 @@ test("CLI: a run whose update overflows (--lr 1e300) exits 1 with one line and s
   assert.ok(!existsSync(join(out, "trainer-state.json")) && !existsSync(join(out, "model.safetensors")));
 });
 
-test("CLI: Ctrl-C (SIGINT) saves a resumable checkpoint and exits 130", async () => {
-  const dir = tmp();
-  const cfgPath = join(dir, "tiny.json");
-  writeFileSync(
-    cfgPath,
-    JSON.stringify({
-      model: { ...tinyCfg, vocab_size: 50257 },
-      train: { epochs: 50, batch_size: 2, max_length: 16, eval_freq: 1000, sample_tokens: 0 },
-    }),
-  );
-  const text = join(dir, "text.txt");
-  writeFileSync(text, readFileSync(verdict(), "utf8").slice(0, 2000));
-  const out = join(dir, "run");
-  const child = spawn(
-    process.execPath,
-    [join(REPO_ROOT, "bin", "llmctl"), "pretrain", "--config", cfgPath, "--data", text, "--out", out, "--verbose"],
-    {
-      env: { ...process.env, LLMCTL_BACKEND: "wasm" },
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
-  let stderr = "";
-  let sent = false;
-  child.stderr.on("data", (d) => {
-    stderr += d;
-    // --verbose without a terminal logs every step; interrupt after the second one
-    if (!sent && /step 2\//.test(stderr)) {
-      sent = true;
-      child.kill("SIGINT");
-    }
+for (const [sig, exitCode] of [
+  ["SIGINT", 130],
+  ["SIGTERM", 143],
+  ["SIGHUP", 129],
+] as const) {
+  test(`CLI: ${sig} saves a resumable checkpoint, leaves no lock and exits ${exitCode}; the run resumes`, async () => {
+    const dir = tmp();
+    const cfgPath = join(dir, "tiny.json");
+    writeFileSync(
+      cfgPath,
+      JSON.stringify({
+        model: { ...tinyCfg, vocab_size: 50257 },
+        train: { epochs: 50, batch_size: 2, max_length: 16, eval_freq: 1000, sample_tokens: 0 },
+      }),
+    );
+    const text = join(dir, "text.txt");
+    writeFileSync(text, readFileSync(verdict(), "utf8").slice(0, 2000));
+    const out = join(dir, "run");
+    const child = spawn(
+      process.execPath,
+      [join(REPO_ROOT, "bin", "llmctl"), "pretrain", "--config", cfgPath, "--data", text, "--out", out, "--verbose"],
+      {
+        env: { ...process.env, LLMCTL_BACKEND: "wasm" },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    let stderr = "";
+    let sent = false;
+    child.stderr.on("data", (d) => {
+      stderr += d;
+      // --verbose without a terminal logs every step; interrupt after the second one
+      if (!sent && /step 2\//.test(stderr)) {
+        sent = true;
+        child.kill(sig);
+      }
+    });
+    const code = await new Promise<number | null>((r) => child.on("close", r));
+    assert.equal(code, exitCode, stderr);
+    assert.match(stderr, /interrupted at step \d+ .*— continue with --resume/);
+    const state = await readTrainerState(out);
+    assert.ok(state.step >= 2 && !state.finished, `step ${state.step}`);
+    assert.ok(existsSync(join(out, "model.safetensors")) && existsSync(join(out, "optimizer.safetensors")));
+    assert.ok(!existsSync(join(out, ".llmctl.lock")), "the run directory's lock is released");
+    const resumed = await runCli(["pretrain", "--resume", out, "--max-steps", String(state.step + 1)], {
+      env: { LLMCTL_BACKEND: "wasm" },
+    });
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.equal((await readTrainerState(out)).step, state.step + 1);
   });
-  const code = await new Promise<number | null>((r) => child.on("close", r));
-  assert.equal(code, 130, stderr);
-  assert.match(stderr, /interrupted at step \d+ .*— continue with --resume/);
-  const state = await readTrainerState(out);
-  assert.ok(state.step >= 2 && !state.finished, `step ${state.step}`);
-  assert.ok(existsSync(join(out, "model.safetensors")) && existsSync(join(out, "optimizer.safetensors")));
-});
+}
 
 test("CLI: kill -9 at 10 moments of a run checkpointing every step: the last checkpoint always loads and resumes", async () => {
   const dir = tmp();

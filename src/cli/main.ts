@@ -4,9 +4,10 @@
  */
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
-import { LlmctlError, UsageError, errorLine, fileSystemError } from "../errors.js";
+import { InterruptedError, LlmctlError, UsageError, errorLine, fileSystemError } from "../errors.js";
 import { BACKEND_NAMES } from "../backend/choices.js";
 import { commands } from "./commands/index.js";
+import { interruptedExitCode, quitOnUnhandledSignals } from "./output.js";
 
 /** Levenshtein distance, for "did you mean" on mistyped options. */
 function editDistance(a: string, b: string): number {
@@ -96,7 +97,7 @@ async function main(argv: string[]): Promise<number> {
     if (err instanceof LlmctlError) {
       process.stderr.write(`llmctl: ${errorLine(err)}\n`);
       if (verboseRequested && err.stack) process.stderr.write(err.stack + "\n");
-      return err.exitCode;
+      return err instanceof InterruptedError ? interruptedExitCode() : err.exitCode;
     }
     const e = err as Error;
     process.stderr.write(`llmctl: unexpected error: ${e?.message ?? String(err)}\n`);
@@ -119,4 +120,5 @@ process.stdout.on("error", (err: NodeJS.ErrnoException) => {
   process.exit(1);
 });
 
+quitOnUnhandledSignals();
 process.exitCode = await main(hideBin(process.argv));

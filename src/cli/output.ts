@@ -2,6 +2,7 @@
  * How commands talk to people and scripts: results on stdout (JSON with --json), progress and notes on
  * stderr, quiet unless --verbose.
  */
+import { removeTemporariesNow } from "../fs-atomic.js";
 import type { Ora } from "ora";
 
 export interface GlobalOptions {
@@ -82,17 +83,58 @@ export function formatDuration(seconds: number): string {
   return h > 0 ? `${h}h${String(m).padStart(2, "0")}m` : m > 0 ? `${m}m${String(sec).padStart(2, "0")}s` : `${sec}s`;
 }
 
+/** The signals that ask a job to stop: Ctrl-C, a closed terminal, `kill`, `docker stop`, systemd, CI timeouts. */
+export const STOP_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+type StopSignal = (typeof STOP_SIGNALS)[number];
+const SIGNAL_NUMBERS: Record<StopSignal, number> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
+
+let stoppedBy: StopSignal | undefined;
+
+/** The exit code of a command a signal stopped: 128 + the signal's number (130 for Ctrl-C), as shells report it. */
+export function interruptedExitCode(): number {
+  return 128 + SIGNAL_NUMBERS[stoppedBy ?? "SIGINT"];
+}
+
 /**
- * Ctrl-C for long jobs: the first press aborts `signal` (the job stops at its next safe point and saves a
- * resumable checkpoint), a second quits at once with exit 130. Call `release()` when the job ends.
+ * Stop signals for long jobs: the first SIGINT, SIGTERM or SIGHUP aborts `signal` (the job stops at its next
+ * safe point and saves what it can: a training run a resumable checkpoint), a second quits at once, removing the
+ * temporary files of writes in progress. `message` gets the signal's name. Call `release()` when the job ends.
  */
-export function interruptOnCtrlC(message: string): { signal: AbortSignal; release: () => void } {
+export function interruptOnSignals(message: (signal: string) => string): {
+  signal: AbortSignal;
+  release: () => void;
+} {
   const controller = new AbortController();
-  const onSigint = () => {
-    if (controller.signal.aborted) process.exit(130);
-    note(message);
+  const onSignal = (sig: StopSignal) => {
+    if (controller.signal.aborted) quitNow(sig);
+    stoppedBy = sig;
+    note(message(sig === "SIGINT" ? "Ctrl-C" : sig));
     controller.abort();
   };
-  process.on("SIGINT", onSigint);
-  return { signal: controller.signal, release: () => process.off("SIGINT", onSigint) };
+  for (const sig of STOP_SIGNALS) process.on(sig, onSignal);
+  return {
+    signal: controller.signal,
+    release: () => {
+      for (const sig of STOP_SIGNALS) process.off(sig, onSignal);
+    },
+  };
+}
+
+/** Ends the process for a signal, leaving no temporary file behind. */
+export function quitNow(sig: StopSignal): never {
+  removeTemporariesNow();
+  stoppedBy = sig;
+  process.exit(interruptedExitCode());
+}
+
+/**
+ * Commands that do not handle the stop signals themselves still end on them as Node would, with 128 + n, but
+ * without leaving the temporary file of a write in progress (a 1 GB export's, say).
+ */
+export function quitOnUnhandledSignals(): void {
+  for (const sig of STOP_SIGNALS) {
+    process.on(sig, () => {
+      if (process.listenerCount(sig) === 1) quitNow(sig);
+    });
+  }
 }

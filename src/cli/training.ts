@@ -9,7 +9,7 @@ import { UsageError } from "../errors.js";
 import { DEFAULT_TRAIN_SETTINGS, type TrainSettings } from "../train/settings.js";
 import type { JobEvent, JobResult } from "../train/run.js";
 import type { EvalRecord, TrainProgress } from "../train/trainer.js";
-import { formatDuration, interruptOnCtrlC, note, spinner, verbose, type GlobalOptions } from "./output.js";
+import { formatDuration, interruptOnSignals, note, spinner, verbose, type GlobalOptions } from "./output.js";
 
 export interface TrainingArgs extends GlobalOptions {
   out?: string;
@@ -158,8 +158,10 @@ export async function runTrainingJob<R>(
   a: GlobalOptions,
   start: (job: { signal: AbortSignal; onEvent: (e: JobEvent) => void }) => Promise<R>,
 ): Promise<R> {
-  const interrupt = interruptOnCtrlC(
-    "\ninterrupted: saving a checkpoint at the end of this step (Ctrl-C again to quit without saving)",
+  const interrupt = interruptOnSignals(
+    (sig) =>
+      `\ninterrupted${sig === "Ctrl-C" ? "" : ` by ${sig}`}: saving a checkpoint at the end of this step ` +
+      `(${sig} again to quit without saving)`,
   );
   const spin = spinner("starting");
   const line = (text: string) => {

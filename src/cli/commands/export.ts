@@ -3,7 +3,7 @@ import { existsSync, realpathSync } from "node:fs";
 import { join } from "node:path";
 import { UsageError } from "../../errors.js";
 import { GGUF_DTYPES, type GgufDtype } from "../../formats/gguf.js";
-import { interruptOnCtrlC, note, printJson, printLine, spinner, type GlobalOptions } from "../output.js";
+import { interruptOnSignals, note, printJson, printLine, spinner, type GlobalOptions } from "../output.js";
 
 interface ExportArgs extends GlobalOptions {
   model: string;
@@ -122,7 +122,9 @@ async function exportGgufCommand(args: ExportArgs): Promise<void> {
     throw new UsageError(`${args.out} already exists`, "choose another --out, or pass --force to overwrite it");
   const { exportGguf } = await import("../../weights/gguf-export.js");
   const spin = spinner(`exporting ${args.model}`);
-  const interrupt = interruptOnCtrlC("\nstopping the export (Ctrl-C again to quit at once)…");
+  const interrupt = interruptOnSignals(
+    (sig) => `\n${sig === "Ctrl-C" ? "" : `${sig}: `}stopping the export (${sig} again to quit at once)…`,
+  );
   let res;
   try {
     res = await exportGguf(args.model, args.out, {
