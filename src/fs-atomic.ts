@@ -4,10 +4,10 @@
  * pipe a reader waits on) is written in place, as a shell's `>` would; a directory, block device or socket is
  * refused. A symbolic link is followed: the file it names is replaced, the link stays.
  */
-import { existsSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, realpathSync, rmSync, statSync, type Stats } from "node:fs";
 import { lstat, open, realpath, rename, rm, mkdir, stat, type FileHandle } from "node:fs/promises";
-import { dirname, basename, join } from "node:path";
-import { FileSystemError, fileSystemError } from "./errors.js";
+import { basename, dirname, join, resolve, sep } from "node:path";
+import { FileSystemError, UsageError, fileSystemError } from "./errors.js";
 
 /** The longest file name most file systems take (NAME_MAX), in bytes. */
 const NAME_MAX = 255;
@@ -154,5 +154,63 @@ export async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void>
   while (done < bytes.length) {
     const { bytesWritten } = await fh.write(bytes, done, Math.min(CHUNK, bytes.length - done));
     done += bytesWritten;
+  }
+}
+
+/** A path a command reads or writes, and the flag that named it (for the message). */
+export interface NamedPath {
+  path: string;
+  flag: string;
+}
+
+/** The real path of `path`, or of its parent joined with its name when it does not exist yet. */
+function realPathOf(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    const parent = dirname(resolve(path));
+    return parent === resolve(path) ? parent : join(realPathOf(parent), basename(path));
+  }
+}
+
+const within = (inner: string, outer: string) =>
+  inner === outer || inner.startsWith(outer.endsWith(sep) ? outer : outer + sep);
+
+/**
+ * No command writes over what it reads, `--force` or not. An output file may not be an input (by real path, so
+ * links and `..` do not hide it; by inode, so hard links do not either), nor an existing file inside an input
+ * directory; an output directory may not be an input or hold one. Throws a UsageError naming both flags.
+ */
+export function refuseWritingInputs(outputs: (NamedPath & { directory?: boolean })[], inputs: NamedPath[]): void {
+  for (const out of outputs) {
+    const o = realPathOf(out.path);
+    const oStat = statIfAny(o);
+    for (const input of inputs) {
+      const i = realPathOf(input.path);
+      const iStat = statIfAny(i);
+      const sameFile = o === i || (oStat && iStat && oStat.dev === iStat.dev && oStat.ino === iStat.ino);
+      const clash = out.directory
+        ? within(i, o)
+        : sameFile || (iStat?.isDirectory() === true && within(o, i) && oStat?.isFile() === true);
+      if (clash) {
+        const what = sameFile
+          ? `is ${input.flag} ${input.path}`
+          : out.directory
+            ? `holds ${input.flag} ${input.path}`
+            : `is inside ${input.flag} ${input.path}`;
+        throw new UsageError(
+          `${out.flag} ${out.path} ${what}, which this command reads`,
+          `choose another ${out.flag}: writing there would destroy the input, --force or not`,
+        );
+      }
+    }
+  }
+}
+
+function statIfAny(path: string): Stats | undefined {
+  try {
+    return statSync(path);
+  } catch {
+    return undefined;
   }
 }

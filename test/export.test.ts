@@ -102,7 +102,7 @@ test("export --format hf writes the fixture's own HF tensors back, with a GPT2Co
 
   const again = await runCli(["export", "--model", join(dir, "model"), "--out", join(dir, "hf")], { env });
   assert.equal(again.code, 2);
-  assert.match(again.stderr, /already holds a model/);
+  assert.match(again.stderr, /already holds config.json, generation_config.json, model.safetensors/);
   await rm(dir, { recursive: true });
 });
 

@@ -46,7 +46,7 @@ test("export --out its own source is refused, --force or not; the model is untou
   for (const format of ["hf", "llmctl"]) {
     const r = await runCli(["export", "-m", model, "--format", format, "--out", model, "--force"], { env });
     assert.equal(r.code, 2, r.stderr);
-    assert.match(r.stderr, /is the model being exported — choose another --out/);
+    assert.match(r.stderr, /--out .* is --model .*, which this command reads — choose another --out/);
   }
   assert.ok(modelBytes().equals(before));
   assert.equal(JSON.parse(readFileSync(join(model, "config.json"), "utf8")).format, "llmctl-model");

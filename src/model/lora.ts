@@ -6,7 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import { createReadStream, existsSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { FileFormatError } from "../errors.js";
 import { readSafetensors, type SafetensorsFile } from "../formats/safetensors.js";
 import { type GPTConfig, checkWeightShapes, parameterShapes } from "./config.js";
@@ -19,12 +19,17 @@ export async function sha256File(path: string): Promise<string> {
   return hash.digest("hex");
 }
 
+/** The base model directory of the LoRA model in `dir`: lora.base, a relative one taken from `dir`. */
+export function loraBaseDir(lora: LoraMeta, dir: string): string {
+  return resolve(dir, lora.base);
+}
+
 /** The base's weights file, after checking it is the one the LoRA run was trained on. */
 export async function checkLoraBase(lora: LoraMeta, dir: string): Promise<string> {
-  const path = join(lora.base, WEIGHTS_FILE);
+  const path = join(loraBaseDir(lora, dir), WEIGHTS_FILE);
   if (!existsSync(path))
     throw new FileFormatError(
-      `${dir} is a LoRA model over ${lora.base}, which has no ${WEIGHTS_FILE}`,
+      `${dir} is a LoRA model over ${lora.base}, which has no ${WEIGHTS_FILE} (looked for ${path})`,
       "put the base model directory back where it was trained, or edit lora.base in its config.json",
     );
   const sha = await sha256File(path);
@@ -153,7 +158,7 @@ export async function openModelWeights(dir: string, meta: ModelMeta): Promise<Mo
     files.push(own);
     const scale = lora.alpha / lora.rank;
     const table = parameterShapes(meta.model, headSpecOf(meta.head));
-    checkBaseShapes(table, lora, base, join(lora.base, WEIGHTS_FILE));
+    checkBaseShapes(table, lora, base, join(loraBaseDir(lora, dir), WEIGHTS_FILE));
     const read = async (name: string): Promise<Float32Array> => {
       // an untied copy of a tied head starts from the token embedding
       const from = table.has(name) ? name : "wte.weight";

@@ -1,6 +1,6 @@
 import type { CommandModule } from "yargs";
 import { basename, dirname, join } from "node:path";
-import { writeFileAtomic } from "../../fs-atomic.js";
+import { refuseWritingInputs, writeFileAtomic } from "../../fs-atomic.js";
 import { UsageError } from "../../errors.js";
 import { DEFAULT_JUDGE_MODEL, DEFAULT_JUDGE_URL, JUDGE_OPTIONS, OllamaClient } from "../../judge/ollama.js";
 import { loadResponses, scoreResponses, RESPONSE_KEY } from "../../judge/evaluate.js";
@@ -72,6 +72,8 @@ export const evaluateCommand: CommandModule<GlobalOptions, EvaluateArgs> = {
         return true;
       }),
   handler: async (args) => {
+    const out = args.out ?? defaultScoresPath(args.responses);
+    refuseWritingInputs([{ path: out, flag: "--out" }], [{ path: args.responses, flag: "--responses" }]);
     const entries = await loadResponses(args.responses, args.key);
     const client = new OllamaClient({
       url: args["judge-url"],
@@ -102,7 +104,6 @@ export const evaluateCommand: CommandModule<GlobalOptions, EvaluateArgs> = {
     }
     const seconds = (performance.now() - start) / 1000;
     const average = result.average === null ? null : Math.round(result.average * 100) / 100;
-    const out = args.out ?? defaultScoresPath(args.responses);
     const saved = {
       responses: args.responses,
       judge: { url: client.url.origin, model: client.model, options: JUDGE_OPTIONS },

@@ -1,6 +1,9 @@
 import type { CommandModule } from "yargs";
-import { existsSync, realpathSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { refuseWritingInputs } from "../../fs-atomic.js";
+import { loraBaseDir } from "../../model/lora.js";
+import { readModelMeta } from "../../model/model-meta.js";
 import { UsageError } from "../../errors.js";
 import { GGUF_DTYPES, type GgufDtype } from "../../formats/gguf.js";
 import { interruptOnSignals, note, printJson, printLine, spinner, type GlobalOptions } from "../output.js";
@@ -61,19 +64,16 @@ export const exportCommand: CommandModule<GlobalOptions, ExportArgs> = {
         "a LoRA run as a plain model directory that loads without its base",
       ),
   handler: async (args) => {
-    if (existsSync(args.out) && existsSync(args.model) && realpathSync(args.out) === realpathSync(args.model))
-      throw new UsageError(
-        `--out ${args.out} is the model being exported`,
-        "choose another --out: writing over the source would destroy it, --force or not",
-      );
+    await refuseExportOverInputs(args);
     if (args.format === "gguf") return exportGgufCommand(args);
     if (args.dtype !== undefined)
       throw new UsageError("--dtype applies to --format gguf", `leave it out for --format ${args.format} (float32)`);
     if (args.format === "llmctl") return exportModelDirCommand(args);
-    if (!args.force && existsSync(join(args.out, "model.safetensors"))) {
+    const taken = HF_FILES.filter((f) => existsSync(join(args.out, f)));
+    if (!args.force && taken.length > 0) {
       throw new UsageError(
-        `${args.out} already holds a model`,
-        "choose another --out, or pass --force to overwrite it",
+        `${args.out} already holds ${taken.join(", ")}, which the export would replace`,
+        "choose another --out, or pass --force to overwrite them",
       );
     }
     const { exportHuggingFace } = await import("../../weights/hf-export.js");
@@ -98,6 +98,38 @@ export const exportCommand: CommandModule<GlobalOptions, ExportArgs> = {
   },
 };
 
+/** What `export --format hf` writes into its directory (weights/hf-export.ts). */
+const HF_FILES = [
+  "config.json",
+  "generation_config.json",
+  "model.safetensors",
+  "vocab.json",
+  "merges.txt",
+  "tokenizer_config.json",
+];
+
+/**
+ * The export reads the model directory and, for a LoRA model, its base: --out may be neither, nor hold either
+ * (`--force` or not), and a GGUF's Modelfile may not land on them either.
+ */
+async function refuseExportOverInputs(args: ExportArgs): Promise<void> {
+  const inputs = [{ path: args.model, flag: "--model" }];
+  try {
+    const meta = await readModelMeta(args.model);
+    if (meta.lora) inputs.push({ path: loraBaseDir(meta.lora, args.model), flag: "its LoRA base" });
+  } catch {
+    // a model directory that does not read is reported by the export itself
+  }
+  const outputs =
+    args.format === "gguf"
+      ? [
+          { path: args.out, flag: "--out" },
+          { path: join(dirname(args.out), "Modelfile"), flag: "the Modelfile beside --out" },
+        ]
+      : [{ path: args.out, flag: "--out", directory: true }];
+  refuseWritingInputs(outputs, inputs);
+}
+
 async function exportModelDirCommand(args: ExportArgs): Promise<void> {
   if (!args.force && existsSync(join(args.out, "config.json")))
     throw new UsageError(`${args.out} already holds a model`, "choose another --out, or pass --force to overwrite it");
@@ -118,8 +150,14 @@ async function exportModelDirCommand(args: ExportArgs): Promise<void> {
 async function exportGgufCommand(args: ExportArgs): Promise<void> {
   if (!args.tokenizer)
     throw new UsageError("a GGUF file always carries its tokenizer", "leave out --no-tokenizer for --format gguf");
+  const modelfile = join(dirname(args.out), "Modelfile");
   if (!args.force && existsSync(args.out))
     throw new UsageError(`${args.out} already exists`, "choose another --out, or pass --force to overwrite it");
+  if (!args.force && existsSync(modelfile))
+    throw new UsageError(
+      `${modelfile} already exists, and the export writes an Ollama Modelfile beside ${args.out}`,
+      "choose an --out in another directory, or pass --force to overwrite the Modelfile too",
+    );
   const { exportGguf } = await import("../../weights/gguf-export.js");
   const spin = spinner(`exporting ${args.model}`);
   const interrupt = interruptOnSignals(

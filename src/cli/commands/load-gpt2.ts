@@ -1,3 +1,4 @@
+import { refuseWritingInputs } from "../../fs-atomic.js";
 import type { CommandModule } from "yargs";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -66,6 +67,9 @@ export const loadGpt2Command: CommandModule<GlobalOptions, LoadGpt2Args> = {
         return true;
       }),
   handler: async (args) => {
+    if (args.from !== undefined) {
+      refuseWritingInputs([{ path: args.out, flag: "--out", directory: true }], [{ path: args.from, flag: "--from" }]);
+    }
     if (!args.force && existsSync(join(args.out, "model.safetensors"))) {
       throw new UsageError(
         `${args.out} already holds a model`,

@@ -1,3 +1,4 @@
+import { refuseWritingInputs } from "../../fs-atomic.js";
 import type { CommandModule } from "yargs";
 import { existsSync, statSync } from "node:fs";
 import { getTokenizer, tokenizeFile, END_OF_TEXT, END_OF_TEXT_ID } from "../../tokenizer/index.js";
@@ -72,6 +73,7 @@ export const tokenizeCommand: CommandModule<GlobalOptions, TokenizeArgs> = {
     const allowedSpecial = args.special ? [END_OF_TEXT] : [];
     let ids: ArrayLike<number>;
     if (args.file !== undefined) {
+      if (args.out) refuseWritingInputs([{ path: args.out, flag: "--out" }], [{ path: args.file, flag: "--file" }]);
       if (!existsSync(args.file)) throw new FileFormatError(`file not found: ${args.file}`, "check the path");
       if (!statSync(args.file).isFile())
         throw new UsageError(`--file ${args.file} is a directory, not a file`, "give the path of a text file");
