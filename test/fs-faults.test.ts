@@ -83,18 +83,30 @@ function pretrainArgs(out: string): string[] {
   return ["pretrain", "--config", cfg, "--data", sharedPath("datasets", "the-verdict.txt"), "--out", out];
 }
 
+const SAVED_ALONE =
+  /no space left on the device writing \S+: the final checkpoint \(model and optimizer state\) did not fit, the trained model of step \d+ alone did and is in \S+ \(-m \S+ uses it; it cannot be resumed\)/;
+
 test(
-  "disk full: pretrain --out fails with one line naming the file, no staging or temporary files",
+  "disk full at the final save: the model alone is saved and loads; one line whose advice (--force) then works",
   { skip: noMount },
   async () => {
-    const disk = tmpfs("full-pretrain", 20)!;
-    fill(disk, 12); // the model fits, the optimizer's moments do not
+    const disk = tmpfs("full-pretrain", 32)!;
+    const filler = fill(disk, 12); // the model fits, the optimizer's moments do not
     const out = join(disk, "run");
     const r = await runCli([...pretrainArgs(out), "--max-steps", "2"], { env });
-    assertOneLine(r, FULL);
-    assert.match(r.stderr, new RegExp(`writing ${out}/`));
+    assertOneLine(r, SAVED_ALONE);
+    assert.match(
+      r.stderr,
+      new RegExp(`writing ${out}/.*is in ${out} .*— to train further, free space and start again with --force`),
+    );
     assert.deepEqual(leftovers(disk), []);
     assert.ok(!existsSync(join(out, "trainer-state.json")));
+    const gen = await runCli(["generate", "-m", out, "-p", "Every effort", "-n", "2", "--temperature", "0"], { env });
+    assert.equal(gen.code, 0, gen.stderr);
+    rmSync(filler);
+    const again = await runCli([...pretrainArgs(out), "--max-steps", "2", "--force"], { env });
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal((await readTrainerState(out)).step, 2);
   },
 );
 
@@ -110,7 +122,12 @@ test(
     const filler = fill(disk, 8);
 
     const full = await runCli(["pretrain", "--resume", out, "--max-steps", "3"], { env });
-    assertOneLine(full, FULL);
+    assertOneLine(full, SAVED_ALONE);
+    assert.match(
+      full.stderr,
+      new RegExp(`— ${out} keeps the resumable checkpoint of step 1 \\(--resume ${out} once there is space\\)`),
+    );
+    assert.ok(existsSync(join(out, "model-step-3", "model.safetensors")), "the trained model, beside the checkpoint");
     assert.deepEqual(leftovers(disk), []);
     assert.equal((await readTrainerState(out)).step, 1, "the previous checkpoint is intact");
     assert.ok(readFileSync(join(out, "model.safetensors")).equals(weights));

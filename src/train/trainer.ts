@@ -35,7 +35,7 @@ import { Rng } from "../data/rng.js";
 import type { ForwardMode } from "../model/gpt.js";
 import { readAllSafetensors, writeSafetensors } from "../formats/safetensors.js";
 import { makeDirectory, writeFileAtomic } from "../fs-atomic.js";
-import { FileFormatError, InterruptedError, TrainingError, UsageError } from "../errors.js";
+import { FileFormatError, FileSystemError, InterruptedError, TrainingError, UsageError } from "../errors.js";
 import { linePlotSvg } from "../plot/svg.js";
 import { TensorBoardLog } from "./tensorboard.js";
 
@@ -223,6 +223,12 @@ export function namedParameters(model: {
  * for I/O: two immediates in a row always pass its poll phase (one alone does not after an I/O callback), so
  * the signal lands before the next update. It costs microseconds.
  */
+/** A write failed for want of space (ENOSPC, EDQUOT), as fileSystemError reports it. */
+function outOfSpace(err: unknown): boolean {
+  const code = err instanceof FileSystemError ? (err.cause as NodeJS.ErrnoException | undefined)?.code : undefined;
+  return code === "ENOSPC" || code === "EDQUOT";
+}
+
 function passThroughEventLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
 }
@@ -511,22 +517,53 @@ export class Trainer<B> {
       finished: final,
       settings: { ...this.opts.runSettings },
     };
-    await writeCheckpoint(
-      this.opts.runDir,
-      async (stage) => {
-        await this.opts.saveModel(stage);
-        const entries = [...moments].map(([name, { shape, data }]) => ({ name, shape, data }));
-        await writeSafetensors(join(stage, OPTIMIZER_FILE), entries, {
-          format: "llmctl-adamw",
-          step: String(opt.step),
-        });
-        await writeFileAtomic(join(stage, TRAINER_STATE_FILE), JSON.stringify(state, null, 1) + "\n");
-      },
-      this.opts.beforeCommitRename,
-    );
+    try {
+      await writeCheckpoint(
+        this.opts.runDir,
+        async (stage) => {
+          await this.opts.saveModel(stage);
+          const entries = [...moments].map(([name, { shape, data }]) => ({ name, shape, data }));
+          await writeSafetensors(join(stage, OPTIMIZER_FILE), entries, {
+            format: "llmctl-adamw",
+            step: String(opt.step),
+          });
+          await writeFileAtomic(join(stage, TRAINER_STATE_FILE), JSON.stringify(state, null, 1) + "\n");
+        },
+        this.opts.beforeCommitRename,
+      );
+    } catch (err) {
+      if (final && outOfSpace(err)) throw await this.saveModelAlone(err as FileSystemError);
+      throw err;
+    }
     this.savedStep = this.step;
     await writeFileAtomic(join(this.opts.runDir, PLOT_FILE), lossPlot(this.evals));
     this.emit({ kind: "checkpoint", step: this.step, dir: this.opts.runDir, final });
+  }
+
+  /**
+   * The final checkpoint did not fit (its optimizer state is twice the model): save the trained model alone, which
+   * may, where nothing else is lost. Without an earlier checkpoint it goes into the run directory; with one, that
+   * checkpoint stays as it is, resumable, and the model goes into model-step-N beside it.
+   */
+  private async saveModelAlone(full: FileSystemError): Promise<FileSystemError> {
+    const runDir = this.opts.runDir;
+    const kept = this.savedStep;
+    const dir = kept === null ? runDir : join(runDir, `model-step-${this.step}`);
+    const restart =
+      kept === null
+        ? `free space and start again with --force`
+        : `${runDir} keeps the resumable checkpoint of step ${kept} (--resume ${runDir} once there is space)`;
+    try {
+      await this.opts.saveModel(dir);
+    } catch (err) {
+      if (!outOfSpace(err)) throw err;
+      return new FileSystemError(`${full.message}; the trained model alone does not fit either`, restart);
+    }
+    return new FileSystemError(
+      `${full.message}: the final checkpoint (model and optimizer state) did not fit, the trained model of step ` +
+        `${this.step} alone did and is in ${dir} (-m ${dir} uses it; it cannot be resumed)`,
+      kept === null ? `to train further, ${restart}` : restart,
+    );
   }
 
   private async start(): Promise<void> {
