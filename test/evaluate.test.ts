@@ -310,7 +310,7 @@ test("a judge that accepts and never answers times out, saying after how long; -
     assert.match(r.stderr, /failed 1 times: no reply within 0\.5 s/);
     const bad = await runCli(["evaluate", "-r", file, "--timeout", "0"]);
     assert.equal(bad.code, 2);
-    assert.match(bad.stderr, /--timeout must be a positive number of seconds, got 0/);
+    assert.match(bad.stderr, /--timeout must be a positive number of seconds up to 2147483 \(24.8 days\), got 0/);
   } finally {
     await silent.close();
   }
@@ -318,4 +318,58 @@ test("a judge that accepts and never answers times out, saying after how long; -
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /instruction data not found: .*missing\.json — check the --responses path/);
   await rm(dir, { recursive: true, force: true });
+});
+
+test("a judge that trickles a byte at a time is stopped by --max-time; a reply without a newline is capped at 1 MiB", async () => {
+  const trickle = await fakeOllama((_req, res) => {
+    res.writeHead(200, { "content-type": "application/x-ndjson" });
+    const timer = setInterval(() => res.write(" "), 50);
+    res.on("close", () => clearInterval(timer));
+  });
+  const flood = await fakeOllama((_req, res) => {
+    res.writeHead(200, { "content-type": "application/x-ndjson" });
+    const chunk = "x".repeat(64 * 1024);
+    const pump = () => {
+      while (!res.destroyed && res.write(chunk));
+      if (!res.destroyed) res.once("drain", pump);
+    };
+    pump();
+  });
+  try {
+    const slow = new OllamaClient({ url: trickle.url, attempts: 1, timeoutMs: 1000, maxTimeMs: 600 });
+    const start = performance.now();
+    await assert.rejects(slow.chat("x"), /the reply took longer than 0\.6 s in all/);
+    assert.ok(performance.now() - start < 5000);
+    const big = new OllamaClient({ url: flood.url, attempts: 1 });
+    await assert.rejects(big.chat("x"), /sent more than 1 MiB for one reply/);
+    const rss = process.memoryUsage().rss;
+    assert.ok(rss < 1.5 * 2 ** 30, `rss ${rss}`);
+  } finally {
+    await trickle.close();
+    await flood.close();
+  }
+});
+
+test("evaluate: none of the entries scored is exit 1 with one line; --timeout past Node's timers is a usage error", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "llmctl-eval-none-"));
+  const server = await fakeOllama((_req, res) => streamReply(res, ["I cannot score that."]));
+  try {
+    const file = join(dir, "responses.json");
+    await writeFile(file, JSON.stringify([entry("yes"), entry("no")]));
+    const r = await runCli(["evaluate", "-r", file, "--judge-url", server.url, "--json"]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), { scored: 0, skipped: 2, average: null });
+    const errors = r.stderr.split("\n").filter((l) => l.startsWith("llmctl:"));
+    assert.equal(errors.length, 1, r.stderr);
+    assert.match(errors[0], /none of the 2 responses could be scored.*— check that --judge-model llama3/);
+    for (const flag of ["--timeout", "--max-time"]) {
+      const huge = await runCli(["evaluate", "-r", file, "--judge-url", server.url, flag, "1e10"]);
+      assert.equal(huge.code, 2, huge.stderr);
+      assert.doesNotMatch(huge.stderr, /TimeoutOverflowWarning/);
+      assert.match(huge.stderr, new RegExp(`^llmctl: ${flag} must be a positive number of seconds up to 2147483`));
+    }
+  } finally {
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  }
 });

@@ -22,7 +22,12 @@ export interface OllamaClientOptions {
   retryDelayMs?: number;
   /** give up on a request that sends nothing for this long */
   timeoutMs?: number;
+  /** give up on a request whose whole reply takes longer than this (a judge trickling bytes never falls silent) */
+  maxTimeMs?: number;
 }
+
+/** The longest reply kept (a judge's is a score and a sentence or two); past it the server is not sane. */
+export const MAX_REPLY_BYTES = 1 << 20;
 
 /** A failure worth retrying: the server was reachable but the exchange broke. */
 class TransientError extends Error {}
@@ -39,6 +44,7 @@ export class OllamaClient {
   private readonly attempts: number;
   private readonly retryDelayMs: number;
   private readonly timeoutMs: number;
+  private readonly maxTimeMs: number;
 
   constructor(opts: OllamaClientOptions = {}) {
     const base = opts.url ?? DEFAULT_JUDGE_URL;
@@ -54,6 +60,7 @@ export class OllamaClient {
     this.attempts = Math.max(1, opts.attempts ?? 3);
     this.retryDelayMs = opts.retryDelayMs ?? 500;
     this.timeoutMs = opts.timeoutMs ?? 300_000;
+    this.maxTimeMs = opts.maxTimeMs ?? 900_000;
   }
 
   /** Send one user message; resolve with the whole reply text. Retries transient failures with backoff. */
@@ -83,7 +90,12 @@ export class OllamaClient {
     const transport = this.url.protocol === "https:" ? https : http;
     return new Promise<string>((resolve, reject) => {
       let settled = false;
+      const total = setTimeout(
+        () => fail(new TransientError(`the reply took longer than ${this.maxTimeMs / 1000} s in all`)),
+        this.maxTimeMs,
+      );
       const fail = (err: Error) => {
+        clearTimeout(total);
         if (settled) return;
         settled = true;
         req.destroy();
@@ -136,6 +148,15 @@ export class OllamaClient {
           res.on("data", (chunk: string) => {
             // NDJSON lines may be split across chunks, or several may share one
             buffered += chunk;
+            if (buffered.length + reply.length > MAX_REPLY_BYTES) {
+              fail(
+                new NetworkError(
+                  `the server at ${this.url.origin} sent more than ${MAX_REPLY_BYTES / 2 ** 20} MiB for one reply`,
+                  "check that --judge-url points at an Ollama server",
+                ),
+              );
+              return;
+            }
             let nl: number;
             try {
               while ((nl = buffered.indexOf("\n")) >= 0) {
@@ -156,6 +177,7 @@ export class OllamaClient {
             if (!done) fail(new TransientError("the reply ended before Ollama said it was done"));
             else if (!settled) {
               settled = true;
+              clearTimeout(total);
               resolve(reply);
             }
           });

@@ -1,7 +1,7 @@
 import type { CommandModule } from "yargs";
 import { basename, dirname, join } from "node:path";
 import { refuseWritingInputs, writeFileAtomic } from "../../fs-atomic.js";
-import { UsageError } from "../../errors.js";
+import { LlmctlError, UsageError } from "../../errors.js";
 import { DEFAULT_JUDGE_MODEL, DEFAULT_JUDGE_URL, JUDGE_OPTIONS, OllamaClient } from "../../judge/ollama.js";
 import { loadResponses, scoreResponses, RESPONSE_KEY } from "../../judge/evaluate.js";
 import { note, printJson, printLine, spinner, type GlobalOptions } from "../output.js";
@@ -11,11 +11,14 @@ interface EvaluateArgs extends GlobalOptions {
   "judge-url": string;
   "judge-model": string;
   timeout: number;
+  "max-time": number;
   concurrency: number;
   retries: number;
   key: string;
   out?: string;
 }
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** instruction-data-with-response.json → instruction-data-with-response.scores.json */
 function defaultScoresPath(responses: string): string {
@@ -47,6 +50,11 @@ export const evaluateCommand: CommandModule<GlobalOptions, EvaluateArgs> = {
         default: 300,
         describe: "seconds a request may go without a byte from the judge before it counts as failed",
       })
+      .option("max-time", {
+        type: "number",
+        default: 900,
+        describe: "seconds a request may take in all, however steadily the judge sends",
+      })
       .option("key", { type: "string", default: RESPONSE_KEY, describe: "the field holding the response to score" })
       .option("out", {
         alias: "o",
@@ -67,8 +75,14 @@ export const evaluateCommand: CommandModule<GlobalOptions, EvaluateArgs> = {
           throw new UsageError(`--concurrency must be a positive integer, got ${a.concurrency}`);
         if (!Number.isInteger(a.retries) || a.retries < 0)
           throw new UsageError(`--retries must be a whole number, got ${a.retries}`);
-        if (!(a.timeout > 0 && Number.isFinite(a.timeout)))
-          throw new UsageError(`--timeout must be a positive number of seconds, got ${a.timeout}`);
+        // Node's timers hold at most 2^31 - 1 ms (24.8 days); a longer one fires at once, with a warning
+        for (const flag of ["timeout", "max-time"] as const) {
+          const v = a[flag];
+          if (!(v > 0 && v * 1000 <= MAX_TIMER_MS))
+            throw new UsageError(
+              `--${flag} must be a positive number of seconds up to ${Math.floor(MAX_TIMER_MS / 1000)} (24.8 days), got ${v}`,
+            );
+        }
         return true;
       }),
   handler: async (args) => {
@@ -80,6 +94,7 @@ export const evaluateCommand: CommandModule<GlobalOptions, EvaluateArgs> = {
       model: args["judge-model"],
       attempts: args.retries + 1,
       timeoutMs: args.timeout * 1000,
+      maxTimeMs: args["max-time"] * 1000,
     });
     const spin = spinner(`scoring ${entries.length} responses with ${client.model}`);
     const start = performance.now();
@@ -116,10 +131,16 @@ export const evaluateCommand: CommandModule<GlobalOptions, EvaluateArgs> = {
     await writeFileAtomic(out, JSON.stringify(saved, null, 2) + "\n");
     if (args.json) {
       printJson({ scored: result.scored, skipped: result.skipped, average: result.average });
-      return;
+    } else {
+      printLine(`Number of scores: ${result.scored} of ${entries.length}`);
+      printLine(`Average score: ${average === null ? "n/a (nothing could be scored)" : average.toFixed(2)}`);
+      note(`scores saved to ${out}`);
     }
-    printLine(`Number of scores: ${result.scored} of ${entries.length}`);
-    printLine(`Average score: ${average === null ? "n/a (nothing could be scored)" : average.toFixed(2)}`);
-    note(`scores saved to ${out}`);
+    if (result.scored === 0 && entries.length > 0) {
+      throw new LlmctlError(
+        `none of the ${entries.length} responses could be scored: the judge's replies held no score from 0 to 100 (they are in ${out})`,
+        `check that --judge-model ${client.model} follows the scoring prompt, or try a larger judge`,
+      );
+    }
   },
 };
