@@ -44,6 +44,7 @@ import {
   INSTRUCT_TRAIN_DEFAULTS,
   MAX_RESPONSE_TOKENS,
   RESPONSES_FILE,
+  requireGpt2Vocabulary,
 } from "./recipes.js";
 
 /** What instruct-run.json holds: how the run was set up, so --resume rebuilds the same batches. */
@@ -229,6 +230,7 @@ export async function finetuneInstruct(opts: FinetuneInstructOptions): Promise<F
   emit({ kind: "status", text: `loading ${modelDir}` });
   const { gpt, meta } = await loadModelDir(modelDir);
   try {
+    requireGpt2Vocabulary(gpt.config.vocab_size, modelDir);
     if (meta.head.kind !== "lm") {
       throw new UsageError(
         `${modelDir} is a classifier; instruction finetuning needs a language model`,

@@ -2,7 +2,7 @@
  * The book's recipes for chapters 6 and 7 and the choices they offer, apart from the code that runs them, so
  * the CLI can show them in --help (and check them) without loading TF.js.
  */
-import { UsageError } from "../errors.js";
+import { ConfigError, UsageError } from "../errors.js";
 import type { TrainSettings } from "../train/settings.js";
 import { POOLINGS, type Pooling } from "../model/model-meta.js";
 
@@ -77,3 +77,15 @@ export const RESPONSES_FILE = "instruction-data-with-response.json";
 export const INSTRUCT_RUN_FILE = "instruct-run.json";
 /** The book's limit on generated answers. */
 export const MAX_RESPONSE_TOKENS = 256;
+
+/**
+ * Both finetunes feed the model GPT-2 token ids, and every batch holds 50256 (end of text, and the padding): a
+ * model with a smaller vocabulary would fail deep in a gather. Checked once, when the model is loaded.
+ */
+export function requireGpt2Vocabulary(vocabSize: number, modelDir: string, gpt2VocabSize = 50257): void {
+  if (vocabSize >= gpt2VocabSize) return;
+  throw new ConfigError(
+    `${modelDir} has a vocabulary of ${vocabSize} ids, but finetuning feeds it GPT-2 token ids up to ${gpt2VocabSize - 1} (50256, end of text, pads every batch)`,
+    `finetune a model with vocab_size ${gpt2VocabSize}: one pretrained with a GPT-2 config (e.g. --config gpt2-tiny), or from load-gpt2`,
+  );
+}

@@ -52,6 +52,7 @@ import {
   SPAM_TRAIN_DEFAULTS,
   checkPooling,
   checkScope,
+  requireGpt2Vocabulary,
   type Pooling,
   type TrainableScope,
 } from "./recipes.js";
@@ -183,6 +184,12 @@ async function loadStart(
   resume: boolean,
 ): Promise<{ gpt: GPTModel; converted: boolean; meta: ModelMeta }> {
   const { meta, gpt } = await loadModelDir(dir);
+  try {
+    requireGpt2Vocabulary(gpt.config.vocab_size, dir);
+  } catch (err) {
+    gpt.dispose();
+    throw err;
+  }
   if (resume) return { gpt, converted: false, meta };
   if (meta.lora) {
     gpt.dispose();
