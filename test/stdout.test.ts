@@ -64,3 +64,25 @@ test("a stdout that cannot be written (> /dev/full) fails tokenize, generate and
     );
   }
 });
+
+test("tokenize's ids are streamed: 90M ids (540 MB of text, past V8's longest string) reach the stream whole", async () => {
+  const { writeIds } = await import("../src/cli/output.js");
+  const { Writable } = await import("node:stream");
+  const n = 90_000_000;
+  const ids = new Uint32Array(n).fill(50256);
+  let bytes = 0;
+  let tail = "";
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      bytes += chunk.length;
+      tail = (tail + chunk.toString()).slice(-12);
+      done();
+    },
+  });
+  await writeIds(ids, { json: false, out: sink });
+  assert.equal(bytes, n * 6, "'50256' and a space or the newline per id");
+  assert.equal(tail, "50256 50256\n");
+  bytes = 0;
+  await writeIds(ids.subarray(0, 3), { json: true, out: sink });
+  assert.equal(tail, "256,50256]}\n");
+});

@@ -21,6 +21,28 @@ export function printLine(text = ""): void {
   process.stdout.write(text + "\n");
 }
 
+/**
+ * Token ids as text, space-separated (or, with `json`, as printJson's `{"count":N,"ids":[…]}`), written in
+ * pieces as the stream takes them: a corpus's ids as one string would pass V8's longest string (~512 MB).
+ */
+export async function writeIds(
+  ids: ArrayLike<number>,
+  opts: { json: boolean; out?: NodeJS.WritableStream } = { json: false },
+): Promise<void> {
+  const out = opts.out ?? process.stdout;
+  const sep = opts.json ? "," : " ";
+  const PIECE = 1 << 16;
+  const write = (text: string) =>
+    out.write(text) ? Promise.resolve() : new Promise<void>((resolve) => out.once("drain", resolve));
+  await write(opts.json ? `{"count":${ids.length},"ids":[` : "");
+  for (let start = 0; start < ids.length; start += PIECE) {
+    const end = Math.min(start + PIECE, ids.length);
+    const piece = Array.prototype.slice.call(ids, start, end) as number[];
+    await write((start > 0 ? sep : "") + piece.join(sep));
+  }
+  await write(opts.json ? "]}\n" : "\n");
+}
+
 /** A note for people, on stderr, shown only with --verbose. */
 export function verbose(opts: GlobalOptions, text: string): void {
   if (opts.verbose) process.stderr.write(text + "\n");

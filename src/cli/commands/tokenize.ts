@@ -4,7 +4,7 @@ import { existsSync, statSync } from "node:fs";
 import { getTokenizer, tokenizeFile, END_OF_TEXT, END_OF_TEXT_ID } from "../../tokenizer/index.js";
 import { writeTokenFile } from "../../tokenizer/token-file.js";
 import { UsageError, FileFormatError } from "../../errors.js";
-import { printJson, printLine, spinner, type GlobalOptions } from "../output.js";
+import { printJson, printLine, spinner, writeIds, type GlobalOptions } from "../output.js";
 
 interface TokenizeArgs extends GlobalOptions {
   text?: string;
@@ -104,12 +104,11 @@ export const tokenizeCommand: CommandModule<GlobalOptions, TokenizeArgs> = {
     if (args.count) {
       if (args.json) printJson({ count: ids.length });
       else printLine(String(ids.length));
-    } else if (args.json) {
-      printJson({ count: ids.length, ...(args.out ? { out: args.out } : { ids: Array.from(ids) }) });
     } else if (args.out) {
-      printLine(`${ids.length} tokens written to ${args.out}`);
+      if (args.json) printJson({ count: ids.length, out: args.out });
+      else printLine(`${ids.length} tokens written to ${args.out}`);
     } else {
-      printLine(Array.from(ids).join(" "));
+      await writeIds(ids, { json: args.json });
     }
   },
 };
