@@ -3,6 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import {
+  cpSync,
   existsSync,
   lstatSync,
   mkdirSync,
@@ -18,6 +19,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { removeStaleTemporaries } from "../src/fs-atomic.js";
 import { runCli } from "./helpers/cli.js";
+import { sharedPath } from "./helpers/shared.js";
 
 const dir = () => mkdtempSync(join(tmpdir(), "llmctl-special-"));
 const isRoot = process.getuid?.() === 0;
@@ -107,4 +109,40 @@ test("temporary files of a process that is gone are removed by the next write in
   removeStaleTemporaries(d);
   assert.ok(!existsSync(join(d, stale)), "the dead process's temporary is removed");
   for (const f of [live, "model.safetensors", ".hidden-but-not-ours"]) assert.ok(existsSync(join(d, f)), f);
+});
+
+test("an input path that is a directory where a file belongs is one line naming it, for every reader", async () => {
+  const d = dir();
+  // a model directory whose model.safetensors (or config.json) is a directory
+  const model = join(d, "model");
+  const r0 = await runCli(["load-gpt2", "--from", sharedPath("fixtures", "gpt2-tiny", "hf"), "--out", model]);
+  assert.equal(r0.code, 0, r0.stderr);
+  const weightsDir = join(d, "weights-dir");
+  mkdirSync(join(weightsDir, "model.safetensors"), { recursive: true });
+  cpSync(join(model, "config.json"), join(weightsDir, "config.json"));
+  const configDir = join(d, "config-dir");
+  mkdirSync(join(configDir, "config.json"), { recursive: true });
+  const folder = join(d, "folder");
+  mkdirSync(folder);
+  const cases: [string[], RegExp][] = [
+    [["generate", "-m", weightsDir, "-p", "a", "-n", "1"], /model\.safetensors is a directory, not a file/],
+    [["info", configDir], /config\.json is a directory, not a file/],
+    [
+      ["load-gpt2", "--from", join(weightsDir, "model.safetensors"), "--out", join(d, "o1")],
+      /is neither an OpenAI checkpoint/,
+    ],
+    [["pretrain", "--config", folder, "--out", join(d, "o2")], /folder is a directory, not a file/],
+    [["pretrain", "--config", "gpt2-tiny", "--data", folder, "--out", join(d, "o3")], /folder is a directory/],
+    [["finetune", "instruct", "--model", model, "--data", folder, "--out", join(d, "o4")], /folder is a directory/],
+    [["finetune", "spam", "--model", model, "--data", folder, "--out", join(d, "o5")], /folder is a directory/],
+    [["classify", "-m", model, "--file", folder], /folder/],
+  ];
+  for (const [args, said] of cases) {
+    const r = await runCli(args, { env: { LLMCTL_BACKEND: "wasm" } });
+    assert.ok(r.code === 1 || r.code === 2, `${args.join(" ")}: exit ${r.code}: ${r.stderr}`);
+    const errors = r.stderr.split("\n").filter((l) => l.startsWith("llmctl:"));
+    assert.equal(errors.length, 1, `${args.join(" ")}: ${r.stderr}`);
+    assert.match(errors[0], said, args.join(" "));
+    assert.doesNotMatch(r.stderr, /unexpected|EISDIR/, args.join(" "));
+  }
 });

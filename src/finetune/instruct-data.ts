@@ -2,7 +2,7 @@
  * Instruction data in the Alpaca format — a JSON array (or JSON Lines) of {instruction, input, output} — and
  * the book's ordered 85 % / 10 % / 5 % split (chapter 7: train 935, test 110, validation 55 of 1,100).
  */
-import { readFile } from "node:fs/promises";
+import { readTextFile } from "../formats/file.js";
 import { FileFormatError } from "../errors.js";
 import type { InstructionEntry } from "./prompt-style.js";
 
@@ -72,14 +72,10 @@ export function parseInstructionData(text: string, source = "instruction data"):
 
 /** `flag` is the option that named `path`, for the message when it is missing. */
 export async function loadInstructionData(path: string, flag = "--data"): Promise<InstructionRecord[]> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ENOENT") throw new FileFormatError(`instruction data not found: ${path}`, `check the ${flag} path`);
-    throw new FileFormatError(`cannot read ${path}: ${(err as Error).message}`);
-  }
+  const text = await readTextFile(path, {
+    missing: `instruction data not found: ${path}`,
+    fix: `check the ${flag} path`,
+  });
   return parseInstructionData(text, path);
 }
 

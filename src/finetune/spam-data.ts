@@ -6,6 +6,7 @@
  *
  * Labels are class ids: 0 = ham ("not spam"), 1 = spam, as the book's `map({"ham": 0, "spam": 1})`.
  */
+import { readTextFile } from "../formats/file.js";
 import { readFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -146,14 +147,7 @@ export function parseSmsSpamCollection(content: string, source = "SMSSpamCollect
 }
 
 export async function readSmsSpamCollection(path: string): Promise<SmsMessage[]> {
-  let content: string;
-  try {
-    content = await readFile(path, "utf8");
-  } catch (err) {
-    throw new FileFormatError(`cannot read ${path}: ${(err as Error).message}`, "check the --data path", {
-      cause: err,
-    });
-  }
+  const content = await readTextFile(path, { fix: "check the --data path" });
   return parseSmsSpamCollection(content, path);
 }
 

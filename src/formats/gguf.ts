@@ -18,7 +18,8 @@
  * tensor's values only when its turn comes, written atomically. The reader validates the layout as gguf.cpp
  * does and reads one tensor at a time; llmctl uses it to check its own exports.
  */
-import { open, type FileHandle } from "node:fs/promises";
+import { openFile } from "./file.js";
+import type { FileHandle } from "node:fs/promises";
 import { FileFormatError, InterruptedError } from "../errors.js";
 import { writeAll, writeFileAtomicWith } from "../fs-atomic.js";
 import { decodeFloat, encodeFloat, floatToHalf, halfToFloat, numElements } from "./float.js";
@@ -498,17 +499,7 @@ export class GgufFile {
 
 /** Parse and validate a GGUF v3 file's header, metadata and tensor table; leaves it open for reading tensors. */
 export async function readGguf(path: string): Promise<GgufFile> {
-  let fh: FileHandle;
-  try {
-    fh = await open(path, "r");
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new FileFormatError(
-      code === "ENOENT" ? `${path} does not exist` : `cannot open ${path}: ${(err as Error).message}`,
-      code === "ENOENT" ? "check the path" : "check the file's permissions",
-      { cause: err },
-    );
-  }
+  const fh = await openFile(path);
   try {
     const cur = new FileCursor(fh, path, (await fh.stat()).size);
     if ((await cur.u32()) !== GGUF_MAGIC) throw formatError(path, 'it does not start with "GGUF"');

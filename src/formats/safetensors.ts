@@ -10,7 +10,8 @@
  * The writer takes tensors lazily for the same reason: it needs every name and shape up front (they go in the
  * header), but each tensor's values only when it is its turn to be written.
  */
-import { open, type FileHandle } from "node:fs/promises";
+import { openFile } from "./file.js";
+import type { FileHandle } from "node:fs/promises";
 import { FileFormatError, InterruptedError } from "../errors.js";
 import { writeAll, writeFileAtomicWith } from "../fs-atomic.js";
 import { LITTLE_ENDIAN, decodeFloat, encodeFloat, numElements, type FloatDtype } from "./float.js";
@@ -162,17 +163,7 @@ export class SafetensorsFile {
 
 /** Parse and validate the header; leaves the file open for reading tensors. */
 export async function readSafetensors(path: string): Promise<SafetensorsFile> {
-  let fh: FileHandle;
-  try {
-    fh = await open(path, "r");
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new FileFormatError(
-      code === "ENOENT" ? `${path} does not exist` : `cannot open ${path}: ${(err as Error).message}`,
-      code === "ENOENT" ? "check the path" : "check the file's permissions",
-      { cause: err },
-    );
-  }
+  const fh = await openFile(path);
   try {
     const { size } = await fh.stat();
     const { tensors, metadata, dataStart } = await parseHeader(path, fh, size);

@@ -15,7 +15,8 @@
  *
  * Every table block checksum and every tensor checksum is verified; tensors are read one at a time.
  */
-import { open, readFile, stat, writeFile, type FileHandle } from "node:fs/promises";
+import { openFile, readBytesFile } from "./file.js";
+import { open, stat, writeFile, type FileHandle } from "node:fs/promises";
 import { makeDirectory } from "../fs-atomic.js";
 import { dirname } from "node:path";
 import { FileFormatError } from "../errors.js";
@@ -140,19 +141,9 @@ export class TensorBundleReader {
   static async open(path: string): Promise<TensorBundleReader> {
     const prefix = bundlePrefix(path);
     const indexPath = `${prefix}.index`;
-    let indexBytes: Uint8Array;
-    try {
-      indexBytes = await readFile(indexPath);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      throw new FileFormatError(
-        code === "ENOENT" ? `${indexPath} does not exist` : `cannot read ${indexPath}: ${(err as Error).message}`,
-        code === "ENOENT"
-          ? "pass the checkpoint prefix (e.g. dir/model.ckpt) of a TensorFlow checkpoint"
-          : "check the file's permissions",
-        { cause: err },
-      );
-    }
+    const indexBytes: Uint8Array = await readBytesFile(indexPath, {
+      fix: "pass the checkpoint prefix (e.g. dir/model.ckpt) of a TensorFlow checkpoint",
+    });
     const table = readTable(indexBytes, indexPath);
     const first = table.entries[0];
     if (!first || first.key.length !== 0) throw bad(indexPath, 'the first key is not the bundle header ("")');
@@ -173,7 +164,7 @@ export class TensorBundleReader {
           );
         }
         shardSizes.push(size);
-        shards.push(await open(p, "r"));
+        shards.push(await openFile(p));
       }
       const entries = new Map<string, BundleEntry>();
       for (const e of table.entries.slice(1)) {

@@ -3,11 +3,12 @@
  * configs/*.json hold `{ "model": GPTConfig, "train": {...} }`; the train section's keys belong to src/train
  * and are passed through here untouched.
  */
+import { requireFile } from "../formats/file.js";
 import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { totalmem } from "node:os";
 import { fileURLToPath } from "node:url";
 import { join, resolve } from "node:path";
-import { ConfigError, FileFormatError } from "../errors.js";
+import { ConfigError, FileFormatError, LlmctlError } from "../errors.js";
 
 export interface GPTConfig {
   /** tokens in the vocabulary (50257 for GPT-2) */
@@ -158,8 +159,10 @@ export function loadConfigFile(nameOrPath: string): ConfigFile {
   const path = resolveConfigPath(nameOrPath);
   let raw: unknown;
   try {
+    requireFile(path, { fix: "give a config file (JSON) or the name of a bundled one (configs/)" });
     raw = JSON.parse(readFileSync(path, "utf8"));
   } catch (err) {
+    if (err instanceof LlmctlError) throw err;
     throw new ConfigError(`${path} is not valid JSON: ${(err as Error).message}`, "fix the JSON syntax");
   }
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {

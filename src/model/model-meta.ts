@@ -3,10 +3,10 @@
  * the choices finetuning recorded, read and checked without TF.js, so `info` and the CLI's option parsing stay light.
  * The weights are read and written by ./model-dir.ts.
  */
+import { readTextFile } from "../formats/file.js";
 import { existsSync, statSync } from "node:fs";
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { FileFormatError } from "../errors.js";
+import { FileFormatError, LlmctlError } from "../errors.js";
 import { type GPTConfig, type HeadSpec, validateGPTConfig } from "./config.js";
 import type { GPTModel } from "./gpt.js";
 
@@ -204,8 +204,9 @@ export async function readModelMeta(dir: string): Promise<ModelMeta> {
   }
   let raw: unknown;
   try {
-    raw = JSON.parse(await readFile(path, "utf8"));
+    raw = JSON.parse(await readTextFile(path));
   } catch (err) {
+    if (err instanceof LlmctlError) throw err;
     throw bad(path, `not valid JSON (${(err as Error).message})`);
   }
   return validateModelMeta(raw, path);

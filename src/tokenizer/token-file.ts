@@ -10,6 +10,7 @@
  *   bytes 28..31  reserved, zero
  *   bytes 32..    the ids
  */
+import { requireFile } from "../formats/file.js";
 import { openSync, readSync, closeSync, readFileSync, fstatSync } from "node:fs";
 import { FileFormatError } from "../errors.js";
 import { writeFileAtomic } from "../fs-atomic.js";
@@ -55,6 +56,7 @@ export async function writeTokenFile(path: string, ids: ArrayLike<number>, vocab
  * writes, so a damaged magic is reported by readTokenFile rather than the bytes trained on as text)?
  */
 export function isTokenFile(path: string): boolean {
+  requireFile(path, { fix: "check the --data path" });
   if (path.endsWith(".bin")) return true;
   const fd = openSync(path, "r");
   try {

@@ -4,7 +4,8 @@
  * validation batches in order, and train next-token prediction with the shared Trainer, sampling
  * `sample_prompt` greedily after every epoch. `pretrain()` is the whole job, in the shape of src/train/run.ts.
  */
-import { readFileSync, existsSync, statSync } from "node:fs";
+import { requireFile } from "../formats/file.js";
+import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { DataLoader, SlidingWindowDataset, splitText } from "../data/sliding-window.js";
 import { fetchDataset, isDatasetName } from "../data/datasets.js";
@@ -43,10 +44,7 @@ export interface TokenSplit {
 export function readPretrainTokens(files: string[], trainRatio: number, vocabSize?: number): TokenSplit {
   if (files.length === 0)
     throw new ConfigError("no training data", "pass --data FILE (text or `llmctl tokenize --out` file)");
-  for (const f of files) {
-    if (!existsSync(f) || !statSync(f).isFile())
-      throw new FileFormatError(`data file not found: ${f}`, "check the --data path");
-  }
+  for (const f of files) requireFile(f, { missing: `data file not found: ${f}`, fix: "check the --data path" });
   const tok = getTokenizer();
   const modelVocab = vocabSize ?? tok.vocabSize;
   const tokenFiles = files.map((f) => isTokenFile(f));

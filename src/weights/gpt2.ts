@@ -20,6 +20,7 @@
  * Conversion streams: each tensor is read from the source, checked, written to model.safetensors and dropped,
  * so converting 1558M (6.2 GB of float32) needs memory for one tensor at a time, not the model.
  */
+import { readTextFile } from "../formats/file.js";
 import { existsSync, statSync } from "node:fs";
 import { readFile, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
@@ -137,12 +138,7 @@ export function internalToOpenai(name: string): string {
 }
 
 async function readJson(path: string, what: string): Promise<Record<string, unknown>> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch {
-    throw new FileFormatError(`${path} does not exist`, `a GPT-2 ${what} directory needs it`);
-  }
+  const text = await readTextFile(path, { fix: `a GPT-2 ${what} directory needs it` });
   try {
     const v = JSON.parse(text) as unknown;
     if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error("not an object");
