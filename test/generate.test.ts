@@ -280,6 +280,34 @@ test("llmctl generate: an empty prompt and a missing model directory give clear 
   assert.match(badTemp.stderr, /temperature must be a number ≥ 0/);
 });
 
+test("llmctl generate refuses a classifier before printing the prompt, and NaN weights with a message", async () => {
+  const classifier = buildGPT({ ...fixtureGpt.config }, { seed: 1, head: { kind: "classifier", numClasses: 2 } });
+  const nan = buildGPT({ ...fixtureGpt.config }, { seed: 1 });
+  try {
+    await saveModelDir(join(workDir, "classifier"), classifier, { labels: ["ham", "spam"] });
+    const r = await runCli(["generate", "-m", join(workDir, "classifier"), "-p", "Hello"]);
+    assert.equal(r.code, 2);
+    assert.equal(r.stdout, "");
+    assert.match(
+      r.stderr,
+      /^llmctl: this model has a classifier head and cannot generate text — use `llmctl classify`/,
+    );
+
+    const weights = new Map([...nan.namedWeights()].map(([name, v]) => [name, v.read().dataSync() as Float32Array]));
+    const scale = [...weights.keys()].find((name) => name.startsWith("ln_f."))!;
+    weights.get(scale)!.fill(NaN);
+    nan.setWeights(weights);
+    await saveModelDir(join(workDir, "nan"), nan, {});
+    const g = await runCli(["generate", "-m", join(workDir, "nan"), "-p", "Hello", "-t", "0"]);
+    assert.equal(g.code, 1);
+    assert.match(g.stderr, /^llmctl: the model's logits are not finite .* — use an earlier checkpoint/m);
+    await assert.rejects(generate(nan, [1, 2], { maxNewTokens: 1, temperature: 0 }), /logits are not finite/);
+  } finally {
+    classifier.dispose();
+    nan.dispose();
+  }
+});
+
 test("top-k selection finds the k-th largest value exactly, ties included", () => {
   const rng = new Rng(42);
   for (let trial = 0; trial < 200; trial++) {

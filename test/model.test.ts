@@ -439,6 +439,12 @@ test("model directory: save and load round-trip the logits; bad directories give
     await assert.rejects(loadModelDir(join(dir, "m")), /'wpe\.weight' has shape \[12, 16\], expected \[24, 16\]/);
     writeFileSync(cfgPath, JSON.stringify({ ...cfg, model: { ...cfg.model, qkv_bias: false } }));
     await assert.rejects(loadModelDir(join(dir, "m")), /no place for: h\.0\.attn\.c_attn\.bias/);
+    // a misspelt top-level key is named, not ignored
+    writeFileSync(cfgPath, JSON.stringify({ ...cfg, promt_style: "alpaca" }));
+    await assert.rejects(
+      loadModelDir(join(dir, "m")),
+      (e: unknown) => e instanceof FileFormatError && /unknown key 'promt_style'/.test(e.message),
+    );
     writeFileSync(cfgPath, JSON.stringify(cfg));
     // truncated weights
     const w = readFileSync(join(dir, "m", "model.safetensors"));

@@ -5,7 +5,7 @@
  * embeddings leave no cheaper exact way), so every token past the context costs a full window.
  */
 import * as tf from "@tensorflow/tfjs";
-import { UsageError } from "../errors.js";
+import { FileFormatError, UsageError } from "../errors.js";
 import { Rng } from "../data/rng.js";
 import type { GPTModel } from "../model/gpt.js";
 import { type SamplingOptions, checkSamplingOptions, sampleNext } from "./sampler.js";
@@ -39,6 +39,13 @@ export interface GenerateResult {
   tokensPerSecond: number;
 }
 
+/** Refuse a classifier before anything is printed for it. */
+export function requireLanguageModel(gpt: GPTModel): void {
+  if (gpt.head.kind !== "lm") {
+    throw new UsageError("this model has a classifier head and cannot generate text", "use `llmctl classify` with it");
+  }
+}
+
 /** Generate up to maxNewTokens ids after promptIds. */
 export async function generate(
   gpt: GPTModel,
@@ -47,9 +54,7 @@ export async function generate(
 ): Promise<GenerateResult> {
   checkSamplingOptions(opts);
   const cfg = gpt.config;
-  if (gpt.head.kind !== "lm") {
-    throw new UsageError("this model has a classifier head and cannot generate text", "use `llmctl classify` with it");
-  }
+  requireLanguageModel(gpt);
   if (promptIds.length === 0) throw new UsageError("the prompt is empty", "give at least one token of prompt text");
   if (!(Number.isInteger(opts.maxNewTokens) && opts.maxNewTokens >= 0)) {
     throw new UsageError(`max new tokens must be an integer ≥ 0, got ${opts.maxNewTokens}`);
@@ -97,6 +102,13 @@ export async function generate(
       }
       const logits = (await logitsT.data()) as Float32Array; // [1,V]
       logitsT.dispose();
+      // non-finite weights (a diverged run) give NaN logits, which would sample token 0 ("!") forever
+      if (!logits.every(Number.isFinite)) {
+        throw new FileFormatError(
+          "the model's logits are not finite (NaN or Inf): its weights hold non-finite values, as a diverged training run leaves",
+          "use an earlier checkpoint, or train again with a lower --lr",
+        );
+      }
       const id = sampleNext(limit < logits.length ? logits.subarray(0, limit) : logits, opts, rng);
       seq.push(id);
       out.push(id);

@@ -96,11 +96,27 @@ function bad(
   return new FileFormatError(`${path}: ${problem}`, fix);
 }
 
+/** Every key a config.json may have: a misspelt one ("promt_style") is refused rather than silently unused. */
+const META_KEYS: readonly (keyof ModelMeta)[] = [
+  "format",
+  "version",
+  "model",
+  "tokenizer",
+  "head",
+  "prompt_style",
+  "source",
+  "lora",
+];
+
 /** Validate a parsed config.json. */
 export function validateModelMeta(raw: unknown, path: string): ModelMeta {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw bad(path, "must be a JSON object");
   const o = raw as Record<string, unknown>;
   if (o.format !== MODEL_FORMAT) throw bad(path, `'format' must be "${MODEL_FORMAT}", got ${JSON.stringify(o.format)}`);
+  const unknown = Object.keys(o).find((key) => !(META_KEYS as readonly string[]).includes(key));
+  if (unknown !== undefined) {
+    throw bad(path, `unknown key '${unknown}'`, `the keys are ${META_KEYS.join(", ")}; remove or rename it`);
+  }
   if (o.version !== MODEL_FORMAT_VERSION) {
     throw bad(
       path,

@@ -67,8 +67,9 @@ export const generateCommand: CommandModule<GlobalOptions, GenerateArgs> = {
     await selectBackend(args);
     const loaded = await loadModelShowingProgress(args.model);
     const { gpt } = loaded;
-    const { generate } = await import("../../generate/generate.js");
+    const { generate, requireLanguageModel } = await import("../../generate/generate.js");
     try {
+      requireLanguageModel(gpt);
       const tok = getTokenizer(loaded.meta.tokenizer);
       const promptIds = tok.encode(args.prompt);
       if (promptIds.length > gpt.config.context_length) {
