@@ -56,3 +56,23 @@ test("finetune spam and instruct on a model with a smaller vocabulary than GPT-2
     assert.doesNotMatch(r.stderr, /GatherV2|unexpected/);
   }
 });
+
+test("a LoRA run that diverges from a huge --lora-alpha says to lower the alpha, not the learning rate", async () => {
+  const base = join(root, "gpt2-tiny");
+  const loaded = await runCli(["load-gpt2", "--from", sharedPath("fixtures", "gpt2-tiny", "hf"), "--out", base]);
+  assert.equal(loaded.code, 0, loaded.stderr);
+  const r = await runCli(
+    ["finetune", "spam", "--model", base, "--out", join(root, "alpha"), "--lora", "2", "--lora-alpha", "1e30"].concat([
+      "--max-steps",
+      "3",
+      "--batch-size",
+      "2",
+    ]),
+    { env: { LLMCTL_BACKEND: "wasm", LLMCTL_DATA_MIRROR: sharedPath("datasets") } },
+  );
+  assert.equal(r.code, 1, r.stderr);
+  const errors = r.stderr.split("\n").filter((l) => l.startsWith("llmctl:"));
+  assert.equal(errors.length, 1, r.stderr);
+  assert.match(errors[0], /not finite.*lower --lora-alpha \(1e\+30 scales the adapters by alpha\/rank = 5\.00e\+29/);
+  assert.doesNotMatch(errors[0], /learning rate/);
+});

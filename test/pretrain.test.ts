@@ -281,8 +281,24 @@ test("CLI: a run whose update overflows (--lr 1e300) exits 1 with one line and s
   assert.equal(r.code, 1, r.stderr);
   const errors = r.stderr.split("\n").filter((l) => l.startsWith("llmctl:"));
   assert.equal(errors.length, 1, r.stderr);
-  assert.match(errors[0], /after step 1, \d+ of \d+ weights and optimizer moments are not finite .*nothing was saved/);
+  assert.match(
+    errors[0],
+    /after step 1, \d+ of \d+ weights and optimizer moments are not finite .*no checkpoint was saved/,
+  );
+  // the advice is a recipe's learning rate, not 1e299, and the rerun it describes is accepted
+  assert.match(errors[0], /start again with --force and lower the learning rate \(e\.g\. --lr 0\.00040\)/);
   assert.ok(!existsSync(join(out, "trainer-state.json")) && !existsSync(join(out, "model.safetensors")));
+  const rerun = await runCli(
+    ["pretrain", "--config", "gpt2-tiny", "--data", text, "--max-length", "32", "--lr", "0.0004"].concat([
+      "--max-steps",
+      "1",
+      "--out",
+      out,
+      "--force",
+    ]),
+    { env: { LLMCTL_BACKEND: "wasm" } },
+  );
+  assert.equal(rerun.code, 0, rerun.stderr);
 });
 
 for (const [sig, exitCode] of [

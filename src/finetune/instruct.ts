@@ -322,6 +322,7 @@ export async function finetuneInstruct(opts: FinetuneInstructOptions): Promise<F
       batchTokens: (b) => b.batchSize * b.seqLen,
       settings,
       runSettings: settings,
+      lora: gpt.lora,
       runDir: outDir,
       saveModel: async (dir) => {
         await saveModelDir(dir, gpt, {

@@ -339,6 +339,7 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
       batchTokens: (b) => b.batchSize * b.seqLen,
       settings,
       runSettings: settings,
+      lora: gpt.lora,
       runDir: opts.outDir,
       saveModel: async (dir) => {
         await saveModelDir(dir, gpt, extras);

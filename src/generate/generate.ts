@@ -39,6 +39,9 @@ export interface GenerateResult {
   tokensPerSecond: number;
 }
 
+/** NaN or Inf logits: the weights hold non-finite values, as a diverged run (or an infinite adapter) leaves. */
+export class NonFiniteLogitsError extends FileFormatError {}
+
 /** Refuse a classifier before anything is printed for it. */
 export function requireLanguageModel(gpt: GPTModel): void {
   if (gpt.head.kind !== "lm") {
@@ -104,7 +107,7 @@ export async function generate(
       logitsT.dispose();
       // non-finite weights (a diverged run) give NaN logits, which would sample token 0 ("!") forever
       if (!logits.every(Number.isFinite)) {
-        throw new FileFormatError(
+        throw new NonFiniteLogitsError(
           "the model's logits are not finite (NaN or Inf): its weights hold non-finite values, as a diverged training run leaves",
           "use an earlier checkpoint, or train again with a lower --lr",
         );

@@ -15,7 +15,7 @@ import { ConfigError, FileFormatError, UsageError } from "../errors.js";
 import { buildGPT, type GPTModel } from "../model/gpt.js";
 import { loadConfigFile } from "../model/config.js";
 import { loadModelDir, saveModelDir } from "../model/model-dir.js";
-import { generate } from "../generate/generate.js";
+import { NonFiniteLogitsError, generate } from "../generate/generate.js";
 import { languageModelLoss } from "./loss.js";
 import { Trainer, namedParameters } from "./trainer.js";
 import { resolveRunSettings, type JobEvent, type JobOptions, type JobResult } from "./run.js";
@@ -123,8 +123,14 @@ export async function epochSample(gpt: GPTModel, prompt: string, maxNewTokens: n
   const tok = getTokenizer();
   const ids = tok.encode(prompt);
   if (ids.length === 0) return "";
-  const { ids: next } = await generate(gpt, ids, { maxNewTokens, temperature: 0 });
-  return (prompt + tok.decode(next)).replace(/\n/g, " ");
+  try {
+    const { ids: next } = await generate(gpt, ids, { maxNewTokens, temperature: 0 });
+    return (prompt + tok.decode(next)).replace(/\n/g, " ");
+  } catch (err) {
+    // weights gone non-finite: the Trainer's own check says so, with the step and what was kept
+    if (err instanceof NonFiniteLogitsError) return "";
+    throw err;
+  }
 }
 
 export interface PretrainOptions extends JobOptions {

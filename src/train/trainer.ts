@@ -136,6 +136,8 @@ export interface TrainerOptions<B> {
   settings: LoopSettings;
   /** the run's whole recipe, saved in each checkpoint's trainer-state.json for resolveRunSettings on --resume */
   runSettings: Readonly<TrainSettings>;
+  /** the LoRA adapters trained, if any: a huge alpha/rank, not the learning rate, is then what diverges */
+  lora?: { rank: number; alpha: number } | null;
   /** the run directory: checkpoints, log.jsonl, loss.svg, tensorboard/ */
   runDir: string;
   /** write the model directory files (config.json, model.safetensors) into `dir` */
@@ -474,12 +476,18 @@ export class Trainer<B> {
    * it replays the same updates, so the way on is a new run with a lower rate, or that checkpoint as a model.
    */
   private diverged(what: string, lr: number): TrainingError {
-    const remedy = `lower the learning rate (e.g. --lr ${(this.s.lr / 10).toPrecision(2)}) or set train.grad_clip to 1.0`;
+    const lora = this.opts.lora;
+    // a learning rate past 1 is no recipe's: suggest the book's order of magnitude, not a tenth of it
+    const saner = this.s.lr > 1 ? 4e-4 : this.s.lr / 10;
+    const remedy =
+      lora && lora.alpha / lora.rank > 64
+        ? `lower --lora-alpha (${lora.alpha} scales the adapters by alpha/rank = ${(lora.alpha / lora.rank).toPrecision(3)}; the default is the rank)`
+        : `lower the learning rate (e.g. --lr ${saner.toPrecision(2)}) or set train.grad_clip to 1.0`;
     const dir = this.opts.runDir;
     return new TrainingError(
       `${what} (lr ${lr.toPrecision(3)})`,
       this.savedStep === null
-        ? `nothing was saved; start again and ${remedy}`
+        ? `no checkpoint was saved (${dir} holds only this run's log); start again with --force and ${remedy}`
         : `${dir} keeps the checkpoint of step ${this.savedStep}, the last finite one (-m ${dir} loads it); to train on, start a new run and ${remedy}`,
     );
   }
