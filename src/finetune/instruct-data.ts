@@ -30,6 +30,26 @@ function checkEntry(value: unknown, where: string, fix: string): InstructionReco
   return { ...e, instruction: e.instruction, input: (e.input as string | null | undefined) ?? "", output: e.output };
 }
 
+/** A JSON object holding the list under a key (`{"data": [...]}`) is said to be that, not "not valid JSON". */
+function refuseWrappedList(text: string, source: string): void {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return; // JSON Lines, or broken JSON: the line-by-line parse says which line
+  }
+  if (typeof value !== "object" || value === null || "instruction" in value) return;
+  const key = Object.entries(value).find(([, v]) => Array.isArray(v))?.[0];
+  throw new FileFormatError(
+    key === undefined
+      ? `${source} is one JSON object, not a list of entries`
+      : `${source} is a JSON object with the entries under "${key}"; instruction data is the list itself`,
+    key === undefined
+      ? "give a JSON array of Alpaca entries, or JSON Lines"
+      : `write the list alone, e.g. jq '.${key}' FILE > entries.json`,
+  );
+}
+
 /**
  * Parse Alpaca-format text: a JSON array of entries, or JSON Lines (one entry per line). `source` names the
  * file in error messages; a malformed entry is named by its index (0-based, as in the book's `data[i]`).
@@ -51,6 +71,7 @@ export function parseInstructionData(text: string, source = "instruction data"):
     if (!Array.isArray(data)) throw new FileFormatError(`${source} is not a JSON array`, fix);
     return data.map((e, i) => checkEntry(e, `entry ${i} of ${source}`, fix));
   }
+  if (trimmed.startsWith("{")) refuseWrappedList(trimmed, source);
   const entries: InstructionRecord[] = [];
   const lines = trimmed.split(/\r?\n/);
   for (let line = 0; line < lines.length; line++) {

@@ -7,7 +7,6 @@
  * Labels are class ids: 0 = ham ("not spam"), 1 = spam, as the book's `map({"ham": 0, "spam": 1})`.
  */
 import { readTextFile } from "../formats/file.js";
-import { readFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseCsv } from "csv-parse/sync";
@@ -251,7 +250,7 @@ export async function readSplitCsvs(dir: string): Promise<SpamSplit> {
     if (!existsSync(path)) {
       throw new FileFormatError(`${path} not found`, `--split-dir needs ${Object.values(SPLIT_FILES).join(", ")}`);
     }
-    out[part] = parseSplitCsv(path, await readFile(path, "utf8"));
+    out[part] = parseSplitCsv(path, await readTextFile(path));
     if (out[part].length === 0)
       throw new FileFormatError(`${path} has no rows`, "rebuild the split (omit --split-dir)");
   }

@@ -281,6 +281,14 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
       validationBatches: loaders.validation.numBatches,
     });
     emit({ kind: "notice", text: `texts padded to ${maxLength} tokens` });
+    const trainCounts = labelCounts(split.train);
+    if (trainCounts.ham === 0 || trainCounts.spam === 0) {
+      const only = trainCounts.ham === 0 ? "spam (label 1)" : "ham (label 0)";
+      emit({
+        kind: "notice",
+        text: `note: the training split (${source}) holds only ${only}: the classifier can learn nothing but that answer`,
+      });
+    }
     if (data.truncated > 0)
       emit({ kind: "notice", text: `${data.truncated} texts are longer than ${maxLength} tokens and were truncated` });
     if (!resume) {

@@ -42,14 +42,53 @@ export async function openFile(path: string, hint: PathHint = {}): Promise<FileH
   }
 }
 
-/** A regular file's text (UTF-8). */
+/**
+ * A regular file's text. It must be UTF-8: text in another encoding (Latin-1, Windows-1252) would otherwise
+ * turn into U+FFFD replacement characters unnoticed, and be trained on. A byte-order mark is dropped.
+ */
 export async function readTextFile(path: string, hint: PathHint = {}): Promise<string> {
   requireFile(path, hint);
+  let bytes: Buffer;
   try {
-    return await readFile(path, "utf8");
+    bytes = await readFile(path);
   } catch (err) {
     throw fileSystemError(err, path);
   }
+  return decodeUtf8(bytes, path);
+}
+
+/** Offset of the first byte that does not belong to a well-formed UTF-8 sequence, or -1 (RFC 3629). */
+export function firstInvalidUtf8(b: Uint8Array): number {
+  for (let i = 0; i < b.length;) {
+    const c = b[i];
+    const need =
+      c < 0x80 ? 0 : c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : -1;
+    if (need < 0 || i + need >= b.length + (need === 0 ? 1 : 0)) return i;
+    // the second byte's range excludes overlong forms, surrogates and code points past U+10FFFF
+    const lo = c === 0xe0 ? 0xa0 : c === 0xf0 ? 0x90 : 0x80;
+    const hi = c === 0xed ? 0x9f : c === 0xf4 ? 0x8f : 0xbf;
+    for (let k = 1; k <= need; k++) {
+      const x = b[i + k];
+      if (x < (k === 1 ? lo : 0x80) || x > (k === 1 ? hi : 0xbf)) return i;
+    }
+    i += need + 1;
+  }
+  return -1;
+}
+
+/** UTF-8 bytes as text, refused with the offset of the first bad byte; a leading byte-order mark is dropped. */
+export function decodeUtf8(bytes: Uint8Array, path: string): string {
+  const bad = firstInvalidUtf8(bytes);
+  if (bad >= 0) throw notUtf8(path, bad, bytes[bad]);
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("utf8");
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+}
+
+export function notUtf8(path: string, offset: number, byte: number): FileFormatError {
+  return new FileFormatError(
+    `${path} is not UTF-8 text: byte ${offset} (0x${byte.toString(16).padStart(2, "0")}) starts no valid UTF-8 character`,
+    "convert it to UTF-8 first (e.g. iconv -f latin1 -t utf-8 FILE > FILE.utf8)",
+  );
 }
 
 /** A regular file's bytes. */

@@ -2,6 +2,7 @@
  * GPT-2 byte-pair encoding over js-tiktoken's GPT-2 ranks (they ship inside the package, so this works
  * offline), plus the streaming tokenizer of a file that `tokenize --out` writes and `pretrain` reads.
  */
+import { firstInvalidUtf8, notUtf8 } from "../formats/file.js";
 import gpt2 from "js-tiktoken/ranks/gpt2";
 import { createReadStream } from "node:fs";
 import { UsageError } from "../errors.js";
@@ -177,15 +178,38 @@ export async function tokenizeFile(
   const tok = getTokenizer();
   const out = new IdBuffer(tok.vocabSize > 65536);
   let pending = "";
-  const stream = createReadStream(path, { encoding: "utf8", highWaterMark: 1 << 20 });
-  for await (const chunk of stream as AsyncIterable<string>) {
-    pending += chunk;
+  // fatal: text in another encoding is refused (at its first bad byte), not turned into U+FFFD
+  const decoder = new TextDecoder("utf-8", { fatal: true });
+  let offset = 0;
+  let last: Uint8Array = new Uint8Array(0);
+  const stream = createReadStream(path, { highWaterMark: 1 << 20 });
+  for await (const bytes of stream as AsyncIterable<Buffer>) {
+    try {
+      pending += decoder.decode(bytes, { stream: true });
+    } catch {
+      // the piece may start inside a character the last one began: scan from its first lead byte
+      let start = 0;
+      while (start < 3 && (bytes[start] & 0xc0) === 0x80) start++;
+      const bad = Math.max(0, start + firstInvalidUtf8(bytes.subarray(start)));
+      throw notUtf8(path, offset + bad, bytes[bad]);
+    }
+    offset += bytes.length;
+    last = bytes;
+    if (offset === bytes.length && pending.charCodeAt(0) === 0xfeff) pending = pending.slice(1);
     const cut = lastSafeCut(pending);
     if (cut > 0) {
       out.push(tok.encode(pending.slice(0, cut), opts));
       pending = pending.slice(cut);
     }
     opts.onProgress?.(stream.bytesRead);
+  }
+  try {
+    pending += decoder.decode();
+  } catch {
+    // the file ends inside a character: its lead byte is among the last three
+    let lead = last.length - 1;
+    while (lead > 0 && lead > last.length - 3 && (last[lead] & 0xc0) === 0x80) lead--;
+    throw notUtf8(path, offset - last.length + lead, last[lead]);
   }
   if (pending.length > 0) out.push(tok.encode(pending, opts));
   return out.toArray();

@@ -4,7 +4,7 @@
  * validation batches in order, and train next-token prediction with the shared Trainer, sampling
  * `sample_prompt` greedily after every epoch. `pretrain()` is the whole job, in the shape of src/train/run.ts.
  */
-import { requireFile } from "../formats/file.js";
+import { decodeUtf8, requireFile } from "../formats/file.js";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { DataLoader, SlidingWindowDataset, splitText } from "../data/sliding-window.js";
@@ -49,7 +49,7 @@ export function readPretrainTokens(files: string[], trainRatio: number, vocabSiz
   const modelVocab = vocabSize ?? tok.vocabSize;
   const tokenFiles = files.map((f) => isTokenFile(f));
   const text = (f: string) => {
-    const t = readFileSync(f, "utf8");
+    const t = decodeUtf8(readFileSync(f), f);
     if (t.includes("\0"))
       throw new FileFormatError(`${f}: holds binary data, neither text nor a token file`, "check the --data path");
     return t;

@@ -1,6 +1,5 @@
+import { decodeUtf8, readTextFile } from "../../formats/file.js";
 import type { CommandModule } from "yargs";
-import { existsSync, statSync } from "node:fs";
-import { readFile } from "node:fs/promises";
 import { selectBackend } from "../backend.js";
 import { FileFormatError, UsageError } from "../../errors.js";
 import { loadModelShowingProgress } from "../load-model.js";
@@ -21,12 +20,15 @@ async function readTexts(file: string): Promise<string[]> {
   if (file === "-" || file === "") {
     const chunks: Buffer[] = [];
     for await (const c of process.stdin) chunks.push(c as Buffer);
-    content = Buffer.concat(chunks).toString("utf8");
+    content = decodeUtf8(Buffer.concat(chunks), "the standard input");
   } else {
-    if (!existsSync(file) || !statSync(file).isFile())
-      throw new FileFormatError(`file not found: ${file}`, "check the --file path");
-    content = await readFile(file, "utf8");
+    content = await readTextFile(file, { missing: `file not found: ${file}`, fix: "check the --file path" });
   }
+  if (content.includes("\0"))
+    throw new FileFormatError(
+      `${file || "the standard input"} holds binary data, not lines of text`,
+      "give a text file, one text per line",
+    );
   // one text per line; blank lines separate nothing and are skipped
   return content.split(/\r?\n/).filter((l) => l.trim() !== "");
 }
