@@ -41,7 +41,8 @@ const EXITED = /\[llmctl exited with (\d+)\]/;
 function startInTerminal(name: string, args: string[]) {
   const llmctl = [process.execPath, join(REPO_ROOT, "bin", "llmctl"), ...args].map(quote).join(" ");
   const env = Object.entries(cliEnv()).flatMap(([k, v]) => ["-e", `${k}=${v}`]);
-  const command = `${llmctl}; echo "[llmctl exited with $?]"`;
+  // a person's terminal: without CI in the environment (as CI runs have), which turns ora's spinner off
+  const command = `env -u CI ${llmctl}; echo "[llmctl exited with $?]"`;
   tmux(
     "new-session",
     "-d",

@@ -40,6 +40,7 @@ import {
 } from "./prompt-style.js";
 import {
   DEFAULT_BASE_MODEL,
+  FINETUNE_FILE,
   INSTRUCT_RUN_FILE,
   INSTRUCT_TRAIN_DEFAULTS,
   MAX_RESPONSE_TOKENS,
@@ -396,9 +397,14 @@ async function answerTestSet(
 async function readRunInfo(dir: string): Promise<InstructRunInfo> {
   const path = join(dir, INSTRUCT_RUN_FILE);
   if (!existsSync(path)) {
+    const spam = existsSync(join(dir, FINETUNE_FILE));
     throw new FileFormatError(
-      `${dir} has no ${INSTRUCT_RUN_FILE}, so it is not a \`finetune instruct\` run`,
-      "pass the --out directory of an earlier `llmctl finetune instruct`",
+      spam
+        ? `${dir} is a \`finetune spam\` run, not a \`finetune instruct\` one`
+        : `${dir} has no ${INSTRUCT_RUN_FILE}, so it is not a \`finetune instruct\` run`,
+      spam
+        ? `resume it with llmctl finetune spam --resume ${dir}`
+        : "pass the --out directory of an earlier `llmctl finetune instruct`",
     );
   }
   let info: InstructRunInfo;

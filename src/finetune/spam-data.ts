@@ -242,13 +242,23 @@ function parseSplitCsv(path: string, content: string): SmsMessage[] {
   });
 }
 
-/** Read a split written by `writeSplitCsvs` (or the book's own CSVs). */
-export async function readSplitCsvs(dir: string): Promise<SpamSplit> {
+/**
+ * Read a split written by `writeSplitCsvs` (or the book's own CSVs): from --split-dir, or from a run directory
+ * being resumed (`from: "run"`), which says so when a file is missing.
+ */
+export async function readSplitCsvs(dir: string, from: "--split-dir" | "run" = "--split-dir"): Promise<SpamSplit> {
   const out: Partial<SpamSplit> = {};
   for (const part of ["train", "validation", "test"] as const) {
     const path = join(dir, SPLIT_FILES[part]);
     if (!existsSync(path)) {
-      throw new FileFormatError(`${path} not found`, `--split-dir needs ${Object.values(SPLIT_FILES).join(", ")}`);
+      throw new FileFormatError(
+        from === "run"
+          ? `${path} is missing: the run's split is incomplete, so it cannot be resumed`
+          : `${path} not found`,
+        from === "run"
+          ? `put the file back, or start a new run (with --split-dir ${dir} if its other files are the split you want)`
+          : `--split-dir needs ${Object.values(SPLIT_FILES).join(", ")}`,
+      );
     }
     out[part] = parseSplitCsv(path, await readTextFile(path));
     if (out[part].length === 0)

@@ -9,6 +9,7 @@
  * classifier's model directory; it also keeps the split CSVs, accuracy.json and accuracy.svg.
  */
 import * as tf from "@tensorflow/tfjs";
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { loadModelDir, loraBaseFor, saveModelDir } from "../model/model-dir.js";
@@ -48,6 +49,7 @@ import {
   ACCURACY_FILE,
   ACCURACY_PLOT_FILE,
   FINETUNE_FILE,
+  INSTRUCT_RUN_FILE,
   SPAM_DEFAULTS,
   SPAM_TRAIN_DEFAULTS,
   checkPooling,
@@ -153,7 +155,7 @@ async function loadSplit(
   seed: number,
   emit: (e: JobEvent) => void,
 ): Promise<{ split: SpamSplit; source: string }> {
-  if (opts.resume) return { split: await readSplitCsvs(opts.outDir), source: opts.outDir };
+  if (opts.resume) return { split: await readSplitCsvs(opts.outDir, "run"), source: opts.outDir };
   if (opts.splitDir) return { split: await readSplitCsvs(opts.splitDir), source: opts.splitDir };
   const what = "fetching the SMS Spam Collection";
   emit({ kind: "status", text: what });
@@ -466,6 +468,17 @@ async function finalAccuracy(
 
 async function readFinetuneRecord(dir: string): Promise<FinetuneRecord> {
   const path = join(dir, FINETUNE_FILE);
+  if (!existsSync(path)) {
+    const instruct = existsSync(join(dir, INSTRUCT_RUN_FILE));
+    throw new FileFormatError(
+      instruct
+        ? `${dir} is a \`finetune instruct\` run, not a \`finetune spam\` one`
+        : `${dir} has no ${FINETUNE_FILE}, so it is not a \`finetune spam\` run`,
+      instruct
+        ? `resume it with llmctl finetune instruct --resume ${dir}`
+        : "pass the --out directory of an earlier `llmctl finetune spam`",
+    );
+  }
   let r: FinetuneRecord;
   try {
     r = JSON.parse(await readFile(path, "utf8")) as FinetuneRecord;

@@ -162,7 +162,9 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       if (bad !== undefined)
         throw new api.ApiError(
           400,
-          `token id ${bad} is outside the vocabulary (0..${tokenizer.vocabSize - 1})`,
+          Number.isInteger(bad)
+            ? `token id ${bad} is outside the vocabulary (0..${tokenizer.vocabSize - 1})`
+            : `token id ${bad} is not an integer`,
           "prompt",
         );
     }

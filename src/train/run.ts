@@ -132,9 +132,18 @@ export function refuseChanges(
     (k) => given[k] !== undefined && !adjustable.includes(k) && !same(given[k], saved[k]),
   );
   if (changed.length === 0) return;
-  const shown = (v: unknown) => (typeof v === "number" ? String(v) : JSON.stringify(v));
+  const shown = (v: unknown) => {
+    if (typeof v === "number") return String(v);
+    const lora = v as { rank?: unknown; alpha?: unknown } | null;
+    if (typeof lora === "object" && lora !== null && "rank" in lora) return `${lora.rank} (alpha ${lora.alpha})`;
+    return JSON.stringify(v);
+  };
+  const change = (k: string) =>
+    saved[k] === undefined || saved[k] === null
+      ? `${trainFlag(k)} ${shown(given[k])}: the run was started without it`
+      : `${trainFlag(k)} ${shown(given[k])} differs from the run's ${shown(saved[k])}`;
   throw new UsageError(
-    `--resume continues a run as it was set up: ${changed.map((k) => `${trainFlag(k)} ${shown(given[k])} differs from the run's ${shown(saved[k])}`).join("; ")}`,
+    `--resume continues a run as it was set up: ${changed.map(change).join("; ")}`,
     `drop ${changed.map(trainFlag).join(", ")}, or start a new run with another --out`,
   );
 }

@@ -84,7 +84,10 @@ export const classifyCommand: CommandModule<GlobalOptions, ClassifyArgs> = {
     if (meta.head.kind !== "classifier") {
       throw new UsageError(
         `${args.model} is a language model, not a classifier`,
-        `finetune one first: llmctl finetune spam --model ${args.model} --out DIR`,
+        meta.lora
+          ? // a LoRA model is no base for another finetune: it is merged first
+            `merge it (llmctl export --format llmctl --model ${args.model} --out MERGED), then finetune a classifier: llmctl finetune spam --model MERGED --out DIR`
+          : `finetune one first: llmctl finetune spam --model ${args.model} --out DIR`,
       );
     }
     const head = meta.head;
