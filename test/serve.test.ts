@@ -12,7 +12,9 @@ import OpenAI from "openai";
 import { useBackend } from "../src/backend/index.js";
 import { chatPrompt } from "../src/generate/chat-template.js";
 import { getTokenizer } from "../src/tokenizer/index.js";
+import { spawn } from "node:child_process";
 import { cliEnv } from "./helpers/backend.js";
+import { REPO_ROOT } from "./helpers/shared.js";
 import { runCli } from "./helpers/cli.js";
 import { startServe, type ServeProcess } from "./helpers/serve.js";
 import { saveWordModel } from "./helpers/word-model.js";
@@ -297,4 +299,105 @@ test("Ctrl-C (SIGINT) shuts down cleanly: a stream in progress is ended, the pro
   await assert.rejects(reading, /shutting down/);
   assert.equal(await stopping, 0);
   assert.match(server.stderr(), /shutting down/);
+});
+
+test("--api-key: /v1 needs Authorization: Bearer KEY (401 in OpenAI's shape otherwise); the chat page itself is open", async () => {
+  const keyed = await startServe(["--model", modelDir, "--api-key", "s3cret-key"]);
+  try {
+    const wrong = new OpenAI({ baseURL: `${keyed.url}v1`, apiKey: "nope-nope", maxRetries: 0 });
+    await assert.rejects(wrong.models.list(), (e: unknown) => {
+      assert.ok(e instanceof OpenAI.APIError);
+      assert.equal(e.status, 401);
+      assert.equal(e.code, "invalid_api_key");
+      return true;
+    });
+    const bare = await fetch(`${keyed.url}v1/models`);
+    assert.equal(bare.status, 401);
+    const right = new OpenAI({ baseURL: `${keyed.url}v1`, apiKey: "s3cret-key", maxRetries: 0 });
+    assert.equal((await right.models.list()).data[0].id, "words");
+    assert.equal((await fetch(keyed.url)).status, 200, "the chat page loads, and asks for the key");
+  } finally {
+    await keyed.stop("SIGKILL");
+  }
+});
+
+test("a web page from another origin cannot make the model generate; --cors ORIGIN lets that one in", async () => {
+  const body = JSON.stringify({ model: "words", prompt: "the", max_tokens: 1 });
+  // its own server: the shared one is stopped by the Ctrl-C test
+  const open = await startServe(["--model", modelDir, "--cors", "http://localhost:3000"]);
+  try {
+    // a form on another site needs no preflight: refused before anything is generated
+    const foreign = await fetch(`${open.url}v1/completions`, {
+      method: "POST",
+      headers: { origin: "http://evil.example", "content-type": "text/plain" },
+      body,
+    });
+    assert.equal(foreign.status, 403);
+    assert.equal(((await foreign.json()) as { error: { code: string } }).error.code, "origin_not_allowed");
+    const same = await fetch(`${open.url}v1/completions`, {
+      method: "POST",
+      headers: { origin: open.url.replace(/\/$/, ""), "content-type": "application/json" },
+      body,
+    });
+    assert.equal(same.status, 200, "the chat page's own origin");
+    const pre = await fetch(`${open.url}v1/completions`, {
+      method: "OPTIONS",
+      headers: { origin: "http://localhost:3000", "access-control-request-method": "POST" },
+    });
+    assert.equal(pre.status, 204);
+    assert.equal(pre.headers.get("access-control-allow-origin"), "http://localhost:3000");
+    assert.match(pre.headers.get("access-control-allow-headers") ?? "", /authorization/);
+    const ok = await fetch(`${open.url}v1/completions`, {
+      method: "POST",
+      headers: { origin: "http://localhost:3000", "content-type": "application/json" },
+      body,
+    });
+    assert.equal(ok.status, 200);
+    assert.equal(ok.headers.get("access-control-allow-origin"), "http://localhost:3000");
+  } finally {
+    await open.stop("SIGKILL");
+  }
+});
+
+test("serve --host 0.0.0.0 without a key warns on stderr; with one, or on loopback, it does not", async () => {
+  const run = async (args: string[]) => {
+    const child = spawn(
+      process.execPath,
+      [join(REPO_ROOT, "bin", "llmctl"), "serve", "-m", modelDir, "--port", "0", ...args],
+      {
+        env: { ...process.env, ...cliEnv() },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    let out = "";
+    let err = "";
+    child.stderr.on("data", (d) => (err += d));
+    await new Promise<void>((resolve) =>
+      child.stdout.on("data", (d) => ((out += d), /serving/.test(out) && resolve())),
+    );
+    await new Promise((r) => setTimeout(r, 200));
+    child.kill("SIGKILL");
+    return err;
+  };
+  assert.match(
+    await run(["--host", "0.0.0.0"]),
+    /warning: serving on 0\.0\.0\.0, reachable from other machines.*--api-key/,
+  );
+  assert.doesNotMatch(await run(["--host", "0.0.0.0", "--api-key", "s3cret-key"]), /warning/);
+  assert.doesNotMatch(await run([]), /warning/);
+});
+
+test("a prompt of token ids with a fraction is 'not an integer', not outside the vocabulary", async () => {
+  const own = await startServe(["--model", modelDir]);
+  try {
+    const r = await fetch(`${own.url}v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "words", prompt: [1.5] }),
+    });
+    assert.equal(r.status, 400);
+    assert.match(((await r.json()) as { error: { message: string } }).error.message, /token id 1\.5 is not an integer/);
+  } finally {
+    await own.stop("SIGKILL");
+  }
 });

@@ -7,7 +7,7 @@
  * never starts if it was still waiting.
  */
 import http from "node:http";
-import { randomBytes } from "node:crypto";
+import { randomBytes, timingSafeEqual } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import { LlmctlError, UsageError } from "../errors.js";
@@ -40,6 +40,13 @@ export interface ServeOptions {
   maxBodyBytes?: number;
   /** one line per finished request (method, path, status, tokens, time, or how it ended early) */
   onLog?: (line: string) => void;
+  /** when set, every /v1 request must carry `Authorization: Bearer KEY`, as OpenAI clients send it */
+  apiKey?: string;
+  /**
+   * Web origins whose pages may call the API (CORS). The chat page is served from the API's own origin and needs
+   * none; a request from any other page is refused before anything is generated.
+   */
+  corsOrigins?: string[];
 }
 
 export interface RunningServer {
@@ -243,6 +250,25 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse, t: Totals, signal: AbortSignal) {
     const path = new URL(req.url ?? "/", "http://localhost").pathname;
+    if (path.startsWith("/v1/")) {
+      if (!crossOriginAllowed(req, res, opts.corsOrigins ?? [])) {
+        throw new api.ApiError(
+          403,
+          `requests from the web page at ${req.headers.origin} are not allowed`,
+          null,
+          "origin_not_allowed",
+        );
+      }
+      if (req.method === "OPTIONS") return res.writeHead(204).end(); // a CORS preflight, answered above
+      if (opts.apiKey !== undefined && !bearerMatches(req.headers.authorization, opts.apiKey)) {
+        throw new api.ApiError(
+          401,
+          "missing or wrong API key: send the header Authorization: Bearer KEY (the key given to llmctl serve --api-key)",
+          null,
+          "invalid_api_key",
+        );
+      }
+    }
     const generation = { "/v1/completions": completions, "/v1/chat/completions": chatCompletions }[path];
     if (generation) {
       if (req.method !== "POST") throw methodNotAllowed(req, path, ["POST"], res);
@@ -328,6 +354,37 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       await closed;
     },
   };
+}
+
+/** `Authorization: Bearer KEY`, compared in constant time. */
+function bearerMatches(header: string | undefined, key: string): boolean {
+  const given = Buffer.from(/^Bearer (.+)$/.exec(header ?? "")?.[1] ?? "");
+  const want = Buffer.from(key);
+  return given.length === want.length && timingSafeEqual(given, want);
+}
+
+/**
+ * A browser sends Origin with requests from web pages. The API's own origin (the chat page) and the listed ones
+ * are allowed, and get the CORS headers a browser needs; any other page is refused, so that a site the user
+ * visits cannot make the model generate (a form POST needs no CORS preflight). Clients that are not browsers
+ * send no Origin.
+ */
+function crossOriginAllowed(req: http.IncomingMessage, res: http.ServerResponse, allowed: string[]): boolean {
+  const origin = req.headers.origin;
+  if (origin === undefined) return true;
+  let host: string;
+  try {
+    host = new URL(origin).host;
+  } catch {
+    return false;
+  }
+  if (host === req.headers.host) return true;
+  if (!allowed.includes(origin) && !allowed.includes("*")) return false;
+  res.setHeader("access-control-allow-origin", allowed.includes("*") ? "*" : origin);
+  res.setHeader("vary", "Origin");
+  res.setHeader("access-control-allow-methods", "GET, POST, OPTIONS");
+  res.setHeader("access-control-allow-headers", "authorization, content-type");
+  return true;
 }
 
 function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: http.OutgoingHttpHeaders = {}) {
