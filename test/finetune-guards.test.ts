@@ -1,7 +1,7 @@
 // test: first backend pass only (refusals before any training step; nothing computed depends on the backend)
 import { test, before } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { useBackend } from "../src/backend/index.js";
@@ -75,4 +75,55 @@ test("a LoRA run that diverges from a huge --lora-alpha says to lower the alpha,
   assert.equal(errors.length, 1, r.stderr);
   assert.match(errors[0], /not finite.*lower --lora-alpha \(1e\+30 scales the adapters by alpha\/rank = 5\.00e\+29/);
   assert.doesNotMatch(errors[0], /learning rate/);
+});
+
+test("resume messages: a setting the run never had, the other finetune's run, a run that lost its split; classify on a LoRA LM", async () => {
+  const env = { env: { LLMCTL_BACKEND: "wasm", LLMCTL_DATA_MIRROR: sharedPath("datasets") } };
+  const base = join(root, "gpt2-tiny-2");
+  assert.equal(
+    (await runCli(["load-gpt2", "--from", sharedPath("fixtures", "gpt2-tiny", "hf"), "--out", base])).code,
+    0,
+  );
+  const run = join(root, "spam-run");
+  const first = await runCli(
+    ["finetune", "spam", "--model", base, "--out", run, "--max-steps", "1", "--batch-size", "2"],
+    env,
+  );
+  assert.equal(first.code, 0, first.stderr);
+  const lines = (r: { stderr: string }) => r.stderr.split("\n").filter((l) => l.startsWith("llmctl:"));
+
+  const lora = await runCli(["finetune", "spam", "--resume", run, "--lora", "4"], env);
+  assert.equal(lora.code, 2, lora.stderr);
+  assert.match(lines(lora)[0], /--lora 4 \(alpha 4\): the run was started without it/);
+  assert.doesNotMatch(lora.stderr, /undefined/);
+
+  const instructRun = join(root, "instruct-like");
+  await mkdir(instructRun);
+  await writeFile(join(instructRun, "instruct-run.json"), "{}");
+  // a run directory as far as the resume is concerned: its state is there, its record is an instruct one
+  await writeFile(join(instructRun, "trainer-state.json"), await readFile(join(run, "trainer-state.json")));
+  const wrongJob = await runCli(["finetune", "spam", "--resume", instructRun], env);
+  assert.equal(wrongJob.code, 1, wrongJob.stderr);
+  assert.match(
+    lines(wrongJob)[0],
+    /is a `finetune instruct` run, not a `finetune spam` one — resume it with llmctl finetune instruct --resume/,
+  );
+  assert.doesNotMatch(wrongJob.stderr, /ENOENT/);
+
+  await rm(join(run, "test.csv"));
+  const lost = await runCli(["finetune", "spam", "--resume", run, "--max-steps", "2"], env);
+  assert.equal(lost.code, 1, lost.stderr);
+  assert.match(lines(lost)[0], /test\.csv is missing: the run's split is incomplete, so it cannot be resumed/);
+
+  const loraLm = join(root, "lora-lm");
+  await mkdir(loraLm);
+  const meta = JSON.parse(await readFile(join(base, "config.json"), "utf8")) as Record<string, unknown>;
+  meta.lora = { rank: 2, alpha: 2, base, base_sha256: "0".repeat(64), own_weights: [] };
+  await writeFile(join(loraLm, "config.json"), JSON.stringify(meta));
+  const clf = await runCli(["classify", "-m", loraLm, "hello"], env);
+  assert.equal(clf.code, 2, clf.stderr);
+  assert.match(
+    lines(clf)[0],
+    /merge it \(llmctl export --format llmctl --model .* --out MERGED\), then finetune a classifier/,
+  );
 });
