@@ -146,3 +146,37 @@ test("an input path that is a directory where a file belongs is one line naming 
     assert.doesNotMatch(r.stderr, /unexpected|EISDIR/, args.join(" "));
   }
 });
+
+test("a stop signal during a write no handler covers: exit 128+n, one line, and the temporary file is gone", async () => {
+  const d = dir();
+  const child = `
+    import { writeFileAtomicWith } from ${JSON.stringify(new URL("../src/fs-atomic.js", import.meta.url).href)};
+    import { quitOnUnhandledSignals } from ${JSON.stringify(new URL("../src/cli/output.js", import.meta.url).href)};
+    quitOnUnhandledSignals();
+    await writeFileAtomicWith(${JSON.stringify(join(d, "model.safetensors"))}, async (fh) => {
+      await fh.write(Buffer.alloc(1 << 20));
+      process.stdout.write("writing\\n");
+      setInterval(() => {}, 1000); // a long export, still writing
+      await new Promise(() => {});
+    });
+  `;
+  for (const [sig, code] of [
+    ["SIGINT", 130],
+    ["SIGTERM", 143],
+    ["SIGHUP", 129],
+  ] as const) {
+    const p = spawn(process.execPath, ["--input-type=module", "-e", child], { stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    p.stderr.on("data", (c) => (stderr += c));
+    await new Promise<void>((ok) => p.stdout.on("data", () => ok()));
+    assert.equal(readdirSync(d).length, 1, "the temporary file is there while writing");
+    p.kill(sig);
+    const exit = await new Promise<number | null>((ok) => p.on("close", ok));
+    assert.equal(exit, code, stderr);
+    assert.match(
+      stderr.trim(),
+      new RegExp(`^llmctl: stopped by ${sig === "SIGINT" ? "Ctrl-C" : sig}; files being written were removed$`),
+    );
+    assert.deepEqual(readdirSync(d), [], `${sig}: nothing left`);
+  }
+});

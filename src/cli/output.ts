@@ -146,6 +146,7 @@ export function interruptOnSignals(message: (signal: string) => string): {
 export function quitNow(sig: StopSignal): never {
   removeTemporariesNow();
   stoppedBy = sig;
+  note(`llmctl: stopped by ${sig === "SIGINT" ? "Ctrl-C" : sig}; files being written were removed`);
   process.exit(interruptedExitCode());
 }
 
