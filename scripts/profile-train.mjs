@@ -19,6 +19,7 @@ import { buildGPT } from "../dist/src/model/gpt.js";
 import { sparseCrossEntropy } from "../dist/src/train/loss.js";
 import { AdamW } from "../dist/src/train/adamw.js";
 import { namedParameters } from "../dist/src/train/trainer.js";
+import { trainStep } from "../dist/src/train/step.js";
 
 const { values: a } = parseArgs({
   options: {
@@ -73,22 +74,23 @@ function lossFn() {
   return sparseCrossEntropy(gpt.forward(ids, { training: true }), targets);
 }
 
-function step() {
+async function step() {
   const t0 = performance.now();
   // forward alone (not used for the update) to split forward from backward time
   const fwd = tf.tidy(() => lossFn());
   fwd.dataSync();
   fwd.dispose();
   const t1 = performance.now();
-  const { value, grads } = tf.variableGrads(() => tf.tidy(lossFn), vars);
-  const loss = value.dataSync()[0];
-  const t2 = performance.now();
-  const byName = new Map(params.map((p) => [p.name, grads[p.variable.name]]));
-  opt.applyGradients(byName, 4e-4);
+  let t2 = t1;
+  const loss = await trainStep(opt, params, {
+    microBatches: 1,
+    loss: () => lossFn,
+    lr: 4e-4,
+    gradClip: null,
+    onGradients: () => (t2 = performance.now()),
+  });
   tf.tidy(() => tf.sum(vars[0]).dataSync()); // wait for the update
   const t3 = performance.now();
-  value.dispose();
-  for (const g of Object.values(grads)) g.dispose();
   return { loss, forward: t1 - t0, fwdBwd: t2 - t1, optimizer: t3 - t2, total: t3 - t1 };
 }
 
@@ -101,12 +103,12 @@ console.error(
   `${a.config} ${head.kind} on ${tf.getBackend()}: B=${B} T=${T} params=${gpt.countParameters()} flops/token=${(flopsPerToken / 1e6).toFixed(1)}M`,
 );
 const training = Number(a.steps) > 0; // --steps 0: generation only
-if (training) step(); // warm-up: allocations, kernel setup
+if (training) await step(); // warm-up: allocations, kernel setup
 const mem0 = tf.memory();
 const rows = [];
 for (let i = 0; i < Number(a.steps); i++) {
   const c0 = cpuSeconds();
-  const r = step();
+  const r = await step();
   r.cpu = (cpuSeconds() - c0) * 1000;
   rows.push(r);
   console.error(

@@ -9,7 +9,7 @@ import { generate } from "../src/generate/generate.js";
 import { generateText } from "../src/generate/generate-text.js";
 import { StopSequences } from "../src/generate/stop-sequences.js";
 import { chatPrompt } from "../src/generate/chat-template.js";
-import { formatExample, formatPrompt, responseHeader } from "../src/finetune/prompt-style.js";
+import { formatExample, formatPrompt, responseHeader } from "../src/generate/prompt-style.js";
 import { END_OF_TEXT_ID, getTokenizer } from "../src/tokenizer/index.js";
 import { expected, fixtureModel } from "./helpers/fixture.js";
 

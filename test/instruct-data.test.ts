@@ -5,14 +5,14 @@ import { mkdtemp, writeFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sharedPath } from "./helpers/shared.js";
-import { loadInstructionData, parseInstructionData, splitInstructionData } from "../src/finetune/instruct-data.js";
+import { loadInstructionData, parseInstructionData, splitInstructionData } from "../src/data/instruction-data.js";
 import {
   checkPromptStyle,
   extractResponse,
   formatExample,
   formatPrompt,
   responseHeader,
-} from "../src/finetune/prompt-style.js";
+} from "../src/generate/prompt-style.js";
 import { FileFormatError, UsageError } from "../src/errors.js";
 
 const PREAMBLE =

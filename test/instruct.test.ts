@@ -9,8 +9,9 @@ import { buildGPT } from "../src/model/gpt.js";
 import { loadModelDir, saveModelDir } from "../src/model/model-dir.js";
 import { getTokenizer } from "../src/tokenizer/index.js";
 import { InterruptedError } from "../src/errors.js";
-import { loadInstructionData } from "../src/finetune/instruct-data.js";
-import { finetuneInstruct, generateResponses, generateResponse, instructionBatches } from "../src/finetune/instruct.js";
+import { loadInstructionData } from "../src/data/instruction-data.js";
+import { finetuneInstruct, instructionBatches } from "../src/finetune/instruct.js";
+import { generateResponses, generateResponse } from "../src/generate/responses.js";
 import { sharedPath } from "./helpers/shared.js";
 import { runCli } from "./helpers/cli.js";
 

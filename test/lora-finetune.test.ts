@@ -20,7 +20,7 @@ import { exportHuggingFace } from "../src/weights/hf-export.js";
 import { exportGguf } from "../src/weights/gguf-export.js";
 import { readGguf } from "../src/formats/gguf.js";
 import { makeSpamSplit, readSmsSpamCollection, writeSplitCsvs } from "../src/finetune/spam-data.js";
-import { loadInstructionData } from "../src/finetune/instruct-data.js";
+import { loadInstructionData } from "../src/data/instruction-data.js";
 import { sharedPath } from "./helpers/shared.js";
 import { runCli } from "./helpers/cli.js";
 import { cliEnv, testBackend } from "./helpers/backend.js";

@@ -2,7 +2,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { niceTicks, formatTick, linePlotSvg } from "../src/plot/svg.js";
-import { lossPlot, type EvalRecord } from "../src/train/trainer.js";
+import { lossPlot } from "../src/train/trainer.js";
+import type { EvalRecord } from "../src/train/events.js";
 
 test("nice ticks are round steps covering the range", () => {
   assert.deepEqual(niceTicks(0, 10), [0, 2, 4, 6, 8, 10]);

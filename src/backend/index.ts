@@ -15,7 +15,6 @@ import { prepareNodeForTfjsNode } from "./node-compat.js";
 import { BACKEND_NAMES } from "./choices.js";
 import { verdictFor, type CheckedBackend } from "./verify.js";
 import { WEBGPU_PACKAGES, gpuDeviceVisible, probeWebgpu, type AdapterReport } from "./webgpu.js";
-import type { MomentStorage } from "../train/adamw.js";
 
 export interface BackendStatus {
   name: "tensorflow" | "webgpu" | "wasm" | "cpu";
@@ -389,22 +388,4 @@ export async function backendThreads(name: BackendStatus["name"]): Promise<numbe
   if (name === "webgpu") return undefined;
   const { getThreadsCount } = await import("@tensorflow/tfjs-backend-wasm");
   return getThreadsCount();
-}
-
-/** The most moment memory (m and v) the wasm backend's 4 GB heap is given, beside a training step's own. */
-const WASM_MOMENTS_BYTES = 512 * 2 ** 20;
-
-/**
- * Where an optimizer's moments are best kept on the active backend, given their size (m and v together; see
- * MomentStorage). Measured, per update: on tensorflow, its own fused Adam kernel on resource variables
- * (GPT-2 124M: 0.9 CPU-seconds, against 2.3 for a dozen TF.js tensor ops and 3.5 for the JS loop); wasm runs
- * the tensor ops 2× faster than the loop (gpt2-tiny: 0.19 against 0.39 s), but its heap cannot also hold 124M's
- * 1.3 GB of moments; cpu's tensor ops are JS loops, 20× slower than the fused one.
- */
-export function momentStorage(bytes: number): MomentStorage {
-  const backend = tf.getBackend();
-  if (backend === "tensorflow") return "variables";
-  // webgpu: JS arrays would need a read-back per parameter, and there is no synchronous one
-  if (backend === "webgpu") return "tensors";
-  return backend === "wasm" && bytes <= WASM_MOMENTS_BYTES ? "tensors" : "arrays";
 }

@@ -4,6 +4,7 @@
  * tokens of [batch, context] (median of the timed steps, after one warm-up step); generation = 32 greedy tokens
  * after an 8-token prompt, without the KV cache (the book's generate_text_simple) and then with it.
  */
+import { trainStep } from "../train/step.js";
 import * as tf from "@tensorflow/tfjs";
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -98,20 +99,17 @@ export async function benchShape(shape: BenchShape, opts: BenchOptions = {}): Pr
     const opt = new AdamW(params, { weightDecay: 0.1 });
     const x = tf.tensor2d(randomIds(batch * context), [batch, context], "int32");
     const y = tf.tensor2d(randomIds(batch * context), [batch, context], "int32");
-    const nameOf = new Map(params.map((p) => [p.variable.name, p.name]));
     const times: number[] = [];
     for (let step = 0; step <= trainSteps; step++) {
       progress(`${shape.model}: training step ${step + 1}/${trainSteps + 1}`);
       const t0 = performance.now();
-      const { value, grads } = tf.variableGrads(
-        () => tf.tidy(() => sparseCrossEntropy(gpt.forward(x, { training: true }), y)),
-        params.map((p) => p.variable),
-      );
-      // the read waits for this step's forward and backward and, queued before them, the last update's work
-      await value.data();
-      const byName = new Map(Object.entries(grads).map(([k, g]) => [nameOf.get(k)!, g]));
-      opt.applyGradients(byName, 4e-4);
-      tf.dispose([value, ...Object.values(grads)]);
+      // its loss read waits for this step's forward and backward and, queued before them, the last update's work
+      await trainStep(opt, params, {
+        microBatches: 1,
+        loss: () => () => sparseCrossEntropy(gpt.forward(x, { training: true }), y),
+        lr: 4e-4,
+        gradClip: null,
+      });
       if (step > 0) times.push((performance.now() - t0) / 1000); // the first step warms allocators up
     }
     tf.dispose([x, y]);

@@ -8,7 +8,7 @@ import { resolve } from "node:path";
 import { UsageError } from "../errors.js";
 import { DEFAULT_TRAIN_SETTINGS, type TrainSettings } from "../train/settings.js";
 import type { JobEvent, JobResult } from "../train/run.js";
-import type { EvalRecord, TrainProgress } from "../train/trainer.js";
+import type { EvalRecord, TrainProgress } from "../train/events.js";
 import { formatDuration, interruptOnSignals, note, spinner, verbose, type GlobalOptions } from "./output.js";
 
 export interface TrainingArgs extends GlobalOptions {

@@ -11,7 +11,8 @@ import { namedParameters } from "../train/trainer.js";
 import { sparseCrossEntropy } from "../train/loss.js";
 import type { Tokenizer } from "../tokenizer/index.js";
 import { SpamDataLoader, SpamDataset, type SpamBatch } from "./spam-data.js";
-import type { Pooling, TrainableScope } from "./recipes.js";
+import type { Pooling } from "../model/model-meta.js";
+import type { TrainableScope } from "./recipes.js";
 
 /**
  * A classifier copy of a language model: every weight but the LM head copied, a new head of `numClasses`

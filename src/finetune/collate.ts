@@ -9,7 +9,9 @@ import { UsageError } from "../errors.js";
 import type { Tokenizer } from "../tokenizer/index.js";
 import { END_OF_TEXT_ID } from "../tokenizer/index.js";
 import { IGNORE_INDEX } from "../train/loss.js";
-import { formatExample, formatPrompt, type InstructionEntry, type PromptStyle } from "./prompt-style.js";
+import { formatExample, formatPrompt } from "../generate/prompt-style.js";
+import { type PromptStyle } from "../model/model-meta.js";
+import { type InstructionEntry } from "../data/instruction-data.js";
 
 /** One tokenized example: prompt + response header + output (no end-of-text yet). */
 export interface InstructionItem {

@@ -4,7 +4,7 @@
  */
 import { ConfigError, UsageError } from "../errors.js";
 import type { TrainSettings } from "../train/settings.js";
-import { POOLINGS, type Pooling } from "../model/model-meta.js";
+import type { Pooling } from "../model/model-meta.js";
 
 /**
  * What finetuning updates (the rest stays frozen, bit for bit):
@@ -16,20 +16,11 @@ import { POOLINGS, type Pooling } from "../model/model-meta.js";
 export const TRAINABLE_SCOPES = ["head", "last-block", "last-2-blocks", "all"] as const;
 export type TrainableScope = (typeof TRAINABLE_SCOPES)[number];
 
-export { POOLINGS, type Pooling } from "../model/model-meta.js";
-
 export function checkScope(scope: string): TrainableScope {
   if (!(TRAINABLE_SCOPES as readonly string[]).includes(scope)) {
     throw new UsageError(`unknown trainable scope '${scope}'`, `use one of ${TRAINABLE_SCOPES.join(", ")}`);
   }
   return scope as TrainableScope;
-}
-
-export function checkPooling(pool: string): Pooling {
-  if (!(POOLINGS as readonly string[]).includes(pool)) {
-    throw new UsageError(`unknown pooling '${pool}'`, `use one of ${POOLINGS.join(", ")}`);
-  }
-  return pool as Pooling;
 }
 
 /** The book's chapter 6 recipe: AdamW 5e-5, weight decay 0.1, 5 epochs, batch 8, eval every 50 steps over 5 batches. */
@@ -75,8 +66,6 @@ export const INSTRUCT_TRAIN_DEFAULTS: Partial<TrainSettings> = {
 export const RESPONSES_FILE = "instruction-data-with-response.json";
 /** How this run was set up (data, prompt style, masking), so --resume rebuilds the same batches. */
 export const INSTRUCT_RUN_FILE = "instruct-run.json";
-/** The book's limit on generated answers. */
-export const MAX_RESPONSE_TOKENS = 256;
 
 /**
  * Both finetunes feed the model GPT-2 token ids, and every batch holds 50256 (end of text, and the padding): a

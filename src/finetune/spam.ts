@@ -52,12 +52,11 @@ import {
   INSTRUCT_RUN_FILE,
   SPAM_DEFAULTS,
   SPAM_TRAIN_DEFAULTS,
-  checkPooling,
   checkScope,
   requireGpt2Vocabulary,
-  type Pooling,
   type TrainableScope,
 } from "./recipes.js";
+import { checkPooling, type Pooling } from "../model/model-meta.js";
 
 export interface FinetuneSpamOptions extends JobOptions {
   /** a new run's starting model directory: a language model (a 2-class head goes on) or a 2-class classifier */

@@ -11,7 +11,8 @@
  * "<|endoftext|>" typed by a user does not become the special token.
  */
 import { UsageError } from "../errors.js";
-import { formatExample, formatPrompt, responseHeader, type PromptStyle } from "../finetune/prompt-style.js";
+import { formatExample, formatPrompt, responseHeader } from "./prompt-style.js";
+import { type PromptStyle } from "../model/model-meta.js";
 import { END_OF_TEXT, END_OF_TEXT_ID, type Tokenizer } from "../tokenizer/index.js";
 
 export type ChatRole = "system" | "user" | "assistant";

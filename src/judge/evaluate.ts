@@ -3,8 +3,8 @@
  * response 0–100 against the reference output, keep the integer replies, average them.
  */
 import { FileFormatError } from "../errors.js";
-import { loadInstructionData, type InstructionRecord } from "../finetune/instruct-data.js";
-import { formatPrompt } from "../finetune/prompt-style.js";
+import { loadInstructionData, type InstructionRecord } from "../data/instruction-data.js";
+import { formatPrompt } from "../generate/prompt-style.js";
 
 /** Anything that answers a chat message: the Ollama client, or a stand-in. */
 export interface Judge {

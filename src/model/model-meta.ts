@@ -6,7 +6,7 @@
 import { readTextFile } from "../formats/file.js";
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { FileFormatError, LlmctlError } from "../errors.js";
+import { FileFormatError, LlmctlError, UsageError } from "../errors.js";
 import { type GPTConfig, type HeadSpec, validateGPTConfig } from "./config.js";
 import type { GPTModel } from "./gpt.js";
 
@@ -17,7 +17,7 @@ export const WEIGHTS_FILE = "model.safetensors";
 /** A LoRA run's own weights: the adapters, and the frozen weights its base lacks (a new classifier head). */
 export const ADAPTERS_FILE = "adapters.safetensors";
 
-/** How instruction prompts are formatted (chapter 7; the styles themselves are src/finetune/prompt-style.ts). */
+/** How instruction prompts are formatted (chapter 7; the styles themselves are src/generate/prompt-style.ts). */
 export const PROMPT_STYLES = ["alpaca", "phi3"] as const;
 export type PromptStyle = (typeof PROMPT_STYLES)[number];
 
@@ -257,4 +257,11 @@ export function modelMetaFor(gpt: GPTModel, extra: ModelExtras = {}): ModelMeta 
     ...(extra.source ? { source: extra.source } : {}),
     ...(gpt.lora && extra.lora ? { lora: { ...gpt.lora, ...extra.lora } } : {}),
   };
+}
+
+export function checkPooling(pool: string): Pooling {
+  if (!(POOLINGS as readonly string[]).includes(pool)) {
+    throw new UsageError(`unknown pooling '${pool}'`, `use one of ${POOLINGS.join(", ")}`);
+  }
+  return pool as Pooling;
 }

@@ -12,7 +12,7 @@ import { readFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import { LlmctlError, UsageError } from "../errors.js";
 import type { GPTModel } from "../model/gpt.js";
-import type { PromptStyle } from "../finetune/prompt-style.js";
+import { type PromptStyle } from "../model/model-meta.js";
 import type { Tokenizer } from "../tokenizer/index.js";
 import { chatPrompt } from "../generate/chat-template.js";
 import { generateText, type GenerateTextResult } from "../generate/generate-text.js";

@@ -18,7 +18,8 @@ import {
   type TrainerState,
 } from "./checkpoint.js";
 import { resolveTrainSettings, trainFlag, type TrainSettings } from "./settings.js";
-import type { TrainEvent, TrainResult } from "./trainer.js";
+import type { TrainEvent } from "./events.js";
+import type { TrainResult } from "./trainer.js";
 import { UsageError } from "../errors.js";
 
 /** Settings a resumed run may change: its length and its evaluation and checkpoint cadence. */

@@ -15,7 +15,7 @@ import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { EVENT_FILE_PREFIX, EventFileWriter, type Scalar } from "../formats/tfevents.js";
-import type { TrainEvent } from "./trainer.js";
+import type { TrainEvent } from "./events.js";
 
 export const TENSORBOARD_DIR = "tensorboard";
 

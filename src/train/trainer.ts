@@ -12,11 +12,13 @@
  * the dropout masks of each micro-batch are seeded by (seed, step, micro-batch), so they do not depend on what
  * ran before.
  */
+import { trainStep } from "./step.js";
+import type { EpochRecord, EvalRecord, TrainEvent, TrainProgress } from "./events.js";
 import * as tf from "@tensorflow/tfjs";
 import { existsSync } from "node:fs";
 import { appendFile, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { AdamW, clipCoefficient, globalNorm, type NamedVariable } from "./adamw.js";
+import { AdamW, type NamedVariable } from "./adamw.js";
 import { learningRate, makeSchedule, type LrSchedule } from "./schedule.js";
 import type { TrainSettings } from "./settings.js";
 import {
@@ -46,55 +48,6 @@ export interface BatchSource<B> {
   epochOrder(rng?: Rng): Int32Array;
   batch(order: Int32Array, index: number): B;
 }
-
-/** One evaluation, as written to log.jsonl. */
-export interface EvalRecord {
-  type: "eval";
-  step: number;
-  /** 0-based epoch in progress when evaluated */
-  epoch: number;
-  tokens_seen: number;
-  train_loss: number;
-  val_loss: number | null;
-  lr: number;
-  elapsed_seconds: number;
-}
-
-/** What `afterEpoch` returned, as written to log.jsonl (e.g. `{ sample: "…" }` or `{ val_accuracy: 0.95 }`). */
-export interface EpochRecord {
-  type: "epoch";
-  epoch: number;
-  step: number;
-  tokens_seen: number;
-  [key: string]: unknown;
-}
-
-/** One optimizer update, as reported to `onEvent` (llm.c's per-step line: loss, ms, tok/s). */
-export interface TrainProgress {
-  step: number;
-  totalSteps: number;
-  /** 0-based epoch and the next micro-batch within it */
-  epoch: number;
-  epochs: number;
-  batch: number;
-  batchesPerEpoch: number;
-  loss: number;
-  lr: number;
-  tokensSeen: number;
-  /** wall time of this update (forward, backward, optimizer) */
-  msPerStep: number;
-  /** tokens per second over this process's part of the run */
-  tokensPerSecond: number;
-  etaSeconds: number;
-  /** a classifier's running accuracy over this epoch's training batches so far (added by finetune spam) */
-  accuracy?: number;
-}
-
-export type TrainEvent =
-  | { kind: "step"; progress: TrainProgress }
-  | { kind: "eval"; record: EvalRecord }
-  | { kind: "epoch"; record: EpochRecord }
-  | { kind: "checkpoint"; step: number; dir: string; final: boolean };
 
 /**
  * What the loop reads from the run's settings: the optimizer and its schedule, the length of the run, and how
@@ -249,8 +202,6 @@ export class Trainer<B> {
   private readonly schedule: LrSchedule;
   private readonly stepsPerEpoch: number;
   readonly totalSteps: number;
-  private readonly nameOfVar: Map<string, string>;
-  private readonly varList: tf.Variable[];
 
   // the resumable state, always as of the last completed optimizer step
   private step = 0;
@@ -294,8 +245,6 @@ export class Trainer<B> {
       epsilon: this.s.eps,
       weightDecay: this.s.weight_decay,
     });
-    this.nameOfVar = new Map(opts.params.map((p) => [p.variable.name, p.name]));
-    this.varList = opts.params.map((p) => p.variable);
     this.rng = new Rng(this.s.seed);
   }
 
@@ -396,42 +345,22 @@ export class Trainer<B> {
   }
 
   /** One optimizer update over `group` micro-batches; returns their mean loss. */
-  private async update(group: number, lr: number): Promise<number> {
+  private update(group: number, lr: number): Promise<number> {
     const { train, loss, batchTokens } = this.opts;
-    let acc: Map<string, tf.Tensor> | null = null;
-    let lossSum = 0;
-    try {
-      for (let k = 0; k < group; k++) {
+    return trainStep(this.optimizer, this.opts.params, {
+      microBatches: group,
+      loss: (k) => {
         const batch = train.batch(this.order!, this.batchIndex + k);
-        const mode = { training: true, seed: mixSeed(this.s.seed, this.step, k) };
-        const { value, grads } = tf.variableGrads(() => tf.tidy(() => loss(batch, mode)), this.varList);
-        const v = (await value.data())[0];
-        value.dispose();
-        lossSum += v;
         this.tokensSeen += batchTokens(batch);
-        if (acc === null) {
-          acc = new Map();
-          for (const [varName, g] of Object.entries(grads)) acc.set(this.nameOfVar.get(varName)!, g);
-        } else {
-          for (const [varName, g] of Object.entries(grads)) {
-            const name = this.nameOfVar.get(varName)!;
-            const prev = acc.get(name)!;
-            acc.set(name, tf.add(prev, g));
-            prev.dispose();
-            g.dispose();
-          }
-        }
+        const mode = { training: true, seed: mixSeed(this.s.seed, this.step, k) };
+        return () => loss(batch, mode);
+      },
+      lr,
+      gradClip: this.s.grad_clip,
+      onLoss: (v) => {
         if (!Number.isFinite(v)) throw this.diverged(`the loss became ${v} at step ${this.step + 1}`, lr);
-      }
-      // mean over the micro-batches and clipping, both folded into AdamW's gradient scale
-      let scale = 1 / group;
-      if (this.s.grad_clip !== null)
-        scale *= clipCoefficient((await globalNorm(acc!.values())) * scale, this.s.grad_clip);
-      this.optimizer.applyGradients(acc!, lr, scale);
-    } finally {
-      if (acc) for (const g of acc.values()) g.dispose();
-    }
-    return lossSum / group;
+      },
+    });
   }
 
   private async evaluate(lr: number, elapsed: number, epoch = this.epoch): Promise<void> {

@@ -41,7 +41,7 @@ import {
   type GgufTensorEntry,
   type GgufValue,
 } from "../formats/gguf.js";
-import { formatPrompt, responseHeader } from "../finetune/prompt-style.js";
+import { formatPrompt, responseHeader } from "../generate/prompt-style.js";
 import { type PromptStyle } from "../model/model-meta.js";
 import { END_OF_TEXT, END_OF_TEXT_ID } from "../tokenizer/index.js";
 import { gpt2TokenizerFiles } from "../tokenizer/vocab.js";

@@ -6,7 +6,7 @@
  */
 import { buildGPT } from "../../src/model/gpt.js";
 import { saveModelDir } from "../../src/model/model-dir.js";
-import type { PromptStyle } from "../../src/finetune/prompt-style.js";
+import { type PromptStyle } from "../../src/model/model-meta.js";
 import { getTokenizer } from "../../src/tokenizer/index.js";
 import { Rng } from "../../src/data/rng.js";
 

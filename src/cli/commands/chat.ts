@@ -6,7 +6,7 @@ import { loadModelShowingProgress } from "../load-model.js";
 import { getTokenizer } from "../../tokenizer/index.js";
 import { chatPrompt, type ChatMessage } from "../../generate/chat-template.js";
 import { checkSamplingOptions } from "../../generate/sampler.js";
-import { MAX_RESPONSE_TOKENS } from "../../finetune/recipes.js";
+import { MAX_RESPONSE_TOKENS } from "../../generate/responses.js";
 import { note, type GlobalOptions } from "../output.js";
 
 interface ChatArgs extends GlobalOptions {

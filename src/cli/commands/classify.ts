@@ -4,7 +4,7 @@ import { selectBackend } from "../backend.js";
 import { FileFormatError, UsageError } from "../../errors.js";
 import { loadModelShowingProgress } from "../load-model.js";
 import { getTokenizer } from "../../tokenizer/index.js";
-import { checkPooling } from "../../finetune/recipes.js";
+import { checkPooling } from "../../model/model-meta.js";
 import { printJson, printLine, spinner, type GlobalOptions } from "../output.js";
 
 interface ClassifyArgs extends GlobalOptions {

@@ -2,13 +2,10 @@ import type { CommandModule } from "yargs";
 import { selectBackend } from "../backend.js";
 import { UsageError } from "../../errors.js";
 import { LOG_FILE, PLOT_FILE } from "../../train/checkpoint.js";
-import { PROMPT_STYLES, formatPrompt, type PromptStyle } from "../../finetune/prompt-style.js";
-import {
-  DEFAULT_BASE_MODEL,
-  INSTRUCT_TRAIN_DEFAULTS,
-  MAX_RESPONSE_TOKENS,
-  RESPONSES_FILE,
-} from "../../finetune/recipes.js";
+import { formatPrompt } from "../../generate/prompt-style.js";
+import { PROMPT_STYLES, type PromptStyle } from "../../model/model-meta.js";
+import { MAX_RESPONSE_TOKENS } from "../../generate/responses.js";
+import { DEFAULT_BASE_MODEL, INSTRUCT_TRAIN_DEFAULTS, RESPONSES_FILE } from "../../finetune/recipes.js";
 import { formatDuration, note, printJson, printLine, type GlobalOptions } from "../output.js";
 import {
   loraSettings,

@@ -5,13 +5,12 @@ import { LOG_FILE, PLOT_FILE } from "../../train/checkpoint.js";
 import {
   ACCURACY_FILE,
   ACCURACY_PLOT_FILE,
-  POOLINGS,
   SPAM_DEFAULTS,
   SPAM_TRAIN_DEFAULTS,
   TRAINABLE_SCOPES,
-  type Pooling,
   type TrainableScope,
 } from "../../finetune/recipes.js";
+import { POOLINGS, type Pooling } from "../../model/model-meta.js";
 import type { SplitAccuracy } from "../../finetune/spam.js";
 import { note, printJson, printLine, type GlobalOptions } from "../output.js";
 import {

@@ -3,8 +3,8 @@ import { selectBackend } from "../backend.js";
 import { UsageError } from "../../errors.js";
 import { loadModelShowingProgress } from "../load-model.js";
 import { getTokenizer } from "../../tokenizer/index.js";
-import { DEFAULT_PROMPT_STYLE } from "../../finetune/prompt-style.js";
-import { MAX_RESPONSE_TOKENS } from "../../finetune/recipes.js";
+import { DEFAULT_PROMPT_STYLE } from "../../generate/prompt-style.js";
+import { MAX_RESPONSE_TOKENS } from "../../generate/responses.js";
 import { note, printJson, printLine, type GlobalOptions } from "../output.js";
 
 interface InstructArgs extends GlobalOptions {
@@ -80,7 +80,7 @@ export const instructCommand: CommandModule<GlobalOptions, InstructArgs> = {
       const style = meta.prompt_style ?? DEFAULT_PROMPT_STYLE;
       if (!meta.prompt_style)
         note(`${args.model} has no prompt_style in its config.json (not instruction-finetuned?); using ${style}`);
-      const { generateResponse } = await import("../../finetune/instruct.js");
+      const { generateResponse } = await import("../../generate/responses.js");
       const max = args["max-new-tokens"];
       const entry = { instruction: args.instruction!, input: args.input ?? "" };
       const answer = (onText?: (text: string) => void) =>

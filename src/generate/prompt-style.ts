@@ -9,18 +9,11 @@
  * Neither style's tags are GPT-2 special tokens: they are tokenized as ordinary text.
  */
 import { UsageError } from "../errors.js";
+import type { InstructionEntry } from "../data/instruction-data.js";
 import { PROMPT_STYLES, type PromptStyle } from "../model/model-meta.js";
-
-export { PROMPT_STYLES, type PromptStyle } from "../model/model-meta.js";
 
 /** The book's default; the one a model directory without `prompt_style` is assumed to use. */
 export const DEFAULT_PROMPT_STYLE: PromptStyle = "alpaca";
-
-export interface InstructionEntry {
-  instruction: string;
-  input: string;
-  output: string;
-}
 
 const ALPACA_PREAMBLE =
   "Below is an instruction that describes a task. Write a response that appropriately completes the request.";

@@ -4,7 +4,13 @@
  */
 import { readTextFile } from "../formats/file.js";
 import { FileFormatError } from "../errors.js";
-import type { InstructionEntry } from "./prompt-style.js";
+
+/** An instruction example, the book's {instruction, input, output}. */
+export interface InstructionEntry {
+  instruction: string;
+  input: string;
+  output: string;
+}
 
 /** An entry as read from a file: the three Alpaca fields plus whatever else it carried (kept on output). */
 export type InstructionRecord = InstructionEntry & Record<string, unknown>;
