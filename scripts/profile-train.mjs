@@ -18,7 +18,7 @@ import { loadConfigFile } from "../dist/src/model/config.js";
 import { buildGPT } from "../dist/src/model/gpt.js";
 import { sparseCrossEntropy } from "../dist/src/train/loss.js";
 import { AdamW } from "../dist/src/train/adamw.js";
-import { namedParameters } from "../dist/src/train/trainer.js";
+import { namedParameters } from "../dist/src/train/adamw.js";
 import { trainStep } from "../dist/src/train/step.js";
 
 const { values: a } = parseArgs({

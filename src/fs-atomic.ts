@@ -72,9 +72,11 @@ async function writeTarget(path: string): Promise<Target> {
   const s = await stat(real).catch(() => undefined);
   if (!s || s.isFile()) return { kind: "file", path: real };
   if (s.isCharacterDevice() || s.isFIFO()) return { kind: "in place", path: real };
-  const what = s.isDirectory() ? "a directory" : s.isBlockDevice() ? "a block device" : "a socket";
+  if (s.isDirectory()) {
+    throw new FileSystemError(`${path} is a directory`, "give a file's path, not a directory's");
+  }
   throw new FileSystemError(
-    `${path} is ${what}, not a file llmctl can write`,
+    `${path} is ${s.isBlockDevice() ? "a block device" : "a socket"}, not a file llmctl writes`,
     "give the path of a file (a character device such as /dev/null, or a FIFO, is written in place)",
   );
 }

@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statfsSync,
 import { mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { readTrainerState } from "../src/train/checkpoint.js";
+import { readTrainerState } from "../src/train/run-dir.js";
 import { runCli, type CliResult } from "./helpers/cli.js";
 import { sharedPath } from "./helpers/shared.js";
 

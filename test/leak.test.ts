@@ -12,7 +12,7 @@ import { buildGPT, type GPTModel } from "../src/model/gpt.js";
 import type { GPTConfig, HeadSpec } from "../src/model/config.js";
 import { sparseCrossEntropy } from "../src/train/loss.js";
 import { AdamW, clipCoefficient, globalNorm } from "../src/train/adamw.js";
-import { namedParameters } from "../src/train/trainer.js";
+import { namedParameters } from "../src/train/adamw.js";
 import { Rng } from "../src/data/rng.js";
 import { generate } from "../src/generate/generate.js";
 

@@ -4,7 +4,7 @@ import * as tf from "@tensorflow/tfjs";
 import { useBackend } from "../src/backend/index.js";
 import { type GPTConfig, loadConfigFile } from "../src/model/config.js";
 import { buildGPT, type GPTModel } from "../src/model/gpt.js";
-import { namedParameters } from "../src/train/trainer.js";
+import { namedParameters } from "../src/train/adamw.js";
 import { AdamW } from "../src/train/adamw.js";
 import { testBackend } from "./helpers/backend.js";
 

@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { useBackend } from "../src/backend/index.js";
-import { LOCK_FILE, readTrainerState } from "../src/train/checkpoint.js";
+import { LOCK_FILE, readTrainerState } from "../src/train/run-dir.js";
 import { runCli } from "./helpers/cli.js";
 import { sharedPath } from "./helpers/shared.js";
 import { saveWordModel } from "./helpers/word-model.js";

@@ -16,6 +16,7 @@ import { encodeEvent, tfRecord, FILE_VERSION } from "../src/formats/tfevents.js"
 import { crc32c, unmaskCrc } from "../src/formats/crc32c.js";
 import { decodeMessage, int64Field, lastField, messageFields } from "../src/formats/protobuf.js";
 import { Trainer, type TrainerOptions } from "../src/train/trainer.js";
+import { recordTensorBoard } from "../src/train/tensorboard.js";
 import type { EvalRecord, EpochRecord } from "../src/train/events.js";
 import { TENSORBOARD_DIR } from "../src/train/tensorboard.js";
 import { resolveTrainSettings } from "../src/train/settings.js";
@@ -227,6 +228,7 @@ function bigramRun(W: tf.Variable, runDir: string, over: Partial<TrainerOptions<
     saveModel: async (dir) => writeFileSync(join(dir, "config.json"), "{}"),
     afterEpoch: (epoch) => ({ train_accuracy: 0.5 + epoch / 10, val_accuracy: 0.25 + epoch / 10, sample: "text" }),
     ...over,
+    onEvent: recordTensorBoard(over.onEvent),
   });
 }
 

@@ -19,7 +19,7 @@ import { getTokenizer } from "../src/tokenizer/index.js";
 import { cliEnv } from "./helpers/backend.js";
 import { runCli } from "./helpers/cli.js";
 import { REPO_ROOT, sharedPath } from "./helpers/shared.js";
-import { readTrainerState } from "../src/train/checkpoint.js";
+import { readTrainerState } from "../src/train/run-dir.js";
 import { saveWordModel } from "./helpers/word-model.js";
 
 const missing =

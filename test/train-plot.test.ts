@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { niceTicks, formatTick, linePlotSvg } from "../src/plot/svg.js";
-import { lossPlot } from "../src/train/trainer.js";
+import { lossPlot } from "../src/train/run-dir.js";
 import type { EvalRecord } from "../src/train/events.js";
 
 test("nice ticks are round steps covering the range", () => {

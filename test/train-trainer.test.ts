@@ -15,7 +15,7 @@ import type { TrainEvent } from "../src/train/events.js";
 import type { ForwardMode } from "../src/model/gpt.js";
 import { resolveTrainSettings, type TrainSettings } from "../src/train/settings.js";
 import { sparseCrossEntropy } from "../src/train/loss.js";
-import { readTrainerState, recoverCheckpoint } from "../src/train/checkpoint.js";
+import { readTrainerState, recoverCheckpoint } from "../src/train/run-dir.js";
 import { readAllSafetensors, writeSafetensors } from "../src/formats/safetensors.js";
 import { DataLoader, SlidingWindowDataset, type TokenBatch } from "../src/data/sliding-window.js";
 import { Rng } from "../src/data/rng.js";

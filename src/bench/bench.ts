@@ -17,7 +17,7 @@ import { generate } from "../generate/generate.js";
 import { Rng } from "../data/rng.js";
 import { AdamW } from "../train/adamw.js";
 import { sparseCrossEntropy } from "../train/loss.js";
-import { namedParameters } from "../train/trainer.js";
+import { namedParameters } from "../train/adamw.js";
 import { type BackendStatus, backendThreads } from "../backend/index.js";
 
 export interface BenchShape {

@@ -7,7 +7,7 @@ import * as tf from "@tensorflow/tfjs";
 import { buildGPT, type ForwardMode, type GPTModel } from "../model/gpt.js";
 import { UsageError } from "../errors.js";
 import type { NamedVariable } from "../train/adamw.js";
-import { namedParameters } from "../train/trainer.js";
+import { namedParameters } from "../train/adamw.js";
 import { sparseCrossEntropy } from "../train/loss.js";
 import type { Tokenizer } from "../tokenizer/index.js";
 import { SpamDataLoader, SpamDataset, type SpamBatch } from "./spam-data.js";

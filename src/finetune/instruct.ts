@@ -6,6 +6,7 @@
  * `finetuneInstruct()` is the whole job, in the shape of src/train/run.ts; the loop itself is the shared
  * Trainer. This module supplies its batches, a per-epoch sample, and the answers afterwards.
  */
+import { recordTensorBoard } from "../train/tensorboard.js";
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
@@ -16,7 +17,9 @@ import type { TokenBatch } from "../data/sliding-window.js";
 import { resolveDataPath } from "../data/datasets.js";
 import { Rng } from "../data/rng.js";
 import { languageModelLoss } from "../train/loss.js";
-import { Trainer, meanLoss, namedParameters } from "../train/trainer.js";
+import { Trainer } from "../train/trainer.js";
+import { meanLoss } from "../train/loss.js";
+import { namedParameters } from "../train/adamw.js";
 import { refuseChanges, resolveRunSettings, type JobEvent, type JobOptions, type JobResult } from "../train/run.js";
 import { getTokenizer, type Tokenizer } from "../tokenizer/index.js";
 import { FileFormatError, UsageError } from "../errors.js";
@@ -260,7 +263,7 @@ export async function finetuneInstruct(opts: FinetuneInstructOptions): Promise<F
         });
         return { sample: r.text };
       },
-      onEvent: emit,
+      onEvent: recordTensorBoard(emit),
       signal: opts.signal,
       resume,
     }).run();

@@ -8,6 +8,7 @@
  * The output directory is both the run directory (checkpoints, log.jsonl, loss.svg) and the finished
  * classifier's model directory; it also keeps the split CSVs, accuracy.json and accuracy.svg.
  */
+import { recordTensorBoard } from "../train/tensorboard.js";
 import * as tf from "@tensorflow/tfjs";
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
@@ -15,8 +16,9 @@ import { join } from "node:path";
 import { loadModelDir, loraBaseFor, saveModelDir } from "../model/model-dir.js";
 import type { ForwardMode, GPTModel, LoraSettings } from "../model/gpt.js";
 import type { LoraBase, ModelMeta } from "../model/model-meta.js";
-import { Trainer, namedParameters } from "../train/trainer.js";
-import { LOG_FILE } from "../train/checkpoint.js";
+import { Trainer } from "../train/trainer.js";
+import { namedParameters } from "../train/adamw.js";
+import { LOG_FILE } from "../train/run-dir.js";
 import type { TrainSettings } from "../train/settings.js";
 import { refuseChanges, resolveRunSettings, type JobEvent, type JobOptions, type JobResult } from "../train/run.js";
 import { resolveDataPath } from "../data/datasets.js";
@@ -369,11 +371,11 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
         runSeen = 0;
         return record;
       },
-      onEvent: (event) => {
+      onEvent: recordTensorBoard((event) => {
         if (event.kind === "step" && runSeen > 0)
           emit({ ...event, progress: { ...event.progress, accuracy: runCorrect / runSeen } });
         else emit(event);
-      },
+      }),
       signal: opts.signal,
       resume,
     })

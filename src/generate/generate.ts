@@ -43,9 +43,12 @@ export interface GenerateResult {
 export class NonFiniteLogitsError extends FileFormatError {}
 
 /** Refuse a classifier before anything is printed for it. */
-export function requireLanguageModel(gpt: GPTModel): void {
+export function requireLanguageModel(gpt: GPTModel, dir?: string): void {
   if (gpt.head.kind !== "lm") {
-    throw new UsageError("this model has a classifier head and cannot generate text", "use `llmctl classify` with it");
+    throw new UsageError(
+      `${dir ?? "this model"} has a classifier head and cannot generate text`,
+      "use `llmctl classify` with it",
+    );
   }
 }
 

@@ -95,24 +95,41 @@ export async function loadModelDir(dir: string): Promise<{ meta: ModelMeta; gpt:
     );
   const file = await readSafetensors(path);
   try {
-    const gpt = buildGPT(meta.model, { head: headSpecOf(meta.head), initialize: false });
-    try {
+    return await buildWithWeights(meta, (gpt) => {
       const found = new Map<string, number[]>();
       for (const [name, info] of file.tensors) found.set(name, info.shape);
       checkWeightShapes(gpt.weightShapes(), found, path);
-      for (const [name, variable] of gpt.namedWeights()) {
-        const data = await file.read(name);
-        tf.tidy(() => {
-          variable.write(tf.tensor(data, variable.shape as number[], "float32"));
-        });
-      }
-      return { meta, gpt };
-    } catch (err) {
-      gpt.dispose();
-      throw err;
-    }
+      return { targets: gpt.namedWeights(), read: (name) => file.read(name) };
+    });
   } finally {
     await file.close();
+  }
+}
+
+/**
+ * The one loadWeights: build the model described by `meta` without initialising it, let `plan` check it and name
+ * the weights to fill and where each is read from, write them; on any failure the model is disposed.
+ */
+async function buildWithWeights(
+  meta: ModelMeta,
+  plan: (gpt: GPTModel) => {
+    targets: Iterable<[string, tf.LayerVariable]>;
+    read: (name: string) => Promise<Float32Array>;
+  },
+): Promise<{ meta: ModelMeta; gpt: GPTModel }> {
+  const gpt = buildGPT(meta.model, { head: headSpecOf(meta.head), initialize: false });
+  try {
+    const { targets, read } = plan(gpt);
+    for (const [name, variable] of targets) {
+      const data = await read(name);
+      tf.tidy(() => {
+        variable.write(tf.tensor(data, variable.shape as number[], "float32"));
+      });
+    }
+    return { meta, gpt };
+  } catch (err) {
+    gpt.dispose();
+    throw err;
   }
 }
 
@@ -127,23 +144,13 @@ async function loadLoraDir(dir: string, meta: ModelMeta): Promise<{ meta: ModelM
   let own: SafetensorsFile | null = null;
   try {
     own = await openAdapters(dir, meta);
-    const gpt = buildGPT(meta.model, { head: headSpecOf(meta.head), initialize: false });
-    try {
+    const adapters = own;
+    return await buildWithWeights(meta, (gpt) => {
       checkBaseShapes(gpt.weightShapes(), lora, base, basePath);
       gpt.addLora({ rank: lora.rank, alpha: lora.alpha });
-      const from = (name: string) => (lora.own_weights.includes(name) ? own! : base);
-      const targets = [...gpt.namedWeights(), ...gpt.adapterWeights()];
-      for (const [name, variable] of targets) {
-        const data = await (name.includes(".lora_") ? own : from(name)).read(name);
-        tf.tidy(() => {
-          variable.write(tf.tensor(data, variable.shape as number[], "float32"));
-        });
-      }
-      return { meta, gpt };
-    } catch (err) {
-      gpt.dispose();
-      throw err;
-    }
+      const from = (name: string) => (name.includes(".lora_") || lora.own_weights.includes(name) ? adapters : base);
+      return { targets: [...gpt.namedWeights(), ...gpt.adapterWeights()], read: (name) => from(name).read(name) };
+    });
   } finally {
     await base.close();
     await own?.close();

@@ -278,3 +278,21 @@ export function clipCoefficient(norm: number, maxNorm: number): number {
   const coef = maxNorm / (norm + 1e-6);
   return coef < 1 ? coef : 1;
 }
+
+/** The model's trainable variables (LoRA adapters included) under their stable names. */
+export function namedParameters(model: {
+  namedWeights(): Map<string, { name: string; trainable: boolean }>;
+  adapterWeights(): Map<string, { name: string; trainable: boolean }>;
+  trainableVariables(): tf.Variable[];
+}): NamedVariable[] {
+  const byVarName = new Map(model.trainableVariables().map((v) => [v.name, v]));
+  const out: NamedVariable[] = [];
+  const seen = new Set<string>();
+  for (const [name, lv] of [...model.namedWeights(), ...model.adapterWeights()]) {
+    const variable = byVarName.get(lv.name);
+    if (!variable || !lv.trainable || seen.has(variable.name)) continue;
+    seen.add(variable.name);
+    out.push({ name, variable });
+  }
+  return out;
+}

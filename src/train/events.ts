@@ -47,7 +47,24 @@ export interface TrainProgress {
 }
 
 export type TrainEvent =
+  /** the run begins (or goes on, `resumed`) after `step` done steps; `stop` follows however it ends */
+  | { kind: "start"; step: number; runDir: string; resumed: boolean }
+  | { kind: "stop" }
   | { kind: "step"; progress: TrainProgress }
   | { kind: "eval"; record: EvalRecord }
   | { kind: "epoch"; record: EpochRecord }
   | { kind: "checkpoint"; step: number; dir: string; final: boolean };
+
+/** What a run reports when it ends: where it got to, its last losses, and this process's throughput. */
+export interface TrainResult {
+  step: number;
+  epoch: number;
+  tokensSeen: number;
+  evals: EvalRecord[];
+  /** the last evaluation's losses */
+  trainLoss: number | null;
+  valLoss: number | null;
+  /** wall time of this process's part of the run, and its throughput */
+  seconds: number;
+  tokensPerSecond: number;
+}

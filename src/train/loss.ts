@@ -8,6 +8,7 @@
  * autodiff would send it through gather's gradient, an UnsortedSegmentSum over N·V segments, which the cpu
  * backend computes one segment at a time, and through several extra passes over the [N, V] logits.
  */
+import type { Rng } from "../data/rng.js";
 import * as tf from "@tensorflow/tfjs";
 import { UsageError } from "../errors.js";
 import type { ForwardMode, GPTModel } from "../model/gpt.js";
@@ -77,4 +78,31 @@ export function languageModelLoss(gpt: GPTModel): (batch: TokenBatch, mode: Forw
       const targets = tf.tensor2d(b.targets, [b.batchSize, b.seqLen], "int32"); // [B, T]
       return sparseCrossEntropy(gpt.forward(ids, mode), targets); // logits [B, T, V]
     });
+}
+
+/** Anything that yields numbered batches in an epoch order; `DataLoader` is one. */
+export interface BatchSource<B> {
+  readonly numBatches: number;
+  /** the order of one epoch (of examples, for a DataLoader); a shuffling source draws it from `rng` */
+  epochOrder(rng?: Rng): Int32Array;
+  batch(order: Int32Array, index: number): B;
+}
+
+/** The book's `calc_loss_loader`: mean loss over the first min(maxBatches, numBatches) batches of `order`. */
+export async function meanLoss<B>(
+  source: BatchSource<B>,
+  loss: (batch: B, mode: ForwardMode) => tf.Scalar,
+  maxBatches: number,
+  order = source.epochOrder(),
+): Promise<number> {
+  const n = Math.min(maxBatches, source.numBatches);
+  if (n === 0) return NaN;
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    const batch = source.batch(order, i);
+    const value = tf.tidy(() => loss(batch, { training: false }));
+    sum += (await value.data())[0];
+    value.dispose();
+  }
+  return sum / n;
 }

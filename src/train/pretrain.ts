@@ -4,6 +4,7 @@
  * validation batches in order, and train next-token prediction with the shared Trainer, sampling
  * `sample_prompt` greedily after every epoch. `pretrain()` is the whole job, in the shape of src/train/run.ts.
  */
+import { recordTensorBoard } from "./tensorboard.js";
 import { decodeUtf8, requireFile } from "../formats/file.js";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
@@ -17,7 +18,8 @@ import { loadConfigFile } from "../model/config.js";
 import { loadModelDir, saveModelDir } from "../model/model-dir.js";
 import { NonFiniteLogitsError, generate } from "../generate/generate.js";
 import { languageModelLoss } from "./loss.js";
-import { Trainer, namedParameters } from "./trainer.js";
+import { Trainer } from "./trainer.js";
+import { namedParameters } from "./adamw.js";
 import { resolveRunSettings, type JobEvent, type JobOptions, type JobResult } from "./run.js";
 import type { TrainSettings } from "./settings.js";
 
@@ -49,10 +51,10 @@ export function readPretrainTokens(files: string[], trainRatio: number, vocabSiz
   const modelVocab = vocabSize ?? tok.vocabSize;
   const tokenFiles = files.map((f) => isTokenFile(f));
   const text = (f: string) => {
-    const t = decodeUtf8(readFileSync(f), f);
-    if (t.includes("\0"))
+    const bytes = readFileSync(f);
+    if (bytes.includes(0))
       throw new FileFormatError(`${f}: holds binary data, neither text nor a token file`, "check the --data path");
-    return t;
+    return decodeUtf8(bytes, f);
   };
   const checked = (ids: ArrayLike<number>, where: string) => {
     const bad = firstIdOutside(ids, modelVocab);
@@ -225,7 +227,7 @@ export async function pretrain(opts: PretrainOptions): Promise<PretrainResult> {
         settings.sample_tokens > 0
           ? { sample: await epochSample(gpt, settings.sample_prompt, settings.sample_tokens) }
           : {},
-      onEvent: emit,
+      onEvent: recordTensorBoard(emit),
       signal: opts.signal,
       resume,
     }).run();

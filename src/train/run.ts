@@ -16,10 +16,9 @@ import {
   refuseLockedRunDir,
   TRAINER_STATE_FILE,
   type TrainerState,
-} from "./checkpoint.js";
+} from "./run-dir.js";
 import { resolveTrainSettings, trainFlag, type TrainSettings } from "./settings.js";
-import type { TrainEvent } from "./events.js";
-import type { TrainResult } from "./trainer.js";
+import type { TrainEvent, TrainResult } from "./events.js";
 import { UsageError } from "../errors.js";
 
 /** Settings a resumed run may change: its length and its evaluation and checkpoint cadence. */
@@ -140,7 +139,7 @@ export function refuseChanges(
     return JSON.stringify(v);
   };
   const change = (k: string) =>
-    saved[k] === undefined || saved[k] === null
+    saved[k] === undefined
       ? `${trainFlag(k)} ${shown(given[k])}: the run was started without it`
       : `${trainFlag(k)} ${shown(given[k])} differs from the run's ${shown(saved[k])}`;
   throw new UsageError(

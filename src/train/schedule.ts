@@ -3,6 +3,7 @@
  * `warmupSteps` updates, then either a constant `peakLr` (the ch05 recipe, which has no warmup at all) or a
  * cosine decay from `peakLr` down to `minLr` at the last update.
  */
+import type { TrainSettings } from "./settings.js";
 import { ConfigError } from "../errors.js";
 
 export interface LrSchedule {
@@ -55,4 +56,22 @@ export function learningRate(step: number, s: LrSchedule): number {
   const span = Math.max(1, s.totalSteps - s.warmupSteps);
   const progress = Math.min(1, (step - s.warmupSteps) / span);
   return s.minLr + (s.peakLr - s.minLr) * 0.5 * (1 + Math.cos(Math.PI * progress));
+}
+
+/**
+ * A run's schedule from its settings. It spans all epochs (the book's len(train_loader) · n_epochs); max_steps
+ * only stops early, so a run stopped by max_steps and resumed without it follows the same rates as one straight run.
+ */
+export function scheduleOf(
+  s: Pick<TrainSettings, "lr" | "warmup_steps" | "epochs" | "lr_schedule" | "initial_lr" | "min_lr">,
+  stepsPerEpoch: number,
+): LrSchedule {
+  return makeSchedule({
+    peakLr: s.lr,
+    warmupSteps: s.warmup_steps,
+    totalSteps: s.epochs * stepsPerEpoch,
+    decay: s.lr_schedule,
+    initialLr: s.initial_lr ?? undefined,
+    minLr: s.min_lr ?? undefined,
+  });
 }

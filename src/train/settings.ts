@@ -191,3 +191,28 @@ export function resolveTrainSettings(
 export function trainFlag(key: string): string {
   return `--${key.replace(/_/g, "-")}`;
 }
+
+/**
+ * What the loop reads from the run's settings: the optimizer and its schedule, the length of the run, and how
+ * often it evaluates and checkpoints. The data's shape (batch size, window length, …) is the batch sources'.
+ */
+export type LoopSettings = Pick<
+  TrainSettings,
+  | "lr"
+  | "weight_decay"
+  | "beta1"
+  | "beta2"
+  | "eps"
+  | "grad_clip"
+  | "grad_accum"
+  | "lr_schedule"
+  | "warmup_steps"
+  | "initial_lr"
+  | "min_lr"
+  | "epochs"
+  | "max_steps"
+  | "seed"
+  | "eval_freq"
+  | "eval_iter"
+  | "checkpoint_every"
+>;

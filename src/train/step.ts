@@ -60,3 +60,15 @@ export async function trainStep(
   }
   return lossSum / opts.microBatches;
 }
+
+/** Seed of a micro-batch's dropout masks: a fixed function of (seed, step, micro-batch), so resuming reproduces it. */
+export function mixSeed(seed: number, step: number, part: number): number {
+  let h = (seed ^ 0x9e3779b9) >>> 0;
+  for (const v of [step, part]) {
+    h = Math.imul(h ^ v, 0x85ebca6b) >>> 0;
+    h = (h ^ (h >>> 13)) >>> 0;
+    h = Math.imul(h, 0xc2b2ae35) >>> 0;
+    h = (h ^ (h >>> 16)) >>> 0;
+  }
+  return h;
+}

@@ -22,6 +22,22 @@ export const TENSORBOARD_DIR = "tensorboard";
 /** an epoch record's own bookkeeping, not results to chart */
 const EPOCH_KEYS = new Set(["epoch", "step", "tokens_seen"]);
 
+/**
+ * The run's TensorBoard event file as a listener of its events: opened at "start", closed at "stop", each event
+ * recorded before it is passed on to `next`.
+ */
+export function recordTensorBoard(next?: (event: TrainEvent) => void): (event: TrainEvent) => void {
+  let log: TensorBoardLog | null = null;
+  return (event) => {
+    if (event.kind === "start") log = new TensorBoardLog(event.runDir, event.step, !event.resumed);
+    else if (event.kind === "stop") {
+      log?.close();
+      log = null;
+    } else log?.record(event);
+    next?.(event);
+  };
+}
+
 export class TensorBoardLog {
   private readonly file: EventFileWriter;
 
@@ -45,7 +61,7 @@ export class TensorBoardLog {
     this.file.write(Date.now() / 1000, stepDone + 1, { sessionStart: true });
   }
 
-  record(event: TrainEvent): void {
+  record(event: Exclude<TrainEvent, { kind: "start" | "stop" }>): void {
     switch (event.kind) {
       case "step": {
         const p = event.progress;

@@ -1,8 +1,9 @@
 /**
  * The training loop, shared by `pretrain`, `finetune spam` and `finetune instruct`: the book's
- * `train_model_simple` / `train_classifier_simple` with AdamW, an lr schedule, gradient accumulation and
- * clipping, periodic evaluation (`evaluate_model` over `eval_iter` batches), a JSONL log, an SVG loss plot,
- * TensorBoard event files and exact resume from atomic checkpoints.
+ * `train_model_simple` / `train_classifier_simple` with an lr schedule, one trainStep per update (step.ts:
+ * accumulation, clipping, AdamW), periodic evaluation (`evaluate_model` over `eval_iter` batches) and exact
+ * resume. The run directory (checkpoints, log.jsonl, loss.svg, the lock) is run-dir.ts's; the loop reports
+ * through events (events.ts), which the CLI renders and TensorBoard records (tensorboard.ts).
  *
  * What a caller provides (see TrainerOptions): the parameters to train under stable names, a loss function
  * for one batch, the train (and validation) batch sources, how to save the model into a directory, and
@@ -12,67 +13,38 @@
  * the dropout masks of each micro-batch are seeded by (seed, step, micro-batch), so they do not depend on what
  * ran before.
  */
-import { trainStep } from "./step.js";
-import type { EpochRecord, EvalRecord, TrainEvent, TrainProgress } from "./events.js";
+import { mixSeed, trainStep } from "./step.js";
+import { meanLoss, type BatchSource } from "./loss.js";
+import type { EpochRecord, EvalRecord, TrainEvent, TrainProgress, TrainResult } from "./events.js";
 import * as tf from "@tensorflow/tfjs";
-import { existsSync } from "node:fs";
-import { appendFile, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { AdamW, type NamedVariable } from "./adamw.js";
-import { learningRate, makeSchedule, type LrSchedule } from "./schedule.js";
-import type { TrainSettings } from "./settings.js";
+import { learningRate, scheduleOf, type LrSchedule } from "./schedule.js";
+import type { LoopSettings, TrainSettings } from "./settings.js";
 import {
-  LOG_FILE,
-  OPTIMIZER_FILE,
   PLOT_FILE,
   TRAINER_STATE_FILE,
-  readTrainerState,
+  appendRunLog,
+  checkDataPosition,
   lockRunDir,
-  refuseExistingRun,
-  writeCheckpoint,
+  countNonFinite,
+  divergedError,
+  lossPlot,
+  newPosition,
+  positionOf,
+  readOptimizerState,
+  readTrainerState,
+  restoreRunLog,
+  saveCheckpoint,
+  startRunLog,
+  trainerState,
   type CommitHook,
-  type TrainerState,
-} from "./checkpoint.js";
+  type RunPosition,
+} from "./run-dir.js";
 import { Rng } from "../data/rng.js";
 import type { ForwardMode } from "../model/gpt.js";
-import { readAllSafetensors, writeSafetensors } from "../formats/safetensors.js";
-import { makeDirectory, writeFileAtomic } from "../fs-atomic.js";
-import { FileFormatError, FileSystemError, InterruptedError, TrainingError, UsageError } from "../errors.js";
-import { linePlotSvg } from "../plot/svg.js";
-import { TensorBoardLog } from "./tensorboard.js";
-
-/** Anything that yields numbered batches in an epoch order; `DataLoader` is one. */
-export interface BatchSource<B> {
-  readonly numBatches: number;
-  /** the order of one epoch (of examples, for a DataLoader); a shuffling source draws it from `rng` */
-  epochOrder(rng?: Rng): Int32Array;
-  batch(order: Int32Array, index: number): B;
-}
-
-/**
- * What the loop reads from the run's settings: the optimizer and its schedule, the length of the run, and how
- * often it evaluates and checkpoints. The data's shape (batch size, window length, …) is the batch sources'.
- */
-export type LoopSettings = Pick<
-  TrainSettings,
-  | "lr"
-  | "weight_decay"
-  | "beta1"
-  | "beta2"
-  | "eps"
-  | "grad_clip"
-  | "grad_accum"
-  | "lr_schedule"
-  | "warmup_steps"
-  | "initial_lr"
-  | "min_lr"
-  | "epochs"
-  | "max_steps"
-  | "seed"
-  | "eval_freq"
-  | "eval_iter"
-  | "checkpoint_every"
->;
+import { writeFileAtomic } from "../fs-atomic.js";
+import { InterruptedError, TrainingError } from "../errors.js";
 
 export interface TrainerOptions<B> {
   /** the parameters to train (frozen ones left out), under names that are stable across processes */
@@ -111,79 +83,11 @@ export interface TrainerOptions<B> {
   beforeCommitRename?: CommitHook;
 }
 
-export interface TrainResult {
-  step: number;
-  epoch: number;
-  tokensSeen: number;
-  evals: EvalRecord[];
-  /** the last evaluation's losses */
-  trainLoss: number | null;
-  valLoss: number | null;
-  /** wall time of this process's part of the run, and its throughput */
-  seconds: number;
-  tokensPerSecond: number;
-}
-
-/** Seed of a micro-batch's dropout masks: a fixed function of (seed, step, micro-batch), so resuming reproduces it. */
-function mixSeed(seed: number, step: number, part: number): number {
-  let h = (seed ^ 0x9e3779b9) >>> 0;
-  for (const v of [step, part]) {
-    h = Math.imul(h ^ v, 0x85ebca6b) >>> 0;
-    h = (h ^ (h >>> 13)) >>> 0;
-    h = Math.imul(h, 0xc2b2ae35) >>> 0;
-    h = (h ^ (h >>> 16)) >>> 0;
-  }
-  return h;
-}
-
-/** The book's `calc_loss_loader`: mean loss over the first min(maxBatches, numBatches) batches of `order`. */
-export async function meanLoss<B>(
-  source: BatchSource<B>,
-  loss: (batch: B, mode: ForwardMode) => tf.Scalar,
-  maxBatches: number,
-  order = source.epochOrder(),
-): Promise<number> {
-  const n = Math.min(maxBatches, source.numBatches);
-  if (n === 0) return NaN;
-  let sum = 0;
-  for (let i = 0; i < n; i++) {
-    const batch = source.batch(order, i);
-    const value = tf.tidy(() => loss(batch, { training: false }));
-    sum += (await value.data())[0];
-    value.dispose();
-  }
-  return sum / n;
-}
-
-/** The model's trainable variables (LoRA adapters included) under their stable names. */
-export function namedParameters(model: {
-  namedWeights(): Map<string, { name: string; trainable: boolean }>;
-  adapterWeights(): Map<string, { name: string; trainable: boolean }>;
-  trainableVariables(): tf.Variable[];
-}): NamedVariable[] {
-  const byVarName = new Map(model.trainableVariables().map((v) => [v.name, v]));
-  const out: NamedVariable[] = [];
-  const seen = new Set<string>();
-  for (const [name, lv] of [...model.namedWeights(), ...model.adapterWeights()]) {
-    const variable = byVarName.get(lv.name);
-    if (!variable || !lv.trainable || seen.has(variable.name)) continue;
-    seen.add(variable.name);
-    out.push({ name, variable });
-  }
-  return out;
-}
-
 /**
  * An update is synchronous, so a Ctrl-C (SIGINT) that comes during one is only heard once the event loop polls
  * for I/O: two immediates in a row always pass its poll phase (one alone does not after an I/O callback), so
  * the signal lands before the next update. It costs microseconds.
  */
-/** A write failed for want of space (ENOSPC, EDQUOT), as fileSystemError reports it. */
-function outOfSpace(err: unknown): boolean {
-  const code = err instanceof FileSystemError ? (err.cause as NodeJS.ErrnoException | undefined)?.code : undefined;
-  return code === "ENOSPC" || code === "EDQUOT";
-}
-
 function passThroughEventLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
 }
@@ -203,18 +107,11 @@ export class Trainer<B> {
   private readonly stepsPerEpoch: number;
   readonly totalSteps: number;
 
-  // the resumable state, always as of the last completed optimizer step
-  private step = 0;
-  private epoch = 0;
-  private batchIndex = 0;
-  private order: Int32Array | null = null;
-  private rng: Rng;
-  private tokensSeen = 0;
-  private elapsedBefore = 0;
+  /** where the run is (what a checkpoint saves besides tensors), as of the last completed optimizer step */
+  private at: RunPosition;
   private evals: EvalRecord[] = [];
   /** the step of the checkpoint in runDir (null: none yet); the one a diverged run can go back to */
   private savedStep: number | null = null;
-  private board: TensorBoardLog | null = null;
 
   constructor(opts: TrainerOptions<B>) {
     this.opts = opts;
@@ -229,35 +126,24 @@ export class Trainer<B> {
       throw new TrainingError("there are no trainable parameters", "unfreeze at least one layer");
     this.stepsPerEpoch = Math.ceil(opts.train.numBatches / this.s.grad_accum);
     this.totalSteps = Math.min(this.s.epochs * this.stepsPerEpoch, this.s.max_steps ?? Infinity);
-    // the schedule spans all epochs (the book's len(train_loader) · n_epochs); max_steps only stops early,
-    // so a run stopped by max_steps and resumed without it follows the same rates as one straight run
-    this.schedule = makeSchedule({
-      peakLr: this.s.lr,
-      warmupSteps: this.s.warmup_steps,
-      totalSteps: this.s.epochs * this.stepsPerEpoch,
-      decay: this.s.lr_schedule,
-      initialLr: this.s.initial_lr ?? undefined,
-      minLr: this.s.min_lr ?? undefined,
-    });
-    this.optimizer = new AdamW(opts.params, {
-      beta1: this.s.beta1,
-      beta2: this.s.beta2,
-      epsilon: this.s.eps,
-      weightDecay: this.s.weight_decay,
-    });
-    this.rng = new Rng(this.s.seed);
+    this.schedule = scheduleOf(this.s, this.stepsPerEpoch);
+    const { beta1, beta2, eps: epsilon, weight_decay: weightDecay } = this.s;
+    this.optimizer = new AdamW(opts.params, { beta1, beta2, epsilon, weightDecay });
+    this.at = newPosition(this.s.seed);
   }
 
   /** Train until all epochs (or max_steps) are done. Frees the optimizer state when it returns or throws. */
   async run(): Promise<TrainResult> {
     const unlock = await lockRunDir(this.opts.runDir);
+    let started = false;
     try {
       if (this.opts.resume) await this.restore();
-      else await this.start();
-      this.board = new TensorBoardLog(this.opts.runDir, this.step, !this.opts.resume);
+      else await startRunLog(this.opts.runDir);
+      this.emit({ kind: "start", step: this.at.step, runDir: this.opts.runDir, resumed: this.opts.resume === true });
+      started = true;
       return await this.loop();
     } finally {
-      this.board?.close();
+      if (started) this.emit({ kind: "stop" });
       this.optimizer.dispose();
       await unlock();
     }
@@ -265,63 +151,67 @@ export class Trainer<B> {
 
   private async loop(): Promise<TrainResult> {
     const { train, signal } = this.opts;
-    const segment: Segment = { started: performance.now(), step: this.step, tokens: this.tokensSeen };
+    const segment: Segment = { started: performance.now(), step: this.at.step, tokens: this.at.tokensSeen };
     let lastEvalStep = this.evals.length ? this.evals[this.evals.length - 1].step : -1;
     const seconds = () => (performance.now() - segment.started) / 1000;
 
-    while (this.step < this.totalSteps) {
-      if (this.order === null) this.order = train.epochOrder(this.rng);
-      const group = Math.min(this.s.grad_accum, train.numBatches - this.batchIndex);
-      const lr = learningRate(this.step, this.schedule);
+    while (this.at.step < this.totalSteps) {
+      if (this.at.order === null) this.at.order = train.epochOrder(this.at.rng);
+      const group = Math.min(this.s.grad_accum, train.numBatches - this.at.batchIndex);
+      const lr = learningRate(this.at.step, this.schedule);
       const updateStarted = performance.now();
       const loss = await this.update(group, lr);
       const ms = performance.now() - updateStarted;
       await this.opts.afterUpdate?.();
-      this.step += 1;
-      this.batchIndex += group;
+      this.at.step += 1;
+      this.at.batchIndex += group;
       this.emit({ kind: "step", progress: this.progress(loss, lr, ms, segment) });
       await passThroughEventLoop();
 
       // the book evaluates when global_step % eval_freq == 0 with global_step starting at 0 for the first update
-      if ((this.step - 1) % this.s.eval_freq === 0) {
-        await this.evaluate(lr, this.elapsedBefore + seconds());
-        lastEvalStep = this.step;
+      if ((this.at.step - 1) % this.s.eval_freq === 0) {
+        await this.evaluate(lr, this.at.elapsedSeconds + seconds());
+        lastEvalStep = this.at.step;
       }
-      if (this.batchIndex >= train.numBatches) {
+      if (this.at.batchIndex >= train.numBatches) {
         await this.endEpoch();
       }
-      if (this.step < this.totalSteps && this.s.checkpoint_every > 0 && this.step % this.s.checkpoint_every === 0) {
-        await this.checkpoint(this.elapsedBefore + seconds(), false);
+      if (
+        this.at.step < this.totalSteps &&
+        this.s.checkpoint_every > 0 &&
+        this.at.step % this.s.checkpoint_every === 0
+      ) {
+        await this.checkpoint(this.at.elapsedSeconds + seconds(), false);
       }
-      if (signal?.aborted && this.step < this.totalSteps) {
-        await this.checkpoint(this.elapsedBefore + seconds(), false);
+      if (signal?.aborted && this.at.step < this.totalSteps) {
+        await this.checkpoint(this.at.elapsedSeconds + seconds(), false);
         throw new InterruptedError(
-          `training interrupted at step ${this.step} of ${this.totalSteps}; checkpoint saved in ${this.opts.runDir}`,
+          `training interrupted at step ${this.at.step} of ${this.totalSteps}; checkpoint saved in ${this.opts.runDir}`,
           `continue with --resume ${this.opts.runDir}`,
         );
       }
     }
-    if (lastEvalStep !== this.step && this.step > 0) {
+    if (lastEvalStep !== this.at.step && this.at.step > 0) {
       // after the last epoch ended, the update evaluated here belongs to that epoch, not the next
-      const epoch = this.batchIndex === 0 && this.epoch > 0 ? this.epoch - 1 : this.epoch;
+      const epoch = this.at.batchIndex === 0 && this.at.epoch > 0 ? this.at.epoch - 1 : this.at.epoch;
       await this.evaluate(
-        learningRate(Math.max(0, this.step - 1), this.schedule),
-        this.elapsedBefore + seconds(),
+        learningRate(Math.max(0, this.at.step - 1), this.schedule),
+        this.at.elapsedSeconds + seconds(),
         epoch,
       );
     }
-    await this.checkpoint(this.elapsedBefore + seconds(), true);
+    await this.checkpoint(this.at.elapsedSeconds + seconds(), true);
     const last = this.evals[this.evals.length - 1];
     const segSeconds = seconds();
     return {
-      step: this.step,
-      epoch: this.epoch,
-      tokensSeen: this.tokensSeen,
+      step: this.at.step,
+      epoch: this.at.epoch,
+      tokensSeen: this.at.tokensSeen,
       evals: this.evals,
       trainLoss: last?.train_loss ?? null,
       valLoss: last?.val_loss ?? null,
       seconds: segSeconds,
-      tokensPerSecond: (this.tokensSeen - segment.tokens) / Math.max(segSeconds, 1e-9),
+      tokensPerSecond: (this.at.tokensSeen - segment.tokens) / Math.max(segSeconds, 1e-9),
     };
   }
 
@@ -329,18 +219,18 @@ export class Trainer<B> {
   private progress(loss: number, lr: number, ms: number, segment: Segment): TrainProgress {
     const seconds = (performance.now() - segment.started) / 1000;
     return {
-      step: this.step,
+      step: this.at.step,
       totalSteps: this.totalSteps,
-      epoch: this.epoch,
+      epoch: this.at.epoch,
       epochs: this.s.epochs,
-      batch: this.batchIndex,
+      batch: this.at.batchIndex,
       batchesPerEpoch: this.opts.train.numBatches,
       loss,
       lr,
-      tokensSeen: this.tokensSeen,
+      tokensSeen: this.at.tokensSeen,
       msPerStep: ms,
-      tokensPerSecond: (this.tokensSeen - segment.tokens) / Math.max(seconds, 1e-9),
-      etaSeconds: ((this.totalSteps - this.step) * seconds) / (this.step - segment.step),
+      tokensPerSecond: (this.at.tokensSeen - segment.tokens) / Math.max(seconds, 1e-9),
+      etaSeconds: ((this.totalSteps - this.at.step) * seconds) / (this.at.step - segment.step),
     };
   }
 
@@ -350,260 +240,102 @@ export class Trainer<B> {
     return trainStep(this.optimizer, this.opts.params, {
       microBatches: group,
       loss: (k) => {
-        const batch = train.batch(this.order!, this.batchIndex + k);
-        this.tokensSeen += batchTokens(batch);
-        const mode = { training: true, seed: mixSeed(this.s.seed, this.step, k) };
+        const batch = train.batch(this.at.order!, this.at.batchIndex + k);
+        this.at.tokensSeen += batchTokens(batch);
+        const mode = { training: true, seed: mixSeed(this.s.seed, this.at.step, k) };
         return () => loss(batch, mode);
       },
       lr,
       gradClip: this.s.grad_clip,
       onLoss: (v) => {
-        if (!Number.isFinite(v)) throw this.diverged(`the loss became ${v} at step ${this.step + 1}`, lr);
+        if (!Number.isFinite(v)) throw this.diverged(`the loss became ${v} at step ${this.at.step + 1}`, lr);
       },
     });
   }
 
-  private async evaluate(lr: number, elapsed: number, epoch = this.epoch): Promise<void> {
+  private async evaluate(lr: number, elapsed: number, epoch = this.at.epoch): Promise<void> {
     const { train, validation, loss } = this.opts;
     // a fresh random subset of training batches each time (the book re-iterates its shuffled loader),
     // drawn from a generator seeded by the step so resuming does not change it
-    const trainOrder = train.epochOrder(new Rng(mixSeed(this.s.seed, this.step, 0xe7a1)));
+    const trainOrder = train.epochOrder(new Rng(mixSeed(this.s.seed, this.at.step, 0xe7a1)));
     const record: EvalRecord = {
       type: "eval",
-      step: this.step,
+      step: this.at.step,
       epoch,
-      tokens_seen: this.tokensSeen,
+      tokens_seen: this.at.tokensSeen,
       train_loss: await meanLoss(train, loss, this.s.eval_iter, trainOrder),
       val_loss: validation && validation.numBatches > 0 ? await meanLoss(validation, loss, this.s.eval_iter) : null,
       lr,
       elapsed_seconds: Math.round(elapsed * 1000) / 1000,
     };
     this.evals.push(record);
-    await appendFile(join(this.opts.runDir, LOG_FILE), JSON.stringify(record) + "\n");
+    await appendRunLog(this.opts.runDir, record);
     this.emit({ kind: "eval", record });
   }
 
   private async endEpoch(): Promise<void> {
-    const extra = (await this.opts.afterEpoch?.(this.epoch)) ?? {};
+    const extra = (await this.opts.afterEpoch?.(this.at.epoch)) ?? {};
     const record: EpochRecord = {
       type: "epoch",
-      epoch: this.epoch,
-      step: this.step,
-      tokens_seen: this.tokensSeen,
+      epoch: this.at.epoch,
+      step: this.at.step,
+      tokens_seen: this.at.tokensSeen,
       ...extra,
     };
-    await appendFile(join(this.opts.runDir, LOG_FILE), JSON.stringify(record) + "\n");
+    await appendRunLog(this.opts.runDir, record);
     this.emit({ kind: "epoch", record });
-    this.epoch += 1;
-    this.batchIndex = 0;
-    this.order = null;
+    this.at.epoch += 1;
+    this.at.batchIndex = 0;
+    this.at.order = null;
   }
 
-  /**
-   * The error for a run whose numbers left the finite range: what happened, and what is left of the run. The
-   * checkpoint in runDir predates the divergence (checkpoint() refuses to write a non-finite one), but resuming
-   * it replays the same updates, so the way on is a new run with a lower rate, or that checkpoint as a model.
-   */
   private diverged(what: string, lr: number): TrainingError {
-    const lora = this.opts.lora;
-    // a learning rate past 1 is no recipe's: suggest the book's order of magnitude, not a tenth of it
-    const saner = this.s.lr > 1 ? 4e-4 : this.s.lr / 10;
-    const remedy =
-      lora && lora.alpha / lora.rank > 64
-        ? `lower --lora-alpha (${lora.alpha} scales the adapters by alpha/rank = ${(lora.alpha / lora.rank).toPrecision(3)}; the default is the rank)`
-        : `lower the learning rate (e.g. --lr ${saner.toPrecision(2)}) or set train.grad_clip to 1.0`;
-    const dir = this.opts.runDir;
-    return new TrainingError(
-      `${what} (lr ${lr.toPrecision(3)})`,
-      this.savedStep === null
-        ? `no checkpoint was saved (${dir} holds only this run's log); start again with --force and ${remedy}`
-        : `${dir} keeps the checkpoint of step ${this.savedStep}, the last finite one (-m ${dir} loads it); to train on, start a new run and ${remedy}`,
-    );
+    const { runDir, lora } = this.opts;
+    return divergedError(what, lr, { runDir, lora, peakLr: this.s.lr, savedStep: this.savedStep });
   }
 
   private async checkpoint(elapsed: number, final: boolean): Promise<void> {
     const opt = this.optimizer;
     const moments = await opt.stateArrays();
-    let bad = 0;
-    let total = 0;
-    for (const { variable } of this.opts.params) {
-      bad += countNonFinite((await variable.data()) as Float32Array);
-      total += variable.size;
-    }
-    for (const { data } of moments.values()) {
-      bad += countNonFinite(data);
-      total += data.length;
-    }
+    const { bad, total } = await countNonFinite(this.opts.params, moments);
     if (bad > 0) {
-      const lr = learningRate(Math.max(0, this.step - 1), this.schedule);
+      const lr = learningRate(Math.max(0, this.at.step - 1), this.schedule);
       throw this.diverged(
-        `after step ${this.step}, ${bad} of ${total} weights and optimizer moments are not finite`,
+        `after step ${this.at.step}, ${bad} of ${total} weights and optimizer moments are not finite`,
         lr,
       );
     }
-    const state: TrainerState = {
-      format: "llmctl-trainer-state",
-      version: 1,
-      step: this.step,
-      epoch: this.epoch,
-      batch_index: this.batchIndex,
-      order: this.order ? Array.from(this.order) : null,
-      rng: this.rng.state,
-      tokens_seen: this.tokensSeen,
-      elapsed_seconds: Math.round(elapsed * 1000) / 1000,
-      finished: final,
-      settings: { ...this.opts.runSettings },
-    };
-    try {
-      await writeCheckpoint(
-        this.opts.runDir,
-        async (stage) => {
-          await this.opts.saveModel(stage);
-          const entries = [...moments].map(([name, { shape, data }]) => ({ name, shape, data }));
-          await writeSafetensors(join(stage, OPTIMIZER_FILE), entries, {
-            format: "llmctl-adamw",
-            step: String(opt.step),
-          });
-          await writeFileAtomic(join(stage, TRAINER_STATE_FILE), JSON.stringify(state, null, 1) + "\n");
-        },
-        this.opts.beforeCommitRename,
-      );
-    } catch (err) {
-      if (final && outOfSpace(err)) throw await this.saveModelAlone(err as FileSystemError);
-      throw err;
-    }
-    this.savedStep = this.step;
+    const state = trainerState(this.at, elapsed, final, this.opts.runSettings);
+    await saveCheckpoint(this.opts.runDir, {
+      state,
+      saveModel: this.opts.saveModel,
+      moments,
+      optimizerStep: opt.step,
+      previousStep: this.savedStep,
+      beforeCommitRename: this.opts.beforeCommitRename,
+    });
+    this.savedStep = this.at.step;
     await writeFileAtomic(join(this.opts.runDir, PLOT_FILE), lossPlot(this.evals));
-    this.emit({ kind: "checkpoint", step: this.step, dir: this.opts.runDir, final });
-  }
-
-  /**
-   * The final checkpoint did not fit (its optimizer state is twice the model): save the trained model alone, which
-   * may, where nothing else is lost. Without an earlier checkpoint it goes into the run directory; with one, that
-   * checkpoint stays as it is, resumable, and the model goes into model-step-N beside it.
-   */
-  private async saveModelAlone(full: FileSystemError): Promise<FileSystemError> {
-    const runDir = this.opts.runDir;
-    const kept = this.savedStep;
-    const dir = kept === null ? runDir : join(runDir, `model-step-${this.step}`);
-    const restart =
-      kept === null
-        ? `free space and start again with --force`
-        : `${runDir} keeps the resumable checkpoint of step ${kept} (--resume ${runDir} once there is space)`;
-    try {
-      await this.opts.saveModel(dir);
-    } catch (err) {
-      if (!outOfSpace(err)) throw err;
-      return new FileSystemError(`${full.message}; the trained model alone does not fit either`, restart);
-    }
-    return new FileSystemError(
-      `${full.message}: the final checkpoint (model and optimizer state) did not fit, the trained model of step ` +
-        `${this.step} alone did and is in ${dir} (-m ${dir} uses it; it cannot be resumed)`,
-      kept === null ? `to train further, ${restart}` : restart,
-    );
-  }
-
-  private async start(): Promise<void> {
-    const dir = this.opts.runDir;
-    refuseExistingRun(dir);
-    await makeDirectory(dir);
-    await writeFile(join(dir, LOG_FILE), "");
+    this.emit({ kind: "checkpoint", step: this.at.step, dir: this.opts.runDir, final });
   }
 
   private async restore(): Promise<void> {
     const dir = this.opts.runDir;
     const st = await readTrainerState(dir);
-    const optFile = join(dir, OPTIMIZER_FILE);
-    if (!existsSync(optFile))
-      throw new TrainingError(`${dir} has no ${OPTIMIZER_FILE}`, "the checkpoint is incomplete; start a new run");
-    this.checkDataShape(st, join(dir, TRAINER_STATE_FILE));
-    const { tensors } = await readAllSafetensors(optFile);
+    const tensors = await readOptimizerState(dir);
+    checkDataPosition(st, join(dir, TRAINER_STATE_FILE), {
+      examples: this.opts.train.epochOrder(new Rng(0)).length,
+      numBatches: this.opts.train.numBatches,
+      stepsPerEpoch: this.stepsPerEpoch,
+      gradAccum: this.s.grad_accum,
+    });
     this.optimizer.loadState(st.step, (key) => tensors.get(key)?.data);
-    this.step = st.step;
+    this.at = positionOf(st);
     this.savedStep = st.step;
-    this.epoch = st.epoch;
-    this.batchIndex = st.batch_index;
-    this.order = st.order ? Int32Array.from(st.order) : null;
-    this.rng = new Rng(st.rng);
-    this.tokensSeen = st.tokens_seen;
-    this.elapsedBefore = st.elapsed_seconds;
-    // keep the log up to the checkpoint: entries written after it (before a crash) will be written again
-    const logPath = join(dir, LOG_FILE);
-    const lines = existsSync(logPath) ? (await readFile(logPath, "utf8")).split("\n").filter(Boolean) : [];
-    const kept: string[] = [];
-    for (const line of lines) {
-      let rec: EvalRecord | EpochRecord;
-      try {
-        rec = JSON.parse(line);
-      } catch {
-        continue; // a line torn by a crash
-      }
-      if (rec.step > st.step || (rec.type === "epoch" && rec.epoch >= st.epoch)) continue;
-      kept.push(line);
-      if (rec.type === "eval") this.evals.push(rec);
-    }
-    await writeFileAtomic(logPath, kept.map((l) => l + "\n").join(""));
-  }
-
-  /**
-   * A checkpoint continues only on the data it was saved with: its epoch order must be a permutation of what
-   * this source orders, and its position must be where this source's epochs put it. Otherwise the run would
-   * replay indices past the data's end, or train on other examples than it claims.
-   */
-  private checkDataShape(st: TrainerState, path: string): void {
-    const { train } = this.opts;
-    const n = train.epochOrder(new Rng(0)).length;
-    const fix = "resume with the data and settings the run was started with, or start a new run";
-    if (st.order !== null) {
-      if (!Array.isArray(st.order) || st.order.length !== n)
-        throw new UsageError(
-          `${path}: the saved data order covers ${Array.isArray(st.order) ? st.order.length : "no"} examples, the data now has ${n}`,
-          fix,
-        );
-      const seen = new Uint8Array(n);
-      for (const i of st.order) {
-        if (!Number.isInteger(i) || i < 0 || i >= n || seen[i])
-          throw new FileFormatError(
-            `${path}: the saved data order is not a permutation of 0…${n - 1} (holds ${JSON.stringify(i)})`,
-            "the checkpoint is damaged; start a new run",
-          );
-        seen[i] = 1;
-      }
-    }
-    const expected = st.epoch * this.stepsPerEpoch + Math.ceil(st.batch_index / this.s.grad_accum);
-    if (st.batch_index > train.numBatches || st.step !== expected)
-      throw new UsageError(
-        `${path}: step ${st.step} at batch ${st.batch_index} of epoch ${st.epoch + 1} does not fit ${train.numBatches} batches per epoch (grad_accum ${this.s.grad_accum})`,
-        fix,
-      );
+    this.evals = await restoreRunLog(dir, st);
   }
 
   private emit(event: TrainEvent): void {
-    this.board?.record(event);
     this.opts.onEvent?.(event);
   }
-}
-
-function countNonFinite(data: Float32Array): number {
-  let n = 0;
-  for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i])) n++;
-  return n;
-}
-
-/** The book's plot_losses: train and validation loss against tokens seen. */
-export function lossPlot(evals: EvalRecord[]): string {
-  return linePlotSvg({
-    title: "Loss",
-    xLabel: "tokens seen",
-    yLabel: "loss",
-    series: [
-      { label: "training loss", color: "#1f77b4", points: evals.map((e) => [e.tokens_seen, e.train_loss]) },
-      {
-        label: "validation loss",
-        color: "#ff7f0e",
-        dashed: true,
-        points: evals.filter((e) => e.val_loss !== null).map((e) => [e.tokens_seen, e.val_loss as number]),
-      },
-    ],
-  });
 }

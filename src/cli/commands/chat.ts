@@ -1,12 +1,12 @@
+import { withAnswerFlags } from "../answer-flags.js";
 import type { CommandModule } from "yargs";
 import { createInterface } from "node:readline";
 import { selectBackend } from "../backend.js";
 import { UsageError } from "../../errors.js";
-import { loadModelShowingProgress } from "../load-model.js";
+import { loadLanguageModel } from "../load-model.js";
 import { getTokenizer } from "../../tokenizer/index.js";
 import { chatPrompt, type ChatMessage } from "../../generate/chat-template.js";
 import { checkSamplingOptions } from "../../generate/sampler.js";
-import { MAX_RESPONSE_TOKENS } from "../../generate/responses.js";
 import { note, type GlobalOptions } from "../output.js";
 
 interface ChatArgs extends GlobalOptions {
@@ -24,7 +24,7 @@ export const chatCommand: CommandModule<GlobalOptions, ChatArgs> = {
   command: "chat",
   describe: "talk with a model in the terminal, answers streamed",
   builder: (y) =>
-    y
+    withAnswerFlags(y)
       .option("model", {
         alias: "m",
         type: "string",
@@ -32,19 +32,7 @@ export const chatCommand: CommandModule<GlobalOptions, ChatArgs> = {
         describe: "model directory; an instruction-finetuned one answers in its prompt style",
       })
       .option("system", { type: "string", describe: "a system message that starts the conversation" })
-      .option("max-new-tokens", {
-        alias: "n",
-        type: "number",
-        default: MAX_RESPONSE_TOKENS,
-        describe: "most tokens in an answer",
-      })
-      .option("temperature", {
-        alias: "t",
-        type: "number",
-        default: 0,
-        describe: "0 = greedy (the book's choice for answers); higher samples",
-      })
-      .option("top-k", { alias: "k", type: "number", describe: "sample only among the k most likely tokens" })
+
       .option("top-p", {
         type: "number",
         describe: "sample only among the most likely tokens whose probability reaches p",
@@ -59,12 +47,10 @@ export const chatCommand: CommandModule<GlobalOptions, ChatArgs> = {
       }),
   handler: async (args) => {
     await selectBackend(args);
-    const loaded = await loadModelShowingProgress(args.model);
+    const loaded = await loadLanguageModel(args.model);
     const { gpt, meta } = loaded;
     const { generateText } = await import("../../generate/generate-text.js");
     try {
-      if (meta.head.kind !== "lm")
-        throw new UsageError(`${args.model} is a classifier and cannot chat`, "use `llmctl classify` with it");
       const tokenizer = getTokenizer(meta.tokenizer);
       const style = meta.prompt_style;
       const context = gpt.config.context_length;

@@ -1,7 +1,7 @@
 import type { CommandModule } from "yargs";
 import { selectBackend } from "../backend.js";
 import { UsageError } from "../../errors.js";
-import { LOG_FILE, PLOT_FILE } from "../../train/checkpoint.js";
+import { LOG_FILE, PLOT_FILE } from "../../train/run-dir.js";
 import { formatPrompt } from "../../generate/prompt-style.js";
 import { PROMPT_STYLES, type PromptStyle } from "../../model/model-meta.js";
 import { MAX_RESPONSE_TOKENS } from "../../generate/responses.js";

@@ -1,7 +1,7 @@
 import type { CommandModule } from "yargs";
 import { selectBackend } from "../backend.js";
 import { UsageError } from "../../errors.js";
-import { LOG_FILE, PLOT_FILE } from "../../train/checkpoint.js";
+import { LOG_FILE, PLOT_FILE } from "../../train/run-dir.js";
 import {
   ACCURACY_FILE,
   ACCURACY_PLOT_FILE,

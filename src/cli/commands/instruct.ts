@@ -1,10 +1,10 @@
+import { withAnswerFlags } from "../answer-flags.js";
 import type { CommandModule } from "yargs";
 import { selectBackend } from "../backend.js";
 import { UsageError } from "../../errors.js";
-import { loadModelShowingProgress } from "../load-model.js";
+import { loadLanguageModel } from "../load-model.js";
 import { getTokenizer } from "../../tokenizer/index.js";
 import { DEFAULT_PROMPT_STYLE } from "../../generate/prompt-style.js";
-import { MAX_RESPONSE_TOKENS } from "../../generate/responses.js";
 import { note, printJson, printLine, type GlobalOptions } from "../output.js";
 
 interface InstructArgs extends GlobalOptions {
@@ -20,7 +20,7 @@ export const instructCommand: CommandModule<GlobalOptions, InstructArgs> = {
   command: "instruct [instruction]",
   describe: "answer an instruction with an instruction-finetuned model",
   builder: (y) =>
-    y
+    withAnswerFlags(y)
       .positional("instruction", { type: "string", describe: "what the model should do" })
       .option("model", {
         alias: "m",
@@ -34,19 +34,7 @@ export const instructCommand: CommandModule<GlobalOptions, InstructArgs> = {
         default: "",
         describe: "the text the instruction is about (the Alpaca 'input')",
       })
-      .option("max-new-tokens", {
-        alias: "n",
-        type: "number",
-        default: MAX_RESPONSE_TOKENS,
-        describe: "most tokens in an answer",
-      })
-      .option("temperature", {
-        alias: "t",
-        type: "number",
-        default: 0,
-        describe: "0 = greedy (the book's choice for answers); higher samples",
-      })
-      .option("top-k", { alias: "k", type: "number", describe: "sample only among the k most likely tokens" })
+
       .example(
         '$0 instruct -m sft "Rewrite the sentence using a simile." --input "The car is very fast."',
         "streams e.g. The car is as fast as a bullet.",
@@ -69,14 +57,9 @@ export const instructCommand: CommandModule<GlobalOptions, InstructArgs> = {
       }),
   handler: async (args) => {
     await selectBackend(args);
-    const loaded = await loadModelShowingProgress(args.model);
+    const loaded = await loadLanguageModel(args.model);
     const { gpt, meta } = loaded;
     try {
-      if (meta.head.kind !== "lm")
-        throw new UsageError(
-          `${args.model} is a classifier`,
-          "use `llmctl classify` for it, or give an instruction-finetuned model",
-        );
       const style = meta.prompt_style ?? DEFAULT_PROMPT_STYLE;
       if (!meta.prompt_style)
         note(`${args.model} has no prompt_style in its config.json (not instruction-finetuned?); using ${style}`);

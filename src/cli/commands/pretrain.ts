@@ -1,7 +1,7 @@
 import type { CommandModule } from "yargs";
 import { selectBackend } from "../backend.js";
 import { UsageError } from "../../errors.js";
-import { PLOT_FILE, LOG_FILE } from "../../train/checkpoint.js";
+import { PLOT_FILE, LOG_FILE } from "../../train/run-dir.js";
 import { printJson, printLine, type GlobalOptions } from "../output.js";
 import {
   runDirectory,

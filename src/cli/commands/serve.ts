@@ -2,7 +2,7 @@ import type { CommandModule } from "yargs";
 import { basename, resolve } from "node:path";
 import { selectBackend } from "../backend.js";
 import { UsageError } from "../../errors.js";
-import { loadModelShowingProgress } from "../load-model.js";
+import { loadLanguageModel } from "../load-model.js";
 import { getTokenizer } from "../../tokenizer/index.js";
 import { note, printJson, printLine, type GlobalOptions } from "../output.js";
 
@@ -67,11 +67,9 @@ export const serveCommand: CommandModule<GlobalOptions, ServeArgs> = {
       }),
   handler: async (args) => {
     await selectBackend(args);
-    const loaded = await loadModelShowingProgress(args.model);
+    const loaded = await loadLanguageModel(args.model);
     const { gpt, meta } = loaded;
     try {
-      if (meta.head.kind !== "lm")
-        throw new UsageError(`${args.model} is a classifier and cannot generate text`, "serve a language model");
       const modelId = args.name ?? basename(resolve(args.model)).replace(/[^\w.:-]/g, "_");
       const { startServer } = await import("../../serve/server.js");
       const server = await startServer({
