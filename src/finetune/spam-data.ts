@@ -11,7 +11,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseCsv } from "csv-parse/sync";
 import { stringify as stringifyCsv } from "csv-stringify/sync";
-import { Rng } from "../data/rng.js";
+import { NumpyRandomState } from "../data/numpy-random.js";
 import { BatchLoader } from "../data/batch-loader.js";
 import { END_OF_TEXT_ID, type Tokenizer } from "../tokenizer/index.js";
 import { FileFormatError, UsageError } from "../errors.js";
@@ -157,11 +157,16 @@ export function labelCounts(messages: SmsMessage[]): { ham: number; spam: number
   return { ham: messages.length - spam, spam };
 }
 
+/** What draws the book's samples: `permutation(n)` of 0..n-1 (NumPy's RandomState, as pandas' `sample` uses). */
+export interface Permuter {
+  permutation(n: number): Int32Array;
+}
+
 /**
- * The book's `create_balanced_dataset`: a random sample of as many ham messages as there are spam ones
- * (in sampled order), followed by all spam messages in file order.
+ * The book's `create_balanced_dataset`: `df[ham].sample(num_spam, random_state=123)`, the first num_spam of a
+ * permutation of the ham messages (in sampled order), followed by all spam messages in file order.
  */
-export function balanceSpam(messages: SmsMessage[], rng: Rng): SmsMessage[] {
+export function balanceSpam(messages: SmsMessage[], rng: Permuter): SmsMessage[] {
   const ham = messages.filter((m) => m.label === 0);
   const spam = messages.filter((m) => m.label === 1);
   if (spam.length === 0 || ham.length < spam.length) {
@@ -176,17 +181,23 @@ export function balanceSpam(messages: SmsMessage[], rng: Rng): SmsMessage[] {
 }
 
 /**
- * The book's `random_split`: shuffle everything, then cut at int(n·train) and int(n·train) + int(n·validation);
- * the rest is the test set. 1,494 balanced messages → 1,045 / 149 / 300.
+ * The book's `random_split`: `df.sample(frac=1, random_state=123)` (a permutation of all rows), then cut at
+ * int(n·train) and int(n·train) + int(n·validation); the rest is the test set. 1,494 balanced messages → 1,045 /
+ * 149 / 300.
  */
-export function randomSplit(messages: SmsMessage[], rng: Rng, trainFrac = 0.7, validationFrac = 0.1): SpamSplit {
+export function randomSplit(
+  messages: SmsMessage[],
+  rng: Permuter,
+  trainFrac = 0.7,
+  validationFrac = 0.1,
+): SpamSplit {
   if (!(trainFrac > 0 && validationFrac >= 0 && trainFrac + validationFrac < 1)) {
     throw new UsageError(
       `bad split fractions ${trainFrac} / ${validationFrac}`,
       "train > 0, validation ≥ 0, and together < 1",
     );
   }
-  const shuffled = rng.shuffle([...messages]) as SmsMessage[];
+  const shuffled = Array.from(rng.permutation(messages.length), (i) => messages[i]);
   const trainEnd = Math.floor(shuffled.length * trainFrac);
   const validationEnd = trainEnd + Math.floor(shuffled.length * validationFrac);
   return {
@@ -196,9 +207,12 @@ export function randomSplit(messages: SmsMessage[], rng: Rng, trainFrac = 0.7, v
   };
 }
 
-/** Balance then split, each step with its own generator seeded `seed` (the book seeds both with 123). */
+/**
+ * Balance then split, each step with its own NumPy RandomState seeded `seed`, as the book's pandas code does
+ * (it seeds both with 123): with the UCI file this is the book's split, row for row.
+ */
 export function makeSpamSplit(messages: SmsMessage[], seed = 123): SpamSplit {
-  return randomSplit(balanceSpam(messages, new Rng(seed)), new Rng(seed));
+  return randomSplit(balanceSpam(messages, new NumpyRandomState(seed)), new NumpyRandomState(seed));
 }
 
 /** Write `train.csv`, `validation.csv`, `test.csv` (header `Label,Text`, as the book's `to_csv`) into `dir`. */

@@ -166,6 +166,13 @@ async function loadSplit(
       emit({ kind: "status", text: `${what}: ${total ? `${Math.round((100 * got) / total)}%` : `${got} bytes`}` }),
   });
   const messages = await readSmsSpamCollection(path);
+  emit({
+    kind: "notice",
+    text:
+      seed === 123
+        ? "split: the book's (create_balanced_dataset + random_split, pandas' random_state=123)"
+        : `split: the book's way with random_state=${seed} (the book's own is seed 123)`,
+  });
   const counts = labelCounts(messages);
   if (counts.spam === 0 || counts.ham === 0) {
     throw new UsageError(
