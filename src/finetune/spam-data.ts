@@ -185,12 +185,7 @@ export function balanceSpam(messages: SmsMessage[], rng: Permuter): SmsMessage[]
  * int(n·train) and int(n·train) + int(n·validation); the rest is the test set. 1,494 balanced messages → 1,045 /
  * 149 / 300.
  */
-export function randomSplit(
-  messages: SmsMessage[],
-  rng: Permuter,
-  trainFrac = 0.7,
-  validationFrac = 0.1,
-): SpamSplit {
+export function randomSplit(messages: SmsMessage[], rng: Permuter, trainFrac = 0.7, validationFrac = 0.1): SpamSplit {
   if (!(trainFrac > 0 && validationFrac >= 0 && trainFrac + validationFrac < 1)) {
     throw new UsageError(
       `bad split fractions ${trainFrac} / ${validationFrac}`,
