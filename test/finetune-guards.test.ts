@@ -127,3 +127,56 @@ test("resume messages: a setting the run never had, the other finetune's run, a 
     /merge it \(llmctl export --format llmctl --model .* --out MERGED\), then finetune a classifier/,
   );
 });
+
+test("the closing work is bounded and visible: --max-answers and --max-scored, progress with ETA on stderr under --json", async () => {
+  const env = { env: { LLMCTL_BACKEND: "wasm", LLMCTL_DATA_MIRROR: sharedPath("datasets") } };
+  const base = join(root, "gpt2-tiny-3");
+  assert.equal(
+    (await runCli(["load-gpt2", "--from", sharedPath("fixtures", "gpt2-tiny", "hf"), "--out", base])).code,
+    0,
+  );
+  const instruct = join(root, "instruct-bounded");
+  const i = await runCli(
+    ["finetune", "instruct", "-m", base, "--out", instruct, "--max-steps", "1", "--batch-size", "2"].concat([
+      "--max-answers",
+      "3",
+      "--response-tokens",
+      "4",
+      "--json",
+    ]),
+    env,
+  );
+  assert.equal(i.code, 0, i.stderr);
+  const answers = JSON.parse(
+    await readFile(join(instruct, "instruction-data-with-response.json"), "utf8"),
+  ) as unknown[];
+  assert.equal(answers.length, 3);
+  assert.match(i.stderr, /answering the test instructions: 3\/3 in /);
+
+  const spam = join(root, "spam-bounded");
+  const s = await runCli(
+    [
+      "finetune",
+      "spam",
+      "-m",
+      base,
+      "--out",
+      spam,
+      "--max-steps",
+      "1",
+      "--batch-size",
+      "2",
+      "--max-scored",
+      "8",
+      "--json",
+    ],
+    env,
+  );
+  assert.equal(s.code, 0, s.stderr);
+  for (const set of ["train", "validation", "test"])
+    assert.match(s.stderr, new RegExp(`scoring the ${set} set: 4/4 in `));
+  const report = JSON.parse(await readFile(join(spam, "accuracy.json"), "utf8")) as { max_scored: number };
+  assert.equal(report.max_scored, 8);
+  const bad = await runCli(["finetune", "spam", "-m", base, "--out", join(root, "x"), "--max-scored", "0"], env);
+  assert.equal(bad.code, 2);
+});

@@ -168,8 +168,24 @@ export async function runTrainingJob<R>(
     if (spin.isSpinning) spin.clear();
     note(text);
   };
+  // the closing work (scoring, answering) can take longer than the training: its progress and ETA go to the
+  // spinner on a terminal, and as a line every 10 s (and at the end) on stderr otherwise, --json included
+  let lastLine = 0;
+  const closingProgress = (e: Extract<JobEvent, { kind: "progress" }>) => {
+    const eta = e.done > 0 ? formatDuration((e.seconds / e.done) * (e.total - e.done)) : "?";
+    const text = `${e.what}: ${e.done}/${e.total}${e.done < e.total ? `, ETA ${eta}` : ` in ${formatDuration(e.seconds)}`}`;
+    spin.text = text;
+    if (process.stderr.isTTY && !a.json) return;
+    const now = performance.now();
+    if (e.done === e.total || now - lastLine >= 10_000) {
+      lastLine = now;
+      if (spin.isSpinning) spin.clear();
+      note(text);
+    }
+  };
   const onEvent = (e: JobEvent) => {
     if (e.kind === "status") spin.text = e.text;
+    else if (e.kind === "progress") closingProgress(e);
     else if (e.kind === "notice") {
       if (!e.detail) line(e.text);
       else verbose(a, e.text);

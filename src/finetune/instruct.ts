@@ -105,6 +105,8 @@ export interface FinetuneInstructOptions extends JobOptions {
   maskInstruction?: boolean;
   /** afterwards, answer the test instructions into RESPONSES_FILE with at most this many tokens each (0: none) */
   responseTokens?: number;
+  /** answer only the first N test instructions (default: all, the book's 110) */
+  maxAnswers?: number;
   /** train LoRA adapters (exercise 7.4) instead of every weight */
   lora?: LoraSettings;
 }
@@ -271,7 +273,11 @@ export async function finetuneInstruct(opts: FinetuneInstructOptions): Promise<F
     const responseTokens = opts.responseTokens ?? MAX_RESPONSE_TOKENS;
     const responses =
       responseTokens > 0 && split.test.length > 0
-        ? await answerTestSet(gpt, split.test, run.prompt_style, { ...opts, responseTokens, emit })
+        ? await answerTestSet(gpt, split.test.slice(0, opts.maxAnswers ?? split.test.length), run.prompt_style, {
+            ...opts,
+            responseTokens,
+            emit,
+          })
         : null;
     const examples = { train: split.train.length, validation: split.validation.length, test: split.test.length };
     return { outDir, resumed: resume, settings, train, trainableParameters, run, examples, initialLosses, responses };
@@ -308,10 +314,14 @@ async function answerTestSet(
   style: PromptStyle,
   opts: { outDir: string; responseTokens: number; signal?: AbortSignal; emit: (e: JobEvent) => void },
 ): Promise<ResponsesResult & { file: string }> {
+  const started = performance.now();
+  const what = "answering the test instructions";
+  opts.emit({ kind: "progress", what, done: 0, total: entries.length, seconds: 0 });
   const r = await generateResponses(gpt, getTokenizer(), entries, style, {
     maxNewTokens: opts.responseTokens,
     signal: opts.signal,
-    onProgress: (done, total) => opts.emit({ kind: "status", text: `answering test instructions: ${done}/${total}` }),
+    onProgress: (done, total) =>
+      opts.emit({ kind: "progress", what, done, total, seconds: (performance.now() - started) / 1000 }),
   });
   const file = join(opts.outDir, RESPONSES_FILE);
   await writeFileAtomic(file, JSON.stringify(r.entries, null, 4) + "\n");

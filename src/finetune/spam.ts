@@ -61,6 +61,8 @@ import {
 import { checkPooling, type Pooling } from "../model/model-meta.js";
 
 export interface FinetuneSpamOptions extends JobOptions {
+  /** score at most this many examples of each set after training (default: all, as the book) */
+  maxScored?: number;
   /** a new run's starting model directory: a language model (a 2-class head goes on) or a 2-class classifier */
   modelDir?: string;
   /** the SMSSpamCollection file or a dataset name (default sms-spam); not with splitDir */
@@ -118,6 +120,8 @@ export interface AccuracyReport {
   val_accuracy: number;
   test_accuracy: number;
   examples: { train: number; validation: number; test: number };
+  /** --max-scored: the accuracies are over at most this many examples of each set */
+  max_scored?: number;
   max_length: number;
   pool: Pooling;
   trainable: TrainableScope | "lora";
@@ -389,7 +393,7 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
       .run()
       .finally(() => tf.dispose(counted.splice(0))); // counts of an update that did not finish
 
-    const acc = await finalAccuracy(gpt, data, pool, emit);
+    const acc = await finalAccuracy(gpt, data, pool, emit, opts.maxScored);
     const { epochs: n, batch_size, lr, weight_decay } = settings;
     const report: AccuracyReport = {
       format: "llmctl-accuracy",
@@ -399,6 +403,7 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
       val_accuracy: acc.validation,
       test_accuracy: acc.test,
       examples: { train: sets.train.count, validation: sets.validation.count, test: sets.test.count },
+      ...(opts.maxScored !== undefined ? { max_scored: opts.maxScored } : {}),
       max_length: maxLength,
       pool,
       trainable,
@@ -459,6 +464,7 @@ async function finalAccuracy(
   data: SpamBatches,
   pool: Pooling,
   emit: (e: JobEvent) => void,
+  maxScored?: number,
 ): Promise<SplitAccuracy> {
   const acc: SplitAccuracy = { train: NaN, validation: NaN, test: NaN };
   for (const name of ["train", "validation", "test"] as const) {
@@ -466,9 +472,12 @@ async function finalAccuracy(
     // five left out are the last five rather than five random ones, so the number does not depend on an RNG draw
     const loader = data.loaders[name];
     const full = name === "train" ? new SpamDataLoader(data.sets.train, loader.batchSize, false, true) : loader;
+    const started = performance.now();
+    const what = `scoring the ${name} set`;
     acc[name] = await accuracy(gpt, full, pool, {
+      maxBatches: maxScored === undefined ? undefined : Math.max(1, Math.ceil(maxScored / full.batchSize)),
       onBatch: (batch, batches) =>
-        emit({ kind: "status", text: `measuring ${name} accuracy: batch ${batch}/${batches}` }),
+        emit({ kind: "progress", what, done: batch, total: batches, seconds: (performance.now() - started) / 1000 }),
     });
   }
   return acc;

@@ -59,6 +59,8 @@ export interface JobResult {
 export type JobEvent =
   /** what the job is busy with (fetching data, loading a model, measuring accuracy): a spinner's text */
   | { kind: "status"; text: string }
+  /** the closing work after training (scoring the sets, answering the test set): `done` of `total` so far */
+  | { kind: "progress"; what: string; done: number; total: number; seconds: number }
   /** a fact for the person running it; `detail` ones are for --verbose */
   | { kind: "notice"; text: string; detail?: boolean }
   /** the data, split and batched; `unit` is what train/validation/test count */

@@ -28,6 +28,7 @@ interface FinetuneInstructArgs extends TrainingArgs, LoraArgs {
   "max-length"?: number;
   responses: boolean;
   "response-tokens": number;
+  "max-answers"?: number;
 }
 
 export const finetuneInstructCommand: CommandModule<GlobalOptions, FinetuneInstructArgs> = {
@@ -69,12 +70,18 @@ export const finetuneInstructCommand: CommandModule<GlobalOptions, FinetuneInstr
           default: true,
           describe: `answer the test instructions afterwards into ${RESPONSES_FILE}`,
         })
+        .option("max-answers", {
+          type: "number",
+          describe: "answer only the first N test instructions [default: all of them, the book's 110]",
+        })
         .option("response-tokens", {
           type: "number",
           default: MAX_RESPONSE_TOKENS,
           describe: "most tokens per generated answer",
         })
         .check((a) => {
+          if (a["max-answers"] !== undefined && !(Number.isInteger(a["max-answers"]) && a["max-answers"] >= 0))
+            throw new UsageError(`--max-answers must be a whole number, got ${a["max-answers"]}`);
           if (!Number.isInteger(a["response-tokens"]) || a["response-tokens"] < 1)
             throw new UsageError(`--response-tokens must be a positive integer, got ${a["response-tokens"]}`);
           return true;
@@ -119,7 +126,8 @@ export const finetuneInstructCommand: CommandModule<GlobalOptions, FinetuneInstr
         promptStyle: a["prompt-style"],
         maskInstruction: a["mask-instruction"],
         lora: loraSettings(a),
-        responseTokens: a.responses ? a["response-tokens"] : 0,
+        responseTokens: a.responses && a["max-answers"] !== 0 ? a["response-tokens"] : 0,
+        maxAnswers: a["max-answers"],
         train: { ...trainOverrides(a), max_length: a["max-length"] },
       }),
     );

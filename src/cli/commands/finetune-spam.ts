@@ -33,6 +33,7 @@ interface FinetuneSpamArgs extends TrainingArgs, LoraArgs {
   trainable?: TrainableScope;
   pool?: Pooling;
   "drop-rate"?: number;
+  "max-scored"?: number;
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
@@ -83,7 +84,13 @@ export const finetuneSpamCommand: CommandModule<GlobalOptions, FinetuneSpamArgs>
           type: "number",
           describe: `dropout of the model a new head goes on [default: ${SPAM_DEFAULTS.dropRate}, as the book]`,
         })
+        .option("max-scored", {
+          type: "number",
+          describe: "after training, score at most N examples of each set [default: all, as the book]",
+        })
         .check((a) => {
+          if (a["max-scored"] !== undefined && !(Number.isInteger(a["max-scored"]) && a["max-scored"] >= 1))
+            throw new UsageError(`--max-scored must be a positive integer, got ${a["max-scored"]}`);
           if (a["drop-rate"] !== undefined && !(a["drop-rate"] >= 0 && a["drop-rate"] < 1))
             throw new UsageError(`--drop-rate must be in [0, 1), got ${a["drop-rate"]}`);
           return true;
@@ -123,6 +130,7 @@ export const finetuneSpamCommand: CommandModule<GlobalOptions, FinetuneSpamArgs>
         trainable: a.trainable,
         lora: loraSettings(a),
         pool: a.pool,
+        maxScored: a["max-scored"],
         dropRate: a["drop-rate"],
         train: trainOverrides(a),
       }),
