@@ -156,3 +156,22 @@ test("finetune spam --drop-rate on a model that is already a classifier is refus
   const same = await runCli([...args, "--drop-rate", "0", "--max-steps", "1", "--json"], env);
   assert.equal(same.code, 0, same.stderr);
 });
+
+test("a training step too big for the backend is refused before it runs: the estimate, its parts and the ways out", async () => {
+  const out = join(mkdtempSync(join(tmpdir(), "llmctl-preflight-")), "run");
+  const r = await runCli(
+    ["pretrain", "--config", "gpt2-tiny", "--out", out, "--batch-size", "64", "--backend", "wasm"],
+    {
+      env: { LLMCTL_DATA_MIRROR: sharedPath("datasets") },
+    },
+  );
+  assert.equal(r.code, 1, r.stderr);
+  const errors = r.stderr.split("\n").filter((l) => l.startsWith("llmctl:"));
+  assert.equal(errors.length, 1, r.stderr);
+  assert.match(
+    errors[0],
+    /a training step needs about 10\.5 GB on the wasm backend, more than wasm's 4 GB heap \(weights 51 MB, .*activations for 64 × 128 tokens 10\.3 GB\) — try --backend tensorflow .*--batch-size 32 --grad-accum 2/,
+  );
+  assert.doesNotMatch(errors[0], /--lora/, "pretraining has no LoRA");
+  assert.doesNotMatch(r.stderr, /Aborted|unexpected/);
+});

@@ -6,6 +6,7 @@
  * `finetuneInstruct()` is the whole job, in the shape of src/train/run.ts; the loop itself is the shared
  * Trainer. This module supplies its batches, a per-epoch sample, and the answers afterwards.
  */
+import { preflightStep } from "../train/preflight.js";
 import { recordTensorBoard } from "../train/tensorboard.js";
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
@@ -222,6 +223,19 @@ export async function finetuneInstruct(opts: FinetuneInstructOptions): Promise<F
       trainableParameters,
       totalParameters: gpt.countParameters(),
     });
+    preflightStep(
+      gpt,
+      {
+        batchSize: settings.batch_size,
+        length: Math.min(batches.longestExample, run.max_length),
+        trainableParameters,
+        totalParameters: gpt.countParameters(),
+      },
+      {
+        lora: gpt.lora !== null ? "training" : "possible",
+        note: (text) => emit({ kind: "notice", text, detail: true }),
+      },
+    );
 
     const loss = languageModelLoss(gpt);
     let initialLosses: FinetuneInstructResult["initialLosses"] = null;

@@ -8,6 +8,7 @@
  * The output directory is both the run directory (checkpoints, log.jsonl, loss.svg) and the finished
  * classifier's model directory; it also keeps the split CSVs, accuracy.json and accuracy.svg.
  */
+import { preflightStep } from "../train/preflight.js";
 import { recordTensorBoard } from "../train/tensorboard.js";
 import * as tf from "@tensorflow/tfjs";
 import { existsSync } from "node:fs";
@@ -331,6 +332,19 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
       trainableParameters,
       totalParameters: gpt.countParameters(),
     });
+    preflightStep(
+      gpt,
+      {
+        batchSize: settings.batch_size,
+        length: maxLength,
+        trainableParameters,
+        totalParameters: gpt.countParameters(),
+      },
+      {
+        lora: trainable === "lora" ? "training" : "possible",
+        note: (text) => emit({ kind: "notice", text, detail: true }),
+      },
+    );
 
     // running accuracy of the training batches of the current epoch, counted from the loss's own logits: kept on
     // the device inside the loss, read after the update

@@ -4,6 +4,7 @@
  * validation batches in order, and train next-token prediction with the shared Trainer, sampling
  * `sample_prompt` greedily after every epoch. `pretrain()` is the whole job, in the shape of src/train/run.ts.
  */
+import { preflightStep } from "./preflight.js";
 import { recordTensorBoard } from "./tensorboard.js";
 import { decodeUtf8, requireFile } from "../formats/file.js";
 import { readFileSync } from "node:fs";
@@ -206,6 +207,16 @@ export async function pretrain(opts: PretrainOptions): Promise<PretrainResult> {
       trainableParameters,
       totalParameters: gpt.countParameters(),
     });
+    preflightStep(
+      gpt,
+      {
+        batchSize: settings.batch_size,
+        length: settings.max_length ?? gpt.config.context_length,
+        trainableParameters,
+        totalParameters: gpt.countParameters(),
+      },
+      { lora: "no", note: (text) => emit({ kind: "notice", text, detail: true }) },
+    );
     if (state?.finished)
       emit({
         kind: "notice",
