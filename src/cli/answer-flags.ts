@@ -1,5 +1,5 @@
 import type { Argv } from "yargs";
-import { MAX_RESPONSE_TOKENS } from "../generate/responses.js";
+import { MAX_RESPONSE_TOKENS } from "../generate/prompt-style.js";
 
 /** The flags of commands that answer (instruct, chat): how long an answer may be and how it is sampled. */
 export interface AnswerFlags {

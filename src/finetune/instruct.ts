@@ -25,12 +25,8 @@ import { refuseChanges, resolveRunSettings, type JobEvent, type JobOptions, type
 import { getTokenizer, type Tokenizer } from "../tokenizer/index.js";
 import { FileFormatError, UsageError } from "../errors.js";
 import { writeFileAtomic } from "../fs-atomic.js";
-import {
-  MAX_RESPONSE_TOKENS,
-  generateResponse,
-  generateResponses,
-  type ResponsesResult,
-} from "../generate/responses.js";
+import { generateResponse, generateResponses, type ResponsesResult } from "../generate/responses.js";
+import { MAX_RESPONSE_TOKENS } from "../generate/prompt-style.js";
 import { InstructionDataset, InstructionLoader } from "./collate.js";
 import {
   loadInstructionData,

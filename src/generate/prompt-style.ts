@@ -12,6 +12,9 @@ import { UsageError } from "../errors.js";
 import type { InstructionEntry } from "../data/instruction-data.js";
 import { PROMPT_STYLES, type PromptStyle } from "../model/model-meta.js";
 
+/** The book's limit on generated answers (here, so the CLI's option defaults load no TF.js). */
+export const MAX_RESPONSE_TOKENS = 256;
+
 /** The book's default; the one a model directory without `prompt_style` is assumed to use. */
 export const DEFAULT_PROMPT_STYLE: PromptStyle = "alpaca";
 

@@ -7,12 +7,9 @@ import type { Tokenizer } from "../tokenizer/index.js";
 import { InterruptedError } from "../errors.js";
 import type { InstructionRecord } from "../data/instruction-data.js";
 import { generateText } from "./generate-text.js";
-import { extractResponse, formatPrompt, responseHeader } from "./prompt-style.js";
+import { MAX_RESPONSE_TOKENS, extractResponse, formatPrompt, responseHeader } from "./prompt-style.js";
 import { type PromptStyle } from "../model/model-meta.js";
 import { type InstructionEntry } from "../data/instruction-data.js";
-
-/** The book's limit on generated answers. */
-export const MAX_RESPONSE_TOKENS = 256;
 
 export interface ResponseOptions {
   /** default MAX_RESPONSE_TOKENS, the book's limit */

@@ -4,7 +4,7 @@ import { UsageError } from "../../errors.js";
 import { LOG_FILE, PLOT_FILE } from "../../train/run-dir.js";
 import { formatPrompt } from "../../generate/prompt-style.js";
 import { PROMPT_STYLES, type PromptStyle } from "../../model/model-meta.js";
-import { MAX_RESPONSE_TOKENS } from "../../generate/responses.js";
+import { MAX_RESPONSE_TOKENS } from "../../generate/prompt-style.js";
 import { DEFAULT_BASE_MODEL, INSTRUCT_TRAIN_DEFAULTS, RESPONSES_FILE } from "../../finetune/recipes.js";
 import { formatDuration, note, printJson, printLine, type GlobalOptions } from "../output.js";
 import {
