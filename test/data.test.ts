@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { getTokenizer } from "../src/tokenizer/index.js";
-import { SlidingWindowDataset, DataLoader, splitText } from "../src/data/sliding-window.js";
+import { SlidingWindowDataset, SlidingWindowLoader, splitText } from "../src/data/sliding-window.js";
 import { Rng } from "../src/data/rng.js";
 import { sharedPath } from "./helpers/shared.js";
 
@@ -13,7 +13,7 @@ function rows(a: Int32Array, width: number): number[][] {
 }
 
 test("book ch02: batch 1, max_length 4, stride 1", () => {
-  const loader = new DataLoader(new SlidingWindowDataset(verdictIds, 4, 1), { batchSize: 1 });
+  const loader = new SlidingWindowLoader(new SlidingWindowDataset(verdictIds, 4, 1), { batchSize: 1 });
   const it = loader.batches();
   const first = it.next().value!;
   assert.deepEqual(rows(first.inputs, 4), [[40, 367, 2885, 1464]]);
@@ -23,7 +23,7 @@ test("book ch02: batch 1, max_length 4, stride 1", () => {
 });
 
 test("book ch02: batch 8, max_length 4, stride 4", () => {
-  const loader = new DataLoader(new SlidingWindowDataset(verdictIds, 4, 4), { batchSize: 8 });
+  const loader = new SlidingWindowLoader(new SlidingWindowDataset(verdictIds, 4, 4), { batchSize: 8 });
   const batch = loader.batches().next().value!;
   assert.deepEqual(rows(batch.inputs, 4), [
     [40, 367, 2885, 1464],
@@ -44,12 +44,14 @@ test("book ch05 loaders: 9 training batches and 1 validation batch", () => {
   const { train, validation } = splitText(text, 0.9);
   assert.equal(train.length, 18431);
   const tok = getTokenizer();
-  const trainLoader = new DataLoader(new SlidingWindowDataset(tok.encode(train), 256, 256), {
+  const trainLoader = new SlidingWindowLoader(new SlidingWindowDataset(tok.encode(train), 256, 256), {
     batchSize: 2,
     shuffle: true,
     dropLast: true,
   });
-  const valLoader = new DataLoader(new SlidingWindowDataset(tok.encode(validation), 256, 256), { batchSize: 2 });
+  const valLoader = new SlidingWindowLoader(new SlidingWindowDataset(tok.encode(validation), 256, 256), {
+    batchSize: 2,
+  });
   assert.equal(trainLoader.numBatches, 9);
   assert.equal(valLoader.numBatches, 1);
   const all = [...trainLoader.batches(trainLoader.epochOrder(new Rng(123)))];
@@ -73,7 +75,7 @@ test("shuffle is a seeded permutation; drop_last drops the ragged batch", () => 
     4,
     4,
   ); // 25 windows
-  const loader = new DataLoader(ds, { batchSize: 4, shuffle: true, dropLast: true });
+  const loader = new SlidingWindowLoader(ds, { batchSize: 4, shuffle: true, dropLast: true });
   assert.equal(loader.numBatches, 6);
   const a = loader.epochOrder(new Rng(7));
   const b = loader.epochOrder(new Rng(7));
@@ -86,7 +88,7 @@ test("shuffle is a seeded permutation; drop_last drops the ragged batch", () => 
     [...a].sort((x, y) => x - y),
     Array.from({ length: 25 }, (_, i) => i),
   );
-  assert.equal(new DataLoader(ds, { batchSize: 4 }).numBatches, 7);
+  assert.equal(new SlidingWindowLoader(ds, { batchSize: 4 }).numBatches, 7);
 });
 
 test("Rng state round-trips exactly", () => {

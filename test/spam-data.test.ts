@@ -157,11 +157,12 @@ test("SpamDataLoader: the book's batch counts (train drops the last partial batc
   const split = makeSpamSplit(await readSmsSpamCollection(SMS), 123);
   const train = new SpamDataset(split.train, tok);
   const test = new SpamDataset(split.test, tok, { maxLength: train.maxLength });
-  const trainLoader = new SpamDataLoader(train, 8, true, true);
-  const testLoader = new SpamDataLoader(test, 8);
+  const trainLoader = new SpamDataLoader(train, { batchSize: 8, shuffle: true, dropLast: true });
+  const testLoader = new SpamDataLoader(test, { batchSize: 8 });
   assert.equal(trainLoader.numBatches, 130);
   assert.equal(
-    new SpamDataLoader(new SpamDataset(split.validation, tok, { maxLength: train.maxLength }), 8).numBatches,
+    new SpamDataLoader(new SpamDataset(split.validation, tok, { maxLength: train.maxLength }), { batchSize: 8 })
+      .numBatches,
     19,
   );
   assert.equal(testLoader.numBatches, 38);

@@ -21,7 +21,7 @@ import type { EvalRecord, EpochRecord } from "../src/train/events.js";
 import { TENSORBOARD_DIR } from "../src/train/tensorboard.js";
 import { resolveTrainSettings } from "../src/train/settings.js";
 import { sparseCrossEntropy } from "../src/train/loss.js";
-import { DataLoader, SlidingWindowDataset, type TokenBatch } from "../src/data/sliding-window.js";
+import { SlidingWindowLoader, SlidingWindowDataset, type TokenBatch } from "../src/data/sliding-window.js";
 import { Rng } from "../src/data/rng.js";
 import { runCli } from "./helpers/cli.js";
 import { cliEnv } from "./helpers/backend.js";
@@ -194,12 +194,12 @@ const tokens = (() => {
 
 /** A bigram LM on a toy stream: 4 updates per epoch, evaluation every 2, accuracies after each epoch. */
 function bigramRun(W: tf.Variable, runDir: string, over: Partial<TrainerOptions<TokenBatch>>): Trainer<TokenBatch> {
-  const train = new DataLoader(new SlidingWindowDataset(tokens.slice(0, 136), 8, 8), {
+  const train = new SlidingWindowLoader(new SlidingWindowDataset(tokens.slice(0, 136), 8, 8), {
     batchSize: 4,
     shuffle: true,
     dropLast: true,
   });
-  const validation = new DataLoader(new SlidingWindowDataset(tokens.slice(136), 8, 8), {
+  const validation = new SlidingWindowLoader(new SlidingWindowDataset(tokens.slice(136), 8, 8), {
     batchSize: 4,
     shuffle: false,
     dropLast: false,

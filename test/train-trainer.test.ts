@@ -17,7 +17,7 @@ import { resolveTrainSettings, type TrainSettings } from "../src/train/settings.
 import { sparseCrossEntropy } from "../src/train/loss.js";
 import { readTrainerState, recoverCheckpoint } from "../src/train/run-dir.js";
 import { readAllSafetensors, writeSafetensors } from "../src/formats/safetensors.js";
-import { DataLoader, SlidingWindowDataset, type TokenBatch } from "../src/data/sliding-window.js";
+import { SlidingWindowLoader, SlidingWindowDataset, type TokenBatch } from "../src/data/sliding-window.js";
 import { Rng } from "../src/data/rng.js";
 import { InterruptedError, TrainingError, UsageError } from "../src/errors.js";
 
@@ -35,12 +35,12 @@ const tokens = (() => {
 })();
 
 function loaders(batchSize = 3) {
-  const train = new DataLoader(new SlidingWindowDataset(tokens.slice(0, 104), 8, 4), {
+  const train = new SlidingWindowLoader(new SlidingWindowDataset(tokens.slice(0, 104), 8, 4), {
     batchSize,
     shuffle: true,
     dropLast: true,
   });
-  const validation = new DataLoader(new SlidingWindowDataset(tokens.slice(104, 150), 8, 8), {
+  const validation = new SlidingWindowLoader(new SlidingWindowDataset(tokens.slice(104, 150), 8, 8), {
     batchSize,
     shuffle: false,
     dropLast: false,

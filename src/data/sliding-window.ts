@@ -47,7 +47,7 @@ export interface TokenBatch {
 }
 
 /** Batches of sliding windows (the book's GPTDatasetV1 in a DataLoader). */
-export class DataLoader extends BatchLoader<TokenBatch> {
+export class SlidingWindowLoader extends BatchLoader<TokenBatch> {
   constructor(
     readonly dataset: SlidingWindowDataset,
     opts: BatchLoaderOptions,

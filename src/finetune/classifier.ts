@@ -181,7 +181,7 @@ export async function classifyTexts(
       tokenizer,
       { maxLength },
     );
-    const loader = new SpamDataLoader(ds, part.length);
+    const loader = new SpamDataLoader(ds, { batchSize: part.length });
     const probs = await classProbabilities(gpt, loader.batch(loader.epochOrder(), 0), opts.pool); // [B,C]
     part.forEach((text, b) => {
       let best = 0;

@@ -1,6 +1,6 @@
 /**
  * The book's `InstructionDataset` and `custom_collate_fn` (chapter 7): tokenized examples of different lengths
- * become one padded batch whose padding is ignored by the loss, plus a loader with the DataLoader interface
+ * become one padded batch whose padding is ignored by the loss, plus a loader with the BatchSource interface
  * (numBatches / epochOrder / batch) that the Trainer drives.
  */
 import { BatchLoader, type BatchLoaderOptions } from "../data/batch-loader.js";

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { parse as parseCsv } from "csv-parse/sync";
 import { stringify as stringifyCsv } from "csv-stringify/sync";
 import { NumpyRandomState } from "../data/numpy-random.js";
-import { BatchLoader } from "../data/batch-loader.js";
+import { BatchLoader, type BatchLoaderOptions } from "../data/batch-loader.js";
 import { END_OF_TEXT_ID, type Tokenizer } from "../tokenizer/index.js";
 import { FileFormatError, UsageError } from "../errors.js";
 import { makeDirectory, writeFileAtomic } from "../fs-atomic.js";
@@ -343,11 +343,9 @@ export interface SpamBatch {
 export class SpamDataLoader extends BatchLoader<SpamBatch> {
   constructor(
     readonly dataset: SpamDataset,
-    batchSize: number,
-    shuffle = false,
-    dropLast = false,
+    opts: BatchLoaderOptions,
   ) {
-    super({ batchSize, shuffle, dropLast });
+    super(opts);
   }
 
   get exampleCount(): number {

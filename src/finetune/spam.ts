@@ -462,9 +462,9 @@ function spamBatches(split: SpamSplit, contextLength: number, batchSize: number,
     test: new SpamDataset(split.test, tok, padTo),
   };
   const loaders = {
-    train: new SpamDataLoader(train, batchSize, true, true),
-    validation: new SpamDataLoader(sets.validation, batchSize),
-    test: new SpamDataLoader(sets.test, batchSize),
+    train: new SpamDataLoader(train, { batchSize, shuffle: true, dropLast: true }),
+    validation: new SpamDataLoader(sets.validation, { batchSize }),
+    test: new SpamDataLoader(sets.test, { batchSize }),
   };
   if (loaders.train.numBatches === 0)
     throw new UsageError(`${train.count} training examples make no full batch of ${batchSize}`, "lower --batch-size");
@@ -485,7 +485,8 @@ async function finalAccuracy(
     // the book measures the training accuracy over its shuffled drop_last loader (1,040 of 1,045 examples); here the
     // five left out are the last five rather than five random ones, so the number does not depend on an RNG draw
     const loader = data.loaders[name];
-    const full = name === "train" ? new SpamDataLoader(data.sets.train, loader.batchSize, false, true) : loader;
+    const full =
+      name === "train" ? new SpamDataLoader(data.sets.train, { batchSize: loader.batchSize, dropLast: true }) : loader;
     const started = performance.now();
     const what = `scoring the ${name} set`;
     acc[name] = await accuracy(gpt, full, pool, {

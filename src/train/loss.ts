@@ -80,10 +80,10 @@ export function languageModelLoss(gpt: GPTModel): (batch: TokenBatch, mode: Forw
     });
 }
 
-/** Anything that yields numbered batches in an epoch order; `DataLoader` is one. */
+/** Anything that yields numbered batches in an epoch order; `SlidingWindowLoader` and `SpamDataLoader` are. */
 export interface BatchSource<B> {
   readonly numBatches: number;
-  /** the order of one epoch (of examples, for a DataLoader); a shuffling source draws it from `rng` */
+  /** the order of one epoch (of examples, for a loader); a shuffling source draws it from `rng` */
   epochOrder(rng?: Rng): Int32Array;
   batch(order: Int32Array, index: number): B;
 }

@@ -9,7 +9,7 @@ import { recordTensorBoard } from "./tensorboard.js";
 import { decodeUtf8, requireFile } from "../formats/file.js";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { DataLoader, SlidingWindowDataset, splitText } from "../data/sliding-window.js";
+import { SlidingWindowLoader, SlidingWindowDataset, splitText } from "../data/sliding-window.js";
 import { fetchDataset, isDatasetName } from "../data/datasets.js";
 import { firstIdOutside, isTokenFile, readTokenFile } from "../tokenizer/token-file.js";
 import { END_OF_TEXT, END_OF_TEXT_ID, getTokenizer } from "../tokenizer/index.js";
@@ -25,8 +25,8 @@ import { resolveRunSettings, type JobEvent, type JobOptions, type JobResult } fr
 import type { TrainSettings } from "./settings.js";
 
 export interface PretrainData {
-  train: DataLoader;
-  validation: DataLoader;
+  train: SlidingWindowLoader;
+  validation: SlidingWindowLoader;
   trainTokens: number;
   validationTokens: number;
 }
@@ -108,12 +108,12 @@ export function makePretrainLoaders(
       `set train.max_length (or --max-length) to at most ${contextLength}`,
     );
   }
-  const train = new DataLoader(new SlidingWindowDataset(tokens.train, maxLength, stride), {
+  const train = new SlidingWindowLoader(new SlidingWindowDataset(tokens.train, maxLength, stride), {
     batchSize: s.batch_size,
     shuffle: true,
     dropLast: true,
   });
-  const validation = new DataLoader(new SlidingWindowDataset(tokens.validation, maxLength, stride), {
+  const validation = new SlidingWindowLoader(new SlidingWindowDataset(tokens.validation, maxLength, stride), {
     batchSize: s.batch_size,
     shuffle: false,
     dropLast: false,
