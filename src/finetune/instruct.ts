@@ -6,7 +6,6 @@
  * `finetuneInstruct()` is the whole job, in the shape of src/train/run.ts; the loop itself is the shared
  * Trainer. This module supplies its batches, a per-epoch sample, and the answers afterwards.
  */
-import { preflightStep } from "../train/preflight.js";
 import { recordTensorBoard } from "../train/tensorboard.js";
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
@@ -21,7 +20,14 @@ import { languageModelLoss } from "../train/loss.js";
 import { Trainer } from "../train/trainer.js";
 import { meanLoss } from "../train/loss.js";
 import { namedParameters } from "../train/adamw.js";
-import { refuseChanges, resolveRunSettings, type JobEvent, type JobOptions, type JobResult } from "../train/run.js";
+import {
+  announceModel,
+  refuseChanges,
+  resolveRunSettings,
+  type JobEvent,
+  type JobOptions,
+  type JobResult,
+} from "../train/run.js";
 import { getTokenizer, type Tokenizer } from "../tokenizer/index.js";
 import { FileFormatError, UsageError } from "../errors.js";
 import { writeFileAtomic } from "../fs-atomic.js";
@@ -211,26 +217,11 @@ export async function finetuneInstruct(opts: FinetuneInstructOptions): Promise<F
       });
     }
     const params = namedParameters(gpt);
-    const trainableParameters = params.reduce((n, p) => n + p.variable.size, 0);
-    emit({
-      kind: "model",
-      source: modelDir,
-      resumed: resume,
-      trainableParameters,
-      totalParameters: gpt.countParameters(),
-    });
-    preflightStep(
+    const trainableParameters = announceModel(
       gpt,
-      {
-        batchSize: settings.batch_size,
-        length: Math.min(batches.longestExample, run.max_length),
-        trainableParameters,
-        totalParameters: gpt.countParameters(),
-      },
-      {
-        lora: gpt.lora !== null ? "training" : "possible",
-        note: (text) => emit({ kind: "notice", text, detail: true }),
-      },
+      params,
+      { batchSize: settings.batch_size, length: Math.min(batches.longestExample, run.max_length) },
+      { source: modelDir, resumed: resume, lora: gpt.lora !== null ? "training" : "possible", emit },
     );
 
     const loss = languageModelLoss(gpt);

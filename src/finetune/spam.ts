@@ -8,7 +8,6 @@
  * The output directory is both the run directory (checkpoints, log.jsonl, loss.svg) and the finished
  * classifier's model directory; it also keeps the split CSVs, accuracy.json and accuracy.svg.
  */
-import { preflightStep } from "../train/preflight.js";
 import { recordTensorBoard } from "../train/tensorboard.js";
 import * as tf from "@tensorflow/tfjs";
 import { existsSync } from "node:fs";
@@ -21,7 +20,14 @@ import { Trainer } from "../train/trainer.js";
 import { namedParameters } from "../train/adamw.js";
 import { LOG_FILE } from "../train/run-dir.js";
 import type { TrainSettings } from "../train/settings.js";
-import { refuseChanges, resolveRunSettings, type JobEvent, type JobOptions, type JobResult } from "../train/run.js";
+import {
+  announceModel,
+  refuseChanges,
+  resolveRunSettings,
+  type JobEvent,
+  type JobOptions,
+  type JobResult,
+} from "../train/run.js";
 import { resolveDataPath } from "../data/datasets.js";
 import { Rng } from "../data/rng.js";
 import { getTokenizer } from "../tokenizer/index.js";
@@ -324,25 +330,15 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
       await writeFileAtomic(join(opts.outDir, FINETUNE_FILE), JSON.stringify(record, null, 2) + "\n");
     }
     const params = trainable === "lora" ? namedParameters(gpt) : freezeForFinetuning(gpt, trainable);
-    const trainableParameters = params.reduce((a, p) => a + p.variable.size, 0);
-    emit({
-      kind: "model",
-      source: resume ? opts.outDir : converted ? `${from} with a new 2-class head` : from,
-      resumed: resume,
-      trainableParameters,
-      totalParameters: gpt.countParameters(),
-    });
-    preflightStep(
+    const trainableParameters = announceModel(
       gpt,
+      params,
+      { batchSize: settings.batch_size, length: maxLength },
       {
-        batchSize: settings.batch_size,
-        length: maxLength,
-        trainableParameters,
-        totalParameters: gpt.countParameters(),
-      },
-      {
+        source: resume ? opts.outDir : converted ? `${from} with a new 2-class head` : from,
+        resumed: resume,
         lora: trainable === "lora" ? "training" : "possible",
-        note: (text) => emit({ kind: "notice", text, detail: true }),
+        emit,
       },
     );
 

@@ -4,7 +4,6 @@
  * validation batches in order, and train next-token prediction with the shared Trainer, sampling
  * `sample_prompt` greedily after every epoch. `pretrain()` is the whole job, in the shape of src/train/run.ts.
  */
-import { preflightStep } from "./preflight.js";
 import { recordTensorBoard } from "./tensorboard.js";
 import { decodeUtf8, requireFile } from "../formats/file.js";
 import { readFileSync } from "node:fs";
@@ -21,7 +20,7 @@ import { NonFiniteLogitsError, generate } from "../generate/generate.js";
 import { languageModelLoss } from "./loss.js";
 import { Trainer } from "./trainer.js";
 import { namedParameters } from "./adamw.js";
-import { resolveRunSettings, type JobEvent, type JobOptions, type JobResult } from "./run.js";
+import { announceModel, resolveRunSettings, type JobEvent, type JobOptions, type JobResult } from "./run.js";
 import type { TrainSettings } from "./settings.js";
 
 export interface PretrainData {
@@ -199,23 +198,11 @@ export async function pretrain(opts: PretrainOptions): Promise<PretrainResult> {
       validationBatches: data.validation.numBatches,
     });
     const params = namedParameters(gpt);
-    const trainableParameters = params.reduce((n, p) => n + p.variable.size, 0);
-    emit({
-      kind: "model",
-      source: resume ? opts.outDir : `config ${opts.config}`,
-      resumed: resume,
-      trainableParameters,
-      totalParameters: gpt.countParameters(),
-    });
-    preflightStep(
+    const trainableParameters = announceModel(
       gpt,
-      {
-        batchSize: settings.batch_size,
-        length: settings.max_length ?? gpt.config.context_length,
-        trainableParameters,
-        totalParameters: gpt.countParameters(),
-      },
-      { lora: "no", note: (text) => emit({ kind: "notice", text, detail: true }) },
+      params,
+      { batchSize: settings.batch_size, length: settings.max_length ?? gpt.config.context_length },
+      { source: resume ? opts.outDir : `config ${opts.config}`, resumed: resume, lora: "no", emit },
     );
     if (state?.finished)
       emit({

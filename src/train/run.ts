@@ -9,6 +9,8 @@
  * how long the run goes and how often it evaluates and checkpoints. So nothing that shapes the data can change
  * under a saved data order, and nothing given is silently ignored.
  */
+import { preflightStep } from "./preflight.js";
+import type { NamedVariable } from "./adamw.js";
 import { join } from "node:path";
 import {
   prepareNewRunDir,
@@ -148,4 +150,28 @@ export function refuseChanges(
     `--resume continues a run as it was set up: ${changed.map(change).join("; ")}`,
     `drop ${changed.map(trainFlag).join(", ")}, or start a new run with another --out`,
   );
+}
+
+/**
+ * What every job does once its model and data are known: report the model (what trains of how much), and check
+ * that a step fits the backend (preflight.ts). Returns the number of parameters that train.
+ */
+export function announceModel(
+  gpt: Parameters<typeof preflightStep>[0] & { countParameters(): number },
+  params: readonly NamedVariable[],
+  step: { batchSize: number; length: number },
+  opts: { source: string; resumed: boolean; lora: "training" | "possible" | "no"; emit: (e: JobEvent) => void },
+): number {
+  const trainableParameters = params.reduce((n, p) => n + p.variable.size, 0);
+  const totalParameters = gpt.countParameters();
+  opts.emit({ kind: "model", source: opts.source, resumed: opts.resumed, trainableParameters, totalParameters });
+  preflightStep(
+    gpt,
+    { ...step, trainableParameters, totalParameters },
+    {
+      lora: opts.lora,
+      note: (text) => opts.emit({ kind: "notice", text, detail: true }),
+    },
+  );
+  return trainableParameters;
 }
