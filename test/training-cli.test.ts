@@ -5,6 +5,7 @@
  */
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,7 +15,7 @@ import { saveModelDir } from "../src/model/model-dir.js";
 import { toClassifier } from "../src/finetune/classifier.js";
 import { makeSpamSplit, readSmsSpamCollection, writeSplitCsvs } from "../src/finetune/spam-data.js";
 import { runCli } from "./helpers/cli.js";
-import { sharedPath } from "./helpers/shared.js";
+import { REPO_ROOT, sharedPath } from "./helpers/shared.js";
 
 const env = { env: { LLMCTL_BACKEND: "wasm" } };
 const MODEL = {
@@ -174,4 +175,29 @@ test("a training step too big for the backend is refused before it runs: the est
   );
   assert.doesNotMatch(errors[0], /--lora/, "pretraining has no LoRA");
   assert.doesNotMatch(r.stderr, /Aborted|unexpected/);
+});
+
+test("a run that will take long on wasm says so once, with the ETA there and on tensorflow, and how to get it", async () => {
+  const out = join(mkdtempSync(join(tmpdir(), "llmctl-slow-")), "run");
+  const child = spawn(
+    process.execPath,
+    [join(REPO_ROOT, "bin", "llmctl"), "pretrain", "--config", "gpt2-tiny", "--out", out, "--epochs", "400"].concat([
+      "--backend",
+      "wasm",
+    ]),
+    { env: { ...process.env, LLMCTL_DATA_MIRROR: sharedPath("datasets") }, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let stderr = "";
+  child.stderr.on("data", (d) => {
+    stderr += d;
+    if (/note: on the wasm backend/.test(stderr)) child.kill("SIGTERM");
+  });
+  const code = await new Promise<number | null>((r) => child.on("close", r));
+  assert.equal(code, 143, stderr);
+  const notes = stderr.split("\n").filter((l) => l.startsWith("note: on the wasm backend"));
+  assert.equal(notes.length, 1, stderr);
+  assert.match(
+    notes[0],
+    /this run takes about \S+.*; the tensorflow backend trains 4\.6–7\.4× faster on the same CPU \(about \S+–\S+\): (run it with --backend tensorflow|`llmctl setup tensorflow`)/,
+  );
 });

@@ -284,6 +284,16 @@ async function loadChecked(name: BackendStatus["name"], bf16: boolean, fresh = f
   return { ...(await load(name, bf16)), checked: true };
 }
 
+/** The name of the backend llmctl selected (undefined before useBackend). */
+export function activeBackendName(): BackendStatus["name"] | undefined {
+  return selected?.name;
+}
+
+/** Whether a tfjs-node package is there (its check aside). */
+export function tensorflowInstalled(): boolean {
+  return checkedPackages("tensorflow").length > 0;
+}
+
 /** Load a backend without its check: for the check's own child process (verify.ts). */
 export async function loadUnchecked(name: CheckedBackend): Promise<BackendStatus> {
   const status = await load(name, false);

@@ -150,6 +150,30 @@ function stepLine(p: TrainProgress): string {
 
 const count = (n: number) => n.toLocaleString("en-US");
 
+/** A run longer than this on wasm is told, once, what the tensorflow backend would make of it. */
+const SLOW_RUN_SECONDS = 600;
+/**
+ * Training on wasm against tensorflow on the same CPU, from `llmctl bench` runs beside each other
+ * (docs/performance.md): gpt2-tiny 4.6× (0.83 / 0.18 of PyTorch), GPT-2 124M 7.4× (0.52 / 0.07).
+ */
+const TENSORFLOW_TRAINING_SPEEDUP = [4.6, 7.4] as const;
+
+/**
+ * On wasm, where the tensorflow backend could run instead: the note that says how long this run will take and
+ * about how long it would there, with how to get it. Undefined elsewhere.
+ */
+async function slowBackendNote(): Promise<((etaSeconds: number) => string) | undefined> {
+  const { activeBackendName, tensorflowInstalled } = await import("../backend/index.js");
+  if (activeBackendName() !== "wasm" || process.platform !== "linux" || process.arch !== "x64") return undefined;
+  const how = tensorflowInstalled()
+    ? "run it with --backend tensorflow"
+    : "`llmctl setup tensorflow` (about a minute), then run it with --backend tensorflow";
+  return (eta) =>
+    `note: on the wasm backend this run takes about ${formatDuration(eta)}; the tensorflow backend trains ` +
+    `${TENSORFLOW_TRAINING_SPEEDUP[0]}–${TENSORFLOW_TRAINING_SPEEDUP[1]}× faster on the same CPU (about ` +
+    `${formatDuration(eta / TENSORFLOW_TRAINING_SPEEDUP[1])}–${formatDuration(eta / TENSORFLOW_TRAINING_SPEEDUP[0])}): ${how}`;
+}
+
 /**
  * Run a training job with a spinner that renders its events and Ctrl-C that stops it at the next step boundary
  * with a checkpoint. `start` gets the signal and the event callback to pass to the job.
@@ -168,6 +192,8 @@ export async function runTrainingJob<R>(
     if (spin.isSpinning) spin.clear();
     note(text);
   };
+  const slow = await slowBackendNote();
+  let slowNoted = false;
   // the closing work (scoring, answering) can take longer than the training: its progress and ETA go to the
   // spinner on a terminal, and as a line every 10 s (and at the end) on stderr otherwise, --json included
   let lastLine = 0;
@@ -199,6 +225,11 @@ export async function runTrainingJob<R>(
       const what = e.resumed ? "resuming" : "training";
       line(`${what} ${count(e.trainableParameters)} of ${count(e.totalParameters)} parameters (${e.source})`);
     } else if (e.kind === "step") {
+      // from the third step: the first ones include warm-up (kernel set-up, allocation)
+      if (slow && !slowNoted && e.progress.step >= 3 && e.progress.etaSeconds > SLOW_RUN_SECONDS) {
+        slowNoted = true;
+        line(slow(e.progress.etaSeconds));
+      }
       spin.text = stepLine(e.progress);
       // without a terminal the spinner is silent; --verbose then logs every step instead
       if (!process.stderr.isTTY) verbose(a, spin.text);
