@@ -154,19 +154,9 @@ function tensorflowBuildInfo(pkg: string): Omit<CudaStatus, "gpu_device"> {
 async function loadWebgpu(): Promise<BackendStatus> {
   const pkg = WEBGPU_PACKAGES.tfjs;
   const version = packageVersion(pkg);
-  const base = {
-    name: "webgpu" as const,
-    package: pkg,
-    installed: !!version && !!packageVersion(WEBGPU_PACKAGES.dawn),
-    version,
-  };
-  if (!base.installed) {
-    return {
-      ...base,
-      available: false,
-      reason: `${pkg} and ${WEBGPU_PACKAGES.dawn} (optional dependencies) are not installed`,
-    };
-  }
+  const absent = installedStatus("webgpu");
+  if (absent) return absent;
+  const base = { name: "webgpu" as const, package: pkg, installed: true, version };
   const probe = await probeWebgpu();
   if (!probe.ok) return { ...base, available: false, reason: probe.reason };
   try {
@@ -255,6 +245,7 @@ function installedStatus(name: CheckedBackend): BackendStatus | undefined {
       package: WEBGPU_PACKAGES.tfjs,
       installed: false,
       available: false,
+      version: packageVersion(WEBGPU_PACKAGES.tfjs),
       reason: `${WEBGPU_PACKAGES.tfjs} and ${WEBGPU_PACKAGES.dawn} (optional dependencies) are not installed`,
     };
   }
@@ -269,7 +260,7 @@ async function loadChecked(name: BackendStatus["name"], bf16: boolean, fresh = f
   if (name === "cpu") return load(name, bf16);
   const absent = installedStatus(name);
   if (absent) return absent;
-  const verdict = verdictFor(name, checkedPackages(name), { fresh });
+  const verdict = await verdictFor(name, checkedPackages(name), { fresh });
   if (!verdict.ok) {
     const pkg = checkedPackages(name)[0];
     return {

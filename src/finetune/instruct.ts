@@ -44,7 +44,7 @@ import { DEFAULT_PROMPT_STYLE, checkPromptStyle } from "../generate/prompt-style
 import type { PromptStyle } from "../model/model-meta.js";
 import {
   DEFAULT_BASE_MODEL,
-  FINETUNE_FILE,
+  notARunOf,
   INSTRUCT_RUN_FILE,
   INSTRUCT_TRAIN_DEFAULTS,
   RESPONSES_FILE,
@@ -331,17 +331,7 @@ async function answerTestSet(
 
 async function readRunInfo(dir: string): Promise<InstructRunInfo> {
   const path = join(dir, INSTRUCT_RUN_FILE);
-  if (!existsSync(path)) {
-    const spam = existsSync(join(dir, FINETUNE_FILE));
-    throw new FileFormatError(
-      spam
-        ? `${dir} is a \`finetune spam\` run, not a \`finetune instruct\` one`
-        : `${dir} has no ${INSTRUCT_RUN_FILE}, so it is not a \`finetune instruct\` run`,
-      spam
-        ? `resume it with llmctl finetune spam --resume ${dir}`
-        : "pass the --out directory of an earlier `llmctl finetune instruct`",
-    );
-  }
+  if (!existsSync(path)) throw notARunOf(dir, "instruct");
   let info: InstructRunInfo;
   try {
     info = JSON.parse(await readFile(path, "utf8")) as InstructRunInfo;

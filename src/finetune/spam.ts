@@ -58,7 +58,7 @@ import {
   ACCURACY_FILE,
   ACCURACY_PLOT_FILE,
   FINETUNE_FILE,
-  INSTRUCT_RUN_FILE,
+  notARunOf,
   SPAM_DEFAULTS,
   SPAM_TRAIN_DEFAULTS,
   checkScope,
@@ -496,17 +496,7 @@ async function finalAccuracy(
 
 async function readFinetuneRecord(dir: string): Promise<FinetuneRecord> {
   const path = join(dir, FINETUNE_FILE);
-  if (!existsSync(path)) {
-    const instruct = existsSync(join(dir, INSTRUCT_RUN_FILE));
-    throw new FileFormatError(
-      instruct
-        ? `${dir} is a \`finetune instruct\` run, not a \`finetune spam\` one`
-        : `${dir} has no ${FINETUNE_FILE}, so it is not a \`finetune spam\` run`,
-      instruct
-        ? `resume it with llmctl finetune instruct --resume ${dir}`
-        : "pass the --out directory of an earlier `llmctl finetune spam`",
-    );
-  }
+  if (!existsSync(path)) throw notARunOf(dir, "spam");
   let r: FinetuneRecord;
   try {
     r = JSON.parse(await readFile(path, "utf8")) as FinetuneRecord;

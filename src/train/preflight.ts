@@ -19,6 +19,9 @@ const WASM_HEAP_BYTES = 4 * GB;
 /** AdamW's moments go to JS arrays above this on wasm (train/adamw.ts), outside the heap */
 const WASM_MOMENTS_IN_HEAP = 512 * 2 ** 20;
 
+/** Whether the job trains LoRA adapters, could (a finetune), or cannot (pretraining): which ways out apply. */
+export type LoraUse = "training" | "possible" | "no";
+
 export interface StepShape {
   /** sequences per micro-batch and their length in tokens */
   batchSize: number;
@@ -79,12 +82,7 @@ const gb = (bytes: number) => (bytes >= GB / 10 ? `${(bytes / GB).toFixed(1)} GB
  * Refuse a step that cannot fit, naming the estimate's parts and the ways out. webgpu's limits are the
  * adapter's and are not estimated here.
  */
-export function checkStepFits(
-  est: MemoryEstimate,
-  backend: string,
-  shape: StepShape,
-  lora: "training" | "possible" | "no",
-): void {
+export function checkStepFits(est: MemoryEstimate, backend: string, shape: StepShape, lora: LoraUse): void {
   if (backend === "webgpu" || est.total <= est.limit) return;
   const ways = [
     backend === "wasm" && "--backend tensorflow (after `llmctl setup tensorflow`), which uses the machine's memory",
@@ -109,7 +107,7 @@ export function describeEstimate(est: MemoryEstimate): string {
 export function preflightStep(
   gpt: { config: GPTConfig; head: { kind: string; numClasses?: number } },
   shape: Omit<StepShape, "outputs">,
-  opts: { lora: "training" | "possible" | "no"; note: (text: string) => void },
+  opts: { lora: LoraUse; note: (text: string) => void },
 ): void {
   const backend = tf.getBackend();
   const full = { ...shape, outputs: gpt.head.kind === "lm" ? gpt.config.vocab_size : (gpt.head.numClasses ?? 2) };

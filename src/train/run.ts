@@ -9,7 +9,7 @@
  * how long the run goes and how often it evaluates and checkpoints. So nothing that shapes the data can change
  * under a saved data order, and nothing given is silently ignored.
  */
-import { preflightStep } from "./preflight.js";
+import { preflightStep, type LoraUse } from "./preflight.js";
 import type { NamedVariable } from "./adamw.js";
 import { join } from "node:path";
 import {
@@ -160,7 +160,7 @@ export function announceModel(
   gpt: Parameters<typeof preflightStep>[0] & { countParameters(): number },
   params: readonly NamedVariable[],
   step: { batchSize: number; length: number },
-  opts: { source: string; resumed: boolean; lora: "training" | "possible" | "no"; emit: (e: JobEvent) => void },
+  opts: { source: string; resumed: boolean; lora: LoraUse; emit: (e: JobEvent) => void },
 ): number {
   const trainableParameters = params.reduce((n, p) => n + p.variable.size, 0);
   const totalParameters = gpt.countParameters();
