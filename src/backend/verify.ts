@@ -8,12 +8,13 @@
  */
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { readFileSync, statSync, realpathSync, readdirSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { readFileSync, statSync, realpathSync, readdirSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
 import { cacheRoot } from "../data/download.js";
+import { writeFileAtomic } from "../fs-atomic.js";
 
 export type CheckedBackend = "tensorflow" | "webgpu" | "wasm";
 
@@ -136,28 +137,26 @@ function readChecks(): Record<string, Verdict> {
 }
 
 /** Best effort: an unwritable cache only means the next command checks again. */
-function saveCheck(key: string, verdict: Verdict): void {
-  const file = checksFile();
-  try {
-    mkdirSync(dirname(file), { recursive: true });
-    const checks = { ...readChecks(), [key]: verdict };
-    const tmp = `${file}.tmp-${process.pid}`;
-    writeFileSync(tmp, JSON.stringify(checks, null, 1));
-    renameSync(tmp, file);
-  } catch {
+async function saveCheck(key: string, verdict: Verdict): Promise<void> {
+  const checks = { ...readChecks(), [key]: verdict };
+  await writeFileAtomic(checksFile(), JSON.stringify(checks, null, 1)).catch(() => {
     // nothing to do: the check is repeated next time
-  }
+  });
 }
 
 /** The verdict on a backend for this install: cached, or found now by a child process. */
-export function verdictFor(name: CheckedBackend, packages: string[], opts: { fresh?: boolean } = {}): Verdict {
+export async function verdictFor(
+  name: CheckedBackend,
+  packages: string[],
+  opts: { fresh?: boolean } = {},
+): Promise<Verdict> {
   const key = installKey(name, packages);
   if (!opts.fresh) {
     const cached = readChecks()[key];
     if (cached) return cached;
   }
   const verdict = checkInChild(name);
-  saveCheck(key, verdict);
+  await saveCheck(key, verdict);
   return verdict;
 }
 
@@ -170,7 +169,6 @@ function checkInChild(name: CheckedBackend): Verdict {
     maxBuffer: 16 << 20,
   });
   const line = run.stdout?.split("\n").find((l) => l.startsWith("{"));
-  if (run.status === 0 && line) return JSON.parse(line) as Verdict;
   if (line) return JSON.parse(line) as Verdict;
   if (run.error) return { ok: false, reason: `its check did not finish: ${run.error.message}` };
   const lastErr = run.stderr

@@ -2,6 +2,7 @@
  * Opening the files llmctl is given. A path that names a directory (or a device, a socket) where a file is
  * expected is one line naming it; Node says only "EISDIR" and no path, and only at the first read.
  */
+import { isUtf8 } from "node:buffer";
 import { statSync, type Stats } from "node:fs";
 import { open, readFile, type FileHandle } from "node:fs/promises";
 import { FileFormatError, fileSystemError } from "../errors.js";
@@ -78,8 +79,11 @@ export function firstInvalidUtf8(b: Uint8Array): number {
 
 /** UTF-8 bytes as text, refused with the offset of the first bad byte; a leading byte-order mark is dropped. */
 export function decodeUtf8(bytes: Uint8Array, path: string): string {
-  const bad = firstInvalidUtf8(bytes);
-  if (bad >= 0) throw notUtf8(path, bad, bytes[bad]);
+  if (!isUtf8(bytes)) {
+    // the native check says whether; the offset for the message is found only then
+    const bad = Math.max(0, firstInvalidUtf8(bytes));
+    throw notUtf8(path, bad, bytes[bad]);
+  }
   const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("utf8");
   return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
 }
