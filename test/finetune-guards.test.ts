@@ -12,6 +12,9 @@ import { sharedPath } from "./helpers/shared.js";
 
 let root: string;
 let smallVocab: string;
+/** the gpt2-tiny fixture as a model directory: GPT-2's vocabulary, read by every test below that finetunes */
+let base: string;
+const env = { env: { LLMCTL_BACKEND: "wasm", LLMCTL_DATA_MIRROR: sharedPath("datasets") } };
 
 before(async () => {
   await useBackend("cpu");
@@ -29,6 +32,9 @@ before(async () => {
   });
   await saveModelDir(smallVocab, lm);
   lm.dispose();
+  base = join(root, "gpt2-tiny");
+  const loaded = await runCli(["load-gpt2", "--from", sharedPath("fixtures", "gpt2-tiny", "hf"), "--out", base]);
+  assert.equal(loaded.code, 0, loaded.stderr);
 });
 
 test("finetune spam and instruct on a model with a smaller vocabulary than GPT-2's: one line, exit 1", async () => {
@@ -58,9 +64,6 @@ test("finetune spam and instruct on a model with a smaller vocabulary than GPT-2
 });
 
 test("a LoRA run that diverges from a huge --lora-alpha says to lower the alpha, not the learning rate", async () => {
-  const base = join(root, "gpt2-tiny");
-  const loaded = await runCli(["load-gpt2", "--from", sharedPath("fixtures", "gpt2-tiny", "hf"), "--out", base]);
-  assert.equal(loaded.code, 0, loaded.stderr);
   const r = await runCli(
     ["finetune", "spam", "--model", base, "--out", join(root, "alpha"), "--lora", "2", "--lora-alpha", "1e30"].concat([
       "--max-steps",
@@ -68,7 +71,7 @@ test("a LoRA run that diverges from a huge --lora-alpha says to lower the alpha,
       "--batch-size",
       "2",
     ]),
-    { env: { LLMCTL_BACKEND: "wasm", LLMCTL_DATA_MIRROR: sharedPath("datasets") } },
+    env,
   );
   assert.equal(r.code, 1, r.stderr);
   const errors = r.stderr.split("\n").filter((l) => l.startsWith("llmctl:"));
@@ -78,12 +81,6 @@ test("a LoRA run that diverges from a huge --lora-alpha says to lower the alpha,
 });
 
 test("resume messages: a setting the run never had, the other finetune's run, a run that lost its split; classify on a LoRA LM", async () => {
-  const env = { env: { LLMCTL_BACKEND: "wasm", LLMCTL_DATA_MIRROR: sharedPath("datasets") } };
-  const base = join(root, "gpt2-tiny-2");
-  assert.equal(
-    (await runCli(["load-gpt2", "--from", sharedPath("fixtures", "gpt2-tiny", "hf"), "--out", base])).code,
-    0,
-  );
   const run = join(root, "spam-run");
   const first = await runCli(
     ["finetune", "spam", "--model", base, "--out", run, "--max-steps", "1", "--batch-size", "2"],
@@ -129,12 +126,6 @@ test("resume messages: a setting the run never had, the other finetune's run, a 
 });
 
 test("the closing work is bounded and visible: --max-answers and --max-scored, progress with ETA on stderr under --json", async () => {
-  const env = { env: { LLMCTL_BACKEND: "wasm", LLMCTL_DATA_MIRROR: sharedPath("datasets") } };
-  const base = join(root, "gpt2-tiny-3");
-  assert.equal(
-    (await runCli(["load-gpt2", "--from", sharedPath("fixtures", "gpt2-tiny", "hf"), "--out", base])).code,
-    0,
-  );
   const instruct = join(root, "instruct-bounded");
   const i = await runCli(
     ["finetune", "instruct", "-m", base, "--out", instruct, "--max-steps", "1", "--batch-size", "2"].concat([

@@ -20,6 +20,20 @@ before(async () => {
 
 const latin1 = (text: string) => Buffer.from(text, "latin1");
 
+/** A split directory `name` whose three CSVs are `csv`, and one step of finetune spam on it. */
+async function spamOnSplit(name: string, csv: string | Buffer) {
+  const split = join(work, name);
+  mkdirSync(split);
+  for (const part of ["train", "validation", "test"]) writeFileSync(join(split, `${part}.csv`), csv);
+  const out = join(work, `${name}-run`);
+  return runCli(
+    ["finetune", "spam", "-m", model, "--split-dir", split, "--out", out, "--max-steps", "1", "--batch-size", "2"],
+    {
+      env,
+    },
+  );
+}
+
 function oneError(r: { code: number; stderr: string }, said: RegExp): void {
   assert.equal(r.code, 1, r.stderr);
   const errors = r.stderr.split("\n").filter((l) => l.startsWith("llmctl:"));
@@ -64,46 +78,15 @@ test("Latin-1 text is refused with the offset of its first bad byte: tokenize (p
     ),
     /alpaca\.json is not UTF-8 text: byte 21/,
   );
-  const split = join(work, "split");
-  mkdirSync(split);
-  for (const part of ["train", "validation", "test"]) {
-    writeFileSync(join(split, `${part}.csv`), latin1("Label,Text\n0,caf\xe9 ok\n1,win cash\n"));
-  }
   oneError(
-    await runCli(
-      ["finetune", "spam", "-m", model, "--split-dir", split, "--out", join(work, "s"), "--max-steps", "1"],
-      {
-        env,
-      },
-    ),
+    await spamOnSplit("split", latin1("Label,Text\n0,caf\xe9 ok\n1,win cash\n")),
     /train\.csv is not UTF-8 text: byte 16/,
   );
   oneError(await runCli(["classify", "-m", model, "--file", small], { env }), /latin1\.txt is not UTF-8 text/);
 });
 
 test("a byte-order mark is dropped: a split CSV that starts with one is read; Alpaca data under a key is named as that", async () => {
-  const split = join(work, "bom-split");
-  mkdirSync(split);
-  for (const part of ["train", "validation", "test"]) {
-    writeFileSync(join(split, `${part}.csv`), "\ufeffLabel,Text\n0,see you at noon\n1,win cash now\n");
-  }
-  const r = await runCli(
-    [
-      "finetune",
-      "spam",
-      "-m",
-      model,
-      "--split-dir",
-      split,
-      "--out",
-      join(work, "bom"),
-      "--max-steps",
-      "1",
-      "--batch-size",
-      "2",
-    ],
-    { env },
-  );
+  const r = await spamOnSplit("bom", "\ufeffLabel,Text\n0,see you at noon\n1,win cash now\n");
   assert.equal(r.code, 0, r.stderr);
   const wrapped = join(work, "wrapped.json");
   writeFileSync(wrapped, JSON.stringify({ data: [{ instruction: "a", input: "", output: "b" }] }, null, 2));
@@ -116,28 +99,7 @@ test("a byte-order mark is dropped: a split CSV that starts with one is read; Al
 });
 
 test("a split whose training part holds one class trains with a note; classify --file on a binary file is refused", async () => {
-  const split = join(work, "one-class");
-  mkdirSync(split);
-  for (const part of ["train", "validation", "test"]) {
-    writeFileSync(join(split, `${part}.csv`), "Label,Text\n0,see you at noon\n0,lunch?\n");
-  }
-  const r = await runCli(
-    [
-      "finetune",
-      "spam",
-      "-m",
-      model,
-      "--split-dir",
-      split,
-      "--out",
-      join(work, "one"),
-      "--max-steps",
-      "1",
-      "--batch-size",
-      "2",
-    ],
-    { env },
-  );
+  const r = await spamOnSplit("one-class", "Label,Text\n0,see you at noon\n0,lunch?\n");
   assert.match(r.stderr, /note: the training split \(.*one-class\) holds only ham \(label 0\)/);
   const binary = join(work, "blob.bin");
   writeFileSync(binary, Buffer.from([0x4c, 0x00, 0x01, 0x02, 0x0a, 0x41, 0x00]));
