@@ -1,7 +1,8 @@
 // test: first backend pass only (refusals before any training step; nothing computed depends on the backend)
 import { test, before } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { useBackend } from "../src/backend/index.js";
@@ -94,18 +95,30 @@ test("resume messages: a setting the run never had, the other finetune's run, a 
   assert.match(lines(lora)[0], /--lora 4 \(alpha 4\): the run was started without it/);
   assert.doesNotMatch(lora.stderr, /undefined/);
 
-  const instructRun = join(root, "instruct-like");
-  await mkdir(instructRun);
-  await writeFile(join(instructRun, "instruct-run.json"), "{}");
-  // a run directory as far as the resume is concerned: its state is there, its record is an instruct one
-  await writeFile(join(instructRun, "trainer-state.json"), await readFile(join(run, "trainer-state.json")));
-  const wrongJob = await runCli(["finetune", "spam", "--resume", instructRun], env);
+  const wrongJob = await runCli(["finetune", "instruct", "--resume", run], env);
   assert.equal(wrongJob.code, 1, wrongJob.stderr);
   assert.match(
     lines(wrongJob)[0],
+    /is a `finetune spam` run, not a `finetune instruct` one — resume it with llmctl finetune spam --resume/,
+  );
+  const asPretrain = await runCli(["pretrain", "--resume", run], env);
+  assert.equal(asPretrain.code, 1, asPretrain.stderr);
+  assert.match(lines(asPretrain)[0], /is a `finetune spam` run, not a `pretrain` one/);
+
+  // a run saved before the record moved into trainer-state.json: its instruct-run.json says whose it is
+  const earlier = join(root, "instruct-earlier");
+  await mkdir(earlier);
+  await writeFile(join(earlier, "instruct-run.json"), "{}");
+  const state = JSON.parse(await readFile(join(run, "trainer-state.json"), "utf8"));
+  delete state.job;
+  await writeFile(join(earlier, "trainer-state.json"), JSON.stringify(state));
+  const earlierJob = await runCli(["finetune", "spam", "--resume", earlier], env);
+  assert.equal(earlierJob.code, 1, earlierJob.stderr);
+  assert.match(
+    lines(earlierJob)[0],
     /is a `finetune instruct` run, not a `finetune spam` one — resume it with llmctl finetune instruct --resume/,
   );
-  assert.doesNotMatch(wrongJob.stderr, /ENOENT/);
+  assert.doesNotMatch(earlierJob.stderr, /ENOENT/);
 
   await rm(join(run, "test.csv"));
   const lost = await runCli(["finetune", "spam", "--resume", run, "--max-steps", "2"], env);
@@ -170,4 +183,19 @@ test("the closing work is bounded and visible: --max-answers and --max-scored, p
   assert.equal(report.max_scored, 8);
   const bad = await runCli(["finetune", "spam", "-m", base, "--out", join(root, "x"), "--max-scored", "0"], env);
   assert.equal(bad.code, 2);
+});
+
+test("the run directory is locked before anything is written into it; a refused new run leaves no directory", async () => {
+  const busy = join(root, "busy");
+  await mkdir(busy);
+  await writeFile(join(busy, ".llmctl.lock"), `${process.pid}\n`); // this test process: alive
+  const r = await runCli(["finetune", "spam", "--model", base, "--out", busy, "--max-steps", "1"], env);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /is in use by another llmctl process/);
+  assert.deepEqual(await readdir(busy), [".llmctl.lock"], "no split CSVs written past the lock");
+
+  const fresh = join(root, "never-made");
+  const refused = await runCli(["finetune", "spam", "--model", smallVocab, "--out", fresh, "--max-steps", "1"], env);
+  assert.equal(refused.code, 1, refused.stderr);
+  assert.ok(!existsSync(fresh), "the directory the lock made is gone again");
 });

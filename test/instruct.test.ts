@@ -226,8 +226,10 @@ test("llmctl finetune instruct: a short run through the CLI, then --resume of th
     assert.equal(responses.length, 1);
     assert.equal(typeof responses[0].model_response, "string");
     assert.equal(JSON.parse(await readFile(join(out, "config.json"), "utf8")).prompt_style, "phi3");
-    for (const f of ["log.jsonl", "loss.svg", "trainer-state.json", "optimizer.safetensors", "instruct-run.json"])
+    for (const f of ["log.jsonl", "loss.svg", "trainer-state.json", "optimizer.safetensors"])
       assert.ok(existsSync(join(out, f)), f);
+    const { job } = JSON.parse(await readFile(join(out, "trainer-state.json"), "utf8"));
+    assert.deepEqual([job.task, job.prompt_style, job.mask_instruction], ["finetune instruct", "phi3", true]);
 
     // a second run into the same directory is refused; --resume picks up the saved setup
     const again = await runCli(["finetune", "instruct", "--model", base, "--out", out, "--data", data], env);

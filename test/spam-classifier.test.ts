@@ -5,16 +5,9 @@ import { useBackend } from "../src/backend/index.js";
 import { buildGPT } from "../src/model/gpt.js";
 import type { GPTConfig } from "../src/model/config.js";
 import { AdamW } from "../src/train/adamw.js";
-import {
-  toClassifier,
-  freezeForFinetuning,
-  poolLogits,
-  poolingWeights,
-  classificationLoss,
-  classLogits,
-} from "../src/finetune/classifier.js";
+import { toClassifier, freezeForFinetuning, classificationLoss } from "../src/finetune/classifier.js";
+import { poolLogits, poolingWeights, classLogits, type SpamBatch } from "../src/generate/classify.js";
 import type { TrainableScope } from "../src/finetune/recipes.js";
-import type { SpamBatch } from "../src/finetune/spam-data.js";
 
 before(async () => {
   await useBackend("cpu");

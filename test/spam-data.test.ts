@@ -11,10 +11,9 @@ import {
   makeSpamSplit,
   writeSplitCsvs,
   readSplitCsvs,
-  SpamDataset,
-  SpamDataLoader,
   type SmsMessage,
 } from "../src/finetune/spam-data.js";
+import { SpamDataset, SpamDataLoader } from "../src/generate/classify.js";
 import { getTokenizer, END_OF_TEXT_ID } from "../src/tokenizer/index.js";
 import { Rng } from "../src/data/rng.js";
 import { FileFormatError } from "../src/errors.js";

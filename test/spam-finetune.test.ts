@@ -12,14 +12,8 @@ import { getTokenizer } from "../src/tokenizer/index.js";
 import { InterruptedError } from "../src/errors.js";
 import { finetuneSpam, type AccuracyReport } from "../src/finetune/spam.js";
 import type { JobEvent } from "../src/train/run.js";
-import { classifyTexts } from "../src/finetune/classifier.js";
-import {
-  makeSpamSplit,
-  readSmsSpamCollection,
-  readSplitCsvs,
-  writeSplitCsvs,
-  SPAM_LABELS,
-} from "../src/finetune/spam-data.js";
+import { SPAM_LABELS, classifyTexts } from "../src/generate/classify.js";
+import { makeSpamSplit, readSmsSpamCollection, readSplitCsvs, writeSplitCsvs } from "../src/finetune/spam-data.js";
 import { sharedPath } from "./helpers/shared.js";
 import { runCli } from "./helpers/cli.js";
 
@@ -96,10 +90,15 @@ test("finetune spam end to end on a small split of the real data: classifier dir
     "accuracy.svg",
     "loss.svg",
     "log.jsonl",
-    "finetune.json",
+    "trainer-state.json",
   ]) {
     assert.ok(existsSync(join(out, f)), f);
   }
+  // the one run record: the job's choices beside the train settings, in the checkpoint
+  const { job } = JSON.parse(await readFile(join(out, "trainer-state.json"), "utf8"));
+  assert.equal(job.task, "finetune spam");
+  assert.equal(job.pool, "last-nonpad");
+  assert.equal(job.max_length, 24);
   const config = JSON.parse(await readFile(join(out, "config.json"), "utf8"));
   assert.deepEqual(config.head, {
     kind: "classifier",

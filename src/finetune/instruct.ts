@@ -6,33 +6,23 @@
  * `finetuneInstruct()` is the whole job, in the shape of src/train/run.ts; the loop itself is the shared
  * Trainer. This module supplies its batches, a per-epoch sample, and the answers afterwards.
  */
-import { recordTensorBoard } from "../train/tensorboard.js";
 import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { GPTModel, LoraSettings } from "../model/gpt.js";
-import { loadModelDir, loraBaseFor, saveModelDir } from "../model/model-dir.js";
-import type { LoraBase } from "../model/model-meta.js";
+import { saveModelDir } from "../model/model-dir.js";
 import type { TokenBatch } from "../data/sliding-window.js";
 import { resolveDataPath } from "../data/datasets.js";
 import { Rng } from "../data/rng.js";
-import { languageModelLoss } from "../train/loss.js";
-import { Trainer } from "../train/trainer.js";
-import { meanLoss } from "../train/loss.js";
+import { languageModelLoss, meanLoss } from "../train/loss.js";
 import { namedParameters } from "../train/adamw.js";
-import {
-  announceModel,
-  refuseChanges,
-  resolveRunSettings,
-  type JobEvent,
-  type JobOptions,
-  type JobResult,
-} from "../train/run.js";
+import type { JobRecord } from "../train/run-dir.js";
+import type { LoraUse } from "../train/preflight.js";
+import { runJob, type JobEvent, type JobOptions, type JobResult, type JobRun } from "../train/run.js";
 import { getTokenizer, type Tokenizer } from "../tokenizer/index.js";
-import { FileFormatError, UsageError } from "../errors.js";
+import { UsageError } from "../errors.js";
 import { writeFileAtomic } from "../fs-atomic.js";
 import { generateResponse, generateResponses, type ResponsesResult } from "../generate/responses.js";
-import { MAX_RESPONSE_TOKENS } from "../generate/prompt-style.js";
+import { DEFAULT_PROMPT_STYLE, MAX_RESPONSE_TOKENS, checkPromptStyle } from "../generate/prompt-style.js";
 import { InstructionDataset, InstructionLoader } from "./collate.js";
 import {
   loadInstructionData,
@@ -40,21 +30,13 @@ import {
   type InstructionRecord,
   type InstructionSplit,
 } from "../data/instruction-data.js";
-import { DEFAULT_PROMPT_STYLE, checkPromptStyle } from "../generate/prompt-style.js";
 import type { PromptStyle } from "../model/model-meta.js";
-import {
-  DEFAULT_BASE_MODEL,
-  notARunOf,
-  INSTRUCT_RUN_FILE,
-  INSTRUCT_TRAIN_DEFAULTS,
-  RESPONSES_FILE,
-  requireGpt2Vocabulary,
-} from "./recipes.js";
+import { DEFAULT_BASE_MODEL, INSTRUCT_TRAIN_DEFAULTS, RESPONSES_FILE } from "./recipes.js";
+import { loadFinetuneModel } from "./base-model.js";
 
-/** What instruct-run.json holds: how the run was set up, so --resume rebuilds the same batches. */
-export interface InstructRunInfo {
-  format: "llmctl-instruct-run";
-  version: 1;
+/** What an instruct run records (trainer-state.json's `job`): how it was set up, so --resume rebuilds the same batches. */
+export interface InstructRecord extends JobRecord {
+  task: "finetune instruct";
   data: string;
   prompt_style: PromptStyle;
   mask_instruction: boolean;
@@ -115,7 +97,7 @@ export interface FinetuneInstructOptions extends JobOptions {
 }
 
 export interface FinetuneInstructResult extends JobResult {
-  run: InstructRunInfo;
+  run: InstructRecord;
   examples: { train: number; validation: number; test: number };
   /** the losses before finetuning, which the book prints to show the drop (a new run only) */
   initialLosses: { train: number; validation: number } | null;
@@ -124,32 +106,26 @@ export interface FinetuneInstructResult extends JobResult {
 
 /**
  * The book's chapter 7 as one job: load-or-resume → finetune the whole model → answer the test instructions.
- * A new run records its data, prompt style, masking and max length in instruct-run.json; --resume reads them.
+ * A new run records its data, prompt style, masking and max length (InstructRecord); --resume reads them.
  */
-export async function finetuneInstruct(opts: FinetuneInstructOptions): Promise<FinetuneInstructResult> {
-  const emit = (e: JobEvent) => opts.onEvent?.(e);
-  const resume = opts.resume === true;
-  const { outDir } = opts;
-  const { settings } = await resolveRunSettings(
-    outDir,
-    opts.train ?? {},
-    resume,
-    {
+export function finetuneInstruct(opts: FinetuneInstructOptions): Promise<FinetuneInstructResult> {
+  return runJob<TokenBatch, InstructRecord, Omit<FinetuneInstructResult, keyof JobResult>>(opts, {
+    task: "finetune instruct",
+    newRun: {
       base: INSTRUCT_TRAIN_DEFAULTS,
       where: "finetune instruct",
       force: opts.force,
       inputs: [opts.modelDir ?? DEFAULT_BASE_MODEL],
     },
-    resume ? { model: opts.modelDir, data: opts.data } : {},
-  );
-  const saved = resume ? await readRunInfo(outDir) : null;
-  if (saved) {
-    const given = { prompt_style: opts.promptStyle, mask_instruction: opts.maskInstruction, lora: opts.lora };
-    refuseChanges(
-      { prompt_style: saved.prompt_style, mask_instruction: saved.mask_instruction, lora: saved.lora },
-      given,
-    );
-  }
+    sources: { model: opts.modelDir, data: opts.data },
+    given: { prompt_style: opts.promptStyle, mask_instruction: opts.maskInstruction, lora: opts.lora },
+    start: (run) => startInstruct(opts, run),
+  });
+}
+
+async function startInstruct(opts: FinetuneInstructOptions, run: JobRun<InstructRecord>) {
+  const { settings, saved, resume, emit, outDir } = run;
+  if (saved) checkPromptStyle(saved.prompt_style);
   const modelDir = resume ? outDir : (opts.modelDir ?? DEFAULT_BASE_MODEL);
   if (!resume && opts.modelDir === undefined && !existsSync(modelDir)) {
     throw new UsageError(
@@ -157,146 +133,122 @@ export async function finetuneInstruct(opts: FinetuneInstructOptions): Promise<F
       `run \`llmctl load-gpt2 --size 355M --out ${DEFAULT_BASE_MODEL}\`, or pass --model DIR`,
     );
   }
-  emit({ kind: "status", text: `loading ${modelDir}` });
-  const { gpt, meta } = await loadModelDir(modelDir);
-  try {
-    requireGpt2Vocabulary(gpt.config.vocab_size, modelDir);
-    if (meta.head.kind !== "lm") {
-      throw new UsageError(
-        `${modelDir} is a classifier; instruction finetuning needs a language model`,
-        "pass a model directory from pretrain or load-gpt2",
-      );
-    }
-    if (meta.lora && !resume) {
-      throw new UsageError(
-        `${modelDir} is a LoRA model`,
-        `merge it into a plain model directory first (llmctl export --format llmctl --model ${modelDir} --out DIR)`,
-      );
-    }
-    // a LoRA run's base: recorded when it started, read back from the run's config.json on resume
-    let loraBase: LoraBase | undefined = meta.lora;
-    if (opts.lora && !resume) {
-      loraBase = await loraBaseFor(modelDir, gpt);
-      gpt.addLora(opts.lora, settings.seed);
-    }
-    const run = saved ?? (await newRunInfo(opts, modelDir, settings.max_length ?? gpt.config.context_length, emit));
-    if (run.max_length < 2 || run.max_length > gpt.config.context_length) {
-      throw new UsageError(
-        `--max-length must be an integer from 2 to the model's context (${gpt.config.context_length}), got ${run.max_length}`,
-      );
-    }
-    settings.max_length = run.max_length;
-    settings.data = run.data;
+  const { gpt, meta, loraBase } = await loadFinetuneModel(modelDir, run, {
+    lora: opts.lora,
+    prepare: (lm, meta) => {
+      if (meta.head.kind !== "lm")
+        throw new UsageError(
+          `${modelDir} is a classifier; instruction finetuning needs a language model`,
+          "pass a model directory from pretrain or load-gpt2",
+        );
+      return lm;
+    },
+  });
+  const record = saved ?? (await newRecord(opts, modelDir, settings.max_length ?? gpt.config.context_length, emit));
+  if (record.max_length < 2 || record.max_length > gpt.config.context_length) {
+    throw new UsageError(
+      `--max-length must be an integer from 2 to the model's context (${gpt.config.context_length}), got ${record.max_length}`,
+    );
+  }
+  settings.max_length = record.max_length;
+  settings.data = record.data;
 
-    const tokenizer = getTokenizer();
-    const batches = instructionBatches(await loadInstructionData(run.data), tokenizer, {
-      style: run.prompt_style,
-      batchSize: settings.batch_size,
-      maxLength: run.max_length,
-      maskInstruction: run.mask_instruction,
-    });
-    const { split } = batches;
-    emit({
-      kind: "data",
-      source: run.data,
-      unit: "examples",
-      train: split.train.length,
-      validation: split.validation.length,
-      test: split.test.length,
-      trainBatches: batches.train.numBatches,
-      validationBatches: batches.validation.numBatches,
-    });
+  const tokenizer = getTokenizer();
+  const batches = instructionBatches(await loadInstructionData(record.data), tokenizer, {
+    style: record.prompt_style,
+    batchSize: settings.batch_size,
+    maxLength: record.max_length,
+    maskInstruction: record.mask_instruction,
+  });
+  const { split } = batches;
+  emit({
+    kind: "data",
+    source: record.data,
+    unit: "examples",
+    train: split.train.length,
+    validation: split.validation.length,
+    test: split.test.length,
+    trainBatches: batches.train.numBatches,
+    validationBatches: batches.validation.numBatches,
+  });
+  emit({
+    kind: "notice",
+    text: `prompt style ${record.prompt_style}${record.mask_instruction ? ", instruction masked" : ""}`,
+  });
+  if (batches.longestExample > record.max_length) {
     emit({
       kind: "notice",
-      text: `prompt style ${run.prompt_style}${run.mask_instruction ? ", instruction masked" : ""}`,
+      text: `the longest example has ${batches.longestExample} tokens; examples are truncated to ${record.max_length}`,
     });
-    if (batches.longestExample > run.max_length) {
-      emit({
-        kind: "notice",
-        text: `the longest example has ${batches.longestExample} tokens; examples are truncated to ${run.max_length}`,
-      });
-    }
-    const params = namedParameters(gpt);
-    const trainableParameters = announceModel(
-      gpt,
-      params,
-      { batchSize: settings.batch_size, length: Math.min(batches.longestExample, run.max_length) },
-      { source: modelDir, resumed: resume, lora: gpt.lora !== null ? "training" : "possible", emit },
-    );
-
-    const loss = languageModelLoss(gpt);
-    let initialLosses: FinetuneInstructResult["initialLosses"] = null;
-    if (!resume) {
-      // the book prints the losses before finetuning; they make the drop visible
-      const order = batches.train.epochOrder(new Rng(settings.seed));
-      initialLosses = {
-        train: await meanLoss(batches.train, loss, settings.eval_iter, order),
-        validation: await meanLoss(batches.validation, loss, settings.eval_iter),
-      };
-      emit({
-        kind: "notice",
-        text: `initial losses: train ${initialLosses.train.toFixed(3)}, validation ${initialLosses.validation.toFixed(3)}`,
-      });
-    }
-
-    const source = resume ? meta.source : `finetune instruct of ${run.base_model}`;
-    // as the book: after each epoch, answer the first validation instruction (its start_context)
-    const sampleEntry = split.validation[0] ?? split.train[0];
-    const train = await new Trainer<TokenBatch>({
-      params,
-      loss,
-      train: batches.train,
-      validation: batches.validation,
-      batchTokens: (b) => b.batchSize * b.seqLen,
-      settings,
-      runSettings: settings,
-      lora: gpt.lora,
-      runDir: outDir,
-      saveModel: async (dir) => {
-        await saveModelDir(dir, gpt, {
-          prompt_style: run.prompt_style,
-          ...(source ? { source } : {}),
-          ...(loraBase ? { lora: loraBase } : {}),
-        });
-        await writeFileAtomic(join(dir, INSTRUCT_RUN_FILE), JSON.stringify(run, null, 2) + "\n");
-      },
-      afterEpoch: async () => {
-        const r = await generateResponse(gpt, tokenizer, sampleEntry, run.prompt_style, {
-          maxNewTokens: settings.sample_tokens,
-        });
-        return { sample: r.text };
-      },
-      onEvent: recordTensorBoard(emit),
-      signal: opts.signal,
-      resume,
-    }).run();
-
-    const responseTokens = opts.responseTokens ?? MAX_RESPONSE_TOKENS;
-    const responses =
-      responseTokens > 0 && split.test.length > 0
-        ? await answerTestSet(gpt, split.test.slice(0, opts.maxAnswers ?? split.test.length), run.prompt_style, {
-            ...opts,
-            responseTokens,
-            emit,
-          })
-        : null;
-    const examples = { train: split.train.length, validation: split.validation.length, test: split.test.length };
-    return { outDir, resumed: resume, settings, train, trainableParameters, run, examples, initialLosses, responses };
-  } finally {
-    gpt.dispose();
   }
+
+  const loss = languageModelLoss(gpt);
+  let initialLosses: FinetuneInstructResult["initialLosses"] = null;
+  if (!resume) {
+    // the book prints the losses before finetuning; they make the drop visible
+    const order = batches.train.epochOrder(new Rng(settings.seed));
+    initialLosses = {
+      train: await meanLoss(batches.train, loss, settings.eval_iter, order),
+      validation: await meanLoss(batches.validation, loss, settings.eval_iter),
+    };
+    emit({
+      kind: "notice",
+      text: `initial losses: train ${initialLosses.train.toFixed(3)}, validation ${initialLosses.validation.toFixed(3)}`,
+    });
+  }
+
+  const source = resume ? meta.source : `finetune instruct of ${record.base_model}`;
+  // as the book: after each epoch, answer the first validation instruction (its start_context)
+  const sampleEntry = split.validation[0] ?? split.train[0];
+  return {
+    gpt,
+    source: modelDir,
+    record,
+    lora: (gpt.lora !== null ? "training" : "possible") as LoraUse,
+    length: Math.min(batches.longestExample, record.max_length),
+    params: namedParameters(gpt),
+    loss,
+    train: batches.train,
+    validation: batches.validation,
+    saveModel: async (dir: string) => {
+      await saveModelDir(dir, gpt, {
+        prompt_style: record.prompt_style,
+        ...(source ? { source } : {}),
+        ...(loraBase ? { lora: loraBase } : {}),
+      });
+    },
+    afterEpoch: async () => {
+      const r = await generateResponse(gpt, tokenizer, sampleEntry, record.prompt_style, {
+        maxNewTokens: settings.sample_tokens,
+      });
+      return { sample: r.text };
+    },
+    finish: async () => {
+      const responseTokens = opts.responseTokens ?? MAX_RESPONSE_TOKENS;
+      const responses =
+        responseTokens > 0 && split.test.length > 0
+          ? await answerTestSet(gpt, split.test.slice(0, opts.maxAnswers ?? split.test.length), record.prompt_style, {
+              outDir,
+              signal: opts.signal,
+              responseTokens,
+              emit,
+            })
+          : null;
+      const examples = { train: split.train.length, validation: split.validation.length, test: split.test.length };
+      return { run: record, examples, initialLosses, responses };
+    },
+  };
 }
 
 /** A new run's setup: the data resolved (a dataset name is fetched), the style, the masking, the max length. */
-async function newRunInfo(
+async function newRecord(
   opts: FinetuneInstructOptions,
   modelDir: string,
   maxLength: number,
   emit: (e: JobEvent) => void,
-): Promise<InstructRunInfo> {
+): Promise<InstructRecord> {
   return {
-    format: "llmctl-instruct-run",
-    version: 1,
+    task: "finetune instruct",
     data: await resolveDataPath(opts.data ?? "instruction-data", {
       onNote: (text) => emit({ kind: "notice", text, detail: true }),
     }),
@@ -327,19 +279,4 @@ async function answerTestSet(
   const file = join(opts.outDir, RESPONSES_FILE);
   await writeFileAtomic(file, JSON.stringify(r.entries, null, 4) + "\n");
   return { ...r, file };
-}
-
-async function readRunInfo(dir: string): Promise<InstructRunInfo> {
-  const path = join(dir, INSTRUCT_RUN_FILE);
-  if (!existsSync(path)) throw notARunOf(dir, "instruct");
-  let info: InstructRunInfo;
-  try {
-    info = JSON.parse(await readFile(path, "utf8")) as InstructRunInfo;
-  } catch (err) {
-    throw new FileFormatError(`${path} is not valid JSON: ${(err as Error).message}`, "start a new run");
-  }
-  if (info.format !== "llmctl-instruct-run" || info.version !== 1)
-    throw new FileFormatError(`${path} is not an llmctl instruct run (version 1)`, "start a new run");
-  checkPromptStyle(info.prompt_style);
-  return info;
 }

@@ -2,9 +2,7 @@
  * The book's recipes for chapters 6 and 7 and the choices they offer, apart from the code that runs them, so
  * the CLI can show them in --help (and check them) without loading TF.js.
  */
-import { existsSync } from "node:fs";
-import { join } from "node:path";
-import { ConfigError, FileFormatError, UsageError } from "../errors.js";
+import { ConfigError, UsageError } from "../errors.js";
 import type { TrainSettings } from "../train/settings.js";
 import type { Pooling } from "../model/model-meta.js";
 
@@ -38,8 +36,6 @@ export const SPAM_TRAIN_DEFAULTS: Partial<TrainSettings> = {
 
 /** What a spam run writes besides the model and the checkpoint. */
 export const ACCURACY_FILE = "accuracy.json";
-/** The run's own choices (written at the start, read on --resume). */
-export const FINETUNE_FILE = "finetune.json";
 export const ACCURACY_PLOT_FILE = "accuracy.svg";
 
 /** The book's classifier: the last block and the head trained, the last position classifying, no dropout. */
@@ -66,8 +62,6 @@ export const INSTRUCT_TRAIN_DEFAULTS: Partial<TrainSettings> = {
 
 /** The file the book writes after finetuning: the test entries with the model's answers. */
 export const RESPONSES_FILE = "instruction-data-with-response.json";
-/** How this run was set up (data, prompt style, masking), so --resume rebuilds the same batches. */
-export const INSTRUCT_RUN_FILE = "instruct-run.json";
 
 /**
  * Both finetunes feed the model GPT-2 token ids, and every batch holds 50256 (end of text, and the padding): a
@@ -79,22 +73,4 @@ export function requireGpt2Vocabulary(vocabSize: number, modelDir: string, gpt2V
     `${modelDir} has a vocabulary of ${vocabSize} ids, but finetuning feeds it GPT-2 token ids up to ${gpt2VocabSize - 1} (50256, end of text, pads every batch)`,
     `finetune a model with vocab_size ${gpt2VocabSize}: one pretrained with a GPT-2 config (e.g. --config gpt2-tiny), or from load-gpt2`,
   );
-}
-
-/**
- * The refusal for resuming a directory without `job`'s run record: when it holds the other finetune's run, the
- * command to resume that one with.
- */
-export function notARunOf(dir: string, job: "spam" | "instruct"): FileFormatError {
-  const records = { spam: FINETUNE_FILE, instruct: INSTRUCT_RUN_FILE };
-  const other = job === "spam" ? "instruct" : "spam";
-  return existsSync(join(dir, records[other]))
-    ? new FileFormatError(
-        `${dir} is a \`finetune ${other}\` run, not a \`finetune ${job}\` one`,
-        `resume it with llmctl finetune ${other} --resume ${dir}`,
-      )
-    : new FileFormatError(
-        `${dir} has no ${records[job]}, so it is not a \`finetune ${job}\` run`,
-        `pass the --out directory of an earlier \`llmctl finetune ${job}\``,
-      );
 }

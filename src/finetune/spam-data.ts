@@ -1,8 +1,8 @@
 /**
  * The book's chapter 6 data pipeline for the UCI SMS Spam Collection: read the tab-separated file the way
  * pandas does, balance the classes (`create_balanced_dataset`), shuffle and split 70/10/20 (`random_split`),
- * write/read `train.csv` / `validation.csv` / `test.csv`, and turn texts into padded token id rows
- * (`SpamDataset`) that a `SpamDataLoader` batches.
+ * write/read `train.csv` / `validation.csv` / `test.csv`. The texts become padded token id rows in
+ * generate/classify.ts (`SpamDataset`), as `classify` reads them.
  *
  * Labels are class ids: 0 = ham ("not spam"), 1 = spam, as the book's `map({"ham": 0, "spam": 1})`.
  */
@@ -12,13 +12,8 @@ import { join } from "node:path";
 import { parse as parseCsv } from "csv-parse/sync";
 import { stringify as stringifyCsv } from "csv-stringify/sync";
 import { NumpyRandomState } from "../data/numpy-random.js";
-import { BatchLoader, type BatchLoaderOptions } from "../data/batch-loader.js";
-import { END_OF_TEXT_ID, type Tokenizer } from "../tokenizer/index.js";
 import { FileFormatError, UsageError } from "../errors.js";
 import { makeDirectory, writeFileAtomic } from "../fs-atomic.js";
-
-/** Class names by class id, as the book's `classify_review` prints them. */
-export const SPAM_LABELS = ["not spam", "spam"] as const;
 
 export interface SmsMessage {
   /** 0 = ham, 1 = spam */
@@ -274,95 +269,4 @@ export async function readSplitCsvs(dir: string, from: "--split-dir" | "run" = "
       throw new FileFormatError(`${path} has no rows`, "rebuild the split (omit --split-dir)");
   }
   return out as SpamSplit;
-}
-
-export interface SpamDatasetOptions {
-  /** Pad/truncate every text to this many tokens; default: the longest text here (the book's `max_length=None`). */
-  maxLength?: number;
-  /** The model's context length: texts and `maxLength` are cut to it. */
-  contextLength?: number;
-  /** The book pads with `<|endoftext|>`. */
-  padTokenId?: number;
-}
-
-/** Token ids for one message as the book encodes it; special-token strings in SMS text are ordinary text. */
-export function encodeMessage(tokenizer: Tokenizer, text: string): number[] {
-  return tokenizer.encode(text, { allowedSpecial: [] });
-}
-
-/**
- * The book's `SpamDataset`: every text encoded, truncated to `maxLength` and right-padded to it.
- * Rows live in one flat int32 array [count, maxLength]; `lengths` keeps each text's real token count
- * (before padding) for the last-non-padding and mean pooling.
- */
-export class SpamDataset {
-  readonly ids: Int32Array; // [count, maxLength]
-  readonly lengths: Int32Array; // [count]
-  readonly labels: Int32Array; // [count]
-  readonly maxLength: number;
-  readonly count: number;
-  /** How many texts were longer than maxLength and got cut. */
-  readonly truncated: number;
-
-  constructor(messages: SmsMessage[], tokenizer: Tokenizer, opts: SpamDatasetOptions = {}) {
-    const pad = opts.padTokenId ?? END_OF_TEXT_ID;
-    const encoded = messages.map((m) => encodeMessage(tokenizer, m.text));
-    let maxLength = opts.maxLength ?? encoded.reduce((a, e) => Math.max(a, e.length), 0);
-    if (opts.contextLength !== undefined) maxLength = Math.min(maxLength, opts.contextLength);
-    if (!Number.isInteger(maxLength) || maxLength < 1) {
-      throw new UsageError(`max length must be a positive integer, got ${maxLength}`, "the texts may all be empty");
-    }
-    this.maxLength = maxLength;
-    this.count = messages.length;
-    this.ids = new Int32Array(this.count * maxLength).fill(pad);
-    this.lengths = new Int32Array(this.count);
-    this.labels = new Int32Array(this.count);
-    let truncated = 0;
-    encoded.forEach((e, i) => {
-      const n = Math.min(e.length, maxLength);
-      if (e.length > maxLength) truncated++;
-      this.ids.set(e.slice(0, n), i * maxLength);
-      // An empty text still has one position to pool from (a pad token), as the book's last-token pooling does.
-      this.lengths[i] = Math.max(n, 1);
-      this.labels[i] = messages[i].label;
-    });
-    this.truncated = truncated;
-  }
-}
-
-/** One batch as flat arrays ready for tf.tensor: inputs [batchSize, seqLen], labels/lengths [batchSize]. */
-export interface SpamBatch {
-  inputs: Int32Array;
-  labels: Int32Array;
-  lengths: Int32Array;
-  batchSize: number;
-  seqLen: number;
-}
-
-/** The book's DataLoader over a SpamDataset (train: shuffle + drop_last; validation/test: neither). */
-export class SpamDataLoader extends BatchLoader<SpamBatch> {
-  constructor(
-    readonly dataset: SpamDataset,
-    opts: BatchLoaderOptions,
-  ) {
-    super(opts);
-  }
-
-  get exampleCount(): number {
-    return this.dataset.count;
-  }
-
-  protected collect(indices: Int32Array): SpamBatch {
-    const d = this.dataset;
-    const T = d.maxLength;
-    const inputs = new Int32Array(indices.length * T);
-    const labels = new Int32Array(indices.length);
-    const lengths = new Int32Array(indices.length);
-    indices.forEach((k, b) => {
-      inputs.set(d.ids.subarray(k * T, (k + 1) * T), b * T);
-      labels[b] = d.labels[k];
-      lengths[b] = d.lengths[k];
-    });
-    return { inputs, labels, lengths, batchSize: indices.length, seqLen: T };
-  }
 }

@@ -8,61 +8,41 @@
  * The output directory is both the run directory (checkpoints, log.jsonl, loss.svg) and the finished
  * classifier's model directory; it also keeps the split CSVs, accuracy.json and accuracy.svg.
  */
-import { recordTensorBoard } from "../train/tensorboard.js";
 import * as tf from "@tensorflow/tfjs";
-import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { loadModelDir, loraBaseFor, saveModelDir } from "../model/model-dir.js";
+import { saveModelDir } from "../model/model-dir.js";
 import type { ForwardMode, GPTModel, LoraSettings } from "../model/gpt.js";
-import type { LoraBase, ModelMeta } from "../model/model-meta.js";
-import { Trainer } from "../train/trainer.js";
+import type { ModelMeta } from "../model/model-meta.js";
 import { namedParameters } from "../train/adamw.js";
-import { LOG_FILE } from "../train/run-dir.js";
+import { LOG_FILE, type JobRecord } from "../train/run-dir.js";
 import type { TrainSettings } from "../train/settings.js";
-import {
-  announceModel,
-  refuseChanges,
-  resolveRunSettings,
-  type JobEvent,
-  type JobOptions,
-  type JobResult,
-} from "../train/run.js";
+import type { TrainEvent } from "../train/events.js";
+import type { LoraUse } from "../train/preflight.js";
+import { runJob, type JobEvent, type JobOptions, type JobResult, type JobRun } from "../train/run.js";
+import { loadFinetuneModel } from "./base-model.js";
 import { resolveDataPath } from "../data/datasets.js";
 import { Rng } from "../data/rng.js";
 import { getTokenizer } from "../tokenizer/index.js";
 import { linePlotSvg } from "../plot/svg.js";
 import { writeFileAtomic } from "../fs-atomic.js";
-import { FileFormatError, UsageError } from "../errors.js";
+import { UsageError } from "../errors.js";
 import {
-  SPAM_LABELS,
-  SpamDataLoader,
-  SpamDataset,
   labelCounts,
   makeSpamSplit,
   readSmsSpamCollection,
   readSplitCsvs,
   writeSplitCsvs,
-  type SpamBatch,
   type SpamSplit,
 } from "./spam-data.js";
-import {
-  classLogits,
-  classificationLoss,
-  correctCount,
-  freezeForFinetuning,
-  readCount,
-  toClassifier,
-} from "./classifier.js";
+import { classificationLoss, correctCount, freezeForFinetuning, readCount, toClassifier } from "./classifier.js";
+import { SPAM_LABELS, SpamDataLoader, SpamDataset, classLogits, type SpamBatch } from "../generate/classify.js";
 import {
   ACCURACY_FILE,
   ACCURACY_PLOT_FILE,
-  FINETUNE_FILE,
-  notARunOf,
   SPAM_DEFAULTS,
   SPAM_TRAIN_DEFAULTS,
   checkScope,
-  requireGpt2Vocabulary,
   type TrainableScope,
 } from "./recipes.js";
 import { checkPooling, type Pooling } from "../model/model-meta.js";
@@ -94,21 +74,6 @@ export interface EpochAccuracy {
   epoch: number;
   train_accuracy: number;
   val_accuracy: number;
-}
-
-/** What finetune.json holds. */
-export interface FinetuneRecord {
-  format: "llmctl-finetune";
-  version: 1;
-  task: "spam";
-  from: string;
-  data: string;
-  /** what trained: a scope, or LoRA adapters (rank and alpha in `lora`) */
-  trainable: TrainableScope | "lora";
-  lora?: LoraSettings;
-  pool: Pooling;
-  max_length: number;
-  seed: number;
 }
 
 export interface FinetuneSpamResult extends JobResult {
@@ -195,84 +160,65 @@ async function loadSplit(
 }
 
 /**
- * Load the starting model: a classifier as it is, a language model with a new 2-class head. A classifier's
- * dropout was fixed when its head was put on, so a different `dropRate` is refused rather than ignored.
+ * A new run's model: a classifier as it is, a language model with a new 2-class head. A classifier's dropout was
+ * fixed when its head was put on, so a different `dropRate` is refused rather than ignored.
  */
-async function loadStart(
-  dir: string,
-  seed: number,
-  dropRate: number | undefined,
-  resume: boolean,
-): Promise<{ gpt: GPTModel; converted: boolean; meta: ModelMeta }> {
-  const { meta, gpt } = await loadModelDir(dir);
-  try {
-    requireGpt2Vocabulary(gpt.config.vocab_size, dir);
-  } catch (err) {
-    gpt.dispose();
-    throw err;
-  }
-  if (resume) return { gpt, converted: false, meta };
-  if (meta.lora) {
-    gpt.dispose();
+function withSpamHead(gpt: GPTModel, meta: ModelMeta, dir: string, seed: number, dropRate?: number): GPTModel {
+  if (meta.head.kind !== "classifier")
+    return toClassifier(gpt, SPAM_LABELS.length, seed, dropRate ?? SPAM_DEFAULTS.dropRate);
+  if (meta.head.num_classes !== SPAM_LABELS.length)
     throw new UsageError(
-      `${dir} is a LoRA model`,
-      `merge it into a plain model directory first (llmctl export --format llmctl --model ${dir} --out DIR)`,
+      `${dir} is a ${meta.head.num_classes}-class classifier`,
+      "start spam finetuning from a language model or a 2-class classifier",
     );
-  }
-  if (meta.head.kind === "classifier") {
-    const problem =
-      meta.head.num_classes !== SPAM_LABELS.length
-        ? new UsageError(
-            `${dir} is a ${meta.head.num_classes}-class classifier`,
-            "start spam finetuning from a language model or a 2-class classifier",
-          )
-        : dropRate !== undefined && dropRate !== gpt.config.drop_rate
-          ? new UsageError(
-              `--drop-rate ${dropRate}: ${dir} is already a classifier, whose dropout (${gpt.config.drop_rate}) was set when its head was put on`,
-              "drop --drop-rate, or start from the language model",
-            )
-          : null;
-    if (problem) {
-      gpt.dispose();
-      throw problem;
-    }
-    return { gpt, converted: false, meta };
-  }
-  try {
-    const cls = toClassifier(gpt, SPAM_LABELS.length, seed, dropRate ?? SPAM_DEFAULTS.dropRate);
-    return { gpt: cls, converted: true, meta };
-  } finally {
-    gpt.dispose();
-  }
+  if (dropRate !== undefined && dropRate !== gpt.config.drop_rate)
+    throw new UsageError(
+      `--drop-rate ${dropRate}: ${dir} is already a classifier, whose dropout (${gpt.config.drop_rate}) was set when its head was put on`,
+      "drop --drop-rate, or start from the language model",
+    );
+  return gpt;
+}
+
+/** What a spam run records (trainer-state.json's `job`): its starting model, data and choices. */
+export interface SpamRecord extends JobRecord {
+  task: "finetune spam";
+  from: string;
+  data: string;
+  /** what trained: a scope, or LoRA adapters (rank and alpha in `lora`) */
+  trainable: TrainableScope | "lora";
+  lora?: LoraSettings;
+  pool: Pooling;
+  max_length: number;
+  seed: number;
 }
 
 /**
  * The book's chapter 6 as one job: load-or-resume → train → measure. A new run builds (or reuses) the split,
- * puts a 2-class head on the model, freezes all but `trainable`, and records its choices in finetune.json; a
+ * puts a 2-class head on the model, freezes all but `trainable`, and records its choices (SpamRecord); a
  * resumed run takes all of that from outDir.
  */
-export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneSpamResult> {
-  const emit = (e: JobEvent) => opts.onEvent?.(e);
-  const resume = opts.resume === true;
-  if (!resume && opts.modelDir === undefined)
+export function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneSpamResult> {
+  if (opts.resume !== true && opts.modelDir === undefined)
     throw new UsageError("give --model and --out (or --resume DIR)", "see `llmctl finetune spam --help`");
   if (opts.data !== undefined && opts.splitDir !== undefined)
     throw new UsageError("give --data or --split-dir, not both");
-  const { settings } = await resolveRunSettings(
-    opts.outDir,
-    opts.train ?? {},
-    resume,
-    { base: SPAM_TRAIN_DEFAULTS, where: "finetune spam", force: opts.force, inputs: [opts.modelDir] },
-    resume ? { model: opts.modelDir, data: opts.data, split_dir: opts.splitDir } : {},
-  );
   if (opts.lora && opts.trainable !== undefined)
     throw new UsageError("--lora trains adapters instead of a --trainable scope", "give one of them");
-  const saved = resume ? await readFinetuneRecord(opts.outDir) : null;
-  if (saved)
-    refuseChanges(
-      { trainable: saved.trainable, pool: saved.pool, lora: saved.lora },
-      { trainable: opts.trainable, pool: opts.pool, lora: opts.lora },
-    );
+  return runJob<SpamBatch, SpamRecord, Omit<FinetuneSpamResult, keyof JobResult>>(opts, {
+    task: "finetune spam",
+    newRun: { base: SPAM_TRAIN_DEFAULTS, where: "finetune spam", force: opts.force, inputs: [opts.modelDir] },
+    sources: { model: opts.modelDir, data: opts.data, split_dir: opts.splitDir },
+    given: { trainable: opts.trainable, pool: opts.pool, lora: opts.lora },
+    start: (run) => startSpam(opts, run),
+  });
+}
+
+async function startSpam(opts: FinetuneSpamOptions, run: JobRun<SpamRecord>) {
+  const { settings, saved, resume, emit } = run;
+  if (saved) {
+    if (saved.trainable !== "lora") checkScope(saved.trainable);
+    checkPooling(saved.pool);
+  }
   const seed = settings.seed;
   const pool = saved?.pool ?? opts.pool ?? SPAM_DEFAULTS.pool;
   const lora = saved ? saved.lora : opts.lora;
@@ -280,162 +226,128 @@ export async function finetuneSpam(opts: FinetuneSpamOptions): Promise<FinetuneS
   const from = saved?.from ?? opts.modelDir!;
 
   const { split, source } = await loadSplit(opts, seed, emit);
-  emit({ kind: "status", text: `loading ${resume ? opts.outDir : from}` });
-  const { gpt, converted, meta } = await loadStart(resume ? opts.outDir : from, seed, opts.dropRate, resume);
-  try {
-    // a LoRA run's base: recorded when it started, read back from the run's config.json on resume
-    let loraBase: LoraBase | undefined = meta.lora;
-    if (lora && !resume) {
-      loraBase = await loraBaseFor(from, gpt);
-      gpt.addLora(lora, seed);
-    }
-    const data = spamBatches(split, gpt.config.context_length, settings.batch_size, saved?.max_length);
-    const { maxLength, sets, loaders } = data;
+  const { gpt, meta, loraBase } = await loadFinetuneModel(resume ? opts.outDir : from, run, {
+    lora,
+    prepare: (lm, meta) => withSpamHead(lm, meta, from, seed, opts.dropRate),
+  });
+  const data = spamBatches(split, gpt.config.context_length, settings.batch_size, saved?.max_length);
+  const { maxLength, sets, loaders } = data;
+  emit({
+    kind: "data",
+    source,
+    unit: "examples",
+    train: sets.train.count,
+    validation: sets.validation.count,
+    test: sets.test.count,
+    trainBatches: loaders.train.numBatches,
+    validationBatches: loaders.validation.numBatches,
+  });
+  emit({ kind: "notice", text: `texts padded to ${maxLength} tokens` });
+  const trainCounts = labelCounts(split.train);
+  if (trainCounts.ham === 0 || trainCounts.spam === 0) {
+    const only = trainCounts.ham === 0 ? "spam (label 1)" : "ham (label 0)";
     emit({
-      kind: "data",
-      source,
-      unit: "examples",
-      train: sets.train.count,
-      validation: sets.validation.count,
-      test: sets.test.count,
-      trainBatches: loaders.train.numBatches,
-      validationBatches: loaders.validation.numBatches,
+      kind: "notice",
+      text: `note: the training split (${source}) holds only ${only}: the classifier can learn nothing but that answer`,
     });
-    emit({ kind: "notice", text: `texts padded to ${maxLength} tokens` });
-    const trainCounts = labelCounts(split.train);
-    if (trainCounts.ham === 0 || trainCounts.spam === 0) {
-      const only = trainCounts.ham === 0 ? "spam (label 1)" : "ham (label 0)";
-      emit({
-        kind: "notice",
-        text: `note: the training split (${source}) holds only ${only}: the classifier can learn nothing but that answer`,
-      });
-    }
-    if (data.truncated > 0)
-      emit({ kind: "notice", text: `${data.truncated} texts are longer than ${maxLength} tokens and were truncated` });
-    if (!resume) {
-      settings.data = source;
-      await writeSplitCsvs(opts.outDir, split);
-      const record: FinetuneRecord = {
-        format: "llmctl-finetune",
-        version: 1,
-        task: "spam",
-        from,
-        data: source,
-        trainable,
-        ...(lora ? { lora } : {}),
-        pool,
-        max_length: maxLength,
-        seed,
-      };
-      await writeFileAtomic(join(opts.outDir, FINETUNE_FILE), JSON.stringify(record, null, 2) + "\n");
-    }
-    const params = trainable === "lora" ? namedParameters(gpt) : freezeForFinetuning(gpt, trainable);
-    const trainableParameters = announceModel(
-      gpt,
-      params,
-      { batchSize: settings.batch_size, length: maxLength },
-      {
-        source: resume ? opts.outDir : converted ? `${from} with a new 2-class head` : from,
-        resumed: resume,
-        lora: trainable === "lora" ? "training" : "possible",
-        emit,
-      },
-    );
+  }
+  if (data.truncated > 0)
+    emit({ kind: "notice", text: `${data.truncated} texts are longer than ${maxLength} tokens and were truncated` });
+  if (!resume) {
+    settings.data = source;
+    await writeSplitCsvs(opts.outDir, split);
+  }
+  const record: SpamRecord = saved ?? {
+    task: "finetune spam",
+    from,
+    data: source,
+    trainable,
+    ...(lora ? { lora } : {}),
+    pool,
+    max_length: maxLength,
+    seed,
+  };
 
-    // running accuracy of the training batches of the current epoch, counted from the loss's own logits: kept on
-    // the device inside the loss, read after the update
-    let runCorrect = 0;
-    let runSeen = 0;
-    const counted: tf.Scalar[] = [];
-    const loss = (batch: SpamBatch, mode: ForwardMode): tf.Scalar => {
+  // running accuracy of the training batches of the current epoch, counted from the loss's own logits: kept on
+  // the device inside the loss, read after the update
+  let runCorrect = 0;
+  let runSeen = 0;
+  const counted: tf.Scalar[] = [];
+  const extras = {
+    labels: [...SPAM_LABELS],
+    pool,
+    max_length: maxLength,
+    source: `finetune spam from ${from}`,
+    ...(loraBase ? { lora: loraBase } : {}),
+  };
+  const epochs: EpochAccuracy[] = [];
+  const converted = !resume && meta.head.kind !== "classifier";
+  return {
+    gpt,
+    source: resume ? opts.outDir : converted ? `${from} with a new 2-class head` : from,
+    record,
+    lora: (trainable === "lora" ? "training" : "possible") as LoraUse,
+    length: maxLength,
+    params: trainable === "lora" ? namedParameters(gpt) : freezeForFinetuning(gpt, trainable),
+    loss: (batch: SpamBatch, mode: ForwardMode): tf.Scalar => {
       const logits = classLogits(gpt, batch, pool, mode);
       if (mode.training) {
         counted.push(tf.keep(correctCount(logits, batch.labels)));
         runSeen += batch.batchSize;
       }
       return classificationLoss(logits, batch.labels);
-    };
-    const extras = {
-      labels: [...SPAM_LABELS],
-      pool,
-      max_length: maxLength,
-      source: `finetune spam from ${from}`,
-      ...(loraBase ? { lora: loraBase } : {}),
-    };
-    const epochs: EpochAccuracy[] = [];
-    const train = await new Trainer<SpamBatch>({
-      params,
-      loss,
-      train: loaders.train,
-      validation: loaders.validation,
-      batchTokens: (b) => b.batchSize * b.seqLen,
-      settings,
-      runSettings: settings,
-      lora: gpt.lora,
-      runDir: opts.outDir,
-      saveModel: async (dir) => {
-        await saveModelDir(dir, gpt, extras);
-      },
-      afterUpdate: async () => {
-        for (const count of counted.splice(0)) runCorrect += await readCount(count);
-      },
-      afterEpoch: async (epoch) => {
-        // the book: accuracy over eval_iter batches of a freshly shuffled train loader and of the validation loader
-        const order = loaders.train.epochOrder(new Rng(seed * 1000 + epoch));
-        const maxBatches = settings.eval_iter;
-        const record = {
-          train_accuracy: await accuracy(gpt, loaders.train, pool, { maxBatches, order }),
-          val_accuracy: await accuracy(gpt, loaders.validation, pool, { maxBatches }),
-        };
-        epochs.push({ epoch, ...record });
-        runCorrect = 0;
-        runSeen = 0;
-        return record;
-      },
-      onEvent: recordTensorBoard((event) => {
-        if (event.kind === "step" && runSeen > 0)
-          emit({ ...event, progress: { ...event.progress, accuracy: runCorrect / runSeen } });
-        else emit(event);
-      }),
-      signal: opts.signal,
-      resume,
-    })
-      .run()
-      .finally(() => tf.dispose(counted.splice(0))); // counts of an update that did not finish
-
-    const acc = await finalAccuracy(gpt, data, pool, emit, opts.maxScored);
-    const { epochs: n, batch_size, lr, weight_decay } = settings;
-    const report: AccuracyReport = {
-      format: "llmctl-accuracy",
-      version: 1,
-      task: "spam",
-      train_accuracy: acc.train,
-      val_accuracy: acc.validation,
-      test_accuracy: acc.test,
-      examples: { train: sets.train.count, validation: sets.validation.count, test: sets.test.count },
-      ...(opts.maxScored !== undefined ? { max_scored: opts.maxScored } : {}),
-      max_length: maxLength,
-      pool,
-      trainable,
-      ...(lora ? { lora } : {}),
-      settings: { epochs: n, batch_size, lr, weight_decay, seed },
-    };
-    await writeFileAtomic(join(opts.outDir, ACCURACY_FILE), JSON.stringify(report, null, 2) + "\n");
-    const allEpochs = await epochHistory(opts.outDir, epochs);
-    await writeFileAtomic(join(opts.outDir, ACCURACY_PLOT_FILE), accuracyPlot(allEpochs));
-    return {
-      outDir: opts.outDir,
-      resumed: resume,
-      settings,
-      train,
-      trainableParameters,
-      accuracy: acc,
-      maxLength,
-      epochs: allEpochs,
-    };
-  } finally {
-    gpt.dispose();
-  }
+    },
+    train: loaders.train,
+    validation: loaders.validation,
+    saveModel: async (dir: string) => {
+      await saveModelDir(dir, gpt, extras);
+    },
+    afterUpdate: async () => {
+      for (const count of counted.splice(0)) runCorrect += await readCount(count);
+    },
+    afterEpoch: async (epoch: number) => {
+      // the book: accuracy over eval_iter batches of a freshly shuffled train loader and of the validation loader
+      const order = loaders.train.epochOrder(new Rng(seed * 1000 + epoch));
+      const maxBatches = settings.eval_iter;
+      const accuracies = {
+        train_accuracy: await accuracy(gpt, loaders.train, pool, { maxBatches, order }),
+        val_accuracy: await accuracy(gpt, loaders.validation, pool, { maxBatches }),
+      };
+      epochs.push({ epoch, ...accuracies });
+      runCorrect = 0;
+      runSeen = 0;
+      return accuracies;
+    },
+    onEvent: (event: TrainEvent, emitJob: (e: JobEvent) => void) => {
+      if (event.kind === "step" && runSeen > 0)
+        emitJob({ ...event, progress: { ...event.progress, accuracy: runCorrect / runSeen } });
+      else emitJob(event);
+      if (event.kind === "stop") tf.dispose(counted.splice(0)); // counts of an update that did not finish
+    },
+    finish: async () => {
+      const acc = await finalAccuracy(gpt, data, pool, emit, opts.maxScored);
+      const { epochs: n, batch_size, lr, weight_decay } = settings;
+      const report: AccuracyReport = {
+        format: "llmctl-accuracy",
+        version: 1,
+        task: "spam",
+        train_accuracy: acc.train,
+        val_accuracy: acc.validation,
+        test_accuracy: acc.test,
+        examples: { train: sets.train.count, validation: sets.validation.count, test: sets.test.count },
+        ...(opts.maxScored !== undefined ? { max_scored: opts.maxScored } : {}),
+        max_length: maxLength,
+        pool,
+        trainable,
+        ...(lora ? { lora } : {}),
+        settings: { epochs: n, batch_size, lr, weight_decay, seed },
+      };
+      await writeFileAtomic(join(opts.outDir, ACCURACY_FILE), JSON.stringify(report, null, 2) + "\n");
+      const allEpochs = await epochHistory(opts.outDir, epochs);
+      await writeFileAtomic(join(opts.outDir, ACCURACY_PLOT_FILE), accuracyPlot(allEpochs));
+      return { accuracy: acc, maxLength, epochs: allEpochs };
+    },
+  };
 }
 
 interface SpamBatches {
@@ -492,29 +404,6 @@ async function finalAccuracy(
     });
   }
   return acc;
-}
-
-async function readFinetuneRecord(dir: string): Promise<FinetuneRecord> {
-  const path = join(dir, FINETUNE_FILE);
-  if (!existsSync(path)) throw notARunOf(dir, "spam");
-  let r: FinetuneRecord;
-  try {
-    r = JSON.parse(await readFile(path, "utf8")) as FinetuneRecord;
-  } catch (err) {
-    throw new FileFormatError(
-      `cannot read ${path}: ${(err as Error).message}`,
-      "the run directory is incomplete; start a new run without --resume",
-      { cause: err },
-    );
-  }
-  if (r.format !== "llmctl-finetune" || r.task !== "spam")
-    throw new FileFormatError(
-      `${path} is not a spam finetuning record`,
-      "resume with the command that started the run",
-    );
-  if (r.trainable !== "lora") checkScope(r.trainable);
-  checkPooling(r.pool);
-  return r;
 }
 
 /** This process's epoch records, preceded by those of earlier parts of a resumed run (from log.jsonl). */

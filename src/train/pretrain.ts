@@ -4,11 +4,10 @@
  * validation batches in order, and train next-token prediction with the shared Trainer, sampling
  * `sample_prompt` greedily after every epoch. `pretrain()` is the whole job, in the shape of src/train/run.ts.
  */
-import { recordTensorBoard } from "./tensorboard.js";
 import { decodeUtf8, requireFile } from "../formats/file.js";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { SlidingWindowLoader, SlidingWindowDataset, splitText } from "../data/sliding-window.js";
+import { SlidingWindowLoader, SlidingWindowDataset, splitText, type TokenBatch } from "../data/sliding-window.js";
 import { fetchDataset, isDatasetName } from "../data/datasets.js";
 import { firstIdOutside, isTokenFile, readTokenFile } from "../tokenizer/token-file.js";
 import { END_OF_TEXT, END_OF_TEXT_ID, getTokenizer } from "../tokenizer/index.js";
@@ -18,9 +17,9 @@ import { loadConfigFile } from "../model/config.js";
 import { loadModelDir, saveModelDir } from "../model/model-dir.js";
 import { NonFiniteLogitsError, generate } from "../generate/generate.js";
 import { languageModelLoss } from "./loss.js";
-import { Trainer } from "./trainer.js";
 import { namedParameters } from "./adamw.js";
-import { announceModel, resolveRunSettings, type JobEvent, type JobOptions, type JobResult } from "./run.js";
+import { runJob, type JobEvent, type JobOptions, type JobResult } from "./run.js";
+import type { JobRecord } from "./run-dir.js";
 import type { TrainSettings } from "./settings.js";
 
 export interface PretrainData {
@@ -147,100 +146,72 @@ export interface PretrainResult extends JobResult {
   validationTokens: number;
 }
 
+/** What a pretraining run records: the config it started from. */
+interface PretrainRecord extends JobRecord {
+  task: "pretrain";
+  config?: string;
+}
+
 /** Pretrain a GPT from a config (or continue the run in outDir): load-or-resume → train → report. */
-export async function pretrain(opts: PretrainOptions): Promise<PretrainResult> {
-  const emit = (e: JobEvent) => opts.onEvent?.(e);
+export function pretrain(opts: PretrainOptions): Promise<PretrainResult> {
   const resume = opts.resume === true;
   const given = opts.data && opts.data.length > 0 ? opts.data : undefined;
   if (!resume && opts.config === undefined)
     throw new UsageError("give --config (or --resume DIR)", "e.g. llmctl pretrain --config gpt2-tiny --out runs/tiny");
   const config = resume ? null : loadConfigFile(opts.config!);
-  const { settings, state } = await resolveRunSettings(
-    opts.outDir,
-    opts.train ?? {},
-    resume,
-    {
+  return runJob<TokenBatch, PretrainRecord, { trainTokens: number; validationTokens: number }>(opts, {
+    task: "pretrain",
+    newRun: {
       base: { ...config?.train, ...(given ? { data: given } : {}) },
       where: opts.config ?? "pretrain",
       force: opts.force,
     },
-    { config: resume ? opts.config : undefined, data: resume ? given : undefined },
-  );
-  // record paths absolute, so --resume from another directory reads the same files
-  const absolute = (d: string) => (isDatasetName(d) ? d : resolve(d));
-  if (!resume && settings.data !== null)
-    settings.data = typeof settings.data === "string" ? absolute(settings.data) : settings.data.map(absolute);
-  const files = await dataFiles(settings.data, emit);
-
-  let gpt: GPTModel;
-  if (resume) {
-    const loaded = await loadModelDir(opts.outDir);
-    gpt = loaded.gpt;
-    if (loaded.meta.head.kind !== "lm") {
-      gpt.dispose();
-      throw new UsageError(`${opts.outDir} holds a classifier`, "resume it with `llmctl finetune spam --resume`");
-    }
-  } else gpt = buildGPT(config!.model, { seed: settings.seed });
-  try {
-    const data = makePretrainLoaders(
-      readPretrainTokens(files, settings.train_ratio, gpt.config.vocab_size),
-      settings,
-      gpt.config.context_length,
-    );
-    emit({
-      kind: "data",
-      source: files.join(", "),
-      unit: "tokens",
-      train: data.trainTokens,
-      validation: data.validationTokens,
-      test: null,
-      trainBatches: data.train.numBatches,
-      validationBatches: data.validation.numBatches,
-    });
-    const params = namedParameters(gpt);
-    const trainableParameters = announceModel(
-      gpt,
-      params,
-      { batchSize: settings.batch_size, length: settings.max_length ?? gpt.config.context_length },
-      { source: resume ? opts.outDir : `config ${opts.config}`, resumed: resume, lora: "no", emit },
-    );
-    if (state?.finished)
+    sources: { config: opts.config, data: given },
+    start: async ({ settings, saved, emit, own }) => {
+      // record paths absolute, so --resume from another directory reads the same files
+      const absolute = (d: string) => (isDatasetName(d) ? d : resolve(d));
+      if (!resume && settings.data !== null)
+        settings.data = typeof settings.data === "string" ? absolute(settings.data) : settings.data.map(absolute);
+      const files = await dataFiles(settings.data, emit);
+      const gpt = own(
+        resume ? (await loadModelDir(opts.outDir)).gpt : buildGPT(config!.model, { seed: settings.seed }),
+      );
+      const data = makePretrainLoaders(
+        readPretrainTokens(files, settings.train_ratio, gpt.config.vocab_size),
+        settings,
+        gpt.config.context_length,
+      );
       emit({
-        kind: "notice",
-        text: `${opts.outDir}: the run finished at step ${state.step}; it continues only as far as --epochs / --max-steps now allow`,
+        kind: "data",
+        source: files.join(", "),
+        unit: "tokens",
+        train: data.trainTokens,
+        validation: data.validationTokens,
+        test: null,
+        trainBatches: data.train.numBatches,
+        validationBatches: data.validation.numBatches,
       });
-    const train = await new Trainer({
-      params,
-      loss: languageModelLoss(gpt),
-      train: data.train,
-      validation: data.validation,
-      batchTokens: (b) => b.batchSize * b.seqLen,
-      settings,
-      runSettings: settings,
-      runDir: opts.outDir,
-      saveModel: async (dir) => {
-        await saveModelDir(dir, gpt, { source: "llmctl pretrain" });
-      },
-      afterEpoch: async () =>
-        settings.sample_tokens > 0
-          ? { sample: await epochSample(gpt, settings.sample_prompt, settings.sample_tokens) }
-          : {},
-      onEvent: recordTensorBoard(emit),
-      signal: opts.signal,
-      resume,
-    }).run();
-    return {
-      outDir: opts.outDir,
-      resumed: resume,
-      settings,
-      train,
-      trainableParameters,
-      trainTokens: data.trainTokens,
-      validationTokens: data.validationTokens,
-    };
-  } finally {
-    gpt.dispose();
-  }
+      return {
+        gpt,
+        source: resume ? opts.outDir : `config ${opts.config}`,
+        record: saved ?? { task: "pretrain", config: opts.config },
+        lora: "no",
+        length: settings.max_length ?? gpt.config.context_length,
+        params: namedParameters(gpt),
+        loss: languageModelLoss(gpt),
+        train: data.train,
+        validation: data.validation,
+        saveModel: async (dir) => {
+          await saveModelDir(dir, gpt, { source: "llmctl pretrain" });
+        },
+        afterEpoch: async () =>
+          settings.sample_tokens > 0
+            ? { sample: await epochSample(gpt, settings.sample_prompt, settings.sample_tokens) }
+            : {},
+        finish: async () => ({ trainTokens: data.trainTokens, validationTokens: data.validationTokens }),
+      };
+    },
+  });
 }
 
 function dataItems(data: TrainSettings["data"]): string[] {

@@ -16,7 +16,7 @@
  * way DIR holds one complete checkpoint.
  */
 import { existsSync, readFileSync, realpathSync } from "node:fs";
-import { appendFile, mkdir, readFile, readdir, rename, rm, writeFile } from "node:fs/promises";
+import { appendFile, mkdir, readFile, readdir, rename, rm, rmdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { makeDirectory, writeFileAtomic } from "../fs-atomic.js";
 import { FileFormatError, FileSystemError, TrainingError, UsageError, fileSystemError } from "../errors.js";
@@ -53,6 +53,14 @@ export interface TrainerState {
   finished: boolean;
   /** the resolved train settings of the run */
   settings: Record<string, unknown>;
+  /** the job's own choices (run.ts); absent in runs saved before it moved here, and in bare Trainer runs */
+  job?: JobRecord;
+}
+
+/** A job's own choices (its data, pool, prompt style…) under its name: what --resume rebuilds the run from. */
+export interface JobRecord {
+  task: string;
+  [key: string]: unknown;
 }
 
 /** Test hook: called before each rename of the commit, to simulate a crash part-way. */
@@ -198,16 +206,21 @@ export function refuseLockedRunDir(runDir: string): void {
 
 /**
  * Take `runDir`'s lock for this process (a stale one is replaced), so a second process on the same directory
- * refuses instead of interleaving checkpoints. Returns its release.
+ * refuses instead of interleaving checkpoints. Returns its release, which also removes the directory when the
+ * lock made it and nothing else went in (a run refused before it wrote anything leaves nothing behind).
  */
 export async function lockRunDir(runDir: string): Promise<() => Promise<void>> {
+  const made = !existsSync(runDir);
   await makeDirectory(runDir);
   const path = join(runDir, LOCK_FILE);
   for (;;) {
     refuseLockedRunDir(runDir);
     try {
       await writeFile(path, `${process.pid}\n`, { flag: "wx" });
-      return () => rm(path, { force: true });
+      return async () => {
+        await rm(path, { force: true });
+        if (made) await rmdir(runDir).catch(() => {}); // ENOTEMPTY: the run wrote its files
+      };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw fileSystemError(err, path);
       if (lockOwner(runDir) === null) await rm(path, { force: true }); // stale (or our own from a crash)
@@ -438,6 +451,7 @@ export function trainerState(
   elapsed: number,
   finished: boolean,
   settings: Readonly<Record<string, unknown>>,
+  job?: JobRecord,
 ): TrainerState {
   return {
     format: "llmctl-trainer-state",
@@ -451,6 +465,7 @@ export function trainerState(
     elapsed_seconds: Math.round(elapsed * 1000) / 1000,
     finished,
     settings: { ...settings },
+    ...(job ? { job } : {}),
   };
 }
 

@@ -1,7 +1,9 @@
 /**
- * The shape the three training jobs share (`pretrain`, `finetuneSpam`, `finetuneInstruct`): one library call
- * each, load-or-resume → train → report, taking JobOptions, reporting progress through JobEvent and returning
- * a JobResult around the Trainer's result.
+ * A training job, the one way the three (`pretrain`, `finetuneSpam`, `finetuneInstruct`) run: `runJob` takes the
+ * run directory's lock, resolves the settings (new or resumed), lets the job load its model and data, checks that
+ * a step fits, trains with the Trainer and lets the job report; the model is disposed however it ends. A job
+ * supplies only what is its own (JobSpec): its model, data, loss, epoch end and report. Its choices (data, pool,
+ * prompt style…) are its JobRecord, saved with every checkpoint in trainer-state.json: the one run record.
  *
  * And the one resume policy (resolveRunSettings): a new run never starts in a directory that holds one; a
  * resumed run keeps the settings it was saved with. On resume, the sources of a new run (config, model, data)
@@ -10,18 +12,22 @@
  * under a saved data order, and nothing given is silently ignored.
  */
 import { preflightStep, type LoraUse } from "./preflight.js";
-import type { NamedVariable } from "./adamw.js";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
+  lockRunDir,
   prepareNewRunDir,
   readTrainerState,
-  refuseLockedRunDir,
   TRAINER_STATE_FILE,
+  type JobRecord,
   type TrainerState,
 } from "./run-dir.js";
 import { resolveTrainSettings, trainFlag, type TrainSettings } from "./settings.js";
 import type { TrainEvent, TrainResult } from "./events.js";
-import { UsageError } from "../errors.js";
+import { Trainer, type TrainerOptions } from "./trainer.js";
+import { recordTensorBoard } from "./tensorboard.js";
+import type { GPTModel } from "../model/gpt.js";
+import { FileFormatError, UsageError } from "../errors.js";
 
 /** Settings a resumed run may change: its length and its evaluation and checkpoint cadence. */
 export const RESUME_ADJUSTABLE: readonly string[] = [
@@ -91,7 +97,7 @@ export interface NewRunSettings {
 }
 
 /**
- * The settings of the run in `runDir`. A new run: `fresh.base` with `overrides`, and `runDir` must not hold a
+ * The settings of the run in `runDir` (whose lock the caller holds). A new run: `fresh.base` with `overrides`, and `runDir` must not hold a
  * run. A resumed run: the saved settings, `overrides` only where RESUME_ADJUSTABLE (or equal to the saved
  * value), and its trainer state. `sources` are a new run's inputs (config, model, data): refused on resume.
  */
@@ -102,7 +108,6 @@ export async function resolveRunSettings(
   fresh: NewRunSettings,
   sources: Record<string, unknown> = {},
 ): Promise<{ settings: TrainSettings; state: TrainerState | null }> {
-  refuseLockedRunDir(runDir);
   if (!resume) {
     await prepareNewRunDir(runDir, { force: fresh.force, inputs: fresh.inputs });
     return { settings: resolveTrainSettings(fresh.base, overrides, fresh.where), state: null };
@@ -152,26 +157,148 @@ export function refuseChanges(
   );
 }
 
+/** What a job's batches have: tokens seen are batchSize × seqLen. */
+type Batch = { batchSize: number; seqLen: number };
+
+export type JobTask = "pretrain" | "finetune spam" | "finetune instruct";
+
+/** A job under way, as runJob hands it to the job's own parts. */
+export interface JobRun<R extends JobRecord> {
+  outDir: string;
+  settings: TrainSettings;
+  resume: boolean;
+  /** a resumed run's record, as its checkpoint saved it (null: a new run) */
+  saved: R | null;
+  emit: (event: JobEvent) => void;
+  signal?: AbortSignal;
+  /** hand runJob a model: it is disposed when the job ends, however it ends */
+  own(gpt: GPTModel): GPTModel;
+}
+
+/** What a job has set up once its model and data are loaded: the Trainer's parts that are its own. */
+export interface JobSetup<B, R extends JobRecord, Out> extends Pick<
+  TrainerOptions<B>,
+  "params" | "loss" | "train" | "validation" | "afterEpoch" | "afterUpdate"
+> {
+  gpt: GPTModel;
+  /** where the model came from (the model event) */
+  source: string;
+  /** the job's choices, saved with every checkpoint and handed back on --resume */
+  record: R;
+  lora: LoraUse;
+  /** the longest sequence of a step, for the pre-flight */
+  length: number;
+  saveModel: (dir: string) => Promise<void>;
+  /** the job's view of the Trainer's events before they reach the caller (spam adds its running accuracy) */
+  onEvent?: (event: TrainEvent, emit: (event: JobEvent) => void) => void;
+  /** after training: the job's closing measurements and files */
+  finish(train: TrainResult): Promise<Out>;
+}
+
+/** One training job: what it is, how a new run starts, and its own parts. */
+export interface JobSpec<B extends Batch, R extends JobRecord, Out> {
+  task: JobTask;
+  newRun: NewRunSettings;
+  /** a new run's sources (config, model, data): refused on resume */
+  sources?: Record<string, unknown>;
+  /** record fields given as options: a resumed run must repeat the saved values */
+  given?: Partial<R>;
+  /** load the model (new: from its source; resumed: from the run directory) and the data */
+  start(run: JobRun<R>): Promise<JobSetup<B, R, Out>>;
+}
+
+/** Run a training job in `opts.outDir`: lock → settings → the job's model and data → pre-flight → Trainer → report. */
+export async function runJob<B extends Batch, R extends JobRecord, Out>(
+  opts: JobOptions,
+  job: JobSpec<B, R, Out>,
+): Promise<JobResult & Out> {
+  const emit = (e: JobEvent) => opts.onEvent?.(e);
+  const resume = opts.resume === true;
+  const { outDir } = opts;
+  const unlock = await lockRunDir(outDir);
+  const owned: GPTModel[] = [];
+  try {
+    const { settings, state } = await resolveRunSettings(
+      outDir,
+      opts.train ?? {},
+      resume,
+      job.newRun,
+      resume ? job.sources : {},
+    );
+    const saved = state ? (savedRecord(outDir, state, job.task) as R) : null;
+    if (saved && job.given) refuseChanges(saved, job.given);
+    const own = (gpt: GPTModel) => (owned.push(gpt), gpt);
+    const run: JobRun<R> = { outDir, settings, resume, saved, emit, signal: opts.signal, own };
+    const setup = await job.start(run);
+    const { gpt, params } = setup;
+    const trainableParameters = params.reduce((n, p) => n + p.variable.size, 0);
+    const totalParameters = gpt.countParameters();
+    emit({ kind: "model", source: setup.source, resumed: resume, trainableParameters, totalParameters });
+    preflightStep(
+      gpt,
+      { batchSize: settings.batch_size, length: setup.length, trainableParameters, totalParameters },
+      { lora: setup.lora, note: (text) => emit({ kind: "notice", text, detail: true }) },
+    );
+    if (state?.finished)
+      emit({
+        kind: "notice",
+        text: `${outDir}: the run finished at step ${state.step}; it continues only as far as --epochs / --max-steps now allow`,
+      });
+    const train = await new Trainer<B>({
+      params,
+      loss: setup.loss,
+      train: setup.train,
+      validation: setup.validation,
+      batchTokens: (b) => b.batchSize * b.seqLen,
+      settings,
+      runSettings: settings,
+      job: setup.record,
+      lora: gpt.lora,
+      runDir: outDir,
+      saveModel: setup.saveModel,
+      afterEpoch: setup.afterEpoch,
+      afterUpdate: setup.afterUpdate,
+      onEvent: recordTensorBoard(setup.onEvent ? (e) => setup.onEvent!(e, emit) : emit),
+      signal: opts.signal,
+      resume,
+    }).run();
+    const out = await setup.finish(train);
+    return { outDir, resumed: resume, settings, train, trainableParameters, ...out };
+  } finally {
+    for (const gpt of owned) gpt.dispose();
+    await unlock();
+  }
+}
+
 /**
- * What every job does once its model and data are known: report the model (what trains of how much), and check
- * that a step fits the backend (preflight.ts). Returns the number of parameters that train.
+ * Runs saved before the record moved into trainer-state.json kept it in a file of the job's own beside it:
+ * finetune.json (spam), instruct-run.json (instruct); pretraining kept none.
  */
-export function announceModel(
-  gpt: Parameters<typeof preflightStep>[0] & { countParameters(): number },
-  params: readonly NamedVariable[],
-  step: { batchSize: number; length: number },
-  opts: { source: string; resumed: boolean; lora: LoraUse; emit: (e: JobEvent) => void },
-): number {
-  const trainableParameters = params.reduce((n, p) => n + p.variable.size, 0);
-  const totalParameters = gpt.countParameters();
-  opts.emit({ kind: "model", source: opts.source, resumed: opts.resumed, trainableParameters, totalParameters });
-  preflightStep(
-    gpt,
-    { ...step, trainableParameters, totalParameters },
-    {
-      lora: opts.lora,
-      note: (text) => opts.emit({ kind: "notice", text, detail: true }),
-    },
-  );
-  return trainableParameters;
+const EARLIER_RECORDS: Record<string, JobTask> = {
+  "finetune.json": "finetune spam",
+  "instruct-run.json": "finetune instruct",
+};
+
+/** The saved run's record, refused when another job saved it. */
+function savedRecord(dir: string, state: TrainerState, task: JobTask): JobRecord {
+  const record = state.job ?? earlierRecord(dir);
+  if (record.task !== task)
+    throw new FileFormatError(
+      `${dir} is a \`${record.task}\` run, not a \`${task}\` one`,
+      `resume it with llmctl ${record.task} --resume ${dir}`,
+    );
+  return record;
+}
+
+function earlierRecord(dir: string): JobRecord {
+  for (const [file, task] of Object.entries(EARLIER_RECORDS)) {
+    const path = join(dir, file);
+    if (!existsSync(path)) continue;
+    try {
+      return { ...(JSON.parse(readFileSync(path, "utf8")) as object), task };
+    } catch (err) {
+      throw new FileFormatError(`${path} is not valid JSON: ${(err as Error).message}`, "start a new run");
+    }
+  }
+  return { task: "pretrain" };
 }

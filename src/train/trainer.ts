@@ -2,7 +2,7 @@
  * The training loop, shared by `pretrain`, `finetune spam` and `finetune instruct`: the book's
  * `train_model_simple` / `train_classifier_simple` with an lr schedule, one trainStep per update (step.ts:
  * accumulation, clipping, AdamW), periodic evaluation (`evaluate_model` over `eval_iter` batches) and exact
- * resume. The run directory (checkpoints, log.jsonl, loss.svg, the lock) is run-dir.ts's; the loop reports
+ * resume. The run directory (checkpoints, log.jsonl, loss.svg) is run-dir.ts's, its lock the job's (run.ts); the loop reports
  * through events (events.ts), which the CLI renders and TensorBoard records (tensorboard.ts).
  *
  * What a caller provides (see TrainerOptions): the parameters to train under stable names, a loss function
@@ -26,7 +26,6 @@ import {
   TRAINER_STATE_FILE,
   appendRunLog,
   checkDataPosition,
-  lockRunDir,
   countNonFinite,
   divergedError,
   lossPlot,
@@ -39,6 +38,7 @@ import {
   startRunLog,
   trainerState,
   type CommitHook,
+  type JobRecord,
   type RunPosition,
 } from "./run-dir.js";
 import { Rng } from "../data/rng.js";
@@ -61,6 +61,8 @@ export interface TrainerOptions<B> {
   settings: LoopSettings;
   /** the run's whole recipe, saved in each checkpoint's trainer-state.json for resolveRunSettings on --resume */
   runSettings: Readonly<TrainSettings>;
+  /** the job's own choices, saved beside runSettings (run.ts) */
+  job?: JobRecord;
   /** the LoRA adapters trained, if any: a huge alpha/rank, not the learning rate, is then what diverges */
   lora?: { rank: number; alpha: number } | null;
   /** the run directory: checkpoints, log.jsonl, loss.svg, tensorboard/ */
@@ -134,7 +136,6 @@ export class Trainer<B> {
 
   /** Train until all epochs (or max_steps) are done. Frees the optimizer state when it returns or throws. */
   async run(): Promise<TrainResult> {
-    const unlock = await lockRunDir(this.opts.runDir);
     let started = false;
     try {
       if (this.opts.resume) await this.restore();
@@ -145,7 +146,6 @@ export class Trainer<B> {
     } finally {
       if (started) this.emit({ kind: "stop" });
       this.optimizer.dispose();
-      await unlock();
     }
   }
 
@@ -305,7 +305,7 @@ export class Trainer<B> {
         lr,
       );
     }
-    const state = trainerState(this.at, elapsed, final, this.opts.runSettings);
+    const state = trainerState(this.at, elapsed, final, this.opts.runSettings, this.opts.job);
     await saveCheckpoint(this.opts.runDir, {
       state,
       saveModel: this.opts.saveModel,

@@ -93,14 +93,9 @@ export const classifyCommand: CommandModule<GlobalOptions, ClassifyArgs> = {
     const head = meta.head;
     await selectBackend(args);
     const { gpt } = await loadModelShowingProgress(args.model);
-    const { classifyTexts } = await import("../../finetune/classifier.js");
-    const { SPAM_LABELS } = await import("../../finetune/spam-data.js");
+    const { classLabels, classifyTexts } = await import("../../generate/classify.js");
     try {
-      const labels =
-        head.labels ??
-        (head.num_classes === SPAM_LABELS.length
-          ? [...SPAM_LABELS]
-          : Array.from({ length: head.num_classes }, (_, i) => `class ${i}`));
+      const labels = classLabels(head);
       const progress = spinner(`classifying ${texts.length} texts`);
       let results;
       try {
