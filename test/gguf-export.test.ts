@@ -10,7 +10,7 @@ import { buildGPT } from "../src/model/gpt.js";
 import { saveModelDir } from "../src/model/model-dir.js";
 import { type GPTConfig } from "../src/model/config.js";
 import { readSafetensors } from "../src/formats/safetensors.js";
-import { readGguf, type GgufFile } from "../src/formats/gguf.js";
+import { readGguf, type GgufFile } from "./helpers/gguf-reader.js";
 import { exportGguf } from "../src/weights/gguf-export.js";
 import { getTokenizer } from "../src/tokenizer/index.js";
 import { loadLlamaCpp, llamaCppGreedy, type LlamaCppRuntime } from "../src/bench/llama-cpp.js";

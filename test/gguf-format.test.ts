@@ -4,14 +4,8 @@ import assert from "node:assert/strict";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  dequantizeQ8_0,
-  quantizeQ8_0,
-  readGguf,
-  writeGguf,
-  type GgufTensorEntry,
-  type GgufValue,
-} from "../src/formats/gguf.js";
+import { quantizeQ8_0, writeGguf, type GgufTensorEntry, type GgufValue } from "../src/formats/gguf.js";
+import { dequantizeQ8_0, readGguf } from "./helpers/gguf-reader.js";
 import { decodeFloat, encodeFloat, floatToBfloat16, floatToHalf, halfToFloat } from "../src/formats/float.js";
 
 test("floatToHalf inverts halfToFloat on every half, and rounds to nearest even between them", () => {

@@ -18,7 +18,7 @@ import { finetuneInstruct } from "../src/finetune/instruct.js";
 import { exportModelDir } from "../src/weights/export-source.js";
 import { exportHuggingFace } from "../src/weights/hf-export.js";
 import { exportGguf } from "../src/weights/gguf-export.js";
-import { readGguf } from "../src/formats/gguf.js";
+import { readGguf } from "./helpers/gguf-reader.js";
 import { makeSpamSplit, readSmsSpamCollection, writeSplitCsvs } from "../src/finetune/spam-data.js";
 import { loadInstructionData } from "../src/data/instruction-data.js";
 import { sharedPath } from "./helpers/shared.js";

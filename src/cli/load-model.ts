@@ -1,5 +1,11 @@
 import type { loadModelDir } from "../model/model-dir.js";
-import { spinner } from "./output.js";
+import { selectBackend } from "./backend.js";
+import { spinner, type GlobalOptions } from "./output.js";
+
+/** The `--model` flag of a command that reads one model directory. */
+export function modelOption(describe: string) {
+  return { alias: "m", type: "string", demandOption: true, describe } as const;
+}
 
 /** Load a model directory for a command, with a spinner while the weights are read. */
 export async function loadModelShowingProgress(dir: string): ReturnType<typeof loadModelDir> {
@@ -26,4 +32,21 @@ export async function loadLanguageModel(dir: string): ReturnType<typeof loadMode
     throw err;
   }
   return loaded;
+}
+
+/**
+ * Run a generating command (chat, instruct, serve) with its language model: the backend picked, the model loaded
+ * (loadLanguageModel), and disposed when `use` ends, however it ends.
+ */
+export async function withLanguageModel<T>(
+  args: GlobalOptions & { model: string },
+  use: (loaded: Awaited<ReturnType<typeof loadModelDir>>) => Promise<T>,
+): Promise<T> {
+  await selectBackend(args);
+  const loaded = await loadLanguageModel(args.model);
+  try {
+    return await use(loaded);
+  } finally {
+    loaded.gpt.dispose();
+  }
 }

@@ -9,6 +9,7 @@ import { UsageError } from "../errors.js";
 import { DEFAULT_TRAIN_SETTINGS, type TrainSettings } from "../train/settings.js";
 import type { JobEvent, JobResult } from "../train/run.js";
 import type { EvalRecord, TrainProgress } from "../train/events.js";
+import { selectBackend } from "./backend.js";
 import { formatDuration, interruptOnSignals, note, spinner, verbose, type GlobalOptions } from "./output.js";
 
 export interface TrainingArgs extends GlobalOptions {
@@ -115,14 +116,14 @@ export function loraSettings(a: LoraArgs): { rank: number; alpha: number } | und
 }
 
 /** The train settings the flags (and --seed) ask for. */
-export function trainOverrides(a: TrainingArgs): Partial<TrainSettings> {
+function trainOverrides(a: TrainingArgs): Partial<TrainSettings> {
   const out: Partial<Record<keyof TrainSettings, unknown>> = { seed: a.seed };
   for (const [flag, [key]] of Object.entries(FLAGS)) out[key] = a[flag as keyof typeof FLAGS];
   return out as Partial<TrainSettings>;
 }
 
 /** The run directory and whether the run is resumed: `--resume DIR`, `--out DIR --resume`, or `--out DIR`. */
-export function runDirectory(a: TrainingArgs): { outDir: string; resume: boolean; force: boolean } {
+function runDirectory(a: TrainingArgs): { outDir: string; resume: boolean; force: boolean } {
   return { outDir: resolve(a.resume || a.out!), resume: a.resume !== undefined, force: a.force === true };
 }
 
@@ -174,14 +175,25 @@ async function slowBackendNote(): Promise<((etaSeconds: number) => string) | und
     `${formatDuration(eta / TENSORFLOW_TRAINING_SPEEDUP[1])}–${formatDuration(eta / TENSORFLOW_TRAINING_SPEEDUP[0])}): ${how}`;
 }
 
+/** What every job takes from the command line: the run directory, the train flags, the signal and the events. */
+export interface JobFlags {
+  outDir: string;
+  resume: boolean;
+  force: boolean;
+  train: Partial<TrainSettings>;
+  signal: AbortSignal;
+  onEvent: (e: JobEvent) => void;
+}
+
 /**
- * Run a training job with a spinner that renders its events and Ctrl-C that stops it at the next step boundary
- * with a checkpoint. `start` gets the signal and the event callback to pass to the job.
+ * Run a training job on the backend the flags pick, with a spinner that renders its events and Ctrl-C that stops
+ * it at the next step boundary with a checkpoint. `start` gets what to pass to the job (JobFlags).
  */
 export async function runTrainingJob<R>(
-  a: GlobalOptions,
-  start: (job: { signal: AbortSignal; onEvent: (e: JobEvent) => void }) => Promise<R>,
+  a: GlobalOptions & TrainingArgs,
+  start: (job: JobFlags) => Promise<R>,
 ): Promise<R> {
+  await selectBackend(a);
   const interrupt = interruptOnSignals(
     (sig) =>
       `\ninterrupted${sig === "Ctrl-C" ? "" : ` by ${sig}`}: saving a checkpoint at the end of this step ` +
@@ -242,7 +254,7 @@ export async function runTrainingJob<R>(
     } else if (e.kind === "checkpoint") verbose(a, `checkpoint at step ${e.step} in ${e.dir}`);
   };
   try {
-    return await start({ signal: interrupt.signal, onEvent });
+    return await start({ ...runDirectory(a), train: trainOverrides(a), signal: interrupt.signal, onEvent });
   } finally {
     spin.stop();
     interrupt.release();

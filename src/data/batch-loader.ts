@@ -17,16 +17,17 @@ export abstract class BatchLoader<B> {
   readonly shuffle: boolean;
   readonly dropLast: boolean;
 
-  constructor(opts: BatchLoaderOptions) {
+  /** `exampleCount`: how many examples the dataset holds */
+  constructor(
+    readonly exampleCount: number,
+    opts: BatchLoaderOptions,
+  ) {
     if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1)
       throw new UsageError(`batch size must be a positive integer, got ${opts.batchSize}`);
     this.batchSize = opts.batchSize;
     this.shuffle = opts.shuffle ?? false;
     this.dropLast = opts.dropLast ?? false;
   }
-
-  /** how many examples there are */
-  abstract get exampleCount(): number;
 
   /** the batch of these examples (indices into the dataset), in this order */
   protected abstract collect(indices: Int32Array): B;

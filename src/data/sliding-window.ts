@@ -52,11 +52,7 @@ export class SlidingWindowLoader extends BatchLoader<TokenBatch> {
     readonly dataset: SlidingWindowDataset,
     opts: BatchLoaderOptions,
   ) {
-    super(opts);
-  }
-
-  get exampleCount(): number {
-    return this.dataset.length;
+    super(dataset.length, opts);
   }
 
   protected collect(indices: Int32Array): TokenBatch {

@@ -108,11 +108,7 @@ export class InstructionLoader extends BatchLoader<TokenBatch> {
     readonly dataset: InstructionDataset,
     private readonly opts: InstructionLoaderOptions,
   ) {
-    super(opts);
-  }
-
-  get exampleCount(): number {
-    return this.dataset.length;
+    super(dataset.length, opts);
   }
 
   protected collect(indices: Int32Array): TokenBatch {

@@ -33,24 +33,29 @@ import {
 } from "./protobuf.js";
 import { LITTLE_ENDIAN, decodeFloat, numElements, type FloatDtype } from "./float.js";
 
-/** TensorFlow DataType enum (tensorflow/core/framework/types.proto) with element sizes; 0 = variable size. */
-export const TF_DTYPES: Readonly<Record<number, { name: string; size: number }>> = {
-  1: { name: "DT_FLOAT", size: 4 },
-  2: { name: "DT_DOUBLE", size: 8 },
-  3: { name: "DT_INT32", size: 4 },
-  4: { name: "DT_UINT8", size: 1 },
-  5: { name: "DT_INT16", size: 2 },
-  6: { name: "DT_INT8", size: 1 },
+/**
+ * TensorFlow DataType enum (tensorflow/core/framework/types.proto) with element sizes (0 = variable size) and, for
+ * the types read with their natural element type, the typed array over their little-endian bytes.
+ */
+export const TF_DTYPES: Readonly<
+  Record<number, { name: string; size: number; array?: (buf: ArrayBuffer) => TensorValues }>
+> = {
+  1: { name: "DT_FLOAT", size: 4, array: (b) => new Float32Array(b) },
+  2: { name: "DT_DOUBLE", size: 8, array: (b) => new Float64Array(b) },
+  3: { name: "DT_INT32", size: 4, array: (b) => new Int32Array(b) },
+  4: { name: "DT_UINT8", size: 1, array: (b) => new Uint8Array(b) },
+  5: { name: "DT_INT16", size: 2, array: (b) => new Int16Array(b) },
+  6: { name: "DT_INT8", size: 1, array: (b) => new Int8Array(b) },
   7: { name: "DT_STRING", size: 0 },
   8: { name: "DT_COMPLEX64", size: 8 },
-  9: { name: "DT_INT64", size: 8 },
-  10: { name: "DT_BOOL", size: 1 },
+  9: { name: "DT_INT64", size: 8, array: (b) => new BigInt64Array(b) },
+  10: { name: "DT_BOOL", size: 1, array: (b) => new Uint8Array(b) },
   14: { name: "DT_BFLOAT16", size: 2 },
-  17: { name: "DT_UINT16", size: 2 },
+  17: { name: "DT_UINT16", size: 2, array: (b) => new Uint16Array(b) },
   18: { name: "DT_COMPLEX128", size: 16 },
   19: { name: "DT_HALF", size: 2 },
-  22: { name: "DT_UINT32", size: 4 },
-  23: { name: "DT_UINT64", size: 8 },
+  22: { name: "DT_UINT32", size: 4, array: (b) => new Uint32Array(b) },
+  23: { name: "DT_UINT64", size: 8, array: (b) => new BigUint64Array(b) },
 };
 export const DT_FLOAT = 1;
 export const DT_DOUBLE = 2;
@@ -218,39 +223,15 @@ export class TensorBundleReader {
   async readValues(key: string): Promise<TensorValues> {
     const e = this.entry(key);
     if (e.dtype === DT_STRING) return this.readStrings(key);
+    if (e.dtype === DT_HALF || e.dtype === DT_BFLOAT16) return this.read(key); // as float32
+    const array = TF_DTYPES[e.dtype]?.array;
+    if (!array)
+      throw new FileFormatError(
+        `${this.prefix}: tensor '${key}' has dtype ${e.dtypeName}, which this reader cannot decode`,
+        "skip this tensor",
+      );
     const bytes = await this.readBytes(key);
-    const buf = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
-    switch (e.dtype) {
-      case 1:
-        return new Float32Array(buf);
-      case 2:
-        return new Float64Array(buf);
-      case 3:
-        return new Int32Array(buf);
-      case 4:
-      case 10:
-        return new Uint8Array(buf);
-      case 5:
-        return new Int16Array(buf);
-      case 6:
-        return new Int8Array(buf);
-      case 9:
-        return new BigInt64Array(buf);
-      case 17:
-        return new Uint16Array(buf);
-      case 22:
-        return new Uint32Array(buf);
-      case 23:
-        return new BigUint64Array(buf);
-      case 14:
-      case 19:
-        return this.read(key);
-      default:
-        throw new FileFormatError(
-          `${this.prefix}: tensor '${key}' has dtype ${e.dtypeName}, which this reader cannot decode`,
-          "skip this tensor",
-        );
-    }
+    return array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer);
   }
 
   /** A DT_STRING tensor's elements as bytes; both the length checksum and the entry checksum are verified. */

@@ -95,11 +95,7 @@ export class SpamDataLoader extends BatchLoader<SpamBatch> {
     readonly dataset: SpamDataset,
     opts: BatchLoaderOptions,
   ) {
-    super(opts);
-  }
-
-  get exampleCount(): number {
-    return this.dataset.count;
+    super(dataset.count, opts);
   }
 
   protected collect(indices: Int32Array): SpamBatch {

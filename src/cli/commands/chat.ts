@@ -1,9 +1,8 @@
 import { withAnswerFlags } from "../answer-flags.js";
 import type { CommandModule } from "yargs";
 import { createInterface } from "node:readline";
-import { selectBackend } from "../backend.js";
 import { UsageError } from "../../errors.js";
-import { loadLanguageModel } from "../load-model.js";
+import { withLanguageModel, modelOption } from "../load-model.js";
 import { getTokenizer } from "../../tokenizer/index.js";
 import { chatPrompt, type ChatMessage } from "../../generate/chat-template.js";
 import { checkSamplingOptions } from "../../generate/sampler.js";
@@ -25,12 +24,7 @@ export const chatCommand: CommandModule<GlobalOptions, ChatArgs> = {
   describe: "talk with a model in the terminal, answers streamed",
   builder: (y) =>
     withAnswerFlags(y)
-      .option("model", {
-        alias: "m",
-        type: "string",
-        demandOption: true,
-        describe: "model directory; an instruction-finetuned one answers in its prompt style",
-      })
+      .option("model", modelOption("model directory; an instruction-finetuned one answers in its prompt style"))
       .option("system", { type: "string", describe: "a system message that starts the conversation" })
 
       .option("top-p", {
@@ -45,12 +39,9 @@ export const chatCommand: CommandModule<GlobalOptions, ChatArgs> = {
         checkSamplingOptions({ temperature: a.temperature, topK: a["top-k"], topP: a["top-p"] });
         return true;
       }),
-  handler: async (args) => {
-    await selectBackend(args);
-    const loaded = await loadLanguageModel(args.model);
-    const { gpt, meta } = loaded;
-    const { generateText } = await import("../../generate/generate-text.js");
-    try {
+  handler: (args) =>
+    withLanguageModel(args, async ({ gpt, meta }) => {
+      const { generateText } = await import("../../generate/generate-text.js");
       const tokenizer = getTokenizer(meta.tokenizer);
       const style = meta.prompt_style;
       const context = gpt.config.context_length;
@@ -146,8 +137,5 @@ export const chatCommand: CommandModule<GlobalOptions, ChatArgs> = {
         process.off("SIGINT", onSignal);
         rl.close();
       }
-    } finally {
-      gpt.dispose();
-    }
-  },
+    }),
 };

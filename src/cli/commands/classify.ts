@@ -2,7 +2,7 @@ import { decodeUtf8, readTextFile } from "../../formats/file.js";
 import type { CommandModule } from "yargs";
 import { selectBackend } from "../backend.js";
 import { FileFormatError, UsageError } from "../../errors.js";
-import { loadModelShowingProgress } from "../load-model.js";
+import { loadModelShowingProgress, modelOption } from "../load-model.js";
 import { getTokenizer } from "../../tokenizer/index.js";
 import { checkPooling } from "../../model/model-meta.js";
 import { printJson, printLine, spinner, type GlobalOptions } from "../output.js";
@@ -39,12 +39,7 @@ export const classifyCommand: CommandModule<GlobalOptions, ClassifyArgs> = {
   builder: (y) =>
     y
       .positional("text", { type: "string", array: true, describe: "texts to classify (quote each one)" })
-      .option("model", {
-        alias: "m",
-        type: "string",
-        demandOption: true,
-        describe: "a classifier directory written by `llmctl finetune spam`",
-      })
+      .option("model", modelOption("a classifier directory written by `llmctl finetune spam`"))
       .option("file", {
         alias: "f",
         type: "string",

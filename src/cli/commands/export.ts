@@ -1,4 +1,5 @@
 import type { CommandModule } from "yargs";
+import { modelOption } from "../load-model.js";
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { refuseWritingInputs } from "../../fs-atomic.js";
@@ -22,12 +23,10 @@ export const exportCommand: CommandModule<GlobalOptions, ExportArgs> = {
   describe: "export a model to the Hugging Face format, or to GGUF for llama.cpp and Ollama",
   builder: (y) =>
     y
-      .option("model", {
-        alias: "m",
-        type: "string",
-        demandOption: true,
-        describe: "model directory (from pretrain, load-gpt2 or finetune; LoRA adapters are merged in)",
-      })
+      .option(
+        "model",
+        modelOption("model directory (from pretrain, load-gpt2 or finetune; LoRA adapters are merged in)"),
+      )
       .option("format", {
         choices: ["hf", "gguf", "llmctl"] as const,
         default: "hf" as const,

@@ -1,5 +1,4 @@
 import type { CommandModule } from "yargs";
-import { selectBackend } from "../backend.js";
 import { UsageError } from "../../errors.js";
 import { LOG_FILE, PLOT_FILE } from "../../train/run-dir.js";
 import { formatPrompt } from "../../generate/prompt-style.js";
@@ -9,10 +8,8 @@ import { DEFAULT_BASE_MODEL, INSTRUCT_TRAIN_DEFAULTS, RESPONSES_FILE } from "../
 import { formatDuration, note, printJson, printLine, type GlobalOptions } from "../output.js";
 import {
   loraSettings,
-  runDirectory,
   withLoraFlags,
   runTrainingJob,
-  trainOverrides,
   trainSummary,
   trainedLine,
   withTrainingFlags,
@@ -115,12 +112,10 @@ export const finetuneInstructCommand: CommandModule<GlobalOptions, FinetuneInstr
         "then score the answers with an LLM judge",
       ),
   handler: async (a) => {
-    await selectBackend(a);
-    const { finetuneInstruct } = await import("../../finetune/instruct.js");
-    const r = await runTrainingJob(a, (job) =>
-      finetuneInstruct({
+    const r = await runTrainingJob(a, async (job) => {
+      const { finetuneInstruct } = await import("../../finetune/instruct.js");
+      return finetuneInstruct({
         ...job,
-        ...runDirectory(a),
         modelDir: a.model,
         data: a.data,
         promptStyle: a["prompt-style"],
@@ -128,9 +123,9 @@ export const finetuneInstructCommand: CommandModule<GlobalOptions, FinetuneInstr
         lora: loraSettings(a),
         responseTokens: a.responses && a["max-answers"] !== 0 ? a["response-tokens"] : 0,
         maxAnswers: a["max-answers"],
-        train: { ...trainOverrides(a), max_length: a["max-length"] },
-      }),
-    );
+        train: { ...job.train, max_length: a["max-length"] },
+      });
+    });
     note(`model, ${LOG_FILE} and ${PLOT_FILE} in ${r.outDir}`);
     const answers = r.responses;
     if (answers) {

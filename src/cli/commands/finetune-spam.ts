@@ -1,5 +1,4 @@
 import type { CommandModule } from "yargs";
-import { selectBackend } from "../backend.js";
 import { UsageError } from "../../errors.js";
 import { LOG_FILE, PLOT_FILE } from "../../train/run-dir.js";
 import {
@@ -15,10 +14,8 @@ import type { SplitAccuracy } from "../../finetune/spam.js";
 import { note, printJson, printLine, type GlobalOptions } from "../output.js";
 import {
   loraSettings,
-  runDirectory,
   withLoraFlags,
   runTrainingJob,
-  trainOverrides,
   trainSummary,
   trainedLine,
   withTrainingFlags,
@@ -118,12 +115,10 @@ export const finetuneSpamCommand: CommandModule<GlobalOptions, FinetuneSpamArgs>
       .example("$0 finetune spam --resume models/spam", "continue after Ctrl-C")
       .example('$0 classify --model models/spam "You are a winner! Claim your prize now"', "then use it"),
   handler: async (a) => {
-    await selectBackend(a);
-    const { finetuneSpam } = await import("../../finetune/spam.js");
-    const r = await runTrainingJob(a, (job) =>
-      finetuneSpam({
+    const r = await runTrainingJob(a, async (job) => {
+      const { finetuneSpam } = await import("../../finetune/spam.js");
+      return finetuneSpam({
         ...job,
-        ...runDirectory(a),
         modelDir: a.model,
         data: a.data,
         splitDir: a["split-dir"],
@@ -132,9 +127,8 @@ export const finetuneSpamCommand: CommandModule<GlobalOptions, FinetuneSpamArgs>
         pool: a.pool,
         maxScored: a["max-scored"],
         dropRate: a["drop-rate"],
-        train: trainOverrides(a),
-      }),
-    );
+      });
+    });
     note(trainedLine(r));
     note(`classifier, ${LOG_FILE}, ${PLOT_FILE}, ${ACCURACY_PLOT_FILE} and ${ACCURACY_FILE} in ${r.outDir}`);
     if (a.json) {

@@ -1,7 +1,7 @@
 import type { CommandModule } from "yargs";
 import { selectBackend } from "../backend.js";
 import { UsageError } from "../../errors.js";
-import { loadModelShowingProgress } from "../load-model.js";
+import { loadModelShowingProgress, modelOption } from "../load-model.js";
 import { getTokenizer, END_OF_TEXT, END_OF_TEXT_ID } from "../../tokenizer/index.js";
 import { checkSamplingOptions } from "../../generate/sampler.js";
 import { TextStream } from "../../generate/text-stream.js";
@@ -23,12 +23,7 @@ export const generateCommand: CommandModule<GlobalOptions, GenerateArgs> = {
   describe: "generate text from a model, streamed token by token",
   builder: (y) =>
     y
-      .option("model", {
-        alias: "m",
-        type: "string",
-        demandOption: true,
-        describe: "model directory (from pretrain, load-gpt2 or finetune)",
-      })
+      .option("model", modelOption("model directory (from pretrain, load-gpt2 or finetune)"))
       .option("prompt", { alias: "p", type: "string", demandOption: true, describe: "text to continue" })
       .option("max-new-tokens", { alias: "n", type: "number", default: 50, describe: "tokens to generate" })
       .option("temperature", { alias: "t", type: "number", default: 1, describe: "0 = greedy; higher = more varied" })

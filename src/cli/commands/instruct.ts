@@ -1,8 +1,7 @@
 import { withAnswerFlags } from "../answer-flags.js";
 import type { CommandModule } from "yargs";
-import { selectBackend } from "../backend.js";
 import { UsageError } from "../../errors.js";
-import { loadLanguageModel } from "../load-model.js";
+import { withLanguageModel, modelOption } from "../load-model.js";
 import { getTokenizer } from "../../tokenizer/index.js";
 import { DEFAULT_PROMPT_STYLE } from "../../generate/prompt-style.js";
 import { note, printJson, printLine, type GlobalOptions } from "../output.js";
@@ -22,12 +21,7 @@ export const instructCommand: CommandModule<GlobalOptions, InstructArgs> = {
   builder: (y) =>
     withAnswerFlags(y)
       .positional("instruction", { type: "string", describe: "what the model should do" })
-      .option("model", {
-        alias: "m",
-        type: "string",
-        demandOption: true,
-        describe: "model directory from `llmctl finetune instruct`",
-      })
+      .option("model", modelOption("model directory from `llmctl finetune instruct`"))
       .option("input", {
         alias: "i",
         type: "string",
@@ -55,11 +49,8 @@ export const instructCommand: CommandModule<GlobalOptions, InstructArgs> = {
           throw new UsageError(`--max-new-tokens must be a positive integer, got ${a["max-new-tokens"]}`);
         return true;
       }),
-  handler: async (args) => {
-    await selectBackend(args);
-    const loaded = await loadLanguageModel(args.model);
-    const { gpt, meta } = loaded;
-    try {
+  handler: (args) =>
+    withLanguageModel(args, async ({ gpt, meta }) => {
       const style = meta.prompt_style ?? DEFAULT_PROMPT_STYLE;
       if (!meta.prompt_style)
         note(`${args.model} has no prompt_style in its config.json (not instruction-finetuned?); using ${style}`);
@@ -83,8 +74,5 @@ export const instructCommand: CommandModule<GlobalOptions, InstructArgs> = {
       const r = await answer((text) => process.stdout.write(text));
       printLine();
       if (!r.stoppedAtEos) note(`(stopped at ${max} tokens without <|endoftext|>)`);
-    } finally {
-      gpt.dispose();
-    }
-  },
+    }),
 };

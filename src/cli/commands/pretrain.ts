@@ -1,17 +1,8 @@
 import type { CommandModule } from "yargs";
-import { selectBackend } from "../backend.js";
 import { UsageError } from "../../errors.js";
 import { PLOT_FILE, LOG_FILE } from "../../train/run-dir.js";
 import { printJson, printLine, type GlobalOptions } from "../output.js";
-import {
-  runDirectory,
-  runTrainingJob,
-  trainOverrides,
-  trainSummary,
-  trainedLine,
-  withTrainingFlags,
-  type TrainingArgs,
-} from "../training.js";
+import { runTrainingJob, trainSummary, trainedLine, withTrainingFlags, type TrainingArgs } from "../training.js";
 
 interface PretrainArgs extends TrainingArgs {
   config?: string;
@@ -66,12 +57,11 @@ export const pretrainCommand: CommandModule<GlobalOptions, PretrainArgs> = {
       )
       .example("$0 pretrain --resume runs/ch05", "continue an interrupted run exactly where it stopped"),
   handler: async (a) => {
-    await selectBackend(a);
-    const { pretrain } = await import("../../train/pretrain.js");
-    const train = { ...trainOverrides(a), max_length: a["max-length"], stride: a.stride };
-    const r = await runTrainingJob(a, (job) =>
-      pretrain({ ...job, ...runDirectory(a), config: a.config, data: a.data, train }),
-    );
+    const r = await runTrainingJob(a, async (job) => {
+      const { pretrain } = await import("../../train/pretrain.js");
+      const train = { ...job.train, max_length: a["max-length"], stride: a.stride };
+      return pretrain({ ...job, config: a.config, data: a.data, train });
+    });
     if (a.json) {
       printJson({
         ...trainSummary(r),

@@ -1,8 +1,7 @@
 import type { CommandModule } from "yargs";
 import { basename, resolve } from "node:path";
-import { selectBackend } from "../backend.js";
 import { UsageError } from "../../errors.js";
-import { loadLanguageModel } from "../load-model.js";
+import { withLanguageModel, modelOption } from "../load-model.js";
 import { getTokenizer } from "../../tokenizer/index.js";
 import { note, printJson, printLine, type GlobalOptions } from "../output.js";
 
@@ -23,12 +22,7 @@ export const serveCommand: CommandModule<GlobalOptions, ServeArgs> = {
   describe: "serve a model over an OpenAI-compatible HTTP API, with a chat page",
   builder: (y) =>
     y
-      .option("model", {
-        alias: "m",
-        type: "string",
-        demandOption: true,
-        describe: "model directory (from pretrain, load-gpt2 or finetune)",
-      })
+      .option("model", modelOption("model directory (from pretrain, load-gpt2 or finetune)"))
       .option("host", { type: "string", default: "127.0.0.1", describe: "address to listen on" })
       .option("port", { type: "number", default: 8080, describe: "port to listen on (0 = a free one)" })
       .option("name", { type: "string", describe: "the model id clients ask for (default: the directory's name)" })
@@ -65,11 +59,8 @@ export const serveCommand: CommandModule<GlobalOptions, ServeArgs> = {
           throw new UsageError(`--name '${a.name}' must be letters, digits and . _ : - only`);
         return true;
       }),
-  handler: async (args) => {
-    await selectBackend(args);
-    const loaded = await loadLanguageModel(args.model);
-    const { gpt, meta } = loaded;
-    try {
+  handler: (args) =>
+    withLanguageModel(args, async ({ gpt, meta }) => {
       const modelId = args.name ?? basename(resolve(args.model)).replace(/[^\w.:-]/g, "_");
       const { startServer } = await import("../../serve/server.js");
       const server = await startServer({
@@ -104,8 +95,5 @@ export const serveCommand: CommandModule<GlobalOptions, ServeArgs> = {
         process.on("SIGINT", stop);
         process.on("SIGTERM", stop);
       });
-    } finally {
-      gpt.dispose();
-    }
-  },
+    }),
 };
