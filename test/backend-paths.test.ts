@@ -14,14 +14,12 @@ import { generate } from "../src/generate/generate.js";
 import { toClassifier } from "../src/finetune/classifier.js";
 import { classifyTexts } from "../src/generate/classify.js";
 import { finetuneSpam } from "../src/finetune/spam.js";
-import { makeSpamSplit, readSmsSpamCollection, writeSplitCsvs } from "../src/finetune/spam-data.js";
-import { buildGPT } from "../src/model/gpt.js";
-import { saveModelDir } from "../src/model/model-dir.js";
 import type { JobEvent } from "../src/train/run.js";
-import { sharedPath } from "./helpers/shared.js";
 import { getTokenizer } from "../src/tokenizer/index.js";
 import { expected, fixtureModel } from "./helpers/fixture.js";
 import { testBackend } from "./helpers/backend.js";
+import { writeSmallSplit } from "./helpers/spam-split.js";
+import { saveNewModel } from "./helpers/tiny-config.js";
 
 const backend = testBackend();
 
@@ -72,16 +70,8 @@ test(`finetune spam on ${backend}: 3 updates on a small split give cpu's step lo
     await useBackend("cpu");
     const lmDir = join(root, "lm");
     const cfg = { vocab_size: 50257, context_length: 24, emb_dim: 16, n_heads: 2, n_layers: 2, drop_rate: 0.1 };
-    const lm = buildGPT({ ...cfg, qkv_bias: false, tied_head: false }, { seed: 11 });
-    await saveModelDir(lmDir, lm);
-    lm.dispose();
-    const full = makeSpamSplit(await readSmsSpamCollection(sharedPath("datasets", "SMSSpamCollection")), 123);
-    const splitDir = join(root, "split");
-    await writeSplitCsvs(splitDir, {
-      train: full.train.slice(0, 32),
-      validation: full.validation.slice(0, 8),
-      test: full.test.slice(0, 8),
-    });
+    await saveNewModel(lmDir, { ...cfg, qkv_bias: false, tied_head: false }, 11);
+    const splitDir = await writeSmallSplit(root, { train: 32, validation: 8, test: 8 });
     const run = async (on: string) => {
       await useBackend(on);
       const events: JobEvent[] = [];

@@ -7,6 +7,7 @@ import { runCli } from "./helpers/cli.js";
 import { ratios, type BenchRecord } from "../src/bench/bench.js";
 import { loadLlamaCpp } from "../src/bench/llama-cpp.js";
 import { testBackend } from "./helpers/backend.js";
+import { writeConfigFile } from "./helpers/tiny-config.js";
 
 const KEYS = [
   "backend",
@@ -31,12 +32,10 @@ const KEYS = [
 test("llmctl bench --backend cpu --config C --json prints one record with every key, on the config's shapes", async () => {
   const dir = mkdtempSync(join(tmpdir(), "llmctl-bench-"));
   const cfg = join(dir, "micro.json");
-  writeFileSync(
+  writeConfigFile(
     cfg,
-    JSON.stringify({
-      model: { vocab_size: 300, context_length: 48, emb_dim: 16, n_heads: 2, n_layers: 1, drop_rate: 0.1 },
-      train: { batch_size: 3, max_length: 40 },
-    }),
+    { vocab_size: 300, context_length: 48, emb_dim: 16, n_heads: 2, n_layers: 1, drop_rate: 0.1 },
+    { batch_size: 3, max_length: 40 },
   );
   const r = await runCli([
     "bench",
@@ -122,12 +121,10 @@ test("--bf16 is refused on wasm and cpu with a one-line fix, exit 2", async () =
 test("bench adds llama.cpp's F32 and F16 generation on the same model when node-llama-cpp is installed, a note when not", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), "llmctl-bench-llama-"));
   const cfg = join(dir, "gpt2-vocab.json");
-  writeFileSync(
+  writeConfigFile(
     cfg,
-    JSON.stringify({
-      model: { vocab_size: 50257, context_length: 48, emb_dim: 32, n_heads: 2, n_layers: 1, drop_rate: 0 },
-      train: { batch_size: 1, max_length: 16 },
-    }),
+    { vocab_size: 50257, context_length: 48, emb_dim: 32, n_heads: 2, n_layers: 1, drop_rate: 0 },
+    { batch_size: 1, max_length: 16 },
   );
   const args = [
     ...["bench", "--backend", testBackend(), "--config", cfg, "--steps", "1", "--no-torch", "--json"],

@@ -4,9 +4,8 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { useBackend } from "../src/backend/index.js";
-import { buildGPT } from "../src/model/gpt.js";
-import { saveModelDir } from "../src/model/model-dir.js";
 import { runCli } from "./helpers/cli.js";
+import { saveNewModel, tinyConfig } from "./helpers/tiny-config.js";
 
 let root: string;
 let lmDir: string;
@@ -15,18 +14,7 @@ before(async () => {
   await useBackend("cpu");
   root = await mkdtemp(join(tmpdir(), "llmctl-classify-"));
   lmDir = join(root, "lm");
-  const lm = buildGPT({
-    vocab_size: 64,
-    context_length: 8,
-    emb_dim: 8,
-    n_heads: 2,
-    n_layers: 1,
-    drop_rate: 0,
-    qkv_bias: false,
-    tied_head: false,
-  });
-  await saveModelDir(lmDir, lm);
-  lm.dispose();
+  await saveNewModel(lmDir, tinyConfig({ vocab_size: 64, context_length: 8, emb_dim: 8, n_layers: 1 }));
 });
 
 after(async () => {

@@ -7,12 +7,15 @@ import { Rng } from "../src/data/rng.js";
 const rows = (flat: Int32Array, T: number): number[][] =>
   Array.from({ length: flat.length / T }, (_, b) => Array.from(flat.subarray(b * T, (b + 1) * T)));
 
+/** The book's custom_collate_fn example: three examples of 5, 2 and 3 token ids, nothing masked. */
+const BOOK_ITEMS = [
+  [0, 1, 2, 3, 4],
+  [5, 6],
+  [7, 8, 9],
+].map((ids) => ({ ids, promptLength: 0 }));
+
 test("custom_collate_fn golden: pad to longest + 1, shift, ignore all but the first padding target", () => {
-  const items = [
-    [0, 1, 2, 3, 4],
-    [5, 6],
-    [7, 8, 9],
-  ].map((ids) => ({ ids, promptLength: 0 }));
+  const items = BOOK_ITEMS;
   const batch = collateInstructions(items);
   assert.equal(batch.batchSize, 3);
   assert.equal(batch.seqLen, 5);
@@ -29,11 +32,7 @@ test("custom_collate_fn golden: pad to longest + 1, shift, ignore all but the fi
 });
 
 test("--max-length truncates inputs and targets after masking", () => {
-  const items = [
-    [0, 1, 2, 3, 4],
-    [5, 6],
-    [7, 8, 9],
-  ].map((ids) => ({ ids, promptLength: 0 }));
+  const items = BOOK_ITEMS;
   const batch = collateInstructions(items, { maxLength: 3 });
   assert.equal(batch.seqLen, 3);
   assert.deepEqual(rows(batch.inputs, 3), [
@@ -143,41 +142,15 @@ test("loss with the ignore index (the book's golden values), on collated targets
   await useBackend("cpu");
   const loss = (logits: number[][], targets: number[]) =>
     tf.tidy(() => sparseCrossEntropy(tf.tensor2d(logits), tf.tensor1d(targets, "int32")).dataSync()[0]);
-  assert.ok(
-    Math.abs(
-      loss(
-        [
-          [-1, 1],
-          [-0.5, 1.5],
-        ],
-        [0, 1],
-      ) - 1.1269,
-    ) < 1e-4,
-  );
-  assert.ok(
-    Math.abs(
-      loss(
-        [
-          [-1, 1],
-          [-0.5, 1.5],
-          [-0.5, 1.5],
-        ],
-        [0, 1, -100],
-      ) - 1.1269,
-    ) < 1e-4,
-  );
-  assert.ok(
-    Math.abs(
-      loss(
-        [
-          [-1, 1],
-          [-0.5, 1.5],
-          [-0.5, 1.5],
-        ],
-        [0, 1, 1],
-      ) - 0.7936,
-    ) < 1e-4,
-  );
+  // the book's examples: two targets; a third one ignored (-100) changes nothing; a third one counted does
+  // prettier-ignore
+  const cases: [number[][], number[], number][] = [
+    [[[-1, 1], [-0.5, 1.5]], [0, 1], 1.1269],
+    [[[-1, 1], [-0.5, 1.5], [-0.5, 1.5]], [0, 1, -100], 1.1269],
+    [[[-1, 1], [-0.5, 1.5], [-0.5, 1.5]], [0, 1, 1], 0.7936],
+  ];
+  for (const [logits, targets, expected] of cases)
+    assert.ok(Math.abs(loss(logits, targets) - expected) < 1e-4, `targets ${targets}: ${loss(logits, targets)}`);
   // a collated batch: the padding targets after the first end-of-text carry no loss
   const batch = collateInstructions(
     [

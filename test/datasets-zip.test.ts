@@ -4,7 +4,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { crc32, createZip, readZip } from "../src/data/zip.js";
+import { crc32, readZip } from "../src/data/zip.js";
+import { createZip } from "./helpers/zip.js";
 import { FileFormatError } from "../src/errors.js";
 import { sharedPath } from "./helpers/shared.js";
 

@@ -19,7 +19,7 @@ import {
   defaultFallbackDir,
   type FetchDatasetOptions,
 } from "../src/data/datasets.js";
-import { createZip } from "../src/data/zip.js";
+import { createZip } from "./helpers/zip.js";
 import { NetworkError, UsageError, errorLine } from "../src/errors.js";
 import { sharedPath, REPO_ROOT } from "./helpers/shared.js";
 import { startTestServer, unusedPort, type TestServer } from "./helpers/http-server.js";

@@ -17,6 +17,7 @@ import { byteToUnicode } from "../src/tokenizer/vocab.js";
 import { getTokenizer } from "../src/tokenizer/index.js";
 import { runCli } from "./helpers/cli.js";
 import { sharedPath } from "./helpers/shared.js";
+import { tinyConfig } from "./helpers/tiny-config.js";
 
 before(async () => {
   await useBackend("cpu");
@@ -108,16 +109,7 @@ test("export --format hf writes the fixture's own HF tensors back, with a GPT2Co
 
 test("an untied model without qkv bias exports with lm_head.weight and zero c_attn biases and gives the same logits back", async () => {
   const dir = await mkdtemp(join(tmpdir(), "llmctl-export-untied-"));
-  const cfg: GPTConfig = {
-    vocab_size: 97,
-    context_length: 12,
-    emb_dim: 16,
-    n_heads: 4,
-    n_layers: 2,
-    drop_rate: 0.1,
-    qkv_bias: false,
-    tied_head: false,
-  };
+  const cfg: GPTConfig = tinyConfig({ n_heads: 4, drop_rate: 0.1 });
   const gpt = buildGPT(cfg, { seed: 7 });
   await saveModelDir(join(dir, "model"), gpt);
   await exportHuggingFace(join(dir, "model"), join(dir, "hf"), { tokenizer: false });
@@ -150,16 +142,7 @@ test("an untied model without qkv bias exports with lm_head.weight and zero c_at
 
 test("export of a model directory with a corrupt weights file is a file error (exit 1) naming the tensor", async () => {
   const dir = await mkdtemp(join(tmpdir(), "llmctl-export-corrupt-"));
-  const cfg: GPTConfig = {
-    vocab_size: 97,
-    context_length: 12,
-    emb_dim: 16,
-    n_heads: 4,
-    n_layers: 2,
-    drop_rate: 0,
-    qkv_bias: true,
-    tied_head: true,
-  };
+  const cfg: GPTConfig = tinyConfig({ n_heads: 4, qkv_bias: true, tied_head: true });
   const gpt = buildGPT(cfg, { seed: 3 });
   await saveModelDir(join(dir, "model"), gpt);
   gpt.dispose();
@@ -301,16 +284,7 @@ test("transformers' GPT2LMHeadModel and GPT2Tokenizer load exports and agree wit
   assert.deepEqual(res.tokens, cases[1]!.ids);
 
   // An untied model trained without qkv bias: transformers computes what llmctl computes.
-  const cfg: GPTConfig = {
-    vocab_size: 97,
-    context_length: 12,
-    emb_dim: 16,
-    n_heads: 4,
-    n_layers: 2,
-    drop_rate: 0,
-    qkv_bias: false,
-    tied_head: false,
-  };
+  const cfg: GPTConfig = tinyConfig({ n_heads: 4 });
   const gpt = buildGPT(cfg, { seed: 11 });
   await saveModelDir(join(dir, "untied"), gpt);
   await exportHuggingFace(join(dir, "untied"), join(dir, "hf-untied"), { tokenizer: false });

@@ -6,10 +6,9 @@ import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { useBackend } from "../src/backend/index.js";
-import { buildGPT } from "../src/model/gpt.js";
-import { saveModelDir } from "../src/model/model-dir.js";
 import { runCli } from "./helpers/cli.js";
 import { sharedPath } from "./helpers/shared.js";
+import { saveNewModel, tinyConfig } from "./helpers/tiny-config.js";
 
 let root: string;
 let smallVocab: string;
@@ -21,18 +20,10 @@ before(async () => {
   await useBackend("cpu");
   root = await mkdtemp(join(tmpdir(), "llmctl-finetune-guards-"));
   smallVocab = join(root, "vocab-1000");
-  const lm = buildGPT({
-    vocab_size: 1000,
-    context_length: 32,
-    emb_dim: 8,
-    n_heads: 2,
-    n_layers: 1,
-    drop_rate: 0,
-    qkv_bias: false,
-    tied_head: true,
-  });
-  await saveModelDir(smallVocab, lm);
-  lm.dispose();
+  await saveNewModel(
+    smallVocab,
+    tinyConfig({ vocab_size: 1000, context_length: 32, emb_dim: 8, n_layers: 1, tied_head: true }),
+  );
   base = join(root, "gpt2-tiny");
   const loaded = await runCli(["load-gpt2", "--from", sharedPath("fixtures", "gpt2-tiny", "hf"), "--out", base]);
   assert.equal(loaded.code, 0, loaded.stderr);

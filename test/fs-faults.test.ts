@@ -12,7 +12,7 @@ import { mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readTrainerState } from "../src/train/run-dir.js";
-import { runCli, type CliResult } from "./helpers/cli.js";
+import { runCli, type CliResult, tinyPretrainArgs } from "./helpers/cli.js";
 import { sharedPath } from "./helpers/shared.js";
 
 const env = { LLMCTL_BACKEND: "cpu" };
@@ -70,19 +70,6 @@ function assertOneLine(r: CliResult, message: RegExp): void {
 
 const FULL = /no space left on the device writing \S+/;
 
-/** pretrain args for a 1-block, 16-wide model: a checkpoint is 19.3 MB (6.4 model, 12.9 optimizer) */
-function pretrainArgs(out: string): string[] {
-  const cfg = join(root, "e16.json");
-  writeFileSync(
-    cfg,
-    JSON.stringify({
-      model: { vocab_size: 50257, context_length: 32, emb_dim: 16, n_heads: 2, n_layers: 1, drop_rate: 0.1 },
-      train: { epochs: 1, batch_size: 4, max_length: 16, eval_freq: 1000, eval_iter: 1, sample_tokens: 0 },
-    }),
-  );
-  return ["pretrain", "--config", cfg, "--data", sharedPath("datasets", "the-verdict.txt"), "--out", out];
-}
-
 const SAVED_ALONE =
   /no space left on the device writing \S+: the final checkpoint \(model and optimizer state\) did not fit, the trained model of step \d+ alone did and is in \S+ \(-m \S+ uses it; it cannot be resumed\)/;
 
@@ -93,7 +80,7 @@ test(
     const disk = tmpfs("full-pretrain", 32)!;
     const filler = fill(disk, 12); // the model fits, the optimizer's moments do not
     const out = join(disk, "run");
-    const r = await runCli([...pretrainArgs(out), "--max-steps", "2"], { env });
+    const r = await runCli([...tinyPretrainArgs(root, out), "--max-steps", "2"], { env });
     assertOneLine(r, SAVED_ALONE);
     assert.match(
       r.stderr,
@@ -104,7 +91,7 @@ test(
     const gen = await runCli(["generate", "-m", out, "-p", "Every effort", "-n", "2", "--temperature", "0"], { env });
     assert.equal(gen.code, 0, gen.stderr);
     rmSync(filler);
-    const again = await runCli([...pretrainArgs(out), "--max-steps", "2", "--force"], { env });
+    const again = await runCli([...tinyPretrainArgs(root, out), "--max-steps", "2", "--force"], { env });
     assert.equal(again.code, 0, again.stderr);
     assert.equal((await readTrainerState(out)).step, 2);
   },
@@ -116,7 +103,7 @@ test(
   async () => {
     const disk = tmpfs("full-resume", 48)!;
     const out = join(disk, "run");
-    const first = await runCli([...pretrainArgs(out), "--max-steps", "1"], { env });
+    const first = await runCli([...tinyPretrainArgs(root, out), "--max-steps", "1"], { env });
     assert.equal(first.code, 0, first.stderr);
     const weights = readFileSync(join(out, "model.safetensors"));
     const filler = fill(disk, 8);

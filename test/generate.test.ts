@@ -23,6 +23,7 @@ import { TextStream } from "../src/generate/text-stream.js";
 import { UsageError } from "../src/errors.js";
 import { runCli } from "./helpers/cli.js";
 import { sharedPath } from "./helpers/shared.js";
+import { tinyConfig } from "./helpers/tiny-config.js";
 
 // the book's toy next-token logits (ch05, "Decoding strategies to control randomness")
 const TOY = [4.51, 0.89, -1.9, 6.75, 1.63, -1.62, -1.89, 6.28, 1.79];
@@ -106,19 +107,9 @@ before(async () => {
   const { tensors } = await readAllSafetensors(fixture("hf", "model.safetensors"));
   const weights = new Map<string, Float32Array>();
   for (const [name, t] of tensors) if (!/^h\.\d+\.attn\.bias$/.test(name)) weights.set(name, t.data); // mask buffers
-  fixtureGpt = buildGPT(
-    {
-      vocab_size: 50257,
-      context_length: 32,
-      emb_dim: 16,
-      n_heads: 2,
-      n_layers: 2,
-      drop_rate: 0,
-      qkv_bias: true,
-      tied_head: true,
-    },
-    { initialize: false },
-  );
+  fixtureGpt = buildGPT(tinyConfig({ vocab_size: 50257, context_length: 32, qkv_bias: true, tied_head: true }), {
+    initialize: false,
+  });
   fixtureGpt.setWeights(weights);
   workDir = mkdtempSync(join(tmpdir(), "llmctl-generate-"));
   await saveModelDir(join(workDir, "fixture"), fixtureGpt, { source: "gpt2-tiny fixture" });
@@ -149,19 +140,7 @@ test("cached and uncached generation give identical ids, also far past the conte
   assert.equal(greedy.ids.length, 70); // 4 + 70 tokens: more than twice the context of 32
   assert.deepEqual(greedy.ids, greedyNoCache.ids);
 
-  const small = buildGPT(
-    {
-      vocab_size: 300,
-      context_length: 10,
-      emb_dim: 16,
-      n_heads: 2,
-      n_layers: 2,
-      drop_rate: 0.1,
-      qkv_bias: false,
-      tied_head: false,
-    },
-    { seed: 5 },
-  );
+  const small = buildGPT(tinyConfig({ vocab_size: 300, context_length: 10, drop_rate: 0.1 }), { seed: 5 });
   try {
     for (const opts of [
       { temperature: 0 },

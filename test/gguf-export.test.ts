@@ -17,6 +17,7 @@ import { loadLlamaCpp, llamaCppGreedy, type LlamaCppRuntime } from "../src/bench
 import { runCli } from "./helpers/cli.js";
 import { cliEnv, testBackend } from "./helpers/backend.js";
 import { fixture } from "./helpers/fixture.js";
+import { tinyConfig } from "./helpers/tiny-config.js";
 
 let dir: string;
 /** the gpt2-tiny fixture as a model directory, through the CLI a user runs */
@@ -46,16 +47,7 @@ function transposed(data: Float32Array, rows: number, cols: number): Float32Arra
 }
 
 /** An untied model with the full GPT-2 vocabulary and no qkv bias, as `pretrain configs/gpt2-tiny.json` makes. */
-const untiedCfg: GPTConfig = {
-  vocab_size: 50257,
-  context_length: 24,
-  emb_dim: 32,
-  n_heads: 4,
-  n_layers: 2,
-  drop_rate: 0,
-  qkv_bias: false,
-  tied_head: false,
-};
+const untiedCfg: GPTConfig = tinyConfig({ vocab_size: 50257, context_length: 24, emb_dim: 32, n_heads: 4 });
 
 test("export --format gguf writes the fixture as llama.cpp's gpt2: keys, types, tensor names, layout, values", async () => {
   const out = join(dir, "f32", "tiny.gguf");

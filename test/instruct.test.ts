@@ -6,25 +6,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { useBackend } from "../src/backend/index.js";
 import { buildGPT } from "../src/model/gpt.js";
-import { loadModelDir, saveModelDir } from "../src/model/model-dir.js";
+import { loadModelDir } from "../src/model/model-dir.js";
 import { getTokenizer } from "../src/tokenizer/index.js";
-import { InterruptedError } from "../src/errors.js";
 import { loadInstructionData } from "../src/data/instruction-data.js";
 import { finetuneInstruct, instructionBatches } from "../src/finetune/instruct.js";
 import { generateResponses, generateResponse } from "../src/generate/responses.js";
 import { sharedPath } from "./helpers/shared.js";
 import { runCli } from "./helpers/cli.js";
+import { saveNewModel, tinyConfig } from "./helpers/tiny-config.js";
+import { interruptAtStep } from "./helpers/interrupt.js";
 
-const TINY = {
-  vocab_size: 50257,
-  context_length: 64,
-  emb_dim: 16,
-  n_heads: 2,
-  n_layers: 1,
-  drop_rate: 0,
-  qkv_bias: false,
-  tied_head: true,
-};
+const TINY = tinyConfig({ vocab_size: 50257, context_length: 64, n_layers: 1, tied_head: true });
 
 /** The 14 shortest entries of the book's data (in file order): train 11, test 1, validation 2. */
 async function shortEntries() {
@@ -33,6 +25,16 @@ async function shortEntries() {
   const lengths = all.map((e) => tok.encode(e.instruction + e.input + e.output).length);
   const cutoff = [...lengths].sort((a, b) => a - b)[13];
   return all.filter((_, i) => lengths[i] <= cutoff).slice(0, 14);
+}
+
+/** A new directory holding the short instruction data and a tiny base model (seed 7). */
+async function dataAndBase(prefix: string): Promise<{ dir: string; data: string; base: string }> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  const data = join(dir, "data.json");
+  await writeFile(data, JSON.stringify(await shortEntries()));
+  const base = join(dir, "base");
+  await saveNewModel(base, TINY, 7);
+  return { dir, data, base };
 }
 
 test("a very short finetune: loss falls, the run and its responses are saved, prompt style recorded", async () => {
@@ -44,9 +46,7 @@ test("a very short finetune: loss falls, the run and its responses are saved, pr
     const data = join(dir, "data.json");
     await writeFile(data, JSON.stringify(entries));
     const base = join(dir, "base");
-    const tiny = buildGPT(TINY, { seed: 7 });
-    await saveModelDir(base, tiny);
-    tiny.dispose();
+    await saveNewModel(base, TINY, 7);
     const batches = instructionBatches(entries, tok, {
       style: "phi3",
       batchSize: 2,
@@ -113,17 +113,10 @@ test("a very short finetune: loss falls, the run and its responses are saved, pr
 
 test("Ctrl-C during finetuning saves a checkpoint that --resume finishes", async () => {
   await useBackend("wasm");
-  const dir = await mkdtemp(join(tmpdir(), "llmctl-sft-resume-"));
+  const { dir, data, base } = await dataAndBase("llmctl-sft-resume-");
   try {
-    const data = join(dir, "data.json");
-    await writeFile(data, JSON.stringify(await shortEntries()));
-    const base = join(dir, "base");
-    const tiny = buildGPT(TINY, { seed: 7 });
-    await saveModelDir(base, tiny);
-    tiny.dispose();
     const runDir = join(dir, "run");
-    const controller = new AbortController();
-    await assert.rejects(
+    await interruptAtStep(2, (stop) =>
       finetuneInstruct({
         modelDir: base,
         outDir: runDir,
@@ -131,12 +124,8 @@ test("Ctrl-C during finetuning saves a checkpoint that --resume finishes", async
         maskInstruction: true,
         train: { batch_size: 2, eval_freq: 10, eval_iter: 1, max_steps: 4, max_length: 40 },
         responseTokens: 0,
-        signal: controller.signal,
-        onEvent: (ev) => {
-          if (ev.kind === "step" && ev.progress.step === 2) controller.abort();
-        },
+        ...stop,
       }),
-      InterruptedError,
     );
     const state = JSON.parse(await readFile(join(runDir, "trainer-state.json"), "utf8"));
     assert.equal(state.step, 2);
@@ -179,14 +168,8 @@ test("a test answer stops at end-of-text, which is not part of the response", as
 
 test("llmctl finetune instruct: a short run through the CLI, then --resume of the finished run", async () => {
   await useBackend("wasm");
-  const dir = await mkdtemp(join(tmpdir(), "llmctl-sft-cli-"));
+  const { dir, data, base } = await dataAndBase("llmctl-sft-cli-");
   try {
-    const data = join(dir, "data.json");
-    await writeFile(data, JSON.stringify(await shortEntries()));
-    const base = join(dir, "base");
-    const gpt = buildGPT(TINY, { seed: 7 });
-    await saveModelDir(base, gpt);
-    gpt.dispose();
     const out = join(dir, "sft");
     const env = { env: { LLMCTL_BACKEND: "wasm" } };
     const common = ["--batch-size", "2", "--eval-iter", "1", "--response-tokens", "3", "--json"];
@@ -260,9 +243,7 @@ test("llmctl finetune instruct: clear errors for bad arguments and data", async 
     assert.equal(both.code, 2);
     assert.match(both.stderr, /--resume continues a run/);
     const base = join(dir, "base");
-    const gpt = buildGPT(TINY, { seed: 7 });
-    await saveModelDir(base, gpt);
-    gpt.dispose();
+    await saveNewModel(base, TINY, 7);
     const bad = join(dir, "bad.jsonl");
     await writeFile(bad, '{"instruction":"a","input":"","output":"b"}\n{"instruction":"c","input":""}\n');
     const r = await runCli(["finetune", "instruct", "--model", base, "--out", join(dir, "o"), "--data", bad], {

@@ -15,17 +15,16 @@ import { AdamW, clipCoefficient, globalNorm } from "../src/train/adamw.js";
 import { namedParameters } from "../src/train/adamw.js";
 import { Rng } from "../src/data/rng.js";
 import { generate } from "../src/generate/generate.js";
+import { tinyConfig } from "./helpers/tiny-config.js";
 
-const cfg: GPTConfig = {
+const cfg: GPTConfig = tinyConfig({
   vocab_size: 101,
   context_length: 16,
   emb_dim: 32,
   n_heads: 4,
-  n_layers: 2,
   drop_rate: 0.1,
   qkv_bias: true,
-  tied_head: false,
-};
+});
 const B = 2;
 const T = 12;
 const STEPS = 55;

@@ -6,35 +6,28 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { useBackend } from "../src/backend/index.js";
-import { buildGPT, type GPTModel } from "../src/model/gpt.js";
+import { type GPTModel } from "../src/model/gpt.js";
 import type { GPTConfig } from "../src/model/config.js";
-import { loadModelDir, saveModelDir } from "../src/model/model-dir.js";
+import { loadModelDir } from "../src/model/model-dir.js";
 import { readModelMeta } from "../src/model/model-meta.js";
 import { sha256File } from "../src/model/lora.js";
 import { readAllSafetensors } from "../src/formats/safetensors.js";
-import { FileFormatError, InterruptedError } from "../src/errors.js";
+import { FileFormatError } from "../src/errors.js";
 import { finetuneSpam } from "../src/finetune/spam.js";
 import { finetuneInstruct } from "../src/finetune/instruct.js";
 import { exportModelDir } from "../src/weights/export-source.js";
 import { exportHuggingFace } from "../src/weights/hf-export.js";
 import { exportGguf } from "../src/weights/gguf-export.js";
 import { readGguf } from "./helpers/gguf-reader.js";
-import { makeSpamSplit, readSmsSpamCollection, writeSplitCsvs } from "../src/finetune/spam-data.js";
 import { loadInstructionData } from "../src/data/instruction-data.js";
 import { sharedPath } from "./helpers/shared.js";
 import { runCli } from "./helpers/cli.js";
 import { cliEnv, testBackend } from "./helpers/backend.js";
+import { saveNewModel, tinyConfig } from "./helpers/tiny-config.js";
+import { interruptAtStep } from "./helpers/interrupt.js";
+import { writeSmallSplit } from "./helpers/spam-split.js";
 
-const CFG: GPTConfig = {
-  vocab_size: 50257,
-  context_length: 24,
-  emb_dim: 16,
-  n_heads: 2,
-  n_layers: 2,
-  drop_rate: 0,
-  qkv_bias: true,
-  tied_head: false,
-};
+const CFG: GPTConfig = tinyConfig({ vocab_size: 50257, context_length: 24, qkv_bias: true });
 const LORA = { rank: 2, alpha: 4 };
 const TRAIN = { epochs: 2, batch_size: 8, lr: 1e-2, eval_freq: 2, eval_iter: 2, max_steps: 4 };
 
@@ -52,17 +45,9 @@ before(async () => {
     [lmDir, false],
     [tiedDir, true],
   ] as const) {
-    const lm = buildGPT({ ...CFG, tied_head: tied }, { seed: 11 });
-    await saveModelDir(dir, lm);
-    lm.dispose();
+    await saveNewModel(dir, { ...CFG, tied_head: tied }, 11);
   }
-  const full = makeSpamSplit(await readSmsSpamCollection(sharedPath("datasets", "SMSSpamCollection")), 123);
-  split = join(root, "split");
-  await writeSplitCsvs(split, {
-    train: full.train.slice(0, 48),
-    validation: full.validation.slice(0, 16),
-    test: full.test.slice(0, 16),
-  });
+  split = await writeSmallSplit(root, { train: 48, validation: 16, test: 16 });
 });
 
 after(async () => {
@@ -163,25 +148,18 @@ test("finetune spam --lora: adapters in their own file, the base named by path a
 
 test("a LoRA run resumes after Ctrl-C to the uninterrupted run's adapters, and refuses a base whose weights changed", async () => {
   const base = join(root, "lm-copy");
-  const lm = buildGPT(CFG, { seed: 11 });
-  await saveModelDir(base, lm);
-  lm.dispose();
+  await saveNewModel(base, CFG, 11);
   const run = { splitDir: split, lora: LORA, pool: "last" as const, train: { ...TRAIN, max_steps: 7 } };
   const whole = join(root, "whole");
   await finetuneSpam({ modelDir: base, outDir: whole, ...run });
   const parted = join(root, "parted");
-  const controller = new AbortController();
-  await assert.rejects(
+  await interruptAtStep(3, (stop) =>
     finetuneSpam({
       modelDir: base,
       outDir: parted,
       ...run,
-      signal: controller.signal,
-      onEvent: (e) => {
-        if (e.kind === "step" && e.progress.step === 3) controller.abort();
-      },
+      ...stop,
     }),
-    InterruptedError,
   );
   const resumed = await finetuneSpam({ outDir: parted, resume: true });
   assert.equal(resumed.train.step, 7);
@@ -191,9 +169,7 @@ test("a LoRA run resumes after Ctrl-C to the uninterrupted run's adapters, and r
   assert.ok(a.equals(b), "adapters differ after resume");
 
   // another base under the same path: the adapters no longer fit it
-  const other = buildGPT(CFG, { seed: 12 });
-  await saveModelDir(base, other);
-  other.dispose();
+  await saveNewModel(base, CFG, 12);
   await assert.rejects(
     finetuneSpam({ outDir: parted, resume: true, train: { max_steps: 8 } }),
     (err: unknown) => err instanceof FileFormatError && /weights changed since/.test(err.message),

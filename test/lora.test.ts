@@ -7,17 +7,9 @@ import { buildGPT, type GPTModel } from "../src/model/gpt.js";
 import { namedParameters } from "../src/train/adamw.js";
 import { AdamW } from "../src/train/adamw.js";
 import { testBackend } from "./helpers/backend.js";
+import { tinyConfig } from "./helpers/tiny-config.js";
 
-const small: GPTConfig = {
-  vocab_size: 97,
-  context_length: 12,
-  emb_dim: 16,
-  n_heads: 4,
-  n_layers: 2,
-  drop_rate: 0,
-  qkv_bias: true,
-  tied_head: false,
-};
+const small: GPTConfig = tinyConfig({ n_heads: 4, qkv_bias: true });
 
 before(async () => {
   await useBackend(testBackend());

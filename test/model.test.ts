@@ -13,17 +13,9 @@ import { loadModelDir, saveModelDir } from "../src/model/model-dir.js";
 import { readModelMeta } from "../src/model/model-meta.js";
 import { ConfigError, FileFormatError } from "../src/errors.js";
 import { runCli } from "./helpers/cli.js";
+import { tinyConfig } from "./helpers/tiny-config.js";
 
-const small: GPTConfig = {
-  vocab_size: 97,
-  context_length: 12,
-  emb_dim: 16,
-  n_heads: 4,
-  n_layers: 2,
-  drop_rate: 0.1,
-  qkv_bias: false,
-  tied_head: false,
-};
+const small: GPTConfig = tinyConfig({ n_heads: 4, drop_rate: 0.1 });
 
 before(async () => {
   await useBackend("cpu");

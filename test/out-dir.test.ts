@@ -11,8 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { useBackend } from "../src/backend/index.js";
 import { LOCK_FILE, readTrainerState } from "../src/train/run-dir.js";
-import { runCli } from "./helpers/cli.js";
-import { sharedPath } from "./helpers/shared.js";
+import { runCli, tinyPretrainArgs } from "./helpers/cli.js";
 import { saveWordModel } from "./helpers/word-model.js";
 
 const env = { LLMCTL_BACKEND: "cpu" };
@@ -26,18 +25,6 @@ before(async () => {
   await saveWordModel(model, { contextLength: 32 });
 });
 after(() => rmSync(root, { recursive: true, force: true }));
-
-function pretrainArgs(out: string): string[] {
-  const cfg = join(root, "tiny.json");
-  writeFileSync(
-    cfg,
-    JSON.stringify({
-      model: { vocab_size: 50257, context_length: 32, emb_dim: 16, n_heads: 2, n_layers: 1, drop_rate: 0 },
-      train: { epochs: 1, batch_size: 4, max_length: 16, eval_freq: 1000, eval_iter: 1, sample_tokens: 0 },
-    }),
-  );
-  return ["pretrain", "--config", cfg, "--data", sharedPath("datasets", "the-verdict.txt"), "--out", out];
-}
 
 const modelBytes = () => readFileSync(join(model, "model.safetensors"));
 
@@ -54,7 +41,7 @@ test("export --out its own source is refused, --force or not; the model is untou
 
 test("pretrain --out a model directory or a directory of other files is refused unless --force", async () => {
   const before = modelBytes();
-  const intoModel = await runCli([...pretrainArgs(model), "--max-steps", "1"], { env });
+  const intoModel = await runCli([...tinyPretrainArgs(root, model), "--max-steps", "1"], { env });
   assert.equal(intoModel.code, 2, intoModel.stderr);
   assert.match(
     intoModel.stderr,
@@ -65,10 +52,10 @@ test("pretrain --out a model directory or a directory of other files is refused 
   const other = join(root, "other");
   mkdirSync(other);
   writeFileSync(join(other, "notes.txt"), "mine");
-  const refused = await runCli([...pretrainArgs(other), "--max-steps", "1"], { env });
+  const refused = await runCli([...tinyPretrainArgs(root, other), "--max-steps", "1"], { env });
   assert.equal(refused.code, 2, refused.stderr);
   assert.ok(!existsSync(join(other, "model.safetensors")));
-  const forced = await runCli([...pretrainArgs(other), "--max-steps", "1", "--force"], { env });
+  const forced = await runCli([...tinyPretrainArgs(root, other), "--max-steps", "1", "--force"], { env });
   assert.equal(forced.code, 0, forced.stderr);
   assert.equal(readFileSync(join(other, "notes.txt"), "utf8"), "mine");
   assert.equal((await readTrainerState(other)).step, 1);
@@ -86,7 +73,7 @@ test("finetune --out the base model it reads is refused, --force or not", async 
 
 test("a run directory locked by a live process is refused; a stale lock (its process gone) is taken over", async () => {
   const out = join(root, "locked");
-  const first = await runCli([...pretrainArgs(out), "--max-steps", "1"], { env });
+  const first = await runCli([...tinyPretrainArgs(root, out), "--max-steps", "1"], { env });
   assert.equal(first.code, 0, first.stderr);
   assert.ok(!existsSync(join(out, LOCK_FILE)), "the lock is released when the run ends");
 

@@ -25,6 +25,7 @@ import { spawn } from "node:child_process";
 import { runCli } from "./helpers/cli.js";
 import { testBackend } from "./helpers/backend.js";
 import { ConfigError, FileFormatError } from "../src/errors.js";
+import { tinyConfig, writeConfigFile } from "./helpers/tiny-config.js";
 
 before(async () => {
   await useBackend("cpu");
@@ -32,6 +33,16 @@ before(async () => {
 
 const verdict = () => sharedPath("datasets", "the-verdict.txt");
 const tmp = () => mkdtempSync(join(tmpdir(), "llmctl-pretrain-"));
+
+/** A CLI run's inputs in a fresh directory: a tiny config of GPT-2's vocabulary with `train`, and 2,000 characters of the-verdict. */
+function tinyRun(train: Record<string, unknown>): { dir: string; cfgPath: string; text: string; out: string } {
+  const dir = tmp();
+  const cfgPath = join(dir, "tiny.json");
+  writeConfigFile(cfgPath, { ...tinyCfg, vocab_size: 50257 }, train);
+  const text = join(dir, "text.txt");
+  writeFileSync(text, readFileSync(verdict(), "utf8").slice(0, 2000));
+  return { dir, cfgPath, text, out: join(dir, "run") };
+}
 
 test("book ch05: batch 2, max_length = stride = 256, split 0.9 → 9 training and 1 validation batch on the-verdict", () => {
   const tokens = readPretrainTokens([verdict()], 0.9);
@@ -92,16 +103,7 @@ test("token data is checked when opened: ids past the vocabulary, a damaged .bin
   );
 });
 
-const tinyCfg: GPTConfig = {
-  vocab_size: 256,
-  context_length: 16,
-  emb_dim: 16,
-  n_heads: 2,
-  n_layers: 2,
-  drop_rate: 0.1,
-  qkv_bias: false,
-  tied_head: false,
-};
+const tinyCfg: GPTConfig = tinyConfig({ vocab_size: 256, context_length: 16, drop_rate: 0.1 });
 
 function settings(over: Partial<TrainSettings> = {}): TrainSettings {
   return resolveTrainSettings(
@@ -211,18 +213,14 @@ test("the epoch sample is the prompt plus greedy tokens, newlines shown as space
 });
 
 test("CLI: pretrain writes a model directory, log, plot and JSON summary; --resume continues; bad flags are usage errors", async () => {
-  const dir = tmp();
-  const cfgPath = join(dir, "tiny.json");
-  writeFileSync(
-    cfgPath,
-    JSON.stringify({
-      model: { ...tinyCfg, vocab_size: 50257 },
-      train: { epochs: 1, batch_size: 4, max_length: 16, eval_freq: 2, eval_iter: 1, sample_tokens: 5 },
-    }),
-  );
-  const text = join(dir, "text.txt");
-  writeFileSync(text, readFileSync(verdict(), "utf8").slice(0, 2000));
-  const out = join(dir, "run");
+  const { dir, cfgPath, text, out } = tinyRun({
+    epochs: 1,
+    batch_size: 4,
+    max_length: 16,
+    eval_freq: 2,
+    eval_iter: 1,
+    sample_tokens: 5,
+  });
   const env = { LLMCTL_BACKEND: "wasm" };
   const r = await runCli(
     ["pretrain", "--config", cfgPath, "--data", text, "--max-steps", "3", "--out", out, "--json"],
@@ -309,18 +307,13 @@ for (const [sig, exitCode] of [
   ["SIGHUP", 129],
 ] as const) {
   test(`CLI: ${sig} saves a resumable checkpoint, leaves no lock and exits ${exitCode}; the run resumes`, async () => {
-    const dir = tmp();
-    const cfgPath = join(dir, "tiny.json");
-    writeFileSync(
-      cfgPath,
-      JSON.stringify({
-        model: { ...tinyCfg, vocab_size: 50257 },
-        train: { epochs: 50, batch_size: 2, max_length: 16, eval_freq: 1000, sample_tokens: 0 },
-      }),
-    );
-    const text = join(dir, "text.txt");
-    writeFileSync(text, readFileSync(verdict(), "utf8").slice(0, 2000));
-    const out = join(dir, "run");
+    const { cfgPath, text, out } = tinyRun({
+      epochs: 50,
+      batch_size: 2,
+      max_length: 16,
+      eval_freq: 1000,
+      sample_tokens: 0,
+    });
     const child = spawn(
       process.execPath,
       [join(REPO_ROOT, "bin", "llmctl"), "pretrain", "--config", cfgPath, "--data", text, "--out", out, "--verbose"],
@@ -355,18 +348,14 @@ for (const [sig, exitCode] of [
 }
 
 test("CLI: kill -9 at 10 moments of a run checkpointing every step: the last checkpoint always loads and resumes", async () => {
-  const dir = tmp();
-  const cfgPath = join(dir, "tiny.json");
-  writeFileSync(
-    cfgPath,
-    JSON.stringify({
-      model: { ...tinyCfg, vocab_size: 50257 },
-      train: { epochs: 50, batch_size: 2, max_length: 16, eval_freq: 3, eval_iter: 1, sample_tokens: 0 },
-    }),
-  );
-  const text = join(dir, "text.txt");
-  writeFileSync(text, readFileSync(verdict(), "utf8").slice(0, 2000));
-  const out = join(dir, "run");
+  const { cfgPath, text, out } = tinyRun({
+    epochs: 50,
+    batch_size: 2,
+    max_length: 16,
+    eval_freq: 3,
+    eval_iter: 1,
+    sample_tokens: 0,
+  });
   const rng = new Rng(13);
   let lastStep = 0;
   for (let moment = 0; moment < 10; moment++) {

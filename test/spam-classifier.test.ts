@@ -8,21 +8,13 @@ import { AdamW } from "../src/train/adamw.js";
 import { toClassifier, freezeForFinetuning, classificationLoss } from "../src/finetune/classifier.js";
 import { poolLogits, poolingWeights, classLogits, type SpamBatch } from "../src/generate/classify.js";
 import type { TrainableScope } from "../src/finetune/recipes.js";
+import { tinyConfig } from "./helpers/tiny-config.js";
 
 before(async () => {
   await useBackend("cpu");
 });
 
-const CFG: GPTConfig = {
-  vocab_size: 64,
-  context_length: 8,
-  emb_dim: 16,
-  n_heads: 2,
-  n_layers: 3,
-  drop_rate: 0,
-  qkv_bias: false,
-  tied_head: false,
-};
+const CFG: GPTConfig = tinyConfig({ vocab_size: 64, context_length: 8, n_layers: 3 });
 
 function batch(): SpamBatch {
   // two texts of 3 and 6 tokens, padded with id 63 to 6 positions

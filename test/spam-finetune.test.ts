@@ -5,30 +5,20 @@ import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { useBackend } from "../src/backend/index.js";
-import { buildGPT } from "../src/model/gpt.js";
 import type { GPTConfig } from "../src/model/config.js";
-import { loadModelDir, saveModelDir } from "../src/model/model-dir.js";
+import { loadModelDir } from "../src/model/model-dir.js";
 import { getTokenizer } from "../src/tokenizer/index.js";
-import { InterruptedError } from "../src/errors.js";
 import { finetuneSpam, type AccuracyReport } from "../src/finetune/spam.js";
 import type { JobEvent } from "../src/train/run.js";
 import { SPAM_LABELS, classifyTexts } from "../src/generate/classify.js";
-import { makeSpamSplit, readSmsSpamCollection, readSplitCsvs, writeSplitCsvs } from "../src/finetune/spam-data.js";
-import { sharedPath } from "./helpers/shared.js";
+import { readSplitCsvs } from "../src/finetune/spam-data.js";
 import { runCli } from "./helpers/cli.js";
+import { saveNewModel, tinyConfig } from "./helpers/tiny-config.js";
+import { interruptAtStep } from "./helpers/interrupt.js";
+import { writeSmallSplit } from "./helpers/spam-split.js";
 
-const SMS = sharedPath("datasets", "SMSSpamCollection");
 // GPT-2's vocabulary (the SMS texts use it), otherwise as small as a GPT gets
-const CFG: GPTConfig = {
-  vocab_size: 50257,
-  context_length: 24,
-  emb_dim: 16,
-  n_heads: 2,
-  n_layers: 2,
-  drop_rate: 0.1,
-  qkv_bias: false,
-  tied_head: false,
-};
+const CFG: GPTConfig = tinyConfig({ vocab_size: 50257, context_length: 24, drop_rate: 0.1 });
 
 let root: string;
 let lmDir: string;
@@ -39,17 +29,9 @@ before(async () => {
   await useBackend("wasm");
   root = await mkdtemp(join(tmpdir(), "llmctl-spam-e2e-"));
   lmDir = join(root, "lm");
-  const lm = buildGPT(CFG, { seed: 11 });
-  await saveModelDir(lmDir, lm);
-  lm.dispose();
+  await saveNewModel(lmDir, CFG, 11);
   // a small split of the real data keeps the resume test's three runs short
-  const full = makeSpamSplit(await readSmsSpamCollection(SMS), 123);
-  smallSplit = join(root, "small-split");
-  await writeSplitCsvs(smallSplit, {
-    train: full.train.slice(0, 48),
-    validation: full.validation.slice(0, 16),
-    test: full.test.slice(0, 16),
-  });
+  smallSplit = await writeSmallSplit(root, { train: 48, validation: 16, test: 16 }, "small-split");
 });
 
 after(async () => {
@@ -167,18 +149,13 @@ test("Ctrl-C then resume finishes with the same weights as an uninterrupted run"
   };
   const whole_ = await finetuneSpam({ modelDir: lmDir, outDir: whole, ...run });
   assert.equal(whole_.epochs.length, 1);
-  const controller = new AbortController();
-  await assert.rejects(
+  await interruptAtStep(4, (stop) =>
     finetuneSpam({
       modelDir: lmDir,
       outDir: parted,
       ...run,
-      signal: controller.signal,
-      onEvent: (e) => {
-        if (e.kind === "step" && e.progress.step === 4) controller.abort();
-      },
+      ...stop,
     }),
-    InterruptedError,
   );
   // resuming takes the run's own settings (trainable, pool, split, lr…) from the directory
   const resumed = await finetuneSpam({ outDir: parted, resume: true });

@@ -7,7 +7,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,8 +17,8 @@ import { chatPrompt, type ChatMessage } from "../src/generate/chat-template.js";
 import { generateText } from "../src/generate/generate-text.js";
 import { getTokenizer } from "../src/tokenizer/index.js";
 import { cliEnv } from "./helpers/backend.js";
-import { runCli } from "./helpers/cli.js";
-import { REPO_ROOT, sharedPath } from "./helpers/shared.js";
+import { runCli, tinyPretrainArgs } from "./helpers/cli.js";
+import { REPO_ROOT } from "./helpers/shared.js";
 import { readTrainerState } from "../src/train/run-dir.js";
 import { saveWordModel } from "./helpers/word-model.js";
 
@@ -242,25 +242,12 @@ test("serve in a terminal: a typed Ctrl-C shuts it down cleanly", { skip: missin
   assert.equal(await serve.waitForExit(), 0);
 });
 
-/** A pretraining run of a 1-block model on the-verdict: 1 epoch of 72 short updates, evaluated only at the first. */
-function pretrainArgs(out: string, emb = 32): string[] {
-  const cfg = join(root, `pretrain-${emb}.json`);
-  writeFileSync(
-    cfg,
-    JSON.stringify({
-      model: { vocab_size: 50257, context_length: 32, emb_dim: emb, n_heads: 2, n_layers: 1, drop_rate: 0.1 },
-      train: { epochs: 1, batch_size: 4, max_length: 16, eval_freq: 1000, eval_iter: 1, sample_tokens: 0 },
-    }),
-  );
-  return ["pretrain", "--config", cfg, "--data", sharedPath("datasets", "the-verdict.txt"), "--out", out];
-}
-
 test(
   "pretrain in a terminal: a typed Ctrl-C saves at the end of the update, exits 130, and the run resumes",
   { skip: missing },
   async () => {
     const out = join(root, "pretrain-run");
-    const run = startInTerminal("pretrain", pretrainArgs(out));
+    const run = startInTerminal("pretrain", tinyPretrainArgs(root, out, 32));
     // the spinner shows each update; the updates between evaluations run without awaiting anything else
     await run.waitFor(/step \d+\/72/);
     run.key("C-c");
@@ -283,7 +270,7 @@ test(
   async () => {
     const out = join(root, "pretrain-quit");
     // a wide model: its checkpoint (~160 MB with the optimizer's moments) takes long enough to interrupt
-    const run = startInTerminal("pretrain-quit", [...pretrainArgs(out, 256), "--checkpoint-every", "0"]);
+    const run = startInTerminal("pretrain-quit", [...tinyPretrainArgs(root, out, 256), "--checkpoint-every", "0"]);
     await run.waitFor(/step \d+\/72/);
     run.key("C-c");
     await run.waitFor(/interrupted: saving a checkpoint/);

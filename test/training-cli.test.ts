@@ -13,21 +13,13 @@ import { useBackend } from "../src/backend/index.js";
 import { buildGPT } from "../src/model/gpt.js";
 import { saveModelDir } from "../src/model/model-dir.js";
 import { toClassifier } from "../src/finetune/classifier.js";
-import { makeSpamSplit, readSmsSpamCollection, writeSplitCsvs } from "../src/finetune/spam-data.js";
 import { runCli } from "./helpers/cli.js";
 import { REPO_ROOT, sharedPath } from "./helpers/shared.js";
+import { tinyConfig } from "./helpers/tiny-config.js";
+import { writeSmallSplit } from "./helpers/spam-split.js";
 
 const env = { env: { LLMCTL_BACKEND: "wasm" } };
-const MODEL = {
-  vocab_size: 50257,
-  context_length: 16,
-  emb_dim: 16,
-  n_heads: 2,
-  n_layers: 2,
-  drop_rate: 0.1,
-  qkv_bias: false,
-  tied_head: false,
-};
+const MODEL = tinyConfig({ vocab_size: 50257, context_length: 16, drop_rate: 0.1 });
 
 let dir: string;
 let cfg: string;
@@ -139,13 +131,7 @@ test("finetune spam --drop-rate on a model that is already a classifier is refus
   await saveModelDir(clfDir, clf, { labels: ["not spam", "spam"], pool: "last" });
   lm.dispose();
   clf.dispose();
-  const full = makeSpamSplit(await readSmsSpamCollection(sharedPath("datasets", "SMSSpamCollection")), 123);
-  const split = join(dir, "split");
-  await writeSplitCsvs(split, {
-    train: full.train.slice(0, 8),
-    validation: full.validation.slice(0, 8),
-    test: full.test.slice(0, 4),
-  });
+  const split = await writeSmallSplit(dir, { train: 8, validation: 8, test: 4 });
   const args = ["finetune", "spam", "--model", clfDir, "--split-dir", split, "--out", join(dir, "spam")];
   const r = await runCli([...args, "--drop-rate", "0.1"], env);
   assert.equal(r.code, 2, r.stderr);

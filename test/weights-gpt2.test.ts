@@ -21,22 +21,14 @@ import { writeSafetensors, readSafetensors } from "../src/formats/safetensors.js
 import { FileFormatError, UsageError } from "../src/errors.js";
 import { countParameters, parameterShapes } from "../src/model/config.js";
 import { sharedPath } from "./helpers/shared.js";
+import { tinyConfig } from "./helpers/tiny-config.js";
 
 before(async () => {
   await useBackend("cpu");
 });
 
 const fixture = (...p: string[]) => sharedPath("fixtures", "gpt2-tiny", ...p);
-const TINY: GPTConfig = {
-  vocab_size: 50257,
-  context_length: 32,
-  emb_dim: 16,
-  n_heads: 2,
-  n_layers: 2,
-  drop_rate: 0,
-  qkv_bias: true,
-  tied_head: true,
-};
+const TINY: GPTConfig = tinyConfig({ vocab_size: 50257, context_length: 32, qkv_bias: true, tied_head: true });
 
 async function tempDir(): Promise<string> {
   return mkdtemp(join(tmpdir(), "llmctl-gpt2-"));

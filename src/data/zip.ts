@@ -1,22 +1,22 @@
 /**
- * Just enough ZIP to unpack the UCI "SMS Spam Collection" archive (and to build one in tests): the central
- * directory, stored and deflated members, CRC-32 checked. No ZIP64, no encryption, no multi-disk archives —
+ * Just enough ZIP to unpack the UCI "SMS Spam Collection" archive (tests build one with test/helpers/zip.ts):
+ * the central directory, stored and deflated members, CRC-32 checked. No ZIP64, no encryption, no multi-disk archives —
  * those are refused with a clear error rather than misread.
  *
  * Layout (PKWARE APPNOTE 4.3): [local header + data]… [central directory entries]… [end of central directory].
  * The central directory is the index we trust: local headers may carry zero sizes when a data descriptor
  * (flag bit 3) follows the data, so sizes always come from the central directory.
  */
-import { deflateRawSync, inflateRawSync } from "node:zlib";
+import { inflateRawSync } from "node:zlib";
 import { FileFormatError } from "../errors.js";
 
-const SIG_LOCAL = 0x04034b50;
-const SIG_CENTRAL = 0x02014b50;
-const SIG_END = 0x06054b50;
-const METHOD_STORED = 0;
-const METHOD_DEFLATE = 8;
+export const SIG_LOCAL = 0x04034b50;
+export const SIG_CENTRAL = 0x02014b50;
+export const SIG_END = 0x06054b50;
+export const METHOD_STORED = 0;
+export const METHOD_DEFLATE = 8;
 const FLAG_ENCRYPTED = 0x0001;
-const FLAG_UTF8 = 0x0800;
+export const FLAG_UTF8 = 0x0800;
 
 export interface ZipEntry {
   /** Path inside the archive, with forward slashes (e.g. "SMSSpamCollection", "docs/readme"). */
@@ -140,58 +140,4 @@ function readMember(
   if (data.length !== size) throw corrupt(what, `member ${name} is ${data.length} bytes, the directory says ${size}`);
   if (crc32(data) !== crc) throw corrupt(what, `member ${name} fails its CRC-32 check`);
   return data;
-}
-
-export interface ZipInput {
-  name: string;
-  data: Uint8Array;
-  /** "deflate" (default) or "store". */
-  method?: "deflate" | "store";
-}
-
-/** Build a ZIP archive in memory (used by tests to stand in for the UCI download). */
-export function createZip(inputs: ZipInput[]): Buffer {
-  const locals: Buffer[] = [];
-  const centrals: Buffer[] = [];
-  let offset = 0;
-  for (const input of inputs) {
-    const name = Buffer.from(input.name, "utf8");
-    const data = Buffer.from(input.data.buffer, input.data.byteOffset, input.data.byteLength);
-    const method = input.method === "store" ? METHOD_STORED : METHOD_DEFLATE;
-    const body = method === METHOD_DEFLATE ? deflateRawSync(data) : data;
-    const crc = crc32(data);
-    // The fields local and central headers share (APPNOTE 4.3.7 / 4.3.12), from "version needed" on.
-    const shared = Buffer.alloc(26);
-    shared.writeUInt16LE(20, 0); // version needed: 2.0 (deflate)
-    shared.writeUInt16LE(FLAG_UTF8, 2);
-    shared.writeUInt16LE(method, 4);
-    // time 00:00 and date 1980-01-01 (bytes 6–9): fixed, so archives built from the same bytes are identical
-    shared.writeUInt16LE((0 << 9) | (1 << 5) | 1, 8);
-    shared.writeUInt32LE(crc, 10);
-    shared.writeUInt32LE(body.length, 14);
-    shared.writeUInt32LE(data.length, 18);
-    shared.writeUInt16LE(name.length, 22); // extra field length (24–25) stays 0
-
-    const local = Buffer.alloc(30);
-    local.writeUInt32LE(SIG_LOCAL, 0);
-    shared.copy(local, 4);
-    locals.push(local, name, body);
-
-    const central = Buffer.alloc(46);
-    central.writeUInt32LE(SIG_CENTRAL, 0);
-    central.writeUInt16LE(20, 4); // made by: MS-DOS, 2.0
-    shared.copy(central, 6);
-    central.writeUInt32LE(offset, 42);
-    centrals.push(central, name);
-
-    offset += local.length + name.length + body.length;
-  }
-  const cd = Buffer.concat(centrals);
-  const endRecord = Buffer.alloc(22);
-  endRecord.writeUInt32LE(SIG_END, 0);
-  endRecord.writeUInt16LE(inputs.length, 8);
-  endRecord.writeUInt16LE(inputs.length, 10);
-  endRecord.writeUInt32LE(cd.length, 12);
-  endRecord.writeUInt32LE(offset, 16);
-  return Buffer.concat([...locals, cd, endRecord]);
 }

@@ -61,17 +61,18 @@ class ProtoWriter {
   }
 
   double(field: number, value: number): this {
-    this.key(field, 1);
-    const b = new Uint8Array(8);
-    new DataView(b.buffer).setFloat64(0, value, true);
-    this.bytes.push(...b);
-    return this;
+    return this.fixed(field, 1, 8, (view) => view.setFloat64(0, value, true));
   }
 
   float(field: number, value: number): this {
-    this.key(field, 5);
-    const b = new Uint8Array(4);
-    new DataView(b.buffer).setFloat32(0, value, true);
+    return this.fixed(field, 5, 4, (view) => view.setFloat32(0, value, true));
+  }
+
+  /** a fixed-width field: wire type 1 (64-bit) or 5 (32-bit), little-endian */
+  private fixed(field: number, wireType: 1 | 5, size: 8 | 4, write: (view: DataView) => void): this {
+    this.key(field, wireType);
+    const b = new Uint8Array(size);
+    write(new DataView(b.buffer));
     this.bytes.push(...b);
     return this;
   }

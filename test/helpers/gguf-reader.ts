@@ -26,6 +26,20 @@ import {
 
 type Scalar = number | bigint | boolean | string;
 
+/** How each numeric GGUF scalar is read (little-endian). */
+const READ_SCALAR: Record<Exclude<GgufScalarType, "string" | "bool">, (b: Buffer, at: number) => Scalar> = {
+  uint8: (b, at) => b.readUInt8(at),
+  int8: (b, at) => b.readInt8(at),
+  uint16: (b, at) => b.readUInt16LE(at),
+  int16: (b, at) => b.readInt16LE(at),
+  uint32: (b, at) => b.readUInt32LE(at),
+  int32: (b, at) => b.readInt32LE(at),
+  float32: (b, at) => b.readFloatLE(at),
+  float64: (b, at) => b.readDoubleLE(at),
+  uint64: (b, at) => b.readBigUInt64LE(at),
+  int64: (b, at) => b.readBigInt64LE(at),
+};
+
 /** Q8_0 bytes → float32 values (d × q, as ggml's dequantize_row_q8_0). */
 export function dequantizeQ8_0(bytes: Uint8Array, n: number): Float32Array {
   const { blockSize, blockBytes } = GGML_TYPES.Q8_0;
@@ -112,34 +126,12 @@ class FileCursor {
   async scalar(type: GgufScalarType, key: string): Promise<Scalar> {
     if (type === "string") return this.string(`the string value of '${key}'`);
     const at = await this.need(SCALAR_SIZE[type]);
-    const b = this.buf;
-    switch (type) {
-      case "uint8":
-        return b.readUInt8(at);
-      case "int8":
-        return b.readInt8(at);
-      case "uint16":
-        return b.readUInt16LE(at);
-      case "int16":
-        return b.readInt16LE(at);
-      case "uint32":
-        return b.readUInt32LE(at);
-      case "int32":
-        return b.readInt32LE(at);
-      case "float32":
-        return b.readFloatLE(at);
-      case "float64":
-        return b.readDoubleLE(at);
-      case "bool": {
-        const v = b.readUInt8(at);
-        if (v > 1) throw formatError(this.path, `'${key}': bool value ${v} is neither 0 nor 1`);
-        return v === 1;
-      }
-      case "uint64":
-        return b.readBigUInt64LE(at);
-      case "int64":
-        return b.readBigInt64LE(at);
+    if (type === "bool") {
+      const v = this.buf.readUInt8(at);
+      if (v > 1) throw formatError(this.path, `'${key}': bool value ${v} is neither 0 nor 1`);
+      return v === 1;
     }
+    return READ_SCALAR[type](this.buf, at);
   }
 
   async valueType(key: string): Promise<(typeof VALUE_TYPES)[number]> {
