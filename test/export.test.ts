@@ -133,7 +133,7 @@ test("an untied model without qkv bias exports with lm_head.weight and zero c_at
   gpt.dispose();
   back.dispose();
 
-  const clf = buildGPT(cfg, { seed: 1, head: { kind: "classifier", numClasses: 2 } });
+  const clf = buildGPT(cfg, { seed: 1, head: { kind: "classifier", num_classes: 2 } });
   await saveModelDir(join(dir, "clf"), clf, { labels: ["ham", "spam"] });
   clf.dispose();
   await assert.rejects(exportHuggingFace(join(dir, "clf"), join(dir, "hf2")), /is a classifier/);

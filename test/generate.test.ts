@@ -260,7 +260,7 @@ test("llmctl generate: an empty prompt and a missing model directory give clear 
 });
 
 test("llmctl generate refuses a classifier before printing the prompt, and NaN weights with a message", async () => {
-  const classifier = buildGPT({ ...fixtureGpt.config }, { seed: 1, head: { kind: "classifier", numClasses: 2 } });
+  const classifier = buildGPT({ ...fixtureGpt.config }, { seed: 1, head: { kind: "classifier", num_classes: 2 } });
   const nan = buildGPT({ ...fixtureGpt.config }, { seed: 1 });
   try {
     await saveModelDir(join(workDir, "classifier"), classifier, { labels: ["ham", "spam"] });

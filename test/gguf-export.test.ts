@@ -180,7 +180,7 @@ test("an untied model without qkv bias gets output.weight and zero attn_qkv bias
 
 test("export --format gguf refuses bad input with one line: classifier, missing model, unwritable --out, small vocabulary", async () => {
   const small: GPTConfig = { ...untiedCfg, vocab_size: 97 };
-  const clf = buildGPT(small, { seed: 1, head: { kind: "classifier", numClasses: 2 } });
+  const clf = buildGPT(small, { seed: 1, head: { kind: "classifier", num_classes: 2 } });
   await saveModelDir(join(dir, "clf"), clf, { labels: ["ham", "spam"] });
   clf.dispose();
   const smallLm = buildGPT(small, { seed: 1 });

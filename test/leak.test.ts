@@ -68,7 +68,7 @@ function primeHeadCopy(gpt: GPTModel): void {
   });
 }
 
-const heads: HeadSpec[] = [{ kind: "lm" }, { kind: "classifier", numClasses: 2 }];
+const heads: HeadSpec[] = [{ kind: "lm" }, { kind: "classifier", num_classes: 2 }];
 const losses = new Map<string, number[]>();
 
 // cpu and wasm always, and the suite pass's backend (tensorflow, webgpu)

@@ -31,7 +31,7 @@ function logits(gpt: GPTModel): Float32Array {
 
 test("the book's count: GPT-2 124M classifier, rank 16, alpha 16 → 2,666,528 trainable parameters", () => {
   const cfg = loadConfigFile("gpt2-124m").model;
-  const gpt = buildGPT(cfg, { head: { kind: "classifier", numClasses: 2 }, initialize: false });
+  const gpt = buildGPT(cfg, { head: { kind: "classifier", num_classes: 2 }, initialize: false });
   try {
     gpt.addLora({ rank: 16, alpha: 16 });
     const params = namedParameters(gpt);
@@ -51,7 +51,7 @@ test("the book's count: GPT-2 124M classifier, rank 16, alpha 16 → 2,666,528 t
 });
 
 test("LoRA's A is kaiming_uniform_(a=√5): U(±1/√rank); B is zeros, so step 0 gives the base model's logits", () => {
-  for (const head of [{ kind: "lm" as const }, { kind: "classifier" as const, numClasses: 3 }]) {
+  for (const head of [{ kind: "lm" as const }, { kind: "classifier" as const, num_classes: 3 }]) {
     for (const tied of [false, true]) {
       const gpt = buildGPT({ ...small, tied_head: tied }, { head, seed: 7 });
       try {
@@ -78,7 +78,7 @@ test("LoRA's A is kaiming_uniform_(a=√5): U(±1/√rank); B is zeros, so step 
 });
 
 test("LoRA trains the adapters only: frozen weights get no gradient and no AdamW state, and keep their bits", async () => {
-  const gpt = buildGPT(small, { head: { kind: "classifier", numClasses: 2 }, seed: 3 });
+  const gpt = buildGPT(small, { head: { kind: "classifier", num_classes: 2 }, seed: 3 });
   try {
     gpt.addLora({ rank: 2, alpha: 4 }, 5);
     const base = new Map([...gpt.namedWeights()].map(([n, v]) => [n, v.read().dataSync().slice()]));

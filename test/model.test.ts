@@ -34,7 +34,7 @@ test("parameter counts equal the book's (computed from the config, nothing alloc
   assert.equal(countParameters(loadConfigFile("gpt2-124m-ch05").model), 163_009_536 - (1024 - 256) * 768);
   // the book's ch06 classifier: the 124M GPT-2 (qkv bias, tied) with a 2-class head instead of the LM head
   assert.equal(
-    countParameters({ ...m124, qkv_bias: true, tied_head: true }, { kind: "classifier", numClasses: 2 }),
+    countParameters({ ...m124, qkv_bias: true, tied_head: true }, { kind: "classifier", num_classes: 2 }),
     124_439_808 + 2 * 768 + 2,
   );
   assert.equal(summarize(m124).fp32_mb, 621.83);
@@ -47,7 +47,7 @@ test("a built model has exactly the counted parameters, layer by layer", () => {
     { cfg: { ...small, qkv_bias: true }, head: { kind: "lm" } as const },
     {
       cfg: { ...small, qkv_bias: true, tied_head: true, n_layers: 3 },
-      head: { kind: "classifier", numClasses: 3 } as const,
+      head: { kind: "classifier", num_classes: 3 } as const,
     },
   ]) {
     const gpt = buildGPT(variant.cfg, { head: variant.head });
@@ -108,7 +108,7 @@ test("weights carry the Hugging Face GPT-2 names and shapes", () => {
     gpt.dispose();
   }
   const untied = buildGPT(small, { head: { kind: "lm" } });
-  const cls = buildGPT(small, { head: { kind: "classifier", numClasses: 2 } });
+  const cls = buildGPT(small, { head: { kind: "classifier", num_classes: 2 } });
   try {
     assert.ok(!untied.namedWeights().has("h.0.attn.c_attn.bias"));
     assert.deepEqual(untied.weightShapes().get("lm_head.weight"), [97, 16]);
@@ -126,7 +126,7 @@ test("every custom layer is registered and rebuilt whole from its getConfig (tfj
   for (const variant of [
     { cfg: { ...small, qkv_bias: true, tied_head: true }, head: { kind: "lm" } as const },
     { cfg: small, head: { kind: "lm" } as const },
-    { cfg: small, head: { kind: "classifier", numClasses: 3 } as const },
+    { cfg: small, head: { kind: "classifier", num_classes: 3 } as const },
   ]) {
     const gpt = buildGPT(variant.cfg, { head: variant.head });
     try {
@@ -466,12 +466,12 @@ test("llmctl info: parameters and fp32 size from a config (JSON) and a model dir
   assert.match(text.stdout, /621\.83 MB/);
 
   const dir = mkdtempSync(join(tmpdir(), "llmctl-info-"));
-  const gpt = buildGPT(small, { head: { kind: "classifier", numClasses: 2 } });
+  const gpt = buildGPT(small, { head: { kind: "classifier", num_classes: 2 } });
   try {
     await saveModelDir(dir, gpt, { labels: ["ham", "spam"] });
     const d = JSON.parse((await runCli(["info", dir, "--json"])).stdout);
     assert.equal(d.kind, "model-dir");
-    assert.equal(d.parameters, countParameters(small, { kind: "classifier", numClasses: 2 }));
+    assert.equal(d.parameters, countParameters(small, { kind: "classifier", num_classes: 2 }));
     assert.deepEqual(d.head, { kind: "classifier", num_classes: 2, labels: ["ham", "spam"], pool: "last" });
   } finally {
     gpt.dispose();

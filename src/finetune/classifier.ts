@@ -18,7 +18,10 @@ import type { TrainableScope } from "./recipes.js";
  * The caller still owns, and disposes, `lm`.
  */
 export function toClassifier(lm: GPTModel, numClasses = 2, seed = 123, dropRate = lm.config.drop_rate): GPTModel {
-  const cls = buildGPT({ ...lm.config, drop_rate: dropRate }, { head: { kind: "classifier", numClasses }, seed });
+  const cls = buildGPT(
+    { ...lm.config, drop_rate: dropRate },
+    { head: { kind: "classifier", num_classes: numClasses }, seed },
+  );
   const weights = new Map<string, tf.Tensor>();
   for (const [name, v] of lm.namedWeights()) if (name !== "lm_head.weight") weights.set(name, v.read());
   // the new head keeps its fresh values: copies, so writing them back cannot alias the variables read

@@ -193,7 +193,7 @@ export async function classifyTexts(
       "this model is a language model, not a classifier",
       "finetune one with `llmctl finetune spam`",
     );
-  const C = gpt.head.numClasses;
+  const C = gpt.head.num_classes;
   if (opts.labels.length !== C) throw new UsageError(`${opts.labels.length} labels for a ${C}-class classifier`);
   const ctx = gpt.config.context_length;
   const maxLength = Math.min(opts.maxLength ?? ctx, ctx);

@@ -43,8 +43,8 @@ export interface ConfigFile {
   train: TrainSection;
 }
 
-/** The output head: next-token logits, or a classifier over numClasses labels (chapter 6). */
-export type HeadSpec = { kind: "lm" } | { kind: "classifier"; numClasses: number };
+/** The output head: next-token logits, or a classifier over num_classes labels (chapter 6), as config.json names it. */
+export type HeadSpec = { kind: "lm" } | { kind: "classifier"; num_classes: number };
 
 const INT_KEYS = ["vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"] as const;
 const KNOWN_KEYS = new Set<string>([...INT_KEYS, "drop_rate", "qkv_bias", "tied_head", "init"]);
@@ -210,7 +210,7 @@ export function parameterShapes(cfg: GPTConfig, head: HeadSpec = { kind: "lm" })
   }
   shapes.set("ln_f.weight", [D]).set("ln_f.bias", [D]);
   if (head.kind === "classifier") {
-    shapes.set("score.weight", [head.numClasses, D]).set("score.bias", [head.numClasses]);
+    shapes.set("score.weight", [head.num_classes, D]).set("score.bias", [head.num_classes]);
   } else if (!cfg.tied_head) {
     shapes.set("lm_head.weight", [cfg.vocab_size, D]);
   }
@@ -231,7 +231,7 @@ export function countParameters(cfg: GPTConfig, head: HeadSpec = { kind: "lm" })
   // per block: ln_1, ln_2 (2D each), c_attn 3D² (+3D bias), c_proj D² + D, c_fc 4D² + 4D, mlp c_proj 4D² + D
   const block = 12 * D * D + 10 * D + (cfg.qkv_bias ? 3 * D : 0);
   const outHead =
-    head.kind === "classifier" ? head.numClasses * D + head.numClasses : cfg.tied_head ? 0 : cfg.vocab_size * D;
+    head.kind === "classifier" ? head.num_classes * D + head.num_classes : cfg.tied_head ? 0 : cfg.vocab_size * D;
   return (cfg.vocab_size + cfg.context_length) * D + cfg.n_layers * block + 2 * D + outHead;
 }
 

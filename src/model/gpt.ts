@@ -106,7 +106,12 @@ export class GPTModel {
     this.lnF = new LayerNorm({ name: "ln_f", embDim: D });
     const headSeed = seed();
     if (this.head.kind === "classifier") {
-      this.outHead = new ClassifierHead({ name: "score", numClasses: this.head.numClasses, embDim: D, seed: headSeed });
+      this.outHead = new ClassifierHead({
+        name: "score",
+        numClasses: this.head.num_classes,
+        embDim: D,
+        seed: headSeed,
+      });
     } else {
       this.outHead = new LMHead({
         name: "lm_head",

@@ -10,7 +10,7 @@ import { join, resolve } from "node:path";
 import { FileFormatError } from "../errors.js";
 import { readSafetensors, type SafetensorsFile } from "../formats/safetensors.js";
 import { type GPTConfig, checkWeightShapes, parameterShapes } from "./config.js";
-import { ADAPTERS_FILE, WEIGHTS_FILE, headSpecOf, type LoraMeta, type ModelMeta } from "./model-meta.js";
+import { ADAPTERS_FILE, WEIGHTS_FILE, type LoraMeta, type ModelMeta } from "./model-meta.js";
 
 /** sha256 of a file, streamed, in hex. */
 export async function sha256File(path: string): Promise<string> {
@@ -62,7 +62,7 @@ export function adapterShapes(meta: ModelMeta, rank: number): Map<string, number
   const out = new Map<string, number[]>();
   const D = cfg.emb_dim;
   const outDim = meta.head.kind === "classifier" ? meta.head.num_classes : cfg.vocab_size;
-  const table = parameterShapes({ ...cfg, tied_head: false }, headSpecOf(meta.head));
+  const table = parameterShapes({ ...cfg, tied_head: false }, meta.head);
   for (const [name, shape] of table) {
     for (const { prefix } of adaptersOf(name, cfg)) {
       const head = name === "score.weight" || name === "lm_head.weight";
@@ -134,7 +134,7 @@ export interface ModelWeights {
  */
 export async function openModelWeights(dir: string, meta: ModelMeta): Promise<ModelWeights> {
   const plain = mergedMeta(meta);
-  const shapes = parameterShapes(plain.model, headSpecOf(plain.head));
+  const shapes = parameterShapes(plain.model, plain.head);
   const fix = "re-save the model directory";
   if (!meta.lora) {
     const path = join(dir, WEIGHTS_FILE);
@@ -157,7 +157,7 @@ export async function openModelWeights(dir: string, meta: ModelMeta): Promise<Mo
     const own = await openAdapters(dir, meta);
     files.push(own);
     const scale = lora.alpha / lora.rank;
-    const table = parameterShapes(meta.model, headSpecOf(meta.head));
+    const table = parameterShapes(meta.model, meta.head);
     checkBaseShapes(table, lora, base, join(loraBaseDir(lora, dir), WEIGHTS_FILE));
     const read = async (name: string): Promise<Float32Array> => {
       // an untied copy of a tied head starts from the token embedding
@@ -187,7 +187,7 @@ export async function openAdapters(dir: string, meta: ModelMeta): Promise<Safete
   const file = await readSafetensors(path);
   try {
     const expected = adapterShapes(meta, lora.rank);
-    const table = parameterShapes(meta.model, headSpecOf(meta.head));
+    const table = parameterShapes(meta.model, meta.head);
     for (const name of lora.own_weights) {
       if (!table.has(name)) throw new FileFormatError(`${dir}: lora.own_weights names '${name}', not a weight`);
       expected.set(name, table.get(name)!);

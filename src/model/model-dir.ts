@@ -15,7 +15,6 @@ import {
   ADAPTERS_FILE,
   CONFIG_FILE,
   WEIGHTS_FILE,
-  headSpecOf,
   modelMetaFor,
   readModelMeta,
   type LoraBase,
@@ -36,7 +35,7 @@ export async function writeModelDir(
   read: (name: string) => Promise<Float32Array>,
   opts: { signal?: AbortSignal } = {},
 ): Promise<ModelMeta> {
-  const entries = [...parameterShapes(meta.model, headSpecOf(meta.head))].map(([name, shape]) => ({
+  const entries = [...parameterShapes(meta.model, meta.head)].map(([name, shape]) => ({
     name,
     shape,
     data: () => read(name),
@@ -117,7 +116,7 @@ async function buildWithWeights(
     read: (name: string) => Promise<Float32Array>;
   },
 ): Promise<{ meta: ModelMeta; gpt: GPTModel }> {
-  const gpt = buildGPT(meta.model, { head: headSpecOf(meta.head), initialize: false });
+  const gpt = buildGPT(meta.model, { head: meta.head, initialize: false });
   try {
     const { targets, read } = plan(gpt);
     for (const [name, variable] of targets) {

@@ -32,11 +32,13 @@ export const POOLINGS = ["last", "last-nonpad", "mean"] as const;
 export type Pooling = (typeof POOLINGS)[number];
 
 /**
+ * The head as config.json records it: the model's HeadSpec, and for a classifier what reading a text needs.
  * `max_length`: the token length texts were padded (and cut) to in training; classification pads to it
  * too, since with `last` pooling the model learned to read through exactly that padding.
  */
 export type HeadMeta =
-  { kind: "lm" } | { kind: "classifier"; num_classes: number; labels?: string[]; pool?: Pooling; max_length?: number };
+  | { kind: "lm" }
+  | (Extract<HeadSpec, { kind: "classifier" }> & { labels?: string[]; pool?: Pooling; max_length?: number });
 
 /**
  * A LoRA model (appendix E): the frozen weights are its base model's, read from that directory and checked
@@ -82,10 +84,6 @@ export interface ModelExtras {
   source?: string;
   /** a LoRA model's base */
   lora?: LoraBase;
-}
-
-export function headSpecOf(meta: HeadMeta): HeadSpec {
-  return meta.kind === "classifier" ? { kind: "classifier", numClasses: meta.num_classes } : { kind: "lm" };
 }
 
 function bad(
@@ -235,7 +233,7 @@ export function modelMetaFor(gpt: GPTModel, extra: ModelExtras = {}): ModelMeta 
     gpt.head.kind === "classifier"
       ? {
           kind: "classifier",
-          num_classes: gpt.head.numClasses,
+          num_classes: gpt.head.num_classes,
           ...(extra.labels ? { labels: extra.labels } : {}),
           pool: extra.pool ?? "last",
           ...(extra.max_length !== undefined ? { max_length: extra.max_length } : {}),

@@ -22,7 +22,7 @@ export interface ModelSummary {
 
 export function summarize(cfg: GPTConfig, head: HeadSpec = { kind: "lm" }): ModelSummary {
   const D = cfg.emb_dim;
-  const out = head.kind === "classifier" ? head.numClasses : cfg.vocab_size;
+  const out = head.kind === "classifier" ? head.num_classes : cfg.vocab_size;
   const headName = head.kind === "classifier" ? "score" : "lm_head";
   const headType = head.kind === "classifier" ? "ClassifierHead" : cfg.tied_head ? "LMHead (tied to wte)" : "LMHead";
   const rows: [string, string, number][] = [

@@ -105,12 +105,12 @@ export function describeEstimate(est: MemoryEstimate): string {
 
 /** The check every training job makes once its model and data are known, before the first step. */
 export function preflightStep(
-  gpt: { config: GPTConfig; head: { kind: string; numClasses?: number } },
+  gpt: { config: GPTConfig; head: { kind: string; num_classes?: number } },
   shape: Omit<StepShape, "outputs">,
   opts: { lora: LoraUse; note: (text: string) => void },
 ): void {
   const backend = tf.getBackend();
-  const full = { ...shape, outputs: gpt.head.kind === "lm" ? gpt.config.vocab_size : (gpt.head.numClasses ?? 2) };
+  const full = { ...shape, outputs: gpt.head.kind === "lm" ? gpt.config.vocab_size : (gpt.head.num_classes ?? 2) };
   const est = estimateStepMemory(gpt.config, full, backend);
   opts.note(describeEstimate(est));
   checkStepFits(est, backend, full, opts.lora);

@@ -27,12 +27,12 @@ export const infoCommand: CommandModule<GlobalOptions, InfoArgs> = {
   handler: async (args) => {
     const target = args.target;
     const isDir = existsSync(target) && statSync(target).isDirectory();
-    const { readModelMeta, headSpecOf, WEIGHTS_FILE } = await import("../../model/model-meta.js");
+    const { readModelMeta, WEIGHTS_FILE } = await import("../../model/model-meta.js");
     // Only shapes are needed: neither a config nor a model directory's weights are loaded.
     const { model, head, kind, meta } = isDir
       ? await readModelMeta(target).then((m) => ({
           model: m.model,
-          head: headSpecOf(m.head),
+          head: m.head,
           kind: "model-dir" as const,
           meta: m,
         }))
@@ -70,7 +70,7 @@ export const infoCommand: CommandModule<GlobalOptions, InfoArgs> = {
     printLine(`${target} (${kind === "config" ? "config" : "model directory"})`);
     printLine(
       `vocab ${model.vocab_size}, context ${model.context_length}, emb ${model.emb_dim}, ${model.n_layers} layers, ${model.n_heads} heads, ` +
-        `drop ${model.drop_rate}, qkv_bias ${model.qkv_bias}, head ${head.kind === "classifier" ? `classifier (${head.numClasses} classes)` : model.tied_head ? "tied" : "untied"}`,
+        `drop ${model.drop_rate}, qkv_bias ${model.qkv_bias}, head ${head.kind === "classifier" ? `classifier (${head.num_classes} classes)` : model.tied_head ? "tied" : "untied"}`,
     );
     if (meta?.source) printLine(`source: ${meta.source}`);
     if (meta?.lora)
