@@ -8,7 +8,7 @@ import { decodeUtf8, requireFile } from "../formats/file.js";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { SlidingWindowLoader, SlidingWindowDataset, splitText, type TokenBatch } from "../data/sliding-window.js";
-import { fetchDataset, isDatasetName } from "../data/datasets.js";
+import { isDatasetName, resolveDataPath } from "../data/datasets.js";
 import { firstIdOutside, isTokenFile, readTokenFile } from "../tokenizer/token-file.js";
 import { END_OF_TEXT, END_OF_TEXT_ID, getTokenizer } from "../tokenizer/index.js";
 import { ConfigError, FileFormatError, UsageError } from "../errors.js";
@@ -220,16 +220,12 @@ function dataItems(data: TrainSettings["data"]): string[] {
   return Array.isArray(data) ? data : [data];
 }
 
-/** The local files of train.data: dataset names are fetched (cached, checked), paths are taken as they are. */
+/** The local files of train.data, each as `--data` means on every command (resolveDataPath: a file, else a dataset). */
 async function dataFiles(data: TrainSettings["data"], emit: (e: JobEvent) => void): Promise<string[]> {
   const files: string[] = [];
   for (const item of dataItems(data)) {
-    if (!isDatasetName(item)) {
-      files.push(resolve(item));
-      continue;
-    }
-    emit({ kind: "status", text: `fetching dataset ${item}` });
-    files.push(await fetchDataset(item, { onNote: (text) => emit({ kind: "notice", text, detail: true }) }));
+    if (isDatasetName(item)) emit({ kind: "status", text: `fetching dataset ${item}` });
+    files.push(await resolveDataPath(item, { onNote: (text) => emit({ kind: "notice", text, detail: true }) }));
   }
   return files;
 }
