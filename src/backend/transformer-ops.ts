@@ -22,19 +22,35 @@ function onWasm(): boolean {
   return tf.getBackend() === "wasm";
 }
 
-/** a gradient tape is recording (tf.grads / tf.variableGrads is running) */
+/**
+ * A gradient tape is recording what runs here: tf.grads / tf.variableGrads is running, and not inside another
+ * op's forward function (a customGrad's inner ops are not taped: tfjs' own isTapeOn).
+ */
 function recording(): boolean {
-  return (tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth > 0;
+  const { state } = tf.engine() as unknown as { state: { gradientDepth: number; kernelDepth: number } };
+  return state.gradientDepth > 0 && state.kernelDepth === 0;
+}
+
+let keepPacks = true;
+
+/**
+ * Whether wasm may keep XNNPACK's packed copy of each weight from product to product (see operand): yes for
+ * generation, which reuses them for every token; no for a training job, whose evaluations would otherwise pack
+ * every weight once more and keep it (GPT-2 355M: 1.4 GB of the 4 GB heap beside the step).
+ */
+export function keepPackedWeights(keep: boolean): void {
+  keepPacks = keep;
 }
 
 /**
  * `w` as a matmul's right operand. XNNPACK packs that operand and wasm caches the packed copy until the
  * operand's tensor is disposed; for a weight that is the whole training step (the packed weights of GPT-2 124M
- * together: ~600 MB of a 4 GB heap). While training, multiplying by a throw-away copy, freed with the op,
- * frees the packing too. In inference the cache is what we want: generation reuses it for every token.
+ * together: ~600 MB of a 4 GB heap). Under a gradient tape, or in a training job (keepPackedWeights), the product
+ * takes a throw-away copy, freed with the op, and its packing with it. In inference the cache is what we want.
  */
 function operand<T extends tf.Tensor>(w: T): T {
-  return onWasm() && recording() ? (tf.mul(w, 1) as T) : w;
+  const { state } = tf.engine() as unknown as { state: { gradientDepth: number } };
+  return onWasm() && (!keepPacks || state.gradientDepth > 0) ? (tf.mul(w, 1) as T) : w;
 }
 
 /**
@@ -136,7 +152,7 @@ export function linear(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D | null, f
   // Without a tape (inference) the plain ops skip customGrad's bookkeeping: ~25% of a tiny model's token time.
   // A product and an add, not tf.fused.matMul: that op reshapes a, b and its result around the kernel (and
   // tfjs-node's kernel is a product and an add itself), 4–6 kernels where these are 2.
-  if (!recording()) return b ? tf.add(tf.matMul(x, w), b) : tf.matMul(x, w);
+  if (!recording()) return b ? tf.add(tf.matMul(x, operand(w)), b) : tf.matMul(x, operand(w));
   if (frozen) return frozenLinear(x, w, b);
   return (b ? linearBias(x, w, b) : linearNoBias(x, w)) as tf.Tensor2D;
 }
@@ -185,7 +201,7 @@ export class TransposedCopy {
  * a gradient (generation): the product then reuses its copy of wᵀ.
  */
 export function matMulBT(x: tf.Tensor2D, w: tf.Tensor2D, transposed?: TransposedCopy, frozen = false): tf.Tensor2D {
-  if (transposed && !recording()) return tf.matMul(x, transposed.of(w));
+  if (transposed && keepPacks && !recording()) return tf.matMul(x, transposed.of(w));
   if (frozen && recording()) {
     // w gets no gradient: dX = dY·W only (as frozenLinear)
     const op = tf.customGrad((xi, save) => {
@@ -400,4 +416,38 @@ export function attention(q: tf.Tensor4D, kT: tf.Tensor4D, v: tf.Tensor4D, opts:
     };
   });
   return op(q, kT, v) as tf.Tensor4D;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+/**
+ * f(x), keeping nothing of f for the backward pass but x (activation checkpointing): the forward runs f without
+ * a tape, and the backward pass runs it again under its own tape for the gradients of x and of `variables`,
+ * the trainable weights f reads. Its dropout masks come out the same both times: the seeds f draws in the
+ * forward are recorded and replayed. Costs one more forward of f per step; saves all of f's activations.
+ */
+export function recomputed<T extends tf.Tensor>(
+  f: (x: T, seeds?: MaskSeeds) => T,
+  x: T,
+  variables: tf.Variable[],
+  seeds?: MaskSeeds,
+): T {
+  if (!recording()) return f(x, seeds);
+  const drawn: number[] = [];
+  const record = seeds && (() => drawn[drawn.push(seeds()) - 1]);
+  const op = tf.customGrad((...args) => {
+    const xi = args[0] as T;
+    (args[args.length - 1] as tf.GradSaveFunc)([xi]);
+    return {
+      value: f(xi, record),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        let next = 0;
+        const replay = seeds && (() => drawn[next++]);
+        const grads = tf.grads((xr: tf.Tensor) => f(xr as T, replay))([saved[0], ...variables], dy);
+        tf.dispose(saved);
+        return grads;
+      },
+    };
+  });
+  return op(x, ...variables) as T;
 }

@@ -184,18 +184,6 @@ async function startInstruct(opts: FinetuneInstructOptions, run: JobRun<Instruct
 
   const loss = languageModelLoss(gpt);
   let initialLosses: FinetuneInstructResult["initialLosses"] = null;
-  if (!resume) {
-    // the book prints the losses before finetuning; they make the drop visible
-    const order = batches.train.epochOrder(new Rng(settings.seed));
-    initialLosses = {
-      train: await meanLoss(batches.train, loss, settings.eval_iter, order),
-      validation: await meanLoss(batches.validation, loss, settings.eval_iter),
-    };
-    emit({
-      kind: "notice",
-      text: `initial losses: train ${initialLosses.train.toFixed(3)}, validation ${initialLosses.validation.toFixed(3)}`,
-    });
-  }
 
   const source = resume ? meta.source : `finetune instruct of ${record.base_model}`;
   // as the book: after each epoch, answer the first validation instruction (its start_context)
@@ -215,6 +203,19 @@ async function startInstruct(opts: FinetuneInstructOptions, run: JobRun<Instruct
         prompt_style: record.prompt_style,
         ...(source ? { source } : {}),
         ...(loraBase ? { lora: loraBase } : {}),
+      });
+    },
+    beforeTraining: async () => {
+      if (resume) return;
+      // the book prints the losses before finetuning; they make the drop visible
+      const order = batches.train.epochOrder(new Rng(settings.seed));
+      initialLosses = {
+        train: await meanLoss(batches.train, loss, settings.eval_iter, order),
+        validation: await meanLoss(batches.validation, loss, settings.eval_iter),
+      };
+      emit({
+        kind: "notice",
+        text: `initial losses: train ${initialLosses.train.toFixed(3)}, validation ${initialLosses.validation.toFixed(3)}`,
       });
     },
     afterEpoch: async () => {

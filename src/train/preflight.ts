@@ -45,14 +45,24 @@ export interface MemoryEstimate {
   limitName: string;
 }
 
-export function estimateStepMemory(cfg: GPTConfig, shape: StepShape, backend: string): MemoryEstimate {
+/**
+ * `recompute`: the blocks' activations are recomputed in the backward pass (GPTModel.recomputeBlocks): a step
+ * keeps each block's input and, while a block's gradient is taken, that one block's activations.
+ */
+export function estimateStepMemory(
+  cfg: GPTConfig,
+  shape: StepShape,
+  backend: string,
+  recompute = false,
+): MemoryEstimate {
   const f = 4; // float32
   const { batchSize: B, length: T } = shape;
   const weights = f * shape.totalParameters;
   const gradients = f * shape.trainableParameters;
   const moments = 2 * f * shape.trainableParameters;
   const perLayer = 28 * B * T * cfg.emb_dim + 4 * B * cfg.n_heads * T * T;
-  const activations = f * (6.5 * B * T * shape.outputs + cfg.n_layers * perLayer);
+  const blocks = recompute ? cfg.n_layers * B * T * cfg.emb_dim + perLayer : cfg.n_layers * perLayer;
+  const activations = f * (6.5 * B * T * shape.outputs + blocks);
   if (backend === "wasm") {
     const inHeap = weights + gradients + activations + (moments <= WASM_MOMENTS_IN_HEAP ? moments : 0);
     return {
@@ -103,15 +113,29 @@ export function describeEstimate(est: MemoryEstimate): string {
   return `memory estimate for a step: ${gb(est.total)} of ${est.limitName} (weights ${gb(est.weights)}, activations ${gb(est.activations)})`;
 }
 
-/** The check every training job makes once its model and data are known, before the first step. */
+/**
+ * The check every training job makes once its model and data are known, before the first step. A step that
+ * fits only with its blocks' activations recomputed in the backward pass gets that (and `notice` says so);
+ * one that fits neither way is refused.
+ */
 export function preflightStep(
-  gpt: { config: GPTConfig; head: { kind: string; num_classes?: number } },
+  gpt: { config: GPTConfig; head: { kind: string; num_classes?: number }; recomputeBlocks: boolean },
   shape: Omit<StepShape, "outputs">,
-  opts: { lora: LoraUse; note: (text: string) => void },
+  opts: { lora: LoraUse; note: (text: string) => void; notice: (text: string) => void },
 ): void {
   const backend = tf.getBackend();
   const full = { ...shape, outputs: gpt.head.kind === "lm" ? gpt.config.vocab_size : (gpt.head.num_classes ?? 2) };
   const est = estimateStepMemory(gpt.config, full, backend);
   opts.note(describeEstimate(est));
+  if (backend === "webgpu" || est.total <= est.limit) return;
+  const recomputed = estimateStepMemory(gpt.config, full, backend, true);
+  if (recomputed.total <= recomputed.limit) {
+    gpt.recomputeBlocks = true;
+    opts.notice(
+      `to fit ${est.limitName}, the blocks' activations are recomputed in the backward pass: a step needs about ` +
+        `${gb(recomputed.total)} instead of ${gb(est.total)}, for about a third more compute`,
+    );
+    return;
+  }
   checkStepFits(est, backend, full, opts.lora);
 }

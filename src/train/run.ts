@@ -25,6 +25,7 @@ import {
 import { resolveTrainSettings, trainFlag, type TrainSettings } from "./settings.js";
 import type { TrainEvent, TrainResult } from "./events.js";
 import { Trainer, type TrainerOptions } from "./trainer.js";
+import { keepPackedWeights } from "../backend/transformer-ops.js";
 import { recordTensorBoard } from "./tensorboard.js";
 import type { GPTModel } from "../model/gpt.js";
 import { FileFormatError, UsageError } from "../errors.js";
@@ -189,6 +190,8 @@ export interface JobSetup<B, R extends JobRecord, Out> extends Pick<
   /** the longest sequence of a step, for the pre-flight */
   length: number;
   saveModel: (dir: string) => Promise<void>;
+  /** once the step is known to fit, before the first one (instruct: the losses before finetuning) */
+  beforeTraining?: () => Promise<void>;
   /** the job's view of the Trainer's events before they reach the caller (spam adds its running accuracy) */
   onEvent?: (event: TrainEvent, emit: (event: JobEvent) => void) => void;
   /** after training: the job's closing measurements and files */
@@ -237,36 +240,53 @@ export async function runJob<B extends Batch, R extends JobRecord, Out>(
     preflightStep(
       gpt,
       { batchSize: settings.batch_size, length: setup.length, trainableParameters, totalParameters },
-      { lora: setup.lora, note: (text) => emit({ kind: "notice", text, detail: true }) },
+      {
+        lora: setup.lora,
+        note: (text) => emit({ kind: "notice", text, detail: true }),
+        notice: (text) => emit({ kind: "notice", text }),
+      },
     );
     if (state?.finished)
       emit({
         kind: "notice",
         text: `${outDir}: the run finished at step ${state.step}; it continues only as far as --epochs / --max-steps now allow`,
       });
-    const train = await new Trainer<B>({
-      params,
-      loss: setup.loss,
-      train: setup.train,
-      validation: setup.validation,
-      batchTokens: (b) => b.batchSize * b.seqLen,
-      settings,
-      runSettings: settings,
-      job: setup.record,
-      lora: gpt.lora,
-      runDir: outDir,
-      saveModel: setup.saveModel,
-      afterEpoch: setup.afterEpoch,
-      afterUpdate: setup.afterUpdate,
-      onEvent: recordTensorBoard(setup.onEvent ? (e) => setup.onEvent!(e, emit) : emit),
-      signal: opts.signal,
-      resume,
-    }).run();
+    const train = await training(async () => {
+      await setup.beforeTraining?.();
+      return new Trainer<B>({
+        params,
+        loss: setup.loss,
+        train: setup.train,
+        validation: setup.validation,
+        batchTokens: (b) => b.batchSize * b.seqLen,
+        settings,
+        runSettings: settings,
+        job: setup.record,
+        lora: gpt.lora,
+        runDir: outDir,
+        saveModel: setup.saveModel,
+        afterEpoch: setup.afterEpoch,
+        afterUpdate: setup.afterUpdate,
+        onEvent: recordTensorBoard(setup.onEvent ? (e) => setup.onEvent!(e, emit) : emit),
+        signal: opts.signal,
+        resume,
+      }).run();
+    });
     const out = await setup.finish(train);
     return { outDir, resumed: resume, settings, train, trainableParameters, ...out };
   } finally {
     for (const gpt of owned) gpt.dispose();
     await unlock();
+  }
+}
+
+/** `run` without wasm keeping packed weights between products (keepPackedWeights): what training wants. */
+async function training<T>(run: () => Promise<T>): Promise<T> {
+  keepPackedWeights(false);
+  try {
+    return await run();
+  } finally {
+    keepPackedWeights(true);
   }
 }
 
