@@ -6,6 +6,7 @@ import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { InterruptedError, LlmctlError, UsageError, errorLine, fileSystemError } from "../errors.js";
 import { BACKEND_NAMES } from "../backend/choices.js";
+import { wasmHeapError } from "../backend/wasm-abort.js";
 import { commands } from "./commands/index.js";
 import { interruptedExitCode, quitOnUnhandledSignals } from "./output.js";
 
@@ -92,8 +93,9 @@ async function main(argv: string[]): Promise<number> {
     await cli.parseAsync();
     return process.exitCode === undefined ? 0 : Number(process.exitCode);
   } catch (thrown) {
-    // a filesystem error no writer mapped (one that names its path) still reaches the user as one line
-    const err = fileSystemError(thrown);
+    // a filesystem error no writer mapped (one that names its path), or the wasm heap running out, still reaches
+    // the user as one line
+    const err = wasmHeapError(fileSystemError(thrown));
     if (err instanceof LlmctlError) {
       process.stderr.write(`llmctl: ${errorLine(err)}\n`);
       if (verboseRequested && err.stack) process.stderr.write(err.stack + "\n");
