@@ -1,14 +1,19 @@
 import type { loadModelDir } from "../model/model-dir.js";
 import { selectBackend } from "./backend.js";
-import { spinner, type GlobalOptions } from "./output.js";
+import { note, spinner, type GlobalOptions } from "./output.js";
 
 /** The `--model` flag of a command that reads one model directory. */
 export function modelOption(describe: string) {
   return { alias: "m", type: "string", demandOption: true, describe } as const;
 }
 
-/** Load a model directory for a command, with a spinner while the weights are read. */
+/**
+ * Load a model directory for a command that runs it, with a spinner while the weights are read; first, whether it
+ * fits the backend (generate/fit.ts).
+ */
 export async function loadModelShowingProgress(dir: string): ReturnType<typeof loadModelDir> {
+  const { fitForInference } = await import("../generate/fit.js");
+  await fitForInference(dir, note);
   const spin = spinner(`loading ${dir}`);
   try {
     const { loadModelDir } = await import("../model/model-dir.js");

@@ -6,7 +6,7 @@ import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { InterruptedError, LlmctlError, UsageError, errorLine, fileSystemError } from "../errors.js";
 import { BACKEND_NAMES } from "../backend/choices.js";
-import { wasmHeapError } from "../backend/wasm-abort.js";
+import { wasmHeapError } from "../backend/wasm-heap.js";
 import { commands } from "./commands/index.js";
 import { interruptedExitCode, quitOnUnhandledSignals } from "./output.js";
 

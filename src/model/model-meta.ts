@@ -123,7 +123,11 @@ export function validateModelMeta(raw: unknown, path: string): ModelMeta {
     );
   }
   if (o.tokenizer !== "gpt2")
-    throw bad(path, `unknown tokenizer ${JSON.stringify(o.tokenizer)}`, 'llmctl supports "gpt2"');
+    throw bad(
+      path,
+      o.tokenizer === undefined ? "no 'tokenizer'" : `unknown tokenizer ${JSON.stringify(o.tokenizer)}`,
+      'llmctl supports "gpt2"',
+    );
   const model = validateGPTConfig(o.model, `${path} (model)`);
   const h = o.head as Record<string, unknown> | undefined;
   let head: HeadMeta;

@@ -11,11 +11,10 @@
 import * as tf from "@tensorflow/tfjs";
 import { totalmem } from "node:os";
 import { ConfigError } from "../errors.js";
+import { WASM_HEAP_BYTES } from "../backend/wasm-heap.js";
 import type { GPTConfig } from "../model/config.js";
 
 const GB = 2 ** 30;
-/** wasm32's address space: the most the wasm backend's heap can grow to */
-const WASM_HEAP_BYTES = 4 * GB;
 /** AdamW's moments go to JS arrays above this on wasm (train/adamw.ts), outside the heap */
 const WASM_MOMENTS_IN_HEAP = 512 * 2 ** 20;
 

@@ -7,7 +7,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { useBackend } from "../src/backend/index.js";
-import { wasmHeapError } from "../src/backend/wasm-abort.js";
+import { wasmHeapError } from "../src/backend/wasm-heap.js";
 import { BackendError, errorLine } from "../src/errors.js";
 
 test("wasm's heap running out (a real trap, 1 GB tensors kept until the 4 GB heap ends) is one line naming the ways out", async () => {
@@ -24,7 +24,7 @@ test("wasm's heap running out (a real trap, 1 GB tensors kept until the 4 GB hea
   assert.ok(err instanceof BackendError);
   assert.match(
     errorLine(err),
-    /^the wasm backend ran out of its 4 GB heap \((memory access out of bounds|Aborted\(\))\), so the process could go no further — run it on the tensorflow backend \(llmctl setup tensorflow, then --backend tensorflow\), or make a step smaller: --lora RANK/,
+    /^the wasm backend ran out of its 4 GB heap \((memory access out of bounds|Aborted\(\))\), so the process could go no further — run it on the tensorflow backend \(llmctl setup tensorflow, then --backend tensorflow\); a training run can also take a smaller step: --lora RANK/,
   );
   const other = new RangeError("Invalid typed array length");
   assert.equal(wasmHeapError(other), other, "other errors pass through as they are");
