@@ -95,6 +95,24 @@ export function notUtf8(path: string, offset: number, byte: number): FileFormatE
   );
 }
 
+/**
+ * Fill `target` from `fh` at `position`, in reads of at most 1 GB (Node reads at most 2 GB per call). A file
+ * that ends first throws `cutShort(at)`, `at` being where it ended.
+ */
+export async function readFully(
+  fh: FileHandle,
+  target: Uint8Array,
+  position: number,
+  cutShort: (at: number) => Error,
+): Promise<void> {
+  const CHUNK = 1 << 30;
+  for (let done = 0; done < target.length;) {
+    const { bytesRead } = await fh.read(target, done, Math.min(CHUNK, target.length - done), position + done);
+    if (bytesRead === 0) throw cutShort(position + done);
+    done += bytesRead;
+  }
+}
+
 /** A regular file's bytes. */
 export async function readBytesFile(path: string, hint: PathHint = {}): Promise<Buffer> {
   requireFile(path, hint);

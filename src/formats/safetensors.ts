@@ -10,7 +10,7 @@
  * The writer takes tensors lazily for the same reason: it needs every name and shape up front (they go in the
  * header), but each tensor's values only when it is its turn to be written.
  */
-import { openFile } from "./file.js";
+import { openFile, readFully } from "./file.js";
 import type { FileHandle } from "node:fs/promises";
 import { FileFormatError, InterruptedError } from "../errors.js";
 import { writeAll, writeFileAtomicWith } from "../fs-atomic.js";
@@ -144,14 +144,7 @@ export class SafetensorsFile {
 
   private async readInto(target: Uint8Array, position: number): Promise<void> {
     if (!this.fh) throw new FileFormatError(`${this.path} was already closed`, "open it again with readSafetensors()");
-    const CHUNK = 1 << 30; // fs reads are limited to 2 GB per call
-    let done = 0;
-    while (done < target.length) {
-      const want = Math.min(CHUNK, target.length - done);
-      const { bytesRead } = await this.fh.read(target, done, want, position + done);
-      if (bytesRead === 0) throw formatError(this.path, `unexpected end of file at byte ${position + done}`);
-      done += bytesRead;
-    }
+    await readFully(this.fh, target, position, (at) => formatError(this.path, `unexpected end of file at byte ${at}`));
   }
 
   async close(): Promise<void> {

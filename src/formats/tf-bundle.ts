@@ -15,7 +15,7 @@
  *
  * Every table block checksum and every tensor checksum is verified; tensors are read one at a time.
  */
-import { openFile, readBytesFile } from "./file.js";
+import { openFile, readBytesFile, readFully } from "./file.js";
 import { open, stat, writeFile, type FileHandle } from "node:fs/promises";
 import { makeDirectory } from "../fs-atomic.js";
 import { dirname } from "node:path";
@@ -287,17 +287,9 @@ export class TensorBundleReader {
   private async readInto(e: BundleEntry, target: Uint8Array): Promise<void> {
     const fh = this.shards[e.shardId];
     if (!fh) throw new FileFormatError(`${this.prefix} was already closed`, "open it again");
-    const CHUNK = 1 << 30;
-    let done = 0;
-    while (done < target.length) {
-      const { bytesRead } = await fh.read(target, done, Math.min(CHUNK, target.length - done), e.offset + done);
-      if (bytesRead === 0)
-        throw bad(
-          shardPath(this.prefix, e.shardId, this.header.numShards),
-          `unexpected end of file reading '${e.key}'`,
-        );
-      done += bytesRead;
-    }
+    await readFully(fh, target, e.offset, () =>
+      bad(shardPath(this.prefix, e.shardId, this.header.numShards), `unexpected end of file reading '${e.key}'`),
+    );
   }
 
   private verify(e: BundleEntry, bytes: Uint8Array): void {

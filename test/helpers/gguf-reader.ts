@@ -4,7 +4,7 @@
  * src/formats/gguf.ts writes. llmctl itself only writes GGUF.
  */
 import type { FileHandle } from "node:fs/promises";
-import { openFile } from "../../src/formats/file.js";
+import { openFile, readFully } from "../../src/formats/file.js";
 import { FileFormatError } from "../../src/errors.js";
 import { decodeFloat, halfToFloat, numElements } from "../../src/formats/float.js";
 import {
@@ -184,13 +184,9 @@ export class GgufFile {
     const info = this.info(name);
     if (!this.fh) throw new FileFormatError(`${this.path} was already closed`, "open it again with readGguf()");
     const bytes = new Uint8Array(info.size);
-    const CHUNK = 1 << 30; // fs reads are limited to 2 GB per call
-    for (let done = 0; done < bytes.length;) {
-      const want = Math.min(CHUNK, bytes.length - done);
-      const { bytesRead } = await this.fh.read(bytes, done, want, this.dataStart + info.offset + done);
-      if (bytesRead === 0) throw formatError(this.path, `tensor '${name}' is cut short`);
-      done += bytesRead;
-    }
+    await readFully(this.fh, bytes, this.dataStart + info.offset, () =>
+      formatError(this.path, `tensor '${name}' is cut short`),
+    );
     return decodeTensor(info.type, bytes, numElements(info.shape));
   }
 
