@@ -1,9 +1,10 @@
 /**
- * wasm's heap: how big it can be, and what happens when it runs out anyway. Upstream cause: @tensorflow/tfjs-backend-wasm 4.22 is
- * wasm32, its heap at most 4 GB, and Emscripten answers a failed allocation with abort() ("Aborted(). Build with
- * -sASSERTIONS for more info.") or, inside XNNPACK, with a trap ("memory access out of bounds"). The module is
- * dead after either: nothing more can be computed or saved in that process. The pre-flight
- * (train/preflight.ts) refuses or recomputes what it knows will not fit; this names what it missed in one line.
+ * wasm's heap: how big it can be, and what happens when it runs out anyway. Upstream cause:
+ * @tensorflow/tfjs-backend-wasm 4.22 is wasm32, its heap at most 4 GB, and Emscripten answers a failed allocation
+ * with abort() ("Aborted(). Build with -sASSERTIONS for more info.") or, inside XNNPACK, with a trap ("memory
+ * access out of bounds"). The module is dead after either: nothing more can be computed or saved in that process.
+ * The pre-flights (train/preflight.ts, generate/fit.ts) refuse or adapt what they know will not fit; this names
+ * what they missed in one line.
  */
 import { BackendError } from "../errors.js";
 

@@ -171,7 +171,6 @@ export interface JobRun<R extends JobRecord> {
   /** a resumed run's record, as its checkpoint saved it (null: a new run) */
   saved: R | null;
   emit: (event: JobEvent) => void;
-  signal?: AbortSignal;
   /** hand runJob a model: it is disposed when the job ends, however it ends */
   own(gpt: GPTModel): GPTModel;
 }
@@ -231,7 +230,7 @@ export async function runJob<B extends Batch, R extends JobRecord, Out>(
     const saved = state ? (savedRecord(outDir, state, job.task) as R) : null;
     if (saved && job.given) refuseChanges(saved, job.given);
     const own = (gpt: GPTModel) => (owned.push(gpt), gpt);
-    const run: JobRun<R> = { outDir, settings, resume, saved, emit, signal: opts.signal, own };
+    const run: JobRun<R> = { outDir, settings, resume, saved, emit, own };
     const setup = await job.start(run);
     const { gpt, params } = setup;
     const trainableParameters = params.reduce((n, p) => n + p.variable.size, 0);
