@@ -8,7 +8,7 @@
 // LLMCTL_TEST_NODES (comma-separated paths of other `node` binaries, as .ci/run sets for Node 24 and 26) runs the
 // passes again on each of those Nodes: the whole suite on wasm, the backend-dependent files on tensorflow, and the
 // fixture's logits on webgpu.
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname } from "node:path";
 
@@ -37,8 +37,28 @@ const dist = (f) => `dist/test/${f.replace(/\.ts$/, ".js")}`;
 const suite = sources.map(dist);
 const everyPass = sources.filter((f) => !FIRST_PASS_ONLY.test(readFileSync(`test/${f}`, "utf8"))).map(dist);
 
+/**
+ * One pass, its TAP passed through to stdout as it comes (so a log shows how far a pass got, even one that never
+ * ends) and kept to read the totals from.
+ */
+function runPass(node, args, env) {
+  return new Promise((resolve) => {
+    const child = spawn(node, args, { env, stdio: ["ignore", "pipe", "inherit"] });
+    const chunks = [];
+    child.stdout.on("data", (chunk) => {
+      chunks.push(chunk);
+      process.stdout.write(chunk);
+    });
+    child.on("error", (error) =>
+      resolve({ status: null, signal: null, error, stdout: Buffer.concat(chunks).toString() }),
+    );
+    child.on("close", (status, signal) => resolve({ status, signal, stdout: Buffer.concat(chunks).toString() }));
+  });
+}
+
 const totals = { pass: 0, fail: 0, skipped: 0 };
 let failed = false;
+const failures = [];
 for (const node of nodes) {
   // the tests' own children (`process.execPath`, `#!/usr/bin/env node`, npm) run on this Node too
   const env = { ...process.env, PATH: `${dirname(node)}:${process.env.PATH ?? ""}` };
@@ -81,21 +101,25 @@ for (const node of nodes) {
     );
     passes++;
     // TAP, whatever Node's default reporter (Node 23+ picks spec), so that the totals below can be read
-    const run = spawnSync(node, ["--test", "--test-reporter=tap", "--test-concurrency=1", ...pattern, ...list], {
-      env: { ...env, LLMCTL_TEST_BACKEND: backend },
-      encoding: "utf8",
-      stdio: ["ignore", "pipe", "inherit"],
-      maxBuffer: 1 << 30,
+    const run = await runPass(node, ["--test", "--test-reporter=tap", "--test-concurrency=1", ...pattern, ...list], {
+      ...env,
+      LLMCTL_TEST_BACKEND: backend,
     });
-    process.stdout.write(run.stdout);
+    const out = run.stdout;
     // a patterned pass reports the tests its pattern leaves out as skipped: they are not skipped tests
     for (const key of Object.keys(totals).filter((k) => !(pattern.length && k === "skipped"))) {
-      const m = run.stdout.match(new RegExp(`^# ${key} (\\d+)$`, "m"));
+      const m = out.match(new RegExp(`^# ${key} (\\d+)$`, "m"));
       if (m) totals[key] += Number(m[1]);
     }
-    if (run.status !== 0) failed = true;
+    if (run.status !== 0) {
+      failed = true;
+      // said again at the end, where a log's tail shows it: which pass failed, how, and its failing tests
+      const how = run.error ? run.error.message : run.signal ? `killed by ${run.signal}` : `exit code ${run.status}`;
+      failures.push(`# node ${version}, backend ${backend}: ${how}`, ...(out.match(/^not ok .*$/gm) ?? []));
+    }
   }
   console.log(`# node ${version}: its passes took ${Math.round((Date.now() - start) / 1000)} s`);
 }
+for (const line of failures) console.log(line);
 console.log(`${totals.pass} passed, ${totals.fail} failed, ${totals.skipped} skipped`);
 process.exit(failed || totals.pass === 0 ? 1 : 0);
