@@ -1,7 +1,7 @@
 /**
  * The kernels src/backend/wasm-kernels.ts registers or replaces on wasm give what the cpu backend gives:
- * UnsortedSegmentSum (gather's gradient), Slice (contiguous and not), Unpack (axis 0 and another axis), and an
- * Identity whose clone outlives the original.
+ * UnsortedSegmentSum (gather's gradient), Slice (contiguous and not), Unpack (axis 0 and another axis), an
+ * Identity whose clone outlives the original, and OneHot in float32 (and int32, which wasm's own kernel keeps).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -37,6 +37,25 @@ function cases(): Record<string, () => tf.Tensor | tf.Tensor[]> {
     "int slice": () => tf.slice(ids(), [3, 0, 0], [1, 5, 6]),
     "unstack axis 0": () => tf.unstack(x()),
     "unstack axis 2": () => tf.unstack(x(), 2),
+    "float32 one-hot, out-of-range ids all off": () =>
+      tf.oneHot(
+        tf.tensor2d(
+          [
+            [3, 0],
+            [-1, 7],
+            [9, 2],
+          ],
+          [3, 2],
+          "int32",
+        ),
+        8,
+        2.5,
+        -0.5,
+        "float32",
+      ),
+    "one-hot product is a lookup": () =>
+      tf.matMul(tf.oneHot(tf.tensor1d([4, 1, 4], "int32"), 20, 1, 0, "float32"), tf.reshape(x(), [20, 6])),
+    "int32 one-hot": () => tf.oneHot(tf.tensor1d([1, 5, 0], "int32"), 6),
     "clone outlives original": () => {
       const a = x();
       const b = tf.clone(a);

@@ -1,5 +1,5 @@
 /**
- * Kernels the wasm backend lacks but llmctl needs, registered once when wasm is loaded.
+ * Kernels the wasm backend lacks or gets wrong, registered once when wasm is loaded.
  *
  * UnsortedSegmentSum is the gradient of gather: without it token embeddings cannot train on wasm. It is a
  * scatter-add, memory-bound and simple, so a JS loop over the wasm heap is as fast as a C++ kernel would be.
@@ -86,6 +86,34 @@ function fastUnpack(stock: tf.KernelFunc) {
   };
 }
 
+/**
+ * OneHot that honours its dtype. tfjs-backend-wasm 4.22's C++ OneHot writes int32 values whatever the output's
+ * dtype, so tf.oneHot(ids, depth, 1, 0, "float32") held the bit pattern of 1 (1.4e-45) where a 1 belongs, and
+ * a one-hot product computed nothing. Written here as a JS loop over the heap: filling memory is all it does.
+ */
+function oneHot(stock: tf.KernelFunc) {
+  return (args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] => {
+    const { indices } = args.inputs as { indices: tf.TensorInfo };
+    const { depth, onValue, offValue, dtype } = args.attrs as unknown as {
+      depth: number;
+      onValue: number;
+      offValue: number;
+      dtype: tf.DataType;
+    };
+    if (dtype !== "float32") return stock(args);
+    const wasm = args.backend as BackendWasm;
+    const out = wasm.makeOutput([...indices.shape, depth], dtype);
+    // views are taken after makeOutput: allocating can grow the heap and detach earlier views
+    const outVals = wasm.typedArrayFromHeap(out) as Float32Array;
+    const ids = wasm.typedArrayFromHeap(indices) as Int32Array;
+    outVals.fill(offValue);
+    ids.forEach((id, i) => {
+      if (id >= 0 && id < depth) outVals[i * depth + id] = onValue;
+    });
+    return out;
+  };
+}
+
 function override(kernelName: string, make: (stock: tf.KernelFunc) => tf.KernelFunc): void {
   const stock = tf.getKernel(kernelName, "wasm");
   if (!stock) return;
@@ -102,4 +130,5 @@ export function registerWasmKernels(): void {
   override("Identity", () => sharedIdentity);
   override("Slice", fastSlice);
   override("Unpack", fastUnpack);
+  override("OneHot", oneHot);
 }
