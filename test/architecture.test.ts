@@ -55,9 +55,9 @@ test("no import cycles, type imports included", () => {
   assert.deepEqual(cycles, []);
 });
 
-test("inference never imports training: generate/, serve/, judge/, weights/ and the inference commands", () => {
+test("inference never imports training: generate/, inspect/, serve/, judge/, weights/ and the inference commands", () => {
   const inference =
-    /^(generate|serve|judge|weights)\/|^cli\/commands\/(generate|chat|instruct|serve|export|evaluate|classify)\.ts$/;
+    /^(generate|inspect|serve|judge|weights)\/|^cli\/commands\/(generate|chat|instruct|serve|export|evaluate|classify|inspect)\.ts$/;
   const offending = [...importGraph()]
     .filter(([file]) => inference.test(file))
     .flatMap(([file, targets]) => targets.filter((t) => /^(train|finetune)\//.test(t)).map((t) => `${file} → ${t}`));

@@ -360,6 +360,17 @@ export interface AttentionOptions {
 }
 
 /**
+ * softmax(q·kᵀ/√hd + mask) for q [B,H,Tq,hd], kᵀ [B,H,hd,Tk]: the attention weights [B,H,Tq,Tk], each row a
+ * distribution over the keys a query may see (what `inspect attention` draws).
+ */
+export function attentionWeights(q: tf.Tensor4D, kT: tf.Tensor4D, mask: tf.Tensor2D | null): tf.Tensor4D {
+  return tf.tidy(() => {
+    const scores = batchMatMul(tf.mul(q, 1 / Math.sqrt(q.shape[3])) as tf.Tensor4D, kT); // [B,H,Tq,Tk]
+    return tf.softmax(mask ? tf.add(scores, mask) : scores) as tf.Tensor4D;
+  });
+}
+
+/**
  * softmax(q·kᵀ/√hd + mask) (with dropout) · v for q [B,H,Tq,hd], kᵀ [B,H,hd,Tk], v [B,H,Tk,hd] → [B,H,Tq,hd],
  * the core of causal self-attention as one op. The backward pass keeps q, kᵀ, v, the softmax weights and the
  * dropout mask; the score tensors in between are freed at once.
@@ -373,11 +384,9 @@ export function attention(q: tf.Tensor4D, kT: tf.Tensor4D, v: tf.Tensor4D, opts:
   if (!recording()) {
     // batched over [B,H] as they are: reshapes are kernels too, and generation runs these per token and block
     return tf.tidy(() => {
-      let scores = batchMatMul(tf.mul(q, scale) as tf.Tensor4D, kT); // [B,H,Tq,Tk]
-      if (opts.mask) scores = tf.add(scores, opts.mask);
-      const p =
-        seed !== null ? tf.mul(tf.softmax(scores), dropoutMask(scores.shape, opts.dropRate, seed)) : tf.softmax(scores);
-      return batchMatMul(p as tf.Tensor4D, v); // [B,H,Tq,hd]
+      const p = attentionWeights(q, kT, opts.mask); // [B,H,Tq,Tk]
+      const pd = seed !== null ? (tf.mul(p, dropoutMask(p.shape, opts.dropRate, seed)) as tf.Tensor4D) : p;
+      return batchMatMul(pd, v); // [B,H,Tq,hd]
     });
   }
   const op = tf.customGrad((qi, kTi, vi, save) => {

@@ -231,6 +231,20 @@ export class GPTModel {
     }
   }
 
+  /**
+   * The attention weights of block `layer` for ids [B,T] (inference: no dropout, no cache): [B,H,T,T], row i
+   * the distribution of query i over the keys 0..i.
+   */
+  attentionWeights(ids: tf.Tensor2D, layer: number): tf.Tensor4D {
+    this.checkIds(ids, 0);
+    return tf.tidy(() => {
+      let x = this.wpe.call(this.wte.call(ids)) as tf.Tensor3D; // [B,T,D]
+      for (const block of this.blocks.slice(0, layer)) x = block.call(x) as tf.Tensor3D;
+      const block = this.blocks[layer];
+      return block.attn.attentionWeights(block.ln1.call(x) as tf.Tensor3D);
+    });
+  }
+
   newCache(): KVCache {
     return new KVCache(this.blocks.length);
   }

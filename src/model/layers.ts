@@ -284,35 +284,53 @@ export class CausalSelfAttention extends GPTLayer<BlockConfig> {
     return tf.tidy(() => {
       const x = single(inputs) as tf.Tensor3D;
       const [B, T, D] = x.shape;
-      const { numHeads: H, dropRate } = this.cfg;
-      const hd = D / H;
-      const x2 = tf.reshape(x, [B * T, D]) as tf.Tensor2D;
-      const qkv = ops.linear(
-        x2,
-        this.cAttnWeight.read() as tf.Tensor2D,
-        this.cAttnBias?.read() as tf.Tensor1D | undefined,
-        this.frozen(this.cAttnWeight),
-      ); // [B*T,3D]
-      // each [B*T,D]; head h owns columns h*hd..(h+1)*hd-1. LoRA adapts q, k and v apart (the book's three Linears)
-      const [q, k, v] = tf.split(qkv, 3, 1).map((t, i) => this.withAdapter(QKV[i], x2, t as tf.Tensor2D));
-      // [B,T,H,hd] permuted; for one position (a KV-cached token) these permutations keep the order in memory,
-      // so one reshape does what a reshape and a transpose do
-      const heads = (t: tf.Tensor, perm: number[]): tf.Tensor4D => {
-        const shape: [number, number, number, number] = [B, T, H, hd];
-        if (T > 1) return tf.transpose(tf.reshape(t, shape), perm);
-        return tf.reshape(t, perm.map((i) => shape[i]) as typeof shape);
-      };
-      let kT = heads(k, [0, 2, 3, 1]); // [B,H,hd,T]
-      let vh = heads(v, [0, 2, 1, 3]); // [B,H,T,hd]
-      if (kwargs.past) ({ kT, v: vh } = kwargs.past.extend(kT, vh)); // [B,H,hd,Tpast+T], [B,H,Tpast+T,hd]
-      const Tk = kT.shape[3];
-      const mask = T > 1 ? causalMask(T, Tk) : null; // a single new query may see every key
-      const y = ops.attention(heads(q, [0, 2, 1, 3]), kT, vh, { mask, dropRate, seeds: kwargs.dropout }); // [B,H,T,hd]
+      const { q, kT, v, mask } = this.queriesKeysValues(x, kwargs.past);
+      const y = ops.attention(q, kT, v, { mask, dropRate: this.cfg.dropRate, seeds: kwargs.dropout }); // [B,H,T,hd]
       // heads side by side again
       const heads2 = tf.reshape(T === 1 ? y : tf.transpose(y, [0, 2, 1, 3]), [B * T, D]) as tf.Tensor2D;
       const out = this.project("c_proj", heads2, this.cProjWeight, this.cProjBias);
       return tf.reshape(out, [B, T, D]);
     });
+  }
+
+  /** The attention weights softmax(q·kᵀ/√hd + causal mask) of x [B,T,D] (no cache, no dropout): [B,H,T,T]. */
+  attentionWeights(x: tf.Tensor3D): tf.Tensor4D {
+    return tf.tidy(() => {
+      const { q, kT, mask } = this.queriesKeysValues(x);
+      return ops.attentionWeights(q, kT, mask);
+    });
+  }
+
+  /**
+   * q [B,H,T,hd], kᵀ [B,H,hd,Tk] and v [B,H,Tk,hd] of x [B,T,D] (with `past`, Tk counts the cached positions
+   * too, and the cache is extended), and the causal mask [T,Tk] (null for a single query, which sees every key).
+   */
+  private queriesKeysValues(x: tf.Tensor3D, past?: KVSlot) {
+    const [B, T, D] = x.shape;
+    const H = this.cfg.numHeads;
+    const hd = D / H;
+    const x2 = tf.reshape(x, [B * T, D]) as tf.Tensor2D;
+    const qkv = ops.linear(
+      x2,
+      this.cAttnWeight.read() as tf.Tensor2D,
+      this.cAttnBias?.read() as tf.Tensor1D | undefined,
+      this.frozen(this.cAttnWeight),
+    ); // [B*T,3D]
+    // each [B*T,D]; head h owns columns h*hd..(h+1)*hd-1. LoRA adapts q, k and v apart (the book's three Linears)
+    const [q, k, v] = tf.split(qkv, 3, 1).map((t, i) => this.withAdapter(QKV[i], x2, t as tf.Tensor2D));
+    // [B,T,H,hd] permuted; for one position (a KV-cached token) these permutations keep the order in memory,
+    // so one reshape does what a reshape and a transpose do
+    const heads = (t: tf.Tensor, perm: number[]): tf.Tensor4D => {
+      const shape: [number, number, number, number] = [B, T, H, hd];
+      if (T > 1) return tf.transpose(tf.reshape(t, shape), perm);
+      return tf.reshape(t, perm.map((i) => shape[i]) as typeof shape);
+    };
+    let kT = heads(k, [0, 2, 3, 1]); // [B,H,hd,T]
+    let vh = heads(v, [0, 2, 1, 3]); // [B,H,T,hd]
+    if (past) ({ kT, v: vh } = past.extend(kT, vh)); // [B,H,hd,Tpast+T], [B,H,Tpast+T,hd]
+    const Tk = kT.shape[3];
+    const mask = T > 1 ? causalMask(T, Tk) : null; // a single new query may see every key
+    return { q: heads(q, [0, 2, 1, 3]), kT, v: vh, mask };
   }
 }
 

@@ -14,6 +14,7 @@ import { infoCommand } from "./info.js";
 import { benchCommand } from "./bench.js";
 import { doctorCommand } from "./doctor.js";
 import { setupCommand } from "./setup.js";
+import { inspectCommand } from "./inspect.js";
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const commands: CommandModule<any, any>[] = [
@@ -29,6 +30,7 @@ export const commands: CommandModule<any, any>[] = [
   serveCommand,
   evaluateCommand,
   infoCommand,
+  inspectCommand,
   benchCommand,
   doctorCommand,
   setupCommand,
