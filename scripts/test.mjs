@@ -9,8 +9,9 @@
 // passes again on each of those Nodes: the whole suite on wasm, the backend-dependent files on tensorflow, and the
 // fixture's logits on webgpu.
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { dirname } from "node:path";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 
 const only = process.env.LLMCTL_TEST_BACKENDS?.split(",").filter(Boolean);
 const backends = only ?? ["wasm", "tensorflow", "webgpu"];
@@ -101,10 +102,15 @@ for (const node of nodes) {
     );
     passes++;
     // TAP, whatever Node's default reporter (Node 23+ picks spec), so that the totals below can be read
+    // each pass's temporary files in a folder of its own, removed when it ends: what tests leave behind (their
+    // model and run directories) must not pile up pass after pass until a CI machine's disk is full
+    const passTmp = mkdtempSync(join(tmpdir(), "llmctl-test-pass-"));
     const run = await runPass(node, ["--test", "--test-reporter=tap", "--test-concurrency=1", ...pattern, ...list], {
       ...env,
       LLMCTL_TEST_BACKEND: backend,
+      TMPDIR: passTmp,
     });
+    rmSync(passTmp, { recursive: true, force: true });
     const out = run.stdout;
     // a patterned pass reports the tests its pattern leaves out as skipped: they are not skipped tests
     for (const key of Object.keys(totals).filter((k) => !(pattern.length && k === "skipped"))) {

@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -26,6 +26,7 @@ function npm(args: string[], cwd: string): string {
 
 test("npm pack, npm install -g into a prefix: llmctl pretrains by config name and generates from another directory", async (t) => {
   const work = mkdtempSync(join(tmpdir(), "llmctl-package-"));
+  t.after(() => rmSync(work, { recursive: true, force: true })); // the installed package holds 1.6 GB
   npm(["pack", "--pack-destination", work], REPO_ROOT);
   const tgz = readdirSync(work).find((f) => f.endsWith(".tgz"));
   assert.ok(tgz, "npm pack wrote no tarball");

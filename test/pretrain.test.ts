@@ -1,9 +1,9 @@
 /**
  * Pretraining with the real GPT: the book's ch05 data numbers, exact resume (cpu and the suite pass's backend), and the CLI.
  */
-import { test, before } from "node:test";
+import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, existsSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, existsSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
@@ -32,7 +32,12 @@ before(async () => {
 });
 
 const verdict = () => sharedPath("datasets", "the-verdict.txt");
-const tmp = () => mkdtempSync(join(tmpdir(), "llmctl-pretrain-"));
+const made: string[] = [];
+const tmp = () => {
+  made.push(mkdtempSync(join(tmpdir(), "llmctl-pretrain-")));
+  return made.at(-1)!;
+};
+after(() => made.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
 
 /** A CLI run's inputs in a fresh directory: a tiny config of GPT-2's vocabulary with `train`, and 2,000 characters of the-verdict. */
 function tinyRun(train: Record<string, unknown>): { dir: string; cfgPath: string; text: string; out: string } {
