@@ -40,7 +40,8 @@ export function heatmapGridSvg(grid: HeatmapGrid): string {
     Math.ceil(0.62 * font * Math.max(1, ...[...grid.rowLabels, ...grid.columnLabels].map((l) => l.length))) + 8;
   const panelW = labelWidth + cols * cell + 24;
   const panelH = 28 + rows * cell + labelWidth;
-  const perRow = Math.max(1, Math.min(grid.maps.length, Math.floor(1200 / panelW)));
+  // a near-square grid of panels (12 heads: 4 × 3), no wider than about 1200 px
+  const perRow = Math.max(1, Math.min(Math.ceil(Math.sqrt(grid.maps.length)), Math.floor(1200 / panelW)));
   const top = grid.title ? 36 : 8;
   const W = perRow * panelW + 16;
   const H = top + Math.ceil(grid.maps.length / perRow) * panelH + 40;
