@@ -20,6 +20,11 @@ export async function loadFinetuneModel(
   const { meta, gpt: loaded } = await loadModelDir(dir);
   let gpt = loaded;
   try {
+    if (meta.tokenizer !== "gpt2")
+      throw new UsageError(
+        `${dir} has its own tokenizer (tokenizer.json); the finetunes read GPT-2 tokens`,
+        "finetune a model with GPT-2's tokenizer (load-gpt2, or pretrain without --tokenizer)",
+      );
     requireGpt2Vocabulary(gpt.config.vocab_size, dir);
     if (!run.resume && meta.lora)
       throw new UsageError(

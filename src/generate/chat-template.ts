@@ -13,7 +13,7 @@
 import { UsageError } from "../errors.js";
 import { formatExample, formatPrompt, responseHeader } from "./prompt-style.js";
 import { type PromptStyle } from "../model/model-meta.js";
-import { END_OF_TEXT, END_OF_TEXT_ID, type Tokenizer } from "../tokenizer/index.js";
+import type { Tokenizer } from "../tokenizer/index.js";
 
 export type ChatRole = "system" | "user" | "assistant";
 
@@ -44,10 +44,10 @@ export function chatPrompt(tokenizer: Tokenizer, messages: readonly ChatMessage[
   const segments = style ? styledSegments(messages, style) : [plainText(messages)];
   const ids: number[] = [];
   segments.forEach((segment, i) => {
-    if (i > 0) ids.push(END_OF_TEXT_ID);
+    if (i > 0) ids.push(tokenizer.endOfTextId);
     for (const id of tokenizer.encode(segment, { allowedSpecial: [] })) ids.push(id);
   });
-  return { text: segments.join(END_OF_TEXT), ids, stop: style ? [] : [`\n${PLAIN_USER}`] };
+  return { text: segments.join(tokenizer.endOfText), ids, stop: style ? [] : [`\n${PLAIN_USER}`] };
 }
 
 function plainText(messages: readonly ChatMessage[]): string {

@@ -4,7 +4,7 @@
  * limit, or when the caller aborts. `generate` stays the one token loop underneath.
  */
 import type { GPTModel } from "../model/gpt.js";
-import { END_OF_TEXT_ID, type Tokenizer } from "../tokenizer/index.js";
+import type { Tokenizer } from "../tokenizer/index.js";
 import { generate } from "./generate.js";
 import type { SamplingOptions } from "./sampler.js";
 import { StopSequences } from "./stop-sequences.js";
@@ -66,11 +66,11 @@ export async function generateText(
     topP: opts.topP,
     seed: opts.seed,
     maxNewTokens: opts.maxNewTokens,
-    eosId: stopAtEndOfText ? END_OF_TEXT_ID : null,
+    eosId: stopAtEndOfText ? tokenizer.endOfTextId : null,
     vocabLimit: tokenizer.vocabSize,
     signal,
     onToken: (id) => {
-      if (stopAtEndOfText && id === END_OF_TEXT_ID) return;
+      if (stopAtEndOfText && id === tokenizer.endOfTextId) return;
       emit(stops.push(stream.push(id)));
       if (stops.stopped) atStopString.abort();
     },

@@ -59,11 +59,18 @@ export interface LoraMeta {
 /** What a LoRA model's config.json records about its base (rank and alpha come from the model). */
 export type LoraBase = Omit<LoraMeta, "rank" | "alpha">;
 
+/**
+ * The tokenizer a model reads text with: GPT-2's, or its own byte-level BPE in the model directory's
+ * tokenizer.json (`llmctl pretrain --tokenizer DIR` copies it there; src/tokenizer/bpe-file.ts reads it).
+ */
+export const TOKENIZERS = ["gpt2", "tokenizer.json"] as const;
+export type TokenizerName = (typeof TOKENIZERS)[number];
+
 export interface ModelMeta {
   format: typeof MODEL_FORMAT;
   version: typeof MODEL_FORMAT_VERSION;
   model: GPTConfig;
-  tokenizer: "gpt2";
+  tokenizer: TokenizerName;
   head: HeadMeta;
   /** how instruction prompts are formatted (chapter 7 models) */
   prompt_style?: PromptStyle;
@@ -84,6 +91,8 @@ export interface ModelExtras {
   source?: string;
   /** a LoRA model's base */
   lora?: LoraBase;
+  /** the model has its own tokenizer.json (the caller writes the file); default "gpt2" */
+  tokenizer?: TokenizerName;
 }
 
 function bad(
@@ -122,11 +131,11 @@ export function validateModelMeta(raw: unknown, path: string): ModelMeta {
       "use the llmctl that wrote it",
     );
   }
-  if (o.tokenizer !== "gpt2")
+  if (!(TOKENIZERS as readonly unknown[]).includes(o.tokenizer))
     throw bad(
       path,
       o.tokenizer === undefined ? "no 'tokenizer'" : `unknown tokenizer ${JSON.stringify(o.tokenizer)}`,
-      'llmctl supports "gpt2"',
+      'llmctl supports "gpt2" and "tokenizer.json" (the model directory\'s own)',
     );
   const model = validateGPTConfig(o.model, `${path} (model)`);
   const h = o.head as Record<string, unknown> | undefined;
@@ -172,7 +181,7 @@ export function validateModelMeta(raw: unknown, path: string): ModelMeta {
     format: MODEL_FORMAT,
     version: MODEL_FORMAT_VERSION,
     model,
-    tokenizer: "gpt2",
+    tokenizer: o.tokenizer as TokenizerName,
     head,
     ...(o.prompt_style ? { prompt_style: o.prompt_style as PromptStyle } : {}),
     ...(o.source ? { source: o.source as string } : {}),
@@ -253,7 +262,7 @@ export function modelMetaFor(gpt: GPTModel, extra: ModelExtras = {}): ModelMeta 
     format: MODEL_FORMAT,
     version: MODEL_FORMAT_VERSION,
     model: gpt.config,
-    tokenizer: "gpt2",
+    tokenizer: extra.tokenizer ?? "gpt2",
     head,
     ...(extra.prompt_style ? { prompt_style: extra.prompt_style } : {}),
     ...(extra.source ? { source: extra.source } : {}),

@@ -78,9 +78,25 @@ class BytePairEncoder {
   }
 }
 
-export class Tokenizer {
+/**
+ * What every tokenizer gives: GPT-2's (below) and a byte-level BPE loaded from a tokenizer.json (./bpe-file.ts,
+ * `llmctl tokenizer train`).
+ */
+export interface Tokenizer {
+  /** "gpt2", or where a tokenizer.json was loaded from */
+  readonly name: string;
+  readonly vocabSize: number;
+  /** the special token that ends a text (joins files in pretrain, stops generation) */
+  readonly endOfText: string;
+  readonly endOfTextId: number;
+  encode(text: string, opts?: EncodeOptions): number[];
+  decode(ids: ArrayLike<number>): string;
+}
+
+export class Gpt2Tokenizer implements Tokenizer {
   readonly name = "gpt2";
   readonly vocabSize = GPT2_VOCAB_SIZE;
+  readonly endOfText = END_OF_TEXT;
   readonly endOfTextId = END_OF_TEXT_ID;
   private readonly enc = new BytePairEncoder(gpt2.bpe_ranks);
   /** GPT-2's pre-tokenizer: BPE never merges across these pieces, so each can be encoded (and cached) alone */
@@ -121,18 +137,22 @@ export class Tokenizer {
   }
 }
 
-let shared: Tokenizer | undefined;
+let shared: Gpt2Tokenizer | undefined;
 
-/** The rank table and the piece cache pay off across calls, so share one tokenizer. */
-export function getTokenizer(name = "gpt2"): Tokenizer {
+/**
+ * The rank table and the piece cache pay off across calls, so share one tokenizer. A model directory's own
+ * tokenizer (config.json `"tokenizer": "tokenizer.json"`) comes from `modelTokenizer` in ./bpe-file.ts.
+ */
+export function getTokenizer(name = "gpt2"): Gpt2Tokenizer {
   if (name !== "gpt2") throw new UsageError(`unknown tokenizer '${name}'`, "llmctl supports 'gpt2'");
-  shared ??= new Tokenizer();
+  shared ??= new Gpt2Tokenizer();
   return shared;
 }
 
 /**
  * A place where cutting the text cannot change the BPE result: a single space between two non-space
- * characters always starts a new pre-token (" word", " 42", " !"), and no special token contains a space.
+ * characters always starts a new pre-token (" word", " 42", " !"), and no special token contains a space
+ * (`llmctl tokenizer train` refuses specials with whitespace, and ./bpe-file.ts refuses to load them).
  */
 function lastSafeCut(text: string): number {
   for (let i = text.length - 2; i > 0; i--) {
@@ -173,9 +193,9 @@ export class IdBuffer {
  */
 export async function tokenizeFile(
   path: string,
-  opts: EncodeOptions & { onProgress?: (bytesRead: number) => void } = {},
+  opts: EncodeOptions & { onProgress?: (bytesRead: number) => void; tokenizer?: Tokenizer } = {},
 ): Promise<Uint16Array | Uint32Array> {
-  const tok = getTokenizer();
+  const tok = opts.tokenizer ?? getTokenizer();
   const out = new IdBuffer(tok.vocabSize > 65536);
   let pending = "";
   // fatal: text in another encoding is refused (at its first bad byte), not turned into U+FFFD

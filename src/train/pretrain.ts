@@ -6,15 +6,18 @@
  */
 import { decodeUtf8, requireFile } from "../formats/file.js";
 import { readFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { SlidingWindowLoader, SlidingWindowDataset, splitText, type TokenBatch } from "../data/sliding-window.js";
 import { isDatasetName, resolveDataPath } from "../data/datasets.js";
 import { firstIdOutside, isTokenFile, readTokenFile } from "../tokenizer/token-file.js";
-import { END_OF_TEXT, END_OF_TEXT_ID, getTokenizer } from "../tokenizer/index.js";
+import { getTokenizer, type Tokenizer } from "../tokenizer/index.js";
+import { TOKENIZER_FILE, loadTokenizerDir, modelTokenizer } from "../tokenizer/bpe-file.js";
+import { writeFileAtomic } from "../fs-atomic.js";
 import { ConfigError, FileFormatError, UsageError } from "../errors.js";
 import { buildGPT, type GPTModel } from "../model/gpt.js";
 import { loadConfigFile } from "../model/config.js";
 import { loadModelDir, saveModelDir } from "../model/model-dir.js";
+import { readModelMeta } from "../model/model-meta.js";
 import { NonFiniteLogitsError, generate } from "../generate/generate.js";
 import { languageModelLoss } from "./loss.js";
 import { namedParameters } from "./adamw.js";
@@ -38,15 +41,20 @@ export interface TokenSplit {
 /**
  * Read `files` and split them into training and validation tokens. Text files follow the book: the
  * characters are split at train_ratio, then each part is tokenized (several files are joined with
- * `<|endoftext|>`). When any file is a token file (`llmctl tokenize --out`), everything is turned into ids
- * (joined with the end-of-text id) and the ids are split at train_ratio instead. Every id must be below
- * `vocabSize`, the model's vocabulary (by default the tokenizer's).
+ * `<|endoftext|>`, the tokenizer's end of text). When any file is a token file (`llmctl tokenize --out`),
+ * everything is turned into ids (joined with the end-of-text id) and the ids are split at train_ratio instead.
+ * Every id must be below `vocabSize`, the model's vocabulary (by default the tokenizer's).
  */
-export function readPretrainTokens(files: string[], trainRatio: number, vocabSize?: number): TokenSplit {
+export function readPretrainTokens(
+  files: string[],
+  trainRatio: number,
+  vocabSize?: number,
+  tok: Tokenizer = getTokenizer(),
+): TokenSplit {
   if (files.length === 0)
     throw new ConfigError("no training data", "pass --data FILE (text or `llmctl tokenize --out` file)");
   for (const f of files) requireFile(f, { missing: `data file not found: ${f}`, fix: "check the --data path" });
-  const tok = getTokenizer();
+  const tokName = tok.name === "gpt2" ? "the GPT-2 tokenizer" : `the tokenizer ${tok.name}`;
   const modelVocab = vocabSize ?? tok.vocabSize;
   const tokenFiles = files.map((f) => isTokenFile(f));
   const text = (f: string) => {
@@ -60,12 +68,12 @@ export function readPretrainTokens(files: string[], trainRatio: number, vocabSiz
     if (bad >= 0)
       throw new ConfigError(
         `${where} gives token id ${ids[bad]} (at position ${bad}); the model's vocabulary has ${modelVocab} ids`,
-        `use a model config with vocab_size ${tok.vocabSize} (the GPT-2 tokenizer's)`,
+        `use a model config with vocab_size ${tok.vocabSize} (${tokName}'s)`,
       );
     return ids;
   };
   if (!tokenFiles.some(Boolean)) {
-    const { train, validation } = splitText(files.map(text).join(END_OF_TEXT), trainRatio);
+    const { train, validation } = splitText(files.map(text).join(tok.endOfText), trainRatio);
     const where = `the text of ${files.join(", ")}`;
     return { train: checked(tok.encode(train), where), validation: checked(tok.encode(validation), where) };
   }
@@ -74,7 +82,7 @@ export function readPretrainTokens(files: string[], trainRatio: number, vocabSiz
     const { ids, vocabSize } = readTokenFile(f);
     if (vocabSize !== tok.vocabSize) {
       throw new FileFormatError(
-        `${f} was tokenized for a vocabulary of ${vocabSize}, the GPT-2 tokenizer has ${tok.vocabSize}`,
+        `${f} was tokenized for a vocabulary of ${vocabSize}, ${tokName} has ${tok.vocabSize}`,
         "re-create it with `llmctl tokenize --out`",
       );
     }
@@ -84,7 +92,7 @@ export function readPretrainTokens(files: string[], trainRatio: number, vocabSiz
   const all = new Uint32Array(total);
   let at = 0;
   parts.forEach((p, i) => {
-    if (i > 0) all[at++] = END_OF_TEXT_ID;
+    if (i > 0) all[at++] = tok.endOfTextId;
     all.set(p as ArrayLike<number>, at);
     at += p.length;
   });
@@ -120,8 +128,12 @@ export function makePretrainLoaders(
 }
 
 /** The book's generate_and_print_sample: prompt + 50 greedy tokens, newlines shown as spaces. */
-export async function epochSample(gpt: GPTModel, prompt: string, maxNewTokens: number): Promise<string> {
-  const tok = getTokenizer();
+export async function epochSample(
+  gpt: GPTModel,
+  prompt: string,
+  maxNewTokens: number,
+  tok: Tokenizer = getTokenizer(),
+): Promise<string> {
   const ids = tok.encode(prompt);
   if (ids.length === 0) return "";
   try {
@@ -139,6 +151,11 @@ export interface PretrainOptions extends JobOptions {
   config?: string;
   /** text or token files, or dataset names, instead of the config's train.data (a new run only) */
   data?: string[];
+  /**
+   * a tokenizer directory (`llmctl tokenizer train --out`) instead of GPT-2's, a new run only: the model's
+   * vocab_size becomes the tokenizer's, and its tokenizer.json is saved with the model
+   */
+  tokenizer?: string;
 }
 
 export interface PretrainResult extends JobResult {
@@ -159,6 +176,8 @@ export function pretrain(opts: PretrainOptions): Promise<PretrainResult> {
   if (!resume && opts.config === undefined)
     throw new UsageError("give --config (or --resume DIR)", "e.g. llmctl pretrain --config gpt2-tiny --out runs/tiny");
   const config = resume ? null : loadConfigFile(opts.config!);
+  // the model's own tokenizer.json, copied into every model directory the run saves
+  let ownTokenizer: string | undefined;
   return runJob<TokenBatch, PretrainRecord, { trainTokens: number; validationTokens: number }>(opts, {
     task: "pretrain",
     newRun: {
@@ -166,18 +185,34 @@ export function pretrain(opts: PretrainOptions): Promise<PretrainResult> {
       where: opts.config ?? "pretrain",
       force: opts.force,
     },
-    sources: { config: opts.config, data: given },
+    sources: { config: opts.config, data: given, tokenizer: opts.tokenizer },
     start: async ({ settings, saved, emit, own }) => {
       // record paths absolute, so --resume from another directory reads the same files
       const absolute = (d: string) => (isDatasetName(d) ? d : resolve(d));
       if (!resume && settings.data !== null)
         settings.data = typeof settings.data === "string" ? absolute(settings.data) : settings.data.map(absolute);
       const files = await dataFiles(settings.data, emit);
-      const gpt = own(
-        resume ? (await loadModelDir(opts.outDir)).gpt : buildGPT(config!.model, { seed: settings.seed }),
-      );
+      let tok: Tokenizer = getTokenizer();
+      let model = config?.model;
+      if (resume) {
+        const meta = await readModelMeta(opts.outDir);
+        tok = await modelTokenizer(opts.outDir, meta.tokenizer);
+        if (meta.tokenizer === TOKENIZER_FILE) ownTokenizer = readFileSync(join(opts.outDir, TOKENIZER_FILE), "utf8");
+      } else if (opts.tokenizer !== undefined) {
+        const bpe = await loadTokenizerDir(opts.tokenizer);
+        tok = bpe;
+        ownTokenizer = readFileSync(bpe.name, "utf8");
+        if (model!.vocab_size !== tok.vocabSize)
+          emit({
+            kind: "notice",
+            text: `vocab_size ${model!.vocab_size} → ${tok.vocabSize}: the model's vocabulary is the tokenizer's (${bpe.name})`,
+            detail: true,
+          });
+        model = { ...model!, vocab_size: tok.vocabSize };
+      }
+      const gpt = own(resume ? (await loadModelDir(opts.outDir)).gpt : buildGPT(model!, { seed: settings.seed }));
       const data = makePretrainLoaders(
-        readPretrainTokens(files, settings.train_ratio, gpt.config.vocab_size),
+        readPretrainTokens(files, settings.train_ratio, gpt.config.vocab_size, tok),
         settings,
         gpt.config.context_length,
       );
@@ -202,11 +237,16 @@ export function pretrain(opts: PretrainOptions): Promise<PretrainResult> {
         train: data.train,
         validation: data.validation,
         saveModel: async (dir) => {
-          await saveModelDir(dir, gpt, { source: "llmctl pretrain" });
+          // the tokenizer first: a config.json naming tokenizer.json never stands without it
+          if (ownTokenizer !== undefined) await writeFileAtomic(join(dir, TOKENIZER_FILE), ownTokenizer);
+          await saveModelDir(dir, gpt, {
+            source: "llmctl pretrain",
+            ...(ownTokenizer !== undefined ? { tokenizer: TOKENIZER_FILE } : {}),
+          });
         },
         afterEpoch: async () =>
           settings.sample_tokens > 0
-            ? { sample: await epochSample(gpt, settings.sample_prompt, settings.sample_tokens) }
+            ? { sample: await epochSample(gpt, settings.sample_prompt, settings.sample_tokens, tok) }
             : {},
         finish: async () => ({ trainTokens: data.trainTokens, validationTokens: data.validationTokens }),
       };

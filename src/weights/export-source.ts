@@ -3,7 +3,11 @@
  * shape of the parameter table) before anything is written, so a bad directory fails with one line instead of
  * leaving half an export behind. A LoRA model reads as the plain model it merges into (../model/lora.ts).
  */
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { UsageError } from "../errors.js";
+import { writeFileAtomic } from "../fs-atomic.js";
+import { TOKENIZER_FILE } from "../tokenizer/bpe-file.js";
 import { readModelMeta } from "../model/model-meta.js";
 import { openModelWeights, type ModelWeights } from "../model/lora.js";
 
@@ -39,6 +43,9 @@ export async function exportModelDir(
   try {
     const { writeModelDir } = await import("../model/model-dir.js");
     let done = 0;
+    // the model's own tokenizer first: a config.json naming tokenizer.json never stands without it
+    if (src.meta.tokenizer === TOKENIZER_FILE)
+      await writeFileAtomic(join(outDir, TOKENIZER_FILE), await readFile(join(modelDir, TOKENIZER_FILE)));
     await writeModelDir(outDir, src.meta, async (name) => {
       const data = await src.read(name);
       opts.onProgress?.({ done: ++done, total: src.shapes.size, name });

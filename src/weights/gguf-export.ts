@@ -43,8 +43,7 @@ import {
 } from "../formats/gguf.js";
 import { formatPrompt, responseHeader } from "../generate/prompt-style.js";
 import { type PromptStyle } from "../model/model-meta.js";
-import { END_OF_TEXT, END_OF_TEXT_ID } from "../tokenizer/index.js";
-import { gpt2TokenizerFiles } from "../tokenizer/vocab.js";
+import { modelVocabulary, type TokenizerVocabulary } from "../tokenizer/bpe-file.js";
 import { openExportSource } from "./export-source.js";
 import { type ExportProgress } from "./hf-export.js";
 
@@ -114,14 +113,18 @@ function transpose(data: Float32Array, rows: number, cols: number): Float32Array
   return out;
 }
 
-/** GPT-2's tokenizer as GGUF keys; rows of the embedding beyond its 50257 tokens become unused [PADn] tokens. */
+/**
+ * The model's tokenizer (GPT-2's or its own byte-level BPE, both llama.cpp's "gpt2" model) as GGUF keys; rows of
+ * the embedding beyond its tokens become unused [PADn] tokens.
+ */
 function tokenizerMetadata(
-  { vocab, merges }: ReturnType<typeof gpt2TokenizerFiles>,
+  { vocab, merges, specialIds, endOfTextId }: TokenizerVocabulary,
   vocabSize: number,
 ): [string, GgufValue][] {
   const tokens: string[] = [];
   for (const [text, id] of Object.entries(vocab)) tokens[id] = text;
-  const types: number[] = tokens.map((_, id) => (id === END_OF_TEXT_ID ? TOKEN_CONTROL : TOKEN_NORMAL));
+  const special = new Set(specialIds);
+  const types: number[] = tokens.map((_, id) => (special.has(id) ? TOKEN_CONTROL : TOKEN_NORMAL));
   for (let id = tokens.length; id < vocabSize; id++) {
     tokens.push(`[PAD${id}]`);
     types.push(TOKEN_UNUSED);
@@ -132,8 +135,8 @@ function tokenizerMetadata(
     ["tokenizer.ggml.tokens", { type: "array", itemType: "string", value: tokens }],
     ["tokenizer.ggml.token_type", { type: "array", itemType: "int32", value: types }],
     ["tokenizer.ggml.merges", { type: "array", itemType: "string", value: merges }],
-    ["tokenizer.ggml.bos_token_id", { type: "uint32", value: END_OF_TEXT_ID }],
-    ["tokenizer.ggml.eos_token_id", { type: "uint32", value: END_OF_TEXT_ID }],
+    ["tokenizer.ggml.bos_token_id", { type: "uint32", value: endOfTextId }],
+    ["tokenizer.ggml.eos_token_id", { type: "uint32", value: endOfTextId }],
     ["tokenizer.ggml.add_bos_token", { type: "bool", value: false }],
     ["tokenizer.ggml.add_eos_token", { type: "bool", value: false }],
   ];
@@ -143,7 +146,7 @@ function metadata(
   cfg: GPTConfig,
   name: string,
   dtype: GgufDtype,
-  tokenizer: ReturnType<typeof gpt2TokenizerFiles>,
+  tokenizer: TokenizerVocabulary,
 ): Map<string, GgufValue> {
   const u32 = (value: number): GgufValue => ({ type: "uint32", value });
   return new Map<string, GgufValue>([
@@ -176,7 +179,12 @@ function ollamaModelName(ggufPath: string): string {
  * An Ollama Modelfile for FILE.gguf beside it. Instruction models get their prompt style as the TEMPLATE
  * (Ollama's Go template puts the user's message at {{ .Prompt }}); base models continue the text as given.
  */
-function ollamaModelfile(ggufFile: string, cfg: GPTConfig, promptStyle?: PromptStyle): string {
+function ollamaModelfile(
+  ggufFile: string,
+  cfg: GPTConfig,
+  promptStyle: PromptStyle | undefined,
+  endOfText: string,
+): string {
   const template = promptStyle
     ? formatPrompt({ instruction: "{{ .Prompt }}", input: "" }, promptStyle) + responseHeader(promptStyle)
     : "{{ .Prompt }}";
@@ -184,7 +192,7 @@ function ollamaModelfile(ggufFile: string, cfg: GPTConfig, promptStyle?: PromptS
     `# Ollama Modelfile written by llmctl export --format gguf: ollama create NAME -f Modelfile`,
     `FROM ./${ggufFile}`,
     `TEMPLATE """${template}"""`,
-    `PARAMETER stop "${END_OF_TEXT}"`,
+    `PARAMETER stop "${endOfText}"`,
     // llama.cpp aborts when a position passes the model's context: keep Ollama within it
     `PARAMETER num_ctx ${cfg.context_length}`,
     "",
@@ -225,12 +233,12 @@ export async function exportGguf(
   const { meta } = weights;
   const cfg = meta.model;
   try {
-    const tokenizer = gpt2TokenizerFiles();
+    const tokenizer = await modelVocabulary(modelDir, meta.tokenizer);
     const nTokens = Object.keys(tokenizer.vocab).length;
     if (cfg.vocab_size < nTokens) {
       throw new UsageError(
-        `${modelDir} has vocab_size ${cfg.vocab_size}, fewer rows than the ${nTokens} tokens of its GPT-2 tokenizer`,
-        "GGUF needs an embedding row for every token: export a model with the full GPT-2 vocabulary",
+        `${modelDir} has vocab_size ${cfg.vocab_size}, fewer rows than the ${nTokens} tokens of its tokenizer`,
+        "GGUF needs an embedding row for every token: export a model whose vocabulary is its tokenizer's",
       );
     }
     const planned = plan(cfg);
@@ -264,7 +272,7 @@ export async function exportGguf(
     }
     const modelfile = join(dirname(out), "Modelfile");
     try {
-      await writeFileAtomic(modelfile, ollamaModelfile(basename(out), cfg, meta.prompt_style));
+      await writeFileAtomic(modelfile, ollamaModelfile(basename(out), cfg, meta.prompt_style, tokenizer.endOfText));
     } catch (err) {
       throw writeError(modelfile, err);
     }

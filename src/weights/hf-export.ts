@@ -2,7 +2,8 @@
  * Export an llmctl model directory as a Hugging Face GPT-2 directory that transformers' GPT2LMHeadModel and
  * GPT2Tokenizer load: config.json (GPT2Config keys), model.safetensors (HF names, [in, out] Conv1D layout,
  * metadata format "pt" as transformers requires), and the tokenizer files vocab.json + merges.txt rebuilt
- * from js-tiktoken's GPT-2 ranks (../tokenizer/vocab.ts).
+ * from js-tiktoken's GPT-2 ranks (../tokenizer/vocab.ts); a model with its own tokenizer (`pretrain --tokenizer`)
+ * gets its tokenizer.json instead, which transformers' PreTrainedTokenizerFast (AutoTokenizer) loads.
  *
  * Our weights already carry HF names and layout, so the tensors are copied one at a time. Two gaps are
  * filled: HF GPT-2 always has a c_attn bias (zeros when we train without one, which computes the same),
@@ -18,6 +19,8 @@ import { writeSafetensors, type SafetensorsEntry } from "../formats/safetensors.
 import { openExportSource } from "./export-source.js";
 import { END_OF_TEXT, END_OF_TEXT_ID } from "../tokenizer/index.js";
 import { gpt2TokenizerFiles } from "../tokenizer/vocab.js";
+import { TOKENIZER_FILE, modelTokenizer } from "../tokenizer/bpe-file.js";
+import { readFile } from "node:fs/promises";
 
 /** transformers' GPT2Config for our model config. */
 export function hfGpt2Config(cfg: GPTConfig): Record<string, unknown> {
@@ -89,14 +92,35 @@ export async function exportHuggingFace(
     }));
     await makeDirectory(outDir);
     await writeSafetensors(join(outDir, "model.safetensors"), entries, { format: "pt" });
-    const config = hfGpt2Config(cfg);
+    const tok = await modelTokenizer(modelDir, meta.tokenizer);
+    const eos = tok.endOfTextId;
+    const config = { ...hfGpt2Config(cfg), bos_token_id: eos, eos_token_id: eos };
     await writeFileAtomic(join(outDir, CONFIG_FILE), JSON.stringify(config, null, 2) + "\n");
     await writeFileAtomic(
       join(outDir, "generation_config.json"),
-      JSON.stringify({ bos_token_id: END_OF_TEXT_ID, eos_token_id: END_OF_TEXT_ID }, null, 2) + "\n",
+      JSON.stringify({ bos_token_id: eos, eos_token_id: eos }, null, 2) + "\n",
     );
     const files = [CONFIG_FILE, "generation_config.json", "model.safetensors"];
-    if (opts.tokenizer !== false) {
+    if (opts.tokenizer !== false && meta.tokenizer === TOKENIZER_FILE) {
+      await writeFileAtomic(join(outDir, TOKENIZER_FILE), await readFile(join(modelDir, TOKENIZER_FILE)));
+      const special = tok.endOfText;
+      await writeFileAtomic(
+        join(outDir, "tokenizer_config.json"),
+        JSON.stringify(
+          {
+            tokenizer_class: "PreTrainedTokenizerFast",
+            model_max_length: cfg.context_length,
+            bos_token: special,
+            eos_token: special,
+            unk_token: special,
+            add_prefix_space: false,
+          },
+          null,
+          2,
+        ) + "\n",
+      );
+      files.push(TOKENIZER_FILE, "tokenizer_config.json");
+    } else if (opts.tokenizer !== false) {
       const { vocab, merges } = gpt2TokenizerFiles();
       await writeFile(join(outDir, "vocab.json"), JSON.stringify(vocab));
       await writeFile(join(outDir, "merges.txt"), ["#version: 0.2", ...merges].join("\n") + "\n");

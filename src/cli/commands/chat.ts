@@ -3,7 +3,7 @@ import type { CommandModule } from "yargs";
 import { createInterface } from "node:readline";
 import { UsageError } from "../../errors.js";
 import { withLanguageModel, modelOption } from "../load-model.js";
-import { getTokenizer } from "../../tokenizer/index.js";
+import { modelTokenizer } from "../../tokenizer/bpe-file.js";
 import { chatPrompt, type ChatMessage } from "../../generate/chat-template.js";
 import { checkSamplingOptions } from "../../generate/sampler.js";
 import { note, type GlobalOptions } from "../output.js";
@@ -42,7 +42,7 @@ export const chatCommand: CommandModule<GlobalOptions, ChatArgs> = {
   handler: (args) =>
     withLanguageModel(args, async ({ gpt, meta }) => {
       const { generateText } = await import("../../generate/generate-text.js");
-      const tokenizer = getTokenizer(meta.tokenizer);
+      const tokenizer = await modelTokenizer(args.model, meta.tokenizer);
       const style = meta.prompt_style;
       const context = gpt.config.context_length;
       const maxNewTokens = args["max-new-tokens"];

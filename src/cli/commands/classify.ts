@@ -3,7 +3,7 @@ import type { CommandModule } from "yargs";
 import { selectBackend } from "../backend.js";
 import { FileFormatError, UsageError } from "../../errors.js";
 import { loadModelShowingProgress, modelOption } from "../load-model.js";
-import { getTokenizer } from "../../tokenizer/index.js";
+import { modelTokenizer } from "../../tokenizer/bpe-file.js";
 import { checkPooling } from "../../model/model-meta.js";
 import { printJson, printLine, spinner, type GlobalOptions } from "../output.js";
 
@@ -94,7 +94,7 @@ export const classifyCommand: CommandModule<GlobalOptions, ClassifyArgs> = {
       const progress = spinner(`classifying ${texts.length} texts`);
       let results;
       try {
-        results = await classifyTexts(gpt, getTokenizer(), texts, {
+        results = await classifyTexts(gpt, await modelTokenizer(args.model, meta.tokenizer), texts, {
           labels,
           pool: checkPooling(head.pool ?? "last"),
           maxLength: head.max_length,

@@ -91,7 +91,7 @@ export const exportCommand: CommandModule<GlobalOptions, ExportArgs> = {
     } else {
       printLine(`wrote ${args.out} (${res.files.join(", ")})`);
       note(
-        `load it with: GPT2LMHeadModel.from_pretrained("${args.out}")${args.tokenizer ? ` and GPT2Tokenizer.from_pretrained("${args.out}")` : ""}`,
+        `load it with: GPT2LMHeadModel.from_pretrained("${args.out}")${args.tokenizer ? ` and AutoTokenizer.from_pretrained("${args.out}")` : ""}`,
       );
     }
   },
@@ -104,6 +104,7 @@ const HF_FILES = [
   "model.safetensors",
   "vocab.json",
   "merges.txt",
+  "tokenizer.json",
   "tokenizer_config.json",
 ];
 

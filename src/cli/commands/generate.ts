@@ -2,7 +2,8 @@ import type { CommandModule } from "yargs";
 import { selectBackend } from "../backend.js";
 import { UsageError } from "../../errors.js";
 import { loadModelShowingProgress, modelOption } from "../load-model.js";
-import { getTokenizer, END_OF_TEXT, END_OF_TEXT_ID } from "../../tokenizer/index.js";
+import { END_OF_TEXT } from "../../tokenizer/index.js";
+import { modelTokenizer } from "../../tokenizer/bpe-file.js";
 import { checkSamplingOptions } from "../../generate/sampler.js";
 import { TextStream } from "../../generate/text-stream.js";
 import { note, printJson, verbose, type GlobalOptions } from "../output.js";
@@ -65,7 +66,7 @@ export const generateCommand: CommandModule<GlobalOptions, GenerateArgs> = {
     const { generate, requireLanguageModel } = await import("../../generate/generate.js");
     try {
       requireLanguageModel(gpt);
-      const tok = getTokenizer(loaded.meta.tokenizer);
+      const tok = await modelTokenizer(args.model, loaded.meta.tokenizer);
       const promptIds = tok.encode(args.prompt);
       if (promptIds.length > gpt.config.context_length) {
         note(
@@ -77,7 +78,7 @@ export const generateCommand: CommandModule<GlobalOptions, GenerateArgs> = {
       const result = await generate(gpt, promptIds, {
         ...sampling,
         maxNewTokens: maxNew,
-        eosId: args["stop-at-eos"] ? END_OF_TEXT_ID : null,
+        eosId: args["stop-at-eos"] ? tok.endOfTextId : null,
         useCache: args.cache,
         seed: args.seed ?? 123,
         vocabLimit: tok.vocabSize,

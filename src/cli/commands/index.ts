@@ -1,5 +1,6 @@
 import type { CommandModule } from "yargs";
 import { tokenizeCommand } from "./tokenize.js";
+import { tokenizerCommand } from "./tokenizer.js";
 import { pretrainCommand } from "./pretrain.js";
 import { generateCommand } from "./generate.js";
 import { loadGpt2Command } from "./load-gpt2.js";
@@ -19,6 +20,7 @@ import { inspectCommand } from "./inspect.js";
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const commands: CommandModule<any, any>[] = [
   tokenizeCommand,
+  tokenizerCommand,
   pretrainCommand,
   generateCommand,
   loadGpt2Command,

@@ -4,6 +4,7 @@ import { selectBackend } from "../backend.js";
 import { loadModelShowingProgress, modelOption } from "../load-model.js";
 import { printJson, printLine, type GlobalOptions } from "../output.js";
 import { getTokenizer, type Tokenizer } from "../../tokenizer/index.js";
+import { modelTokenizer } from "../../tokenizer/bpe-file.js";
 import type { GPTModel } from "../../model/gpt.js";
 
 interface ModelViewArgs extends GlobalOptions {
@@ -53,7 +54,7 @@ async function withPrompt<R>(
       const { requireLanguageModel } = await import("../../generate/generate.js");
       requireLanguageModel(loaded.gpt, args.model);
     }
-    const tok = getTokenizer(loaded.meta.tokenizer);
+    const tok = await modelTokenizer(args.model, loaded.meta.tokenizer);
     const ids = tok.encode(args.prompt);
     const ctx = loaded.gpt.config.context_length;
     if (ids.length > ctx)

@@ -2,7 +2,7 @@ import { withAnswerFlags } from "../answer-flags.js";
 import type { CommandModule } from "yargs";
 import { UsageError } from "../../errors.js";
 import { withLanguageModel, modelOption } from "../load-model.js";
-import { getTokenizer } from "../../tokenizer/index.js";
+import { modelTokenizer } from "../../tokenizer/bpe-file.js";
 import { DEFAULT_PROMPT_STYLE } from "../../generate/prompt-style.js";
 import { note, printJson, printLine, type GlobalOptions } from "../output.js";
 
@@ -57,8 +57,9 @@ export const instructCommand: CommandModule<GlobalOptions, InstructArgs> = {
       const { generateResponse } = await import("../../generate/responses.js");
       const max = args["max-new-tokens"];
       const entry = { instruction: args.instruction!, input: args.input ?? "" };
+      const tokenizer = await modelTokenizer(args.model, meta.tokenizer);
       const answer = (onText?: (text: string) => void) =>
-        generateResponse(gpt, getTokenizer(), entry, style, {
+        generateResponse(gpt, tokenizer, entry, style, {
           maxNewTokens: max,
           temperature: args.temperature,
           topK: args["top-k"],

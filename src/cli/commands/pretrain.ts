@@ -9,6 +9,7 @@ interface PretrainArgs extends TrainingArgs {
   data?: string[];
   "max-length"?: number;
   stride?: number;
+  tokenizer?: string;
 }
 
 export const pretrainCommand: CommandModule<GlobalOptions, PretrainArgs> = {
@@ -42,7 +43,11 @@ export const pretrainCommand: CommandModule<GlobalOptions, PretrainArgs> = {
           describe: "run directory: model, checkpoints, log.jsonl, loss.svg",
         })
         .option("max-length", { type: "number", describe: "tokens per training window (default: the context length)" })
-        .option("stride", { type: "number", describe: "tokens between window starts (default: max-length)" }),
+        .option("stride", { type: "number", describe: "tokens between window starts (default: max-length)" })
+        .option("tokenizer", {
+          type: "string",
+          describe: "a tokenizer directory (`llmctl tokenizer train --out`) instead of GPT-2's; vocab_size follows it",
+        }),
       null,
       "give --out DIR for the run directory",
     )
@@ -55,12 +60,16 @@ export const pretrainCommand: CommandModule<GlobalOptions, PretrainArgs> = {
         "$0 pretrain --config gpt2-tiny --data corpus.bin --epochs 1 --out runs/corpus",
         "train on a token file from `llmctl tokenize --out`",
       )
+      .example(
+        "$0 pretrain --config gpt2-tiny --tokenizer tok/verdict --out runs/verdict",
+        "with your own BPE: the model's vocab_size is the tokenizer's, and the model keeps its tokenizer.json",
+      )
       .example("$0 pretrain --resume runs/ch05", "continue an interrupted run exactly where it stopped"),
   handler: async (a) => {
     const r = await runTrainingJob(a, async (job) => {
       const { pretrain } = await import("../../train/pretrain.js");
       const train = { ...job.train, max_length: a["max-length"], stride: a.stride };
-      return pretrain({ ...job, config: a.config, data: a.data, train });
+      return pretrain({ ...job, config: a.config, data: a.data, tokenizer: a.tokenizer, train });
     });
     if (a.json) {
       printJson({

@@ -2,7 +2,7 @@ import type { CommandModule } from "yargs";
 import { basename, resolve } from "node:path";
 import { UsageError } from "../../errors.js";
 import { withLanguageModel, modelOption } from "../load-model.js";
-import { getTokenizer } from "../../tokenizer/index.js";
+import { modelTokenizer } from "../../tokenizer/bpe-file.js";
 import { note, printJson, printLine, type GlobalOptions } from "../output.js";
 
 interface ServeArgs extends GlobalOptions {
@@ -65,7 +65,7 @@ export const serveCommand: CommandModule<GlobalOptions, ServeArgs> = {
       const { startServer } = await import("../../serve/server.js");
       const server = await startServer({
         gpt,
-        tokenizer: getTokenizer(meta.tokenizer),
+        tokenizer: await modelTokenizer(args.model, meta.tokenizer),
         modelId,
         promptStyle: meta.prompt_style,
         host: args.host,
