@@ -6,7 +6,6 @@
  */
 import { trainStep } from "../train/step.js";
 import * as tf from "@tensorflow/tfjs";
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { availableParallelism, loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
@@ -19,6 +18,7 @@ import { AdamW } from "../train/adamw.js";
 import { sparseCrossEntropy } from "../train/loss.js";
 import { namedParameters } from "../train/adamw.js";
 import { type BackendStatus, backendThreads } from "../backend/index.js";
+import { runProgram } from "../run-program.js";
 
 export interface BenchShape {
   /** config name, e.g. "gpt2-tiny" */
@@ -161,23 +161,10 @@ export function torchRefPath(): string | undefined {
   return undefined;
 }
 
-/** Run a program to completion and collect its output (a failure to start is code −1). */
-export function run(cmd: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolvePromise) => {
-    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("error", (err) => resolvePromise({ code: -1, stdout, stderr: String(err) }));
-    child.on("close", (code) => resolvePromise({ code: code ?? -1, stdout, stderr }));
-  });
-}
-
 /** Does this python have PyTorch? */
 export async function pythonHasTorch(python: string): Promise<boolean> {
   if (!existsSync(python)) return false;
-  return (await run(python, ["-c", "import torch"])).code === 0;
+  return (await runProgram(python, ["-c", "import torch"])).code === 0;
 }
 
 /** The threads each reference (PyTorch, llama.cpp) gets unless told: the two cores of the reference machine. */
@@ -226,7 +213,7 @@ export async function benchTorch(
     `sys.argv = ${JSON.stringify(argv)}\n` +
     "runpy.run_path(sys.argv[0], run_name='__main__')\n" +
     "print(json.dumps({'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))\n";
-  const r = await run(python, ["-c", code]);
+  const r = await runProgram(python, ["-c", code]);
   const lines = r.stdout
     .trim()
     .split("\n")

@@ -9,7 +9,6 @@
  * hub's gpt2 files, so both are built from the GPT-2 ranks js-tiktoken ships, written to a temporary directory
  * (as tiktoken ranks, and as vocab.json + merges.txt by gpt2TokenizerFiles).
  */
-import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -108,20 +107,6 @@ function packageVersion(name: string): string {
   return "";
 }
 
-/** Run a program to completion and collect its output (a failure to start is code −1). */
-function run(cmd: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  // src/bench/bench.ts has the same helper, but importing it loads TensorFlow.js
-  return new Promise((resolvePromise) => {
-    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("error", (err) => resolvePromise({ code: -1, stdout, stderr: String(err) }));
-    child.on("close", (code) => resolvePromise({ code: code ?? -1, stdout, stderr }));
-  });
-}
-
 /** Which of the packages the Python rows need are importable, with their versions (no import: fast). */
 const PROBE = `
 import importlib.metadata as md, importlib.util as u, json, sys
@@ -176,6 +161,7 @@ if os.path.exists(os.path.join(d, "vocab.json")):
         out["hf"] = {"skipped": f"{type(e).__name__}: {e}"}
 print(json.dumps(out))
 `;
+import { runProgram } from "../run-program.js";
 
 interface PythonRow {
   key: "tiktoken" | "hf";
@@ -192,7 +178,7 @@ function lastLine(text: string): string {
 async function measurePython(python: string, text: string, repeats: number): Promise<PythonRow[]> {
   const tiktokenNote = "GPT-2 ranks from js-tiktoken's file (get_encoding would download them)";
   const hfNote = "built from vocab.json + merges.txt llmctl writes (no hub access)";
-  const probe = await run(python, ["-c", PROBE]);
+  const probe = await runProgram(python, ["-c", PROBE]);
   if (probe.code !== 0) {
     const why =
       probe.code === -1
@@ -237,7 +223,7 @@ async function measurePython(python: string, text: string, repeats: number): Pro
       writeFileSync(join(dir, "vocab.json"), JSON.stringify(vocab));
       writeFileSync(join(dir, "merges.txt"), ["#version: 0.2", ...merges].join("\n") + "\n");
     }
-    const r = await run(python, ["-c", MEASURE, dir, String(repeats)]);
+    const r = await runProgram(python, ["-c", MEASURE, dir, String(repeats)]);
     if (r.code !== 0) {
       for (const row of rows) row.skipped ??= `${python} failed: ${lastLine(r.stderr)}`;
       return rows;

@@ -61,7 +61,7 @@ async function benchChild(v: Variant, config: string, steps: number): Promise<Be
     "--no-llama-cpp",
   ];
   if (v.bf16) args.push("--bf16");
-  const { run } = await import("../../bench/bench.js");
+  const { runProgram: run } = await import("../../run-program.js");
   const { code, stdout, stderr } = await run(process.execPath, args);
   const line = stdout.trim().split("\n").pop() ?? "";
   if (code === 0 && line.startsWith("{")) return JSON.parse(line) as BenchRecord;
