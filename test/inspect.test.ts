@@ -235,6 +235,7 @@ test("inspect: a layer or head out of range, a prompt past the context, an empty
     [["attention", "-m", dir, "-p", PROMPT, "--out", "a.png"], /--out a\.png is not an \.svg file/],
     [["next", "--book-example", "-m", dir], /give --model and --prompt, or --book-example alone/],
     [["windows", "--file", VERDICT(), "--max-length", "6000"], /not one batch of 1/],
+    [["windows", "--file", "no-such-file.txt"], /--file no-such-file\.txt: no such file, and not a dataset name/],
   ];
   for (const [args, message] of cases) {
     const r = await runCli(["inspect", ...args], { env: cliEnv() });

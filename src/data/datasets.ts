@@ -261,19 +261,23 @@ async function fetchZipMember(
 }
 
 /**
- * What `--data X` means on every command: an existing file path wins; otherwise X must be a dataset name,
- * fetched as above. Returns a local file path; the command checks the format it expects.
+ * What `--data X` (or another flag's, `flag`) means on every command: an existing file path wins; otherwise X
+ * must be a dataset name, fetched as above. Returns a local file path; the command checks the format it expects.
  */
-export async function resolveDataPath(nameOrFile: string, opts: FetchDatasetOptions = {}): Promise<string> {
+export async function resolveDataPath(
+  nameOrFile: string,
+  opts: FetchDatasetOptions & { flag?: string } = {},
+): Promise<string> {
+  const flag = opts.flag ?? "--data";
   const path = resolve(nameOrFile);
   if (existsSync(path)) {
     if (statSync(path).isDirectory())
-      throw new UsageError(`--data ${nameOrFile} is a directory`, "pass a data file or a dataset name");
+      throw new UsageError(`${flag} ${nameOrFile} is a directory`, "pass a data file or a dataset name");
     return path;
   }
   if (isDatasetName(nameOrFile)) return fetchDataset(nameOrFile, opts);
   throw new UsageError(
-    `--data ${nameOrFile}: no such file, and not a dataset name`,
+    `${flag} ${nameOrFile}: no such file, and not a dataset name`,
     `pass an existing file or one of: ${DATASET_NAMES.join(", ")}`,
   );
 }

@@ -97,7 +97,7 @@ const windowsCommand: CommandModule<GlobalOptions, WindowsArgs> = {
     const { resolveDataPath } = await import("../../data/datasets.js");
     const { readTextFile } = await import("../../formats/file.js");
     const { windowBatches } = await import("../../inspect/dataloader.js");
-    const path = await resolveDataPath(args.file);
+    const path = await resolveDataPath(args.file, { flag: "--file" });
     const tok = getTokenizer();
     const text = await readTextFile(path);
     if (text.length === 0) throw new UsageError(`${args.file} is empty`, "give a file with some text");
