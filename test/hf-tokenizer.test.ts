@@ -37,6 +37,8 @@ test("the Oniguruma regex in JS: (?i:…) as classes (ſ and the Kelvin sign too
   assert.deepEqual(pieces(hfRegExp("[^\\s]+", "test"), "a\u0085b\ufeffc"), ["a", "b\ufeffc"]);
   assert.deepEqual(pieces(hfRegExp("\\d+|\\.", "test"), "a١٢3.x"), ["١٢3", "."]);
   assert.deepEqual(pieces(hfRegExp("(?i:ab)c", "test"), "ABc aBc ABC"), ["ABc", "aBc"]);
+  // escaped punctuation: \- and \' are the characters (JS's u flag allows \- only in a class)
+  assert.deepEqual(pieces(hfRegExp("\\-\\'[\\-a]+", "test"), "x-'a-a"), ["-'a-a"]);
   for (const [pattern, what] of [
     ["(?x)a", "the group (?x)"],
     ["\\h+", "the escape \\h"],

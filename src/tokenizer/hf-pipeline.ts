@@ -26,7 +26,7 @@ function caseless(c: string): string {
 }
 
 /** Characters that keep a backslash in a JS `u` RegExp (any other escaped punctuation is the character itself). */
-const SYNTAX = new Set("^$\\.*+?()[]{}|/-");
+const SYNTAX = new Set("^$\\.*+?()[]{}|/");
 
 /**
  * A JS RegExp (flags "gu") that matches what Oniguruma matches with `pattern` (Ruby syntax, as `tokenizers`
@@ -62,7 +62,7 @@ export function hfRegExp(pattern: string, where: string): RegExp {
         out += "\\p{Nd}"; // Oniguruma's \d on Unicode text is every decimal digit
       else if ("rntfv".includes(e)) out += `\\${e}`;
       else if (/[\p{L}\p{N}]/u.test(e)) throw bad(`the escape \\${e}`);
-      else out += SYNTAX.has(e) ? `\\${e}` : e;
+      else out += SYNTAX.has(e) || (inClass && e === "-") ? `\\${e}` : e; // `\-` is valid only in a class
       continue;
     }
     if (inClass) {
@@ -161,7 +161,7 @@ export function hfPreTokenizer(json: unknown, where: string): RegExp[] {
         throw refuse(`a Split with behavior ${JSON.stringify(p.behavior)}${p.invert ? " inverted" : ""}`);
       if (typeof pattern?.Regex === "string") steps.push(hfRegExp(pattern.Regex, where));
       else if (typeof pattern?.String === "string" && pattern.String.length > 0)
-        steps.push(new RegExp(pattern.String.replace(/[.*+?^${}()|[\]\\/-]/g, "\\$&"), "gu"));
+        steps.push(new RegExp(pattern.String.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&"), "gu"));
       else throw refuse("a Split without a Regex or String pattern");
     } else throw refuse(`the pre-tokenizer ${JSON.stringify(p?.type ?? null)}`);
   };
