@@ -9,8 +9,20 @@
  *
  * System messages are a paragraph (text + "\n\n") where they stand. Message text is always ordinary text: an
  * "<|endoftext|>" typed by a user does not become the special token.
+ *
+ * A model directory that holds a Hugging Face chat template (chat_template.jinja, or tokenizer_config.json's) gets
+ * that instead (`modelChatPrompt`), rendered and encoded as transformers' apply_chat_template does.
  */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { UsageError } from "../errors.js";
+import {
+  CHAT_TEMPLATE_FILE,
+  TOKENIZER_CONFIG_FILE,
+  loadHfChatTemplate,
+  type HfChatMessage,
+} from "../tokenizer/hf-chat-template.js";
+import { readTextFile } from "../formats/file.js";
 import { formatExample, formatPrompt, responseHeader } from "./prompt-style.js";
 import { type PromptStyle } from "../model/model-meta.js";
 import type { Tokenizer } from "../tokenizer/index.js";
@@ -90,4 +102,28 @@ function styledSegments(messages: readonly ChatMessage[], style: PromptStyle): s
       ? e.system + formatExample({ ...entry, output: e.output.join("\n\n") }, style)
       : e.system + formatPrompt(entry, style) + responseHeader(style);
   });
+}
+
+/** Whether a model directory has a Hugging Face chat template of its own. */
+export async function hasHfChatTemplate(dir: string): Promise<boolean> {
+  if (existsSync(join(dir, CHAT_TEMPLATE_FILE))) return true;
+  const config = join(dir, TOKENIZER_CONFIG_FILE);
+  return existsSync(config) && /"chat_template"\s*:/.test(await readTextFile(config));
+}
+
+/**
+ * The prompt for the model's reply: the model directory's Hugging Face chat template when it has one (its text
+ * encoded with the special tokens it writes, nothing added: transformers' apply_chat_template(tokenize=True)),
+ * else llmctl's (`chatPrompt`).
+ */
+export async function modelChatPrompt(
+  dir: string,
+  tokenizer: Tokenizer,
+  messages: readonly ChatMessage[],
+  style?: PromptStyle,
+): Promise<ChatPrompt> {
+  if (!(await hasHfChatTemplate(dir))) return chatPrompt(tokenizer, messages, style);
+  const template = await loadHfChatTemplate(dir);
+  const text = template.render(messages as readonly HfChatMessage[], { addGenerationPrompt: true });
+  return { text, ids: tokenizer.encode(text), stop: [] };
 }

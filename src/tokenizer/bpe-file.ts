@@ -1,19 +1,21 @@
 /**
- * A byte-level BPE of one's own in Hugging Face's tokenizer.json (what `llmctl tokenizer train` writes, and
- * what `tokenizers.Tokenizer.from_file` loads and encodes identically), and the tokenizer loaded from one.
+ * Byte-level BPE in Hugging Face's tokenizer.json: the one `llmctl tokenizer train` writes (and
+ * `tokenizers.Tokenizer.from_file` loads and encodes identically), and the tokenizer loaded from such a file,
+ * ours or a published model's (GPT-2, Llama 3, Qwen2/3).
  *
- * The file, as GPT-2's own tokenizer.json: model "BPE" (vocab: token → id, merges "left right" in order, tokens
- * spelled with GPT-2's bytes_to_unicode), pre_tokenizer and decoder "ByteLevel" (GPT-2's regex, no prefix
- * space), the specials as added_tokens. Encoding is Hugging Face's: the allowed specials are cut out first,
- * each remaining part is split by the regex, and each piece's bytes merge pairwise by merge rank (the lowest
- * ranked adjacent pair first, leftmost among equals) until no adjacent pair has a merge.
- */
+ * The file: model "BPE" (vocab: token → id, merges "left right" in order, tokens spelled with GPT-2's
+ * bytes_to_unicode), a pre_tokenizer with a ByteLevel in it, the added tokens. Encoding is Hugging Face's: the
+ * added tokens are cut out first, the rest is normalized (./hf-pipeline.ts) and split into pieces by the
+ * pre-tokenizer's regexes, and each piece's bytes merge pairwise by merge rank (the lowest ranked adjacent pair
+ * first, leftmost among equals) until no adjacent pair has a merge; with ignore_merges a piece that is itself a
+ * token is that token. */
 import { existsSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { FileFormatError, LlmctlError, UsageError } from "../errors.js";
 import { makeDirectory, writeFileAtomic } from "../fs-atomic.js";
 import { readTextFile } from "../formats/file.js";
-import { MAX_VOCAB_SIZE, preTokenizer, splitSpecials, type BpeModel } from "./bpe-train.js";
+import { MAX_VOCAB_SIZE, type BpeModel } from "./bpe-train.js";
+import { hfNormalizer, hfPostProcessor, hfPreTokenizer, type HfTemplate } from "./hf-pipeline.js";
 import { END_OF_TEXT, getTokenizer, type EncodeOptions, type Tokenizer } from "./index.js";
 import { byteToUnicode, gpt2TokenizerFiles } from "./vocab.js";
 
@@ -97,13 +99,27 @@ export async function writeBpeFiles(dir: string, model: BpeModel): Promise<strin
   return written.map(([path]) => path);
 }
 
-/** A byte-level BPE loaded from a Hugging Face tokenizer.json. */
+/** An added token's fields that change matching; llmctl reads them all false. */
+const ADDED_TOKEN_FLAGS = ["lstrip", "rstrip", "single_word"] as const;
+
+/** The end-of-text token, by the names families give it (the first special otherwise). */
+const END_OF_TEXT_NAMES = [END_OF_TEXT, "<|end_of_text|>", "</s>", "<eos>"];
+
+/**
+ * A byte-level BPE loaded from a Hugging Face tokenizer.json: one `llmctl tokenizer train` wrote, GPT-2's, or
+ * today's small open models' (Llama 3, Qwen2/3; their normalizer, pre-tokenizer and post-processor are read by
+ * ./hf-pipeline.ts).
+ */
 export class BpeTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly endOfText: string;
   readonly endOfTextId: number;
-  /** the special tokens (added_tokens) → id */
+  /** the special tokens (added_tokens with special: true) → id */
   readonly specials: ReadonlyMap<string, number>;
+  /** every added token (special or not) → id: matched in the text before anything else */
+  readonly addedTokens: ReadonlyMap<string, number>;
+  /** the post-processor's template: ids before and after a text encoded with `addSpecialTokens` */
+  readonly template: HfTemplate;
   /** byte value → its token id */
   private readonly byteIds: number[];
   /** pair key (left id × 2^21 + right id) → merge rank */
@@ -112,9 +128,16 @@ export class BpeTokenizer implements Tokenizer {
   private readonly mergedIds: number[] = [];
   /** id → its bytes (undefined for ids that are no token) */
   private readonly bytesOf: (Uint8Array | undefined)[] = [];
-  private readonly pieces = preTokenizer();
+  /** ignore_merges (Llama 3): a piece that is itself a token (bytes_to_unicode spelling → id) is taken whole */
+  private readonly wholePieces?: Map<string, number>;
+  private readonly normalize?: (text: string) => string;
+  /** the pre-tokenizer's regexes, applied one after the other */
+  private readonly splits: RegExp[];
+  /** the added-token regexes, by the specials allowed (their names joined by NUL; "*": all) */
+  private readonly addedSplits = new Map<string, RegExp | undefined>();
   private readonly cache = new Map<string, number[]>();
   private readonly utf8 = new TextDecoder("utf-8");
+  private readonly b2u = byteToUnicode();
 
   /** `name`: where it was loaded from (for messages); `json`: the parsed tokenizer.json */
   constructor(
@@ -122,16 +145,18 @@ export class BpeTokenizer implements Tokenizer {
     json: unknown,
   ) {
     const bad = (problem: string) =>
-      new FileFormatError(`${name}: ${problem}`, "give a tokenizer.json written by `llmctl tokenizer train`");
+      new FileFormatError(
+        `${name}: ${problem}`,
+        "give a byte-level BPE tokenizer.json (`llmctl tokenizer train`, GPT-2's, Llama 3's, Qwen's)",
+      );
     const o = (typeof json === "object" && json !== null ? json : {}) as Record<string, unknown>;
     const model = (o.model ?? {}) as Record<string, unknown>;
     if (model.type !== "BPE") throw bad(`model.type must be "BPE", got ${JSON.stringify(model.type)}`);
-    const pre = o.pre_tokenizer as Record<string, unknown> | null | undefined;
-    if (pre?.type !== "ByteLevel" || pre.use_regex === false || pre.add_prefix_space === true)
-      throw bad("only a ByteLevel pre_tokenizer with GPT-2's regex and no prefix space is supported");
-    if (o.normalizer !== null && o.normalizer !== undefined) throw bad("a normalizer is not supported");
-    if (model.continuing_subword_prefix || model.end_of_word_suffix || model.ignore_merges === true || model.dropout)
-      throw bad("continuing_subword_prefix, end_of_word_suffix, ignore_merges and dropout are not supported");
+    this.normalize = hfNormalizer(o.normalizer, name);
+    this.splits = hfPreTokenizer(o.pre_tokenizer, name);
+    this.template = hfPostProcessor(o.post_processor, name);
+    if (model.continuing_subword_prefix || model.end_of_word_suffix || model.dropout)
+      throw bad("continuing_subword_prefix, end_of_word_suffix and dropout are not supported");
     const vocab = model.vocab as Record<string, unknown> | undefined;
     if (typeof vocab !== "object" || vocab === null || Array.isArray(vocab)) throw bad("model.vocab must be an object");
     const idOf = new Map<string, number>();
@@ -142,13 +167,14 @@ export class BpeTokenizer implements Tokenizer {
       maxId = Math.max(maxId, id);
       return id;
     };
-    const u2b = new Map(byteToUnicode().map((c, b) => [c, b]));
+    const u2b = new Map(this.b2u.map((c, b) => [c, b]));
     for (const [token, id] of Object.entries(vocab)) {
       idOf.set(token, checkId(id, `token ${JSON.stringify(token)}`));
       const chars = Array.from(token);
       if (chars.every((c) => u2b.has(c))) this.bytesOf[id as number] = Uint8Array.from(chars, (c) => u2b.get(c)!);
     }
-    this.byteIds = byteToUnicode().map((c, b) => {
+    if (model.ignore_merges === true) this.wholePieces = idOf;
+    this.byteIds = this.b2u.map((c, b) => {
       const id = idOf.get(c);
       if (id === undefined) throw bad(`no token for byte ${b} (${JSON.stringify(c)}): not a byte-level BPE`);
       return id;
@@ -167,28 +193,44 @@ export class BpeTokenizer implements Tokenizer {
       this.mergedIds[rank] = merged;
     });
     const specials = new Map<string, number>();
+    const addedTokens = new Map<string, number>();
     const added = o.added_tokens ?? [];
     if (!Array.isArray(added)) throw bad("added_tokens must be a list");
     for (const t of added as Record<string, unknown>[]) {
       const content = t?.content;
+      const what = `added token ${JSON.stringify(content)}`;
+      // no whitespace: tokenizeFile cuts text at single spaces, which must not fall inside an added token
       if (typeof content !== "string" || content.length === 0 || /\s/u.test(content))
-        throw bad(`added token ${JSON.stringify(content)} must be a non-empty string without whitespace`);
-      const id = checkId(t.id, `added token ${JSON.stringify(content)}`);
-      specials.set(content, id);
+        throw bad(`${what} must be a non-empty string without whitespace`);
+      const flag = ADDED_TOKEN_FLAGS.find((f) => t[f] === true);
+      if (flag) throw bad(`${what} has ${flag}: true, which is not supported`);
+      // tokenizers matches a normalized added token in the normalized text; llmctl matches all before normalizing
+      if (t.normalized === true && this.normalize) throw bad(`${what} is normalized, under a normalizer`);
+      const id = checkId(t.id, what);
+      addedTokens.set(content, id);
+      if (t.special !== false) specials.set(content, id); // llmctl's own files before `special` was read: all are
       this.bytesOf[id] = Buffer.from(content, "utf8");
     }
-    const end = specials.has(END_OF_TEXT) ? END_OF_TEXT : [...specials.keys()][0];
+    const end = END_OF_TEXT_NAMES.find((n) => specials.has(n)) ?? [...specials.keys()][0];
     if (end === undefined)
       throw bad(`no special token to end a text (added_tokens is empty; ${END_OF_TEXT} is the usual one)`);
     this.specials = specials;
+    this.addedTokens = addedTokens;
     this.endOfText = end;
     this.endOfTextId = specials.get(end)!;
     this.vocabSize = maxId + 1;
   }
 
-  /** One pre-token's ids: its bytes, merged by rank. */
+  /** One pre-token's ids: the whole piece if it is a token and merges are ignored, else its bytes merged by rank. */
   private encodePiece(piece: string): number[] {
-    const ids = Array.from(Buffer.from(piece, "utf8"), (b) => this.byteIds[b]);
+    const bytes = Buffer.from(piece, "utf8");
+    if (this.wholePieces) {
+      let spelled = "";
+      for (const b of bytes) spelled += this.b2u[b];
+      const id = this.wholePieces.get(spelled);
+      if (id !== undefined) return [id];
+    }
+    const ids = Array.from(bytes, (b) => this.byteIds[b]);
     for (;;) {
       let best = -1;
       let bestRank = Infinity;
@@ -201,24 +243,71 @@ export class BpeTokenizer implements Tokenizer {
     }
   }
 
-  /** Specials in the text encode to their ids (by default all of them; `allowedSpecial: []`: none). */
+  /** The regex that finds the added tokens to match: the non-special ones and the allowed specials. */
+  private addedSplit(allowedSpecial: readonly string[] | undefined): RegExp | undefined {
+    const key = allowedSpecial === undefined ? "*" : allowedSpecial.join("\0");
+    if (!this.addedSplits.has(key)) {
+      const names = [...this.addedTokens.keys()].filter(
+        (t) => !this.specials.has(t) || allowedSpecial === undefined || allowedSpecial.includes(t),
+      );
+      // longest first: tokenizers matches the leftmost-longest added token
+      const escaped = names.sort((a, b) => b.length - a.length).map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
+      this.addedSplits.set(key, names.length > 0 ? new RegExp(escaped.join("|"), "gu") : undefined);
+    }
+    return this.addedSplits.get(key);
+  }
+
+  /**
+   * Hugging Face's encode: added tokens are cut out first (the non-special ones always, the specials that are
+   * allowed: by default all; `allowedSpecial: []`: none), the rest normalized, split into pieces and
+   * byte-pair-encoded. `addSpecialTokens`: the post-processor's template around it (Llama 3's <|begin_of_text|>).
+   */
   encode(text: string, opts: EncodeOptions = {}): number[] {
-    const allowed = (opts.allowedSpecial ?? [...this.specials.keys()]).filter((s) => this.specials.has(s));
-    const { parts, found } = splitSpecials(text, allowed);
     const out: number[] = [];
-    parts.forEach((part, i) => {
-      if (i > 0) out.push(this.specials.get(found[i - 1])!);
-      for (const [piece] of part.matchAll(this.pieces)) {
-        let ids = this.cache.get(piece);
-        if (ids === undefined) {
-          ids = this.encodePiece(piece);
-          if (this.cache.size >= PIECE_CACHE_SIZE) this.cache.clear();
-          this.cache.set(piece, ids);
-        }
-        for (const id of ids) out.push(id);
+    if (opts.addSpecialTokens) out.push(...this.template.before);
+    const split = this.addedSplit(opts.allowedSpecial);
+    let last = 0;
+    if (split) {
+      split.lastIndex = 0;
+      for (let m = split.exec(text); m !== null; m = split.exec(text)) {
+        this.encodeText(text.slice(last, m.index), out);
+        out.push(this.addedTokens.get(m[0])!);
+        last = m.index + m[0].length;
       }
-    });
+    }
+    this.encodeText(last === 0 ? text : text.slice(last), out);
+    if (opts.addSpecialTokens) out.push(...this.template.after);
     return out;
+  }
+
+  /** Text without added tokens: normalized, pre-tokenized, each piece's ids (cached) appended to `out`. */
+  private encodeText(text: string, out: number[]): void {
+    if (text.length === 0) return;
+    if (this.normalize) text = this.normalize(text);
+    const emit = (piece: string) => {
+      let ids = this.cache.get(piece);
+      if (ids === undefined) {
+        ids = this.encodePiece(piece);
+        if (this.cache.size >= PIECE_CACHE_SIZE) this.cache.clear();
+        this.cache.set(piece, ids);
+      }
+      for (const id of ids) out.push(id);
+    };
+    this.split(text, 0, emit);
+  }
+
+  /** Split by regex `step` and those after it: every match and every gap between matches is a piece. */
+  private split(text: string, step: number, emit: (piece: string) => void): void {
+    if (step === this.splits.length) return emit(text);
+    const re = this.splits[step];
+    let last = 0;
+    for (const m of text.matchAll(re)) {
+      if (m[0].length === 0) continue;
+      if (m.index > last) this.split(text.slice(last, m.index), step + 1, emit);
+      this.split(m[0], step + 1, emit);
+      last = m.index + m[0].length;
+    }
+    if (last < text.length) this.split(text.slice(last), step + 1, emit);
   }
 
   decode(ids: ArrayLike<number>): string {
@@ -293,7 +382,7 @@ export async function modelVocabulary(dir: string, name: TokenizerName): Promise
     model: { vocab: Record<string, number>; merges: (string | string[])[] };
   };
   const vocab = { ...json.model.vocab };
-  for (const [content, id] of tok.specials) vocab[content] = id;
+  for (const [content, id] of tok.addedTokens) vocab[content] = id;
   return {
     vocab,
     merges: json.model.merges.map((m) => (typeof m === "string" ? m : m.join(" "))),

@@ -17,6 +17,11 @@ export interface EncodeOptions {
    * tokens in the text are encoded as ordinary text.
    */
   allowedSpecial?: string[];
+  /**
+   * Add what the tokenizer's post-processor adds around a text (Hugging Face's `add_special_tokens`; Llama 3's
+   * <|begin_of_text|> before it). Default false; GPT-2 adds nothing.
+   */
+  addSpecialTokens?: boolean;
 }
 
 /** Pieces remembered by the encoder; a megabyte of English has ~20k distinct ones. Cleared when full. */

@@ -17,6 +17,7 @@ interface GenerateArgs extends GlobalOptions {
   "top-p"?: number;
   "stop-at-eos": boolean;
   cache: boolean;
+  chat: boolean;
 }
 
 export const generateCommand: CommandModule<GlobalOptions, GenerateArgs> = {
@@ -34,6 +35,13 @@ export const generateCommand: CommandModule<GlobalOptions, GenerateArgs> = {
         describe: "sample only among the most likely tokens whose probability reaches p",
       })
       .option("stop-at-eos", { type: "boolean", default: false, describe: `stop at ${END_OF_TEXT}` })
+      .option("chat", {
+        type: "boolean",
+        default: false,
+        describe:
+          "the prompt is a user's message in the model's chat template (its own Hugging Face one, else llmctl's), " +
+          "ending with the header of the reply",
+      })
       .option("cache", {
         type: "boolean",
         default: true,
@@ -46,6 +54,10 @@ export const generateCommand: CommandModule<GlobalOptions, GenerateArgs> = {
       .example(
         '$0 generate -m models/gpt2-124m -p "Every effort moves you" --temperature 1.4 --top-k 25 --seed 123',
         "the book's ch05 sampling settings",
+      )
+      .example(
+        '$0 generate -m models/qwen -p "What is 2+2?" --chat --json',
+        "the prompt as the model's chat template puts a user's message; prompt_ids are its ids",
       )
       .example(
         '$0 generate -m runs/tiny -p "Every effort moves you" -t 0 --json',
@@ -64,17 +76,21 @@ export const generateCommand: CommandModule<GlobalOptions, GenerateArgs> = {
     const loaded = await loadModelShowingProgress(args.model);
     const { gpt } = loaded;
     const { generate, requireLanguageModel } = await import("../../generate/generate.js");
+    const { modelChatPrompt } = await import("../../generate/chat-template.js");
     try {
       requireLanguageModel(gpt);
       const tok = await modelTokenizer(args.model, loaded.meta.tokenizer);
-      const promptIds = tok.encode(args.prompt);
+      const chat = args.chat
+        ? await modelChatPrompt(args.model, tok, [{ role: "user", content: args.prompt }], loaded.meta.prompt_style)
+        : undefined;
+      const promptIds = chat?.ids ?? tok.encode(args.prompt);
       if (promptIds.length > gpt.config.context_length) {
         note(
           `the prompt has ${promptIds.length} tokens; the model sees its last ${gpt.config.context_length} (its context)`,
         );
       }
       const stream = new TextStream((ids) => tok.decode(ids));
-      if (!args.json) process.stdout.write(args.prompt);
+      if (!args.json && !args.chat) process.stdout.write(args.prompt);
       const result = await generate(gpt, promptIds, {
         ...sampling,
         maxNewTokens: maxNew,
@@ -87,6 +103,7 @@ export const generateCommand: CommandModule<GlobalOptions, GenerateArgs> = {
       const text = tok.decode(result.ids);
       if (args.json) {
         printJson({
+          ...(chat ? { prompt: chat.text } : {}),
           prompt_ids: promptIds,
           ids: result.ids,
           text,
