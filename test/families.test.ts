@@ -106,6 +106,73 @@ test("parameter counts per family: closed form = table = the built model = the s
   assert.deepEqual(shapes.get("layers.0.self_attn.q_norm.weight"), [16]);
 });
 
+test("RMSNorm, SwiGLU, RoPE, GQA and q/k norm differentiate: tf.grads of the loss match central differences", async () => {
+  // the training path: the hand-written linear/attention gradients with tf's own autodiff of the new ops, on cpu
+  await useBackend("cpu");
+  const cfg = validateGPTConfig({ ...llamaTiny, family: "qwen3", head_dim: 16, tied_head: false, vocab_size: 40 });
+  const gpt = buildGPT(cfg, { seed: 9 });
+  const rand = uniform(4);
+  try {
+    const ids = tf.tensor2d([[3, 17, 5, 31, 8, 22, 9]], [1, 7], "int32");
+    const targets = tf.tensor2d([[17, 5, 31, 8, 22, 9, 1]], [1, 7], "int32");
+    const weights = gpt.namedWeights();
+    // norm scales away from one, so their gradients are not the only ones near symmetric
+    for (const [name, v] of weights) {
+      if (!name.endsWith("norm.weight")) continue;
+      tf.tidy(() => {
+        v.write(tf.add(v.read(), tf.randomUniform(v.shape as number[], -0.3, 0.3, "float32", 7)));
+      });
+    }
+    const lossOf = () =>
+      tf.tidy(() => {
+        const logits = gpt.forward(ids, { training: true, seed: 1 }); // drop_rate 0: training only turns on the tape paths
+        return tf.losses.softmaxCrossEntropy(tf.oneHot(targets, cfg.vocab_size), logits).asScalar();
+      });
+    const names = [
+      "embed_tokens.weight",
+      "layers.0.input_layernorm.weight",
+      "layers.0.self_attn.q_proj.weight",
+      "layers.0.self_attn.k_proj.weight",
+      "layers.0.self_attn.v_proj.weight",
+      "layers.0.self_attn.q_norm.weight",
+      "layers.0.self_attn.k_norm.weight",
+      "layers.1.self_attn.o_proj.weight",
+      "layers.1.mlp.gate_proj.weight",
+      "layers.1.mlp.up_proj.weight",
+      "layers.1.mlp.down_proj.weight",
+      "norm.weight",
+    ];
+    const vars = names.map((n) => weights.get(n)!.read() as tf.Variable);
+    const { grads } = tf.variableGrads(lossOf, vars);
+    for (const [i, name] of names.entries()) {
+      const v = vars[i];
+      const g = (await grads[v.name].data()) as Float32Array;
+      const at = Math.floor(((rand(1) + 1) / 2) * g.length);
+      const base = (await v.data()) as Float32Array;
+      const nudged = async (delta: number) => {
+        const w = Float32Array.from(base);
+        w[at] += delta;
+        v.assign(tf.tensor(w, v.shape));
+        const l = lossOf();
+        const value = (await l.data())[0];
+        l.dispose();
+        return value;
+      };
+      const h = 1e-2;
+      const numeric = ((await nudged(h)) - (await nudged(-h))) / (2 * h);
+      v.assign(tf.tensor(base, v.shape));
+      const err = Math.abs(numeric - g[at]);
+      assert.ok(
+        err < 2e-3 + 2e-2 * Math.abs(numeric),
+        `${name}[${at}]: tf.grads ${g[at]}, central difference ${numeric}`,
+      );
+    }
+    tf.dispose([ids, targets, ...Object.values(grads)]);
+  } finally {
+    gpt.dispose();
+  }
+});
+
 // ---- checkpoints in Hugging Face's form, written here ---------------------------------------------------------
 
 /** a seeded uniform generator (mulberry32) */

@@ -453,7 +453,8 @@ export class CausalSelfAttention extends GPTLayer<BlockConfig> {
  */
 function repeatHeads(t: tf.Tensor4D, n: number): tf.Tensor4D {
   const [B, KV, a, b] = t.shape;
-  return tf.reshape(tf.broadcastTo(tf.reshape(t, [B, KV, 1, a, b]), [B, KV, n, a, b]), [B, KV * n, a, b]);
+  // rank 4 throughout: tfjs differentiates tile up to rank 4
+  return tf.reshape(tf.tile(tf.reshape(t, [B, KV, 1, a * b]), [1, 1, n, 1]), [B, KV * n, a, b]);
 }
 
 /** the adapters over c_attn's three column blocks */
