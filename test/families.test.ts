@@ -394,7 +394,7 @@ test("the KV cache holds the key/value heads, not the query heads they serve", a
   }
 });
 
-test("load: one-line errors for an unsupported model_type, a missing config or shard, and weights that do not fit", async () => {
+test("load: one-line errors for an unsupported model_type, a missing config, tokenizer.json or shard, and weights that do not fit", async () => {
   const dir = await mkdtemp(join(tmpdir(), "llmctl-load-errors-"));
   try {
     const cfg = referenceCases[1].cfg;
@@ -417,6 +417,8 @@ test("load: one-line errors for an unsupported model_type, a missing config or s
     );
 
     await writeFile(join(ck, "config.json"), JSON.stringify(cfg));
+    assert.match(await load(ck), /has no tokenizer\.json/);
+
     await rm(join(ck, "model.safetensors"));
     const index = { metadata: {}, weight_map: { "model.norm.weight": "model-00001-of-00002.safetensors" } };
     await writeFile(join(ck, "model.safetensors.index.json"), JSON.stringify(index));
@@ -482,8 +484,8 @@ test("Llama 3.2-style checkpoint from transformers (F32, BF16, F16, sharded): lo
       num_parameters: number;
       variants: Record<string, { logits: number[][]; greedy?: number[] }>;
     };
-    await copyFile(join(tok, "tokenizer.json"), join(dir, "f32", "tokenizer.json"));
     for (const variant of ["f32", "bf16", "f16", "sharded"]) {
+      await copyFile(join(tok, "tokenizer.json"), join(dir, variant, "tokenizer.json"));
       const model = join(dir, `model-${variant}`);
       const r = await runCli(["load", "--from", join(dir, variant), "--out", model]);
       assert.equal(r.code, 0, r.stderr);

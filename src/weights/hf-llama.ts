@@ -13,7 +13,7 @@
  * every projection's PyTorch Linear weight [out,in] is transposed to llmctl's [in,out]; embed_tokens, the norms
  * and lm_head [V,D] are taken as they are. A tied checkpoint's lm_head.weight, when saved, is not kept.
  */
-import { copyFile, rm } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { FileFormatError, UsageError } from "../errors.js";
@@ -22,6 +22,7 @@ import { readSafetensors, type SafetensorsFile } from "../formats/safetensors.js
 import { type GPTConfig, checkWeightShapes, parameterShapes, validateGPTConfig } from "../model/config.js";
 import { CONFIG_FILE, validateModelMeta, type ModelMeta } from "../model/model-meta.js";
 import { writeModelDir } from "../model/model-dir.js";
+import { makeDirectory, writeFileAtomic } from "../fs-atomic.js";
 
 export const SUPPORTED_MODEL_TYPES = ["llama", "qwen3"] as const;
 
@@ -216,6 +217,11 @@ export async function writeModelDirFromLlama(
     },
     join(outDir, CONFIG_FILE),
   );
+  if (!existsSync(join(ck.dir, "tokenizer.json")))
+    throw new UsageError(
+      `${ck.dir} has no tokenizer.json`,
+      "copy the checkpoint's tokenizer.json into it (Llama 3 and Qwen3 ship one)",
+    );
   let done = 0;
   const read = async (name: string) => {
     const t = ck.tensors.get(name)!;
@@ -225,13 +231,15 @@ export async function writeModelDirFromLlama(
   };
   const created = !existsSync(outDir);
   try {
-    await writeModelDir(outDir, meta, read, { signal: opts.signal });
+    // the tokenizer first: a config.json naming tokenizer.json never stands without it
+    await makeDirectory(outDir);
     const copied: string[] = [];
     for (const f of KEPT_FILES) {
       if (!existsSync(join(ck.dir, f))) continue;
-      await copyFile(join(ck.dir, f), join(outDir, f));
+      await writeFileAtomic(join(outDir, f), await readFile(join(ck.dir, f)));
       copied.push(f);
     }
+    await writeModelDir(outDir, meta, read, { signal: opts.signal });
     return { meta, copied };
   } catch (err) {
     if (created) await rm(outDir, { recursive: true, force: true });

@@ -74,8 +74,7 @@ export const loadCommand: CommandModule<GlobalOptions, LoadArgs> = {
       `wrote ${args.out}: ${ck.modelType} (${c.n_layers} layers, emb_dim ${c.emb_dim}, ${c.n_heads} heads, ${a.nKvHeads} key/value heads, ` +
         `head_dim ${a.headDim}, context ${c.context_length}), ${parameters.toLocaleString("en-US")} parameters, ${c.tied_head ? "tied head" : "untied head"}`,
     );
-    if (result.copied.length > 0) printLine(`kept ${result.copied.join(", ")}`);
-    if (!result.copied.includes("tokenizer.json"))
-      note(`${args.from} has no tokenizer.json: generate and chat need one in ${args.out}`);
+    printLine(`kept ${result.copied.join(", ")}`);
+    note(`try: llmctl generate --model ${args.out} --prompt "Every effort moves you" --temperature 0`);
   },
 };
