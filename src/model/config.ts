@@ -1,5 +1,6 @@
 /**
- * The model configuration: the book's GPT_CONFIG_124M in snake_case, plus `tied_head`. Config files in
+ * The model configuration: the book's GPT_CONFIG_124M in snake_case, plus `tied_head`, plus the optional keys
+ * that make the same model a Llama 3 or a Qwen3 (docs/families.md). Config files in
  * configs/*.json hold `{ "model": GPTConfig, "train": {...} }`; the train section's keys belong to src/train
  * and are passed through here untouched.
  */
@@ -365,8 +366,9 @@ export function loadConfigFile(nameOrPath: string): ConfigFile {
 
 /**
  * The parameter table: every weight of the model `buildGPT(cfg, { head })` builds, under its Hugging Face
- * GPT-2 name (no `transformer.` prefix; docs/model-directory.md), in the model's order. Projection weights are
- * [in, out] (GPT-2's Conv1D layout); the heads are [out, D] (PyTorch's Linear layout). A tied head shares wte.
+ * GPT-2 name (no `transformer.` prefix; docs/model-directory.md) or, for the Llama family, its Llama/Qwen3 name
+ * (no `model.` prefix; docs/families.md), in the model's order. Projection weights are [in, out] (GPT-2's
+ * Conv1D layout); the heads are [out, D] (PyTorch's Linear layout). A tied head shares the token embedding.
  */
 export function parameterShapes(cfg: GPTConfig, head: HeadSpec = { kind: "lm" }): Map<string, number[]> {
   const D = cfg.emb_dim;

@@ -1,12 +1,15 @@
 /**
- * The GPT-2 building blocks as TF.js custom layers (the tfjs-layers contract: weights made in build() with
+ * The GPT-2 building blocks (and the Llama family's swaps: RMSNorm, SwiGLU, RoPE, grouped-query attention,
+ * Qwen3's q/k norm; docs/families.md) as TF.js custom layers (the tfjs-layers contract: weights made in build() with
  * addWeight, call() free of side effects on the layer, computeOutputShape, getConfig + static className,
  * registered once), so `model.summary()`, `layer.trainable` and freezing work as for built-in layers.
  *
  * Layer names are the prefixes of the Hugging Face GPT-2 weight names (`wte`, `h.0`, `h.0.attn`, `ln_f`, …):
- * a layer's weight `c_attn.weight` is the model's `h.0.attn.c_attn.weight`.
+ * a layer's weight `c_attn.weight` is the model's `h.0.attn.c_attn.weight`; the Llama family's are Llama's
+ * (`embed_tokens`, `layers.0.self_attn` holding `q_proj.weight`, `norm`, …).
  *
- * Conventions: B batch, T sequence length, D emb_dim, H heads, hd = D/H head size, V vocabulary.
+ * Conventions: B batch, T sequence length, D emb_dim, H heads, KV key/value heads, hd head size (D/H unless
+ * head_dim says otherwise), F the MLP's width, V vocabulary.
  * Projection kernels are [in, out] and applied as x·W + b (GPT-2's Conv1D layout, the same as a TF.js Dense
  * kernel); matmuls run on 2-D [B*T, D] views through ../backend/transformer-ops.ts, whose ops have
  * hand-written gradients that stay on the wasm backend's fast paths and keep only what the backward pass reads.
