@@ -15,6 +15,7 @@ test("--help lists every command", async () => {
     "pretrain",
     "generate",
     "load-gpt2",
+    "load ", // Hugging Face Llama / Qwen3 (the space tells it from load-gpt2)
     "export",
     "finetune",
     "classify",

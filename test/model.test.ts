@@ -132,7 +132,7 @@ test("every custom layer is registered and rebuilt whole from its getConfig (tfj
     try {
       const layers: GPTLayer<tf.serialization.ConfigDict>[] = [
         gpt.wte,
-        gpt.wpe,
+        gpt.wpe!,
         ...gpt.blocks,
         ...gpt.blocks[0].parts,
         gpt.lnF,

@@ -26,6 +26,7 @@ import { runCli } from "./helpers/cli.js";
 import { testBackend } from "./helpers/backend.js";
 import { ConfigError, FileFormatError } from "../src/errors.js";
 import { tinyConfig, writeConfigFile } from "./helpers/tiny-config.js";
+import { validateGPTConfig } from "../src/model/config.js";
 
 before(async () => {
   await useBackend("cpu");
@@ -155,57 +156,66 @@ async function train(gpt: ReturnType<typeof buildGPT>, dir: string, s: TrainSett
   }).run();
 }
 
+// a Llama-family model of the same size (docs/families.md): RMSNorm, SwiGLU, RoPE, 2 query heads sharing 1 key/value head
+const tinyLlamaCfg: GPTConfig = validateGPTConfig({ ...tinyCfg, family: "llama", n_kv_heads: 1, hidden_dim: 48 });
+
 // cpu, and the suite pass's backend (tensorflow and webgpu keep AdamW's moments as tensors: they must checkpoint
 // exactly too), whose losses must also be cpu's
-let cpuEvals: EvalRecord[] | undefined; // the cpu run's, also when a pass runs only the other backend's test
-for (const backend of new Set(["cpu", testBackend()])) {
-  test(`resume with the GPT on ${backend}: N updates straight equal N/2 + resume + N/2 within 1e-6 (dropout on); losses are cpu's within 1e-3`, async () => {
-    try {
-      if (backend !== "cpu" && !cpuEvals) {
+const cpuRuns = new Map<GPTConfig, EvalRecord[]>(); // the cpu run's, also when a pass runs only the other backend's test
+for (const [label, cfg] of [
+  ["the GPT", tinyCfg],
+  ["a Llama-family model", tinyLlamaCfg],
+] as const)
+  for (const backend of new Set(["cpu", testBackend()])) {
+    test(`resume with ${label} on ${backend}: N updates straight equal N/2 + resume + N/2 within 1e-6 (dropout on); losses are cpu's within 1e-3`, async () => {
+      let cpuEvals = cpuRuns.get(cfg);
+      try {
+        if (backend !== "cpu" && !cpuEvals) {
+          await useBackend("cpu");
+          const ref = buildGPT(cfg, { seed: 1 });
+          cpuEvals = (await train(ref, tmp(), settings())).evals;
+          cpuRuns.set(cfg, cpuEvals);
+          ref.dispose();
+        }
+        await useBackend(backend);
+        const a = buildGPT(cfg, { seed: 1 });
+        const res = await train(a, tmp(), settings());
+        if (backend === "cpu") cpuRuns.set(cfg, res.evals);
+        else {
+          const want = cpuEvals!;
+          assert.equal(res.evals.length, want.length);
+          res.evals.forEach((e, i) => {
+            for (const k of ["train_loss", "val_loss"] as const)
+              assert.ok(Math.abs(e[k]! - want[i][k]!) <= 1e-3, `step ${e.step} ${k}: ${e[k]} vs cpu ${want[i][k]}`);
+          });
+        }
+        const N = res.step;
+        assert.ok(N >= 8, `${N} updates`);
+        const dir = tmp();
+        const b = buildGPT(cfg, { seed: 1 });
+        await train(b, dir, settings({ max_steps: N / 2 }));
+        assert.equal((await readTrainerState(dir)).step, N / 2);
+        b.dispose();
+        const { gpt: c } = await loadModelDir(dir);
+        const resC = await train(c, dir, settings(), true);
+        assert.equal(resC.step, N);
+        let maxDiff = 0;
+        const wa = a.namedWeights();
+        for (const [name, v] of c.namedWeights()) {
+          const x = await v.read().data();
+          const y = await wa.get(name)!.read().data();
+          for (let i = 0; i < x.length; i++) maxDiff = Math.max(maxDiff, Math.abs(x[i] - y[i]));
+        }
+        assert.ok(maxDiff <= 1e-6, `max weight difference ${maxDiff}`);
+        assert.ok(res.trainLoss! < res.evals[0].train_loss, `loss fell ${res.evals[0].train_loss} → ${res.trainLoss}`);
+        a.dispose();
+        c.dispose();
+        assert.ok(tf.memory().numTensors < 1000);
+      } finally {
         await useBackend("cpu");
-        const ref = buildGPT(tinyCfg, { seed: 1 });
-        cpuEvals = (await train(ref, tmp(), settings())).evals;
-        ref.dispose();
       }
-      await useBackend(backend);
-      const a = buildGPT(tinyCfg, { seed: 1 });
-      const res = await train(a, tmp(), settings());
-      if (backend === "cpu") cpuEvals = res.evals;
-      else {
-        const want = cpuEvals!;
-        assert.equal(res.evals.length, want.length);
-        res.evals.forEach((e, i) => {
-          for (const k of ["train_loss", "val_loss"] as const)
-            assert.ok(Math.abs(e[k]! - want[i][k]!) <= 1e-3, `step ${e.step} ${k}: ${e[k]} vs cpu ${want[i][k]}`);
-        });
-      }
-      const N = res.step;
-      assert.ok(N >= 8, `${N} updates`);
-      const dir = tmp();
-      const b = buildGPT(tinyCfg, { seed: 1 });
-      await train(b, dir, settings({ max_steps: N / 2 }));
-      assert.equal((await readTrainerState(dir)).step, N / 2);
-      b.dispose();
-      const { gpt: c } = await loadModelDir(dir);
-      const resC = await train(c, dir, settings(), true);
-      assert.equal(resC.step, N);
-      let maxDiff = 0;
-      const wa = a.namedWeights();
-      for (const [name, v] of c.namedWeights()) {
-        const x = await v.read().data();
-        const y = await wa.get(name)!.read().data();
-        for (let i = 0; i < x.length; i++) maxDiff = Math.max(maxDiff, Math.abs(x[i] - y[i]));
-      }
-      assert.ok(maxDiff <= 1e-6, `max weight difference ${maxDiff}`);
-      assert.ok(res.trainLoss! < res.evals[0].train_loss, `loss fell ${res.evals[0].train_loss} → ${res.trainLoss}`);
-      a.dispose();
-      c.dispose();
-      assert.ok(tf.memory().numTensors < 1000);
-    } finally {
-      await useBackend("cpu");
-    }
-  });
-}
+    });
+  }
 
 test("the epoch sample is the prompt plus greedy tokens, newlines shown as spaces", async () => {
   const gpt = buildGPT({ ...tinyCfg, vocab_size: 50257 }, { seed: 3 });

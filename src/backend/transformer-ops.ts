@@ -460,3 +460,32 @@ export function recomputed<T extends tf.Tensor>(
   });
   return op(x, ...variables) as T;
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// The Llama-family ops: RMSNorm, SiLU and RoPE. Plain tf compositions, differentiated by tf's own autodiff
+// (correct, and they keep their intermediates for the backward pass); hand-written gradients like the ones
+// above would make them cheaper to train, later.
+
+/** RMSNorm over the last axis (Llama, Qwen3): x / √(mean(x²) + eps) · gamma, in float32 as transformers does. */
+export function rmsNorm<T extends tf.Tensor>(x: T, gamma: tf.Tensor, epsilon = 1e-5): T {
+  return tf.tidy(() => tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), epsilon))), gamma)) as T;
+}
+
+/** SiLU (swish): x·σ(x), the gate of SwiGLU. */
+export function silu<T extends tf.Tensor>(x: T): T {
+  return tf.tidy(() => tf.mul(x, tf.sigmoid(x))) as T;
+}
+
+/**
+ * Rotary position embedding in Hugging Face's rotate_half convention: x·cos + rotate_half(x)·sin, for x
+ * [B,H,T,hd] and tables cos, sin [T,hd] (angle pos·invFreq[i mod hd/2]), rotate_half(x) = [−x₂, x₁] with x₁, x₂
+ * the halves of the head. (Meta's checkpoints rotate interleaved pairs; transformers' conversion permutes q_proj
+ * and k_proj so the halves convention holds for the weights on the Hub.)
+ */
+export function rope(x: tf.Tensor4D, cos: tf.Tensor2D, sin: tf.Tensor2D): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [x1, x2] = tf.split(x, 2, 3);
+    const rotated = tf.concat([tf.neg(x2), x1], 3);
+    return tf.add(tf.mul(x, cos), tf.mul(rotated, sin)) as tf.Tensor4D;
+  });
+}

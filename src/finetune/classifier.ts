@@ -52,7 +52,8 @@ export function freezeForFinetuning(gpt: GPTModel, scope: TrainableScope): Named
   if (gpt.head.kind !== "classifier")
     throw new UsageError("only a classifier model can be frozen for classification finetuning");
   const n = gpt.blocks.length;
-  gpt.wte.trainable = gpt.wpe.trainable = scope === "all";
+  gpt.wte.trainable = scope === "all";
+  if (gpt.wpe) gpt.wpe.trainable = scope === "all";
   gpt.blocks.forEach((b, i) => {
     const fromEnd = n - 1 - i; // 0 = the last block
     b.trainable =

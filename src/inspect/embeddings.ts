@@ -6,6 +6,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { GPTModel } from "../model/gpt.js";
 import type { Tokenizer } from "../tokenizer/index.js";
+import { UsageError } from "../errors.js";
 
 export interface EmbeddingsView {
   tokens: string[];
@@ -20,6 +21,8 @@ export interface EmbeddingsView {
 }
 
 export function embeddingsView(gpt: GPTModel, tokenizer: Tokenizer, ids: number[]): EmbeddingsView {
+  const wpe = gpt.wpe;
+  if (!wpe) throw new UsageError("this model has rotary positions (RoPE), no position embedding table to show");
   const T = ids.length;
   const { vocab_size: V, emb_dim: D, context_length: ctx } = gpt.config;
   const rows = (t: tf.Tensor) => t.arraySync() as number[][];
@@ -27,7 +30,7 @@ export function embeddingsView(gpt: GPTModel, tokenizer: Tokenizer, ids: number[
     const idsT = tf.tensor1d(ids, "int32");
     const wte = gpt.wte.weight.read();
     const tok = tf.gather(wte, idsT); // [T,D]
-    const pos = tf.slice(gpt.wpe.weight.read(), [0, 0], [T, D]); // [T,D]
+    const pos = tf.slice(wpe.weight.read(), [0, 0], [T, D]); // [T,D]
     const oneHot = tf.oneHot(idsT, V, 1, 0, "float32"); // [T,V]
     const diff = tf.max(tf.abs(tf.sub(tf.matMul(oneHot, wte), tok)));
     return [tok, pos, tf.add(tok, pos), diff];

@@ -2,23 +2,27 @@
  * The GPT model (book ch04, nanoGPT's model.py): token + position embedding → n_layers pre-LN transformer
  * blocks → final LayerNorm → head. Built as a tf.LayersModel of our custom layers (./layers.ts), named as the
  * Hugging Face GPT-2 weights they hold, so loading OpenAI weights is a loop over names.
+ *
+ * The same model is a Llama 3 or a Qwen3 when its config says so (docs/families.md): RMSNorm for LayerNorm,
+ * SwiGLU for GELU, RoPE for the position table, grouped-query attention, Qwen3's q/k norm, and the layers
+ * named as those checkpoints name them (embed_tokens, layers.i.self_attn.q_proj, norm, lm_head).
  */
 import * as tf from "@tensorflow/tfjs";
 import { UsageError } from "../errors.js";
 import { Rng } from "../data/rng.js";
 import { dropout, recomputed, type MaskSeeds } from "../backend/transformer-ops.js";
-import { type GPTConfig, type HeadSpec, checkWeightShapes, parameterShapes } from "./config.js";
+import { type GPTConfig, type HeadSpec, NAMES, architecture, checkWeightShapes, parameterShapes } from "./config.js";
 import {
   ClassifierHead,
   KVSlot,
-  LayerNorm,
   LMHead,
   PositionEmbedding,
-  QKV,
   TokenEmbedding,
   TransformerBlock,
+  makeNorm,
   type GPTLayer,
   type LoraSettings,
+  type Norm,
 } from "./layers.js";
 
 export type { GPTConfig, HeadSpec } from "./config.js";
@@ -73,9 +77,10 @@ export class GPTModel {
   /** the layers as a tf.LayersModel: ids [B,T] int32 → [B,T,V or C] (summary(), trainable, freezing) */
   readonly model: tf.LayersModel;
   readonly wte: TokenEmbedding;
-  readonly wpe: PositionEmbedding;
+  /** the learned position table; null for a model with rotary positions (RoPE) */
+  readonly wpe: PositionEmbedding | null;
   readonly blocks: TransformerBlock[];
-  readonly lnF: LayerNorm;
+  readonly lnF: Norm;
   readonly outHead: LMHead | ClassifierHead;
   /** Appendix E's LoRA, once addLora has put the adapters on */
   lora: LoraSettings | null = null;
@@ -93,23 +98,29 @@ export class GPTModel {
     // each layer draws from its own seed so the init does not depend on the order weights are created in
     const seed = () => rng.int(2 ** 30);
     const D = cfg.emb_dim;
+    const arch = architecture(cfg);
+    const names = NAMES[arch.names];
     const embSeed = seed();
-    this.wte = new TokenEmbedding({ name: "wte", vocabSize: cfg.vocab_size, embDim: D, seed: embSeed });
-    this.wpe = new PositionEmbedding({ name: "wpe", contextLength: cfg.context_length, embDim: D, seed: embSeed + 1 });
+    this.wte = new TokenEmbedding({ name: names.embed, vocabSize: cfg.vocab_size, embDim: D, seed: embSeed });
+    this.wpe =
+      arch.positions === "learned"
+        ? new PositionEmbedding({ name: "wpe", contextLength: cfg.context_length, embDim: D, seed: embSeed + 1 })
+        : null;
     this.blocks = Array.from(
       { length: cfg.n_layers },
       (_, i) =>
         new TransformerBlock({
-          name: `h.${i}`,
+          name: `${names.block}.${i}`,
           embDim: D,
           numHeads: cfg.n_heads,
           dropRate: cfg.drop_rate,
           qkvBias: cfg.qkv_bias,
           numLayers: cfg.n_layers,
           seed: seed(),
+          arch,
         }),
     );
-    this.lnF = new LayerNorm({ name: "ln_f", embDim: D });
+    this.lnF = makeNorm(names.lnF, D, arch);
     const headSeed = seed();
     if (this.head.kind === "classifier") {
       this.outHead = new ClassifierHead({
@@ -132,17 +143,18 @@ export class GPTModel {
     if (zeros) for (const layer of this.layers()) layer.setFastWeightInitDuringBuild(true);
 
     const ids = tf.input({ shape: [null], dtype: "int32", name: "ids" }); // [B,T]
-    let x = this.wpe.apply(this.wte.apply(ids)) as tf.SymbolicTensor; // [B,T,D]
+    let x = this.wte.apply(ids) as tf.SymbolicTensor; // [B,T,D]
+    if (this.wpe) x = this.wpe.apply(x) as tf.SymbolicTensor;
     for (const block of this.blocks) x = block.apply(x) as tf.SymbolicTensor; // [B,T,D]
     const out = this.outHead.apply(this.lnF.apply(x)) as tf.SymbolicTensor; // [B,T,V or C]
     this.model = tf.model({ inputs: ids, outputs: out, name: "gpt" });
 
     if (!zeros && cfg.init === "torch") this.initLikePyTorch(seed);
     if (zeros) {
-      // fast init only fills with zeros; LayerNorm scales must still start at one
-      for (const ln of [this.lnF, ...this.blocks.flatMap((b) => [b.ln1, b.ln2])]) {
+      // fast init only fills with zeros; norm scales must still start at one
+      for (const w of this.normScales()) {
         tf.tidy(() => {
-          ln.weight.write(tf.onesLike(ln.weight.read()));
+          w.write(tf.onesLike(w.read()));
         });
       }
     }
@@ -150,7 +162,13 @@ export class GPTModel {
 
   /** the top-level layers, input to output */
   private layers(): GPTLayer<tf.serialization.ConfigDict>[] {
-    return [this.wte, this.wpe, ...this.blocks, this.lnF, this.outHead];
+    return [this.wte, ...(this.wpe ? [this.wpe] : []), ...this.blocks, this.lnF, this.outHead];
+  }
+
+  /** every norm's scale (LayerNorm, RMSNorm, Qwen3's q_norm and k_norm), which starts at one */
+  private normScales(): tf.LayerVariable[] {
+    const perBlock = this.blocks.flatMap((b) => [b.ln1.weight, b.ln2.weight, b.attn.qNormWeight, b.attn.kNormWeight]);
+    return [this.lnF.weight, ...perBlock].filter((w): w is tf.LayerVariable => w !== null);
   }
 
   /**
@@ -163,11 +181,14 @@ export class GPTModel {
     // fan_in of each linear weight: [in, out] layout for the GPT-2 Conv1D weights, [out, in] for the heads
     const fanIn = (name: string, shape: number[]) =>
       name === "lm_head.weight" || name === "score.weight" ? shape[1] : shape[0];
+    const norms = new Set<tf.LayerVariable>(this.normScales());
+    for (const n of [this.lnF, ...this.blocks.flatMap((b) => [b.ln1, b.ln2])]) if ("bias" in n) norms.add(n.bias);
+    const embeddings = new Set([this.wte.weight, this.wpe?.weight]);
     for (const [name, v] of named) {
       const shape = v.shape as number[];
-      if (/(^|\.)ln_(1|2|f)\./.test(name)) continue; // LayerNorm stays ones / zeros
+      if (norms.has(v)) continue; // norms stay ones / zeros
       tf.tidy(() => {
-        if (name === "wte.weight" || name === "wpe.weight") {
+        if (embeddings.has(v)) {
           v.write(tf.randomNormal(shape, 0, 1, "float32", seed()));
           return;
         }
@@ -193,7 +214,7 @@ export class GPTModel {
     const dropRate = this.config.drop_rate;
     try {
       const out = tf.tidy(() => {
-        let x = dropout(this.wpe.call(this.wte.call(ids), { start }), dropRate, seeds) as tf.Tensor3D; // [B,T,D]
+        let x = dropout(this.embed(ids, start), dropRate, seeds) as tf.Tensor3D; // [B,T,D]
         const recompute = this.recomputeBlocks && opts.training === true && !cache ? this.blockVariables() : null;
         this.blocks.forEach((block, i) => {
           const run = (xi: tf.Tensor3D, dropout?: MaskSeeds) =>
@@ -211,6 +232,12 @@ export class GPTModel {
       cache?.dispose(); // some layers may have taken the new positions and others not
       throw err;
     }
+  }
+
+  /** ids [B,T] at positions start.. → token embeddings plus position embeddings (RoPE: added in attention) [B,T,D] */
+  private embed(ids: tf.Tensor2D, start: number): tf.Tensor3D {
+    const x = this.wte.call(ids) as tf.Tensor3D;
+    return this.wpe ? (this.wpe.call(x, { start }) as tf.Tensor3D) : x;
   }
 
   private checkIds(ids: tf.Tensor, start: number): void {
@@ -238,7 +265,7 @@ export class GPTModel {
   attentionWeights(ids: tf.Tensor2D, layer: number): tf.Tensor4D {
     this.checkIds(ids, 0);
     return tf.tidy(() => {
-      let x = this.wpe.call(this.wte.call(ids)) as tf.Tensor3D; // [B,T,D]
+      let x = this.embed(ids, 0); // [B,T,D]
       for (const block of this.blocks.slice(0, layer)) x = block.call(x) as tf.Tensor3D;
       const block = this.blocks[layer];
       return block.attn.attentionWeights(block.ln1.call(x) as tf.Tensor3D);
@@ -283,6 +310,8 @@ export class GPTModel {
    */
   addLora(lora: LoraSettings, seed = 123): void {
     if (this.lora) throw new UsageError("this model has LoRA adapters already");
+    if (architecture(this.config).names !== "gpt2")
+      throw new UsageError("LoRA works on GPT-2-family models for now", "finetune without --lora");
     const rng = new Rng(seed);
     const next = () => rng.int(2 ** 30);
     const D = this.config.emb_dim;
@@ -290,10 +319,9 @@ export class GPTModel {
     for (const layer of this.layers()) layer.trainable = true;
     for (const v of this.namedWeights().values()) v.trainable = false;
     for (const block of this.blocks) {
-      for (const part of QKV) block.attn.addAdapter(part, D, D, lora, next());
-      block.attn.addAdapter("c_proj", D, D, lora, next());
-      block.mlp.addAdapter("c_fc", D, 4 * D, lora, next());
-      block.mlp.addAdapter("c_proj", 4 * D, D, lora, next());
+      for (const part of [block.attn, block.mlp]) {
+        for (const [local, inDim, outDim] of part.projections()) part.addAdapter(local, inDim, outDim, lora, next());
+      }
     }
     this.outHead.addAdapter("", D, this.outHead.outDim, lora, next());
     this.lora = { rank: lora.rank, alpha: lora.alpha };
@@ -319,7 +347,7 @@ export class GPTModel {
     const byName = new Map(this.trainableVariables().map((v) => [v.name, v]));
     const out = this.blocks.map(() => new Set<tf.Variable>());
     for (const [name, lv] of [...this.namedWeights(), ...this.adapterWeights()]) {
-      const block = /^h\.(\d+)\./.exec(name);
+      const block = /^(?:h|layers)\.(\d+)\./.exec(name);
       const variable = byName.get(lv.name);
       if (block && variable && lv.trainable) out[Number(block[1])].add(variable);
     }

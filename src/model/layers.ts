@@ -1,18 +1,23 @@
 /**
- * The GPT-2 building blocks as TF.js custom layers (the tfjs-layers contract: weights made in build() with
+ * The GPT-2 building blocks (and the Llama family's swaps: RMSNorm, SwiGLU, RoPE, grouped-query attention,
+ * Qwen3's q/k norm; docs/families.md) as TF.js custom layers (the tfjs-layers contract: weights made in build() with
  * addWeight, call() free of side effects on the layer, computeOutputShape, getConfig + static className,
  * registered once), so `model.summary()`, `layer.trainable` and freezing work as for built-in layers.
  *
  * Layer names are the prefixes of the Hugging Face GPT-2 weight names (`wte`, `h.0`, `h.0.attn`, `ln_f`, …):
- * a layer's weight `c_attn.weight` is the model's `h.0.attn.c_attn.weight`.
+ * a layer's weight `c_attn.weight` is the model's `h.0.attn.c_attn.weight`; the Llama family's are Llama's
+ * (`embed_tokens`, `layers.0.self_attn` holding `q_proj.weight`, `norm`, …).
  *
- * Conventions: B batch, T sequence length, D emb_dim, H heads, hd = D/H head size, V vocabulary.
+ * Conventions: B batch, T sequence length, D emb_dim, H heads, KV key/value heads, hd head size (D/H unless
+ * head_dim says otherwise), F the MLP's width, V vocabulary.
  * Projection kernels are [in, out] and applied as x·W + b (GPT-2's Conv1D layout, the same as a TF.js Dense
  * kernel); matmuls run on 2-D [B*T, D] views through ../backend/transformer-ops.ts, whose ops have
  * hand-written gradients that stay on the wasm backend's fast paths and keep only what the backward pass reads.
  */
 import * as tf from "@tensorflow/tfjs";
 import * as ops from "../backend/transformer-ops.js";
+import { NAMES, type Architecture } from "./config.js";
+import { ropeTables } from "./rope.js";
 
 type Shape = (number | null)[];
 type LayerArgs = NonNullable<ConstructorParameters<typeof tf.layers.Layer>[0]>;
@@ -171,6 +176,29 @@ export class LayerNorm extends GPTLayer<{ embDim: number; epsilon?: number }> {
   }
 }
 
+/** RMSNorm over the last axis (Llama, Qwen3): x / √(mean(x²) + eps) · weight, no bias. Weight `weight` [width]. */
+export class RMSNorm extends GPTLayer<{ embDim: number; epsilon?: number }> {
+  static readonly className = "RMSNorm";
+  weight!: tf.LayerVariable;
+
+  override build(): void {
+    this.weight = this.param("weight", [this.cfg.embDim], tf.initializers.ones());
+    this.built = true;
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return ops.rmsNorm(single(inputs), this.weight.read(), this.cfg.epsilon ?? 1e-5);
+  }
+}
+
+export type Norm = LayerNorm | RMSNorm;
+
+/** The norm a model's architecture names, over `width` values. */
+export function makeNorm(name: string, width: number, arch?: Architecture): Norm {
+  if (arch?.norm === "rmsnorm") return new RMSNorm({ name, embDim: width, epsilon: arch.normEps });
+  return new LayerNorm({ name, embDim: width, ...(arch && arch.normEps !== 1e-5 ? { epsilon: arch.normEps } : {}) });
+}
+
 // ---------------------------------------------------------------------------------------------------------
 
 /** The token embedding `wte`: ids [B,T] int32 → rows of `weight` [V,D], [B,T,D]. A tied LM head reads it too. */
@@ -215,9 +243,9 @@ export class PositionEmbedding extends GPTLayer<{ contextLength: number; embDim:
 
 /** Keys and values of one attention layer for the positions seen so far (for incremental decoding). */
 export interface LayerKV {
-  /** keys, already transposed for q·kᵀ: [B,H,hd,Tk] */
+  /** keys, already transposed for q·kᵀ: [B,KV,hd,Tk] (KV key/value heads: H unless grouped-query) */
   kT: tf.Tensor4D;
-  /** values [B,H,Tk,hd] */
+  /** values [B,KV,Tk,hd] */
   v: tf.Tensor4D;
 }
 
@@ -251,6 +279,8 @@ type BlockConfig = {
   /** blocks in the model: the output projections start smaller (0.02/√(2·n_layers), GPT-2's residual scaling) */
   numLayers: number;
   seed: number;
+  /** the family keys resolved (config.ts architecture); absent, GPT-2's */
+  arch?: Architecture;
 };
 
 export interface BlockCallArgs extends CallArgs {
@@ -259,9 +289,13 @@ export interface BlockCallArgs extends CallArgs {
 }
 
 /**
- * Causal multi-head self-attention: one fused q/k/v projection `c_attn` [D,3D] (+ optional bias [3D]), scaled
- * dot-product scores masked to the past, softmax, dropout on the weights, heads concatenated, output projection
- * `c_proj` [D,D] + bias [D].
+ * Causal self-attention. GPT-2's: one fused q/k/v projection `c_attn` [D,3D] (+ optional bias [3D]), H heads of
+ * hd = D/H, output projection `c_proj` [D,D] + bias [D]. The Llama family's (`arch.names` "llama"): `q_proj`
+ * [D,H·hd], `k_proj` and `v_proj` [D,KV·hd] (grouped-query: KV key/value heads, each serving H/KV query heads),
+ * `o_proj` [H·hd,D], biases only with attention_bias, head size hd of its own; Qwen3 adds `q_norm` and `k_norm`
+ * [hd], an RMSNorm of each query and key head before RoPE. Then the same core: positions rotated (RoPE) when the
+ * model has no position table, scaled dot-product scores masked to the past, softmax, dropout on the weights,
+ * heads concatenated, output projection.
  */
 export class CausalSelfAttention extends GPTLayer<BlockConfig> {
   static readonly className = "CausalSelfAttention";
@@ -269,14 +303,62 @@ export class CausalSelfAttention extends GPTLayer<BlockConfig> {
   cAttnBias: tf.LayerVariable | null = null;
   cProjWeight!: tf.LayerVariable;
   cProjBias!: tf.LayerVariable;
+  /** Llama-family projections q_proj, k_proj, v_proj, o_proj: weight [in,out] and bias */
+  private readonly projs = new Map<string, { w: tf.LayerVariable; b: tf.LayerVariable | null }>();
+  /** Qwen3's q_norm and k_norm weights [hd] */
+  qNormWeight: tf.LayerVariable | null = null;
+  kNormWeight: tf.LayerVariable | null = null;
+
+  /** H query heads, KV key/value heads of hd values */
+  private get dims(): { H: number; KV: number; hd: number } {
+    const { embDim: D, numHeads: H, arch } = this.cfg;
+    return { H, KV: arch?.nKvHeads ?? H, hd: arch?.headDim ?? D / H };
+  }
+
+  private get llamaNames(): boolean {
+    return this.cfg.arch?.names === "llama";
+  }
 
   override build(): void {
-    const { embDim: D, seed, qkvBias, numLayers } = this.cfg;
-    this.cAttnWeight = this.param("c_attn.weight", [D, 3 * D], normal(seed));
-    if (qkvBias) this.cAttnBias = this.param("c_attn.bias", [3 * D], tf.initializers.zeros());
-    this.cProjWeight = this.param("c_proj.weight", [D, D], normal(seed + 1, INIT_STD / Math.sqrt(2 * numLayers)));
-    this.cProjBias = this.param("c_proj.bias", [D], tf.initializers.zeros());
+    const { embDim: D, seed, qkvBias, numLayers, arch } = this.cfg;
+    const residualInit = normal(seed + 1, INIT_STD / Math.sqrt(2 * numLayers));
+    if (!this.llamaNames) {
+      this.cAttnWeight = this.param("c_attn.weight", [D, 3 * D], normal(seed));
+      if (qkvBias) this.cAttnBias = this.param("c_attn.bias", [3 * D], tf.initializers.zeros());
+      this.cProjWeight = this.param("c_proj.weight", [D, D], residualInit);
+      this.cProjBias = this.param("c_proj.bias", [D], tf.initializers.zeros());
+    } else {
+      const { H, KV, hd } = this.dims;
+      const bias = arch!.attentionBias;
+      const shapes = [
+        ["q_proj", D, H * hd],
+        ["k_proj", D, KV * hd],
+        ["v_proj", D, KV * hd],
+        ["o_proj", H * hd, D],
+      ] as const;
+      shapes.forEach(([proj, inDim, outDim], i) => {
+        const w = this.param(
+          `${proj}.weight`,
+          [inDim, outDim],
+          proj === "o_proj" ? residualInit : normal(seed + 2 + i),
+        );
+        const b = bias ? this.param(`${proj}.bias`, [outDim], tf.initializers.zeros()) : null;
+        this.projs.set(proj, { w, b });
+      });
+      if (arch!.qkNorm) {
+        // an RMSNorm over each head's hd values
+        this.qNormWeight = this.param("q_norm.weight", [hd], tf.initializers.ones());
+        this.kNormWeight = this.param("k_norm.weight", [hd], tf.initializers.ones());
+      }
+    }
     this.built = true;
+  }
+
+  /** the projections LoRA may adapt: [local name, in, out] */
+  projections(): [string, number, number][] {
+    const D = this.cfg.embDim;
+    if (!this.llamaNames) return [...QKV.map((p): [string, number, number] => [p, D, D]), ["c_proj", D, D]];
+    return [...this.projs].map(([proj, { w }]) => [proj, w.shape[0] as number, w.shape[1] as number]);
   }
 
   /** x [B,T,D] → [B,T,D]; with `past`, the new positions also attend to the cached ones (and are cached). */
@@ -284,11 +366,14 @@ export class CausalSelfAttention extends GPTLayer<BlockConfig> {
     return tf.tidy(() => {
       const x = single(inputs) as tf.Tensor3D;
       const [B, T, D] = x.shape;
+      const { H, hd } = this.dims;
       const { q, kT, v, mask } = this.queriesKeysValues(x, kwargs.past);
       const y = ops.attention(q, kT, v, { mask, dropRate: this.cfg.dropRate, seeds: kwargs.dropout }); // [B,H,T,hd]
       // heads side by side again
-      const heads2 = tf.reshape(T === 1 ? y : tf.transpose(y, [0, 2, 1, 3]), [B * T, D]) as tf.Tensor2D;
-      const out = this.project("c_proj", heads2, this.cProjWeight, this.cProjBias);
+      const heads2 = tf.reshape(T === 1 ? y : tf.transpose(y, [0, 2, 1, 3]), [B * T, H * hd]) as tf.Tensor2D;
+      const out = this.llamaNames
+        ? this.projectNamed("o_proj", heads2)
+        : this.project("c_proj", heads2, this.cProjWeight, this.cProjBias);
       return tf.reshape(out, [B, T, D]);
     });
   }
@@ -301,15 +386,14 @@ export class CausalSelfAttention extends GPTLayer<BlockConfig> {
     });
   }
 
-  /**
-   * q [B,H,T,hd], kᵀ [B,H,hd,Tk] and v [B,H,Tk,hd] of x [B,T,D] (with `past`, Tk counts the cached positions
-   * too, and the cache is extended), and the causal mask [T,Tk] (null for a single query, which sees every key).
-   */
-  private queriesKeysValues(x: tf.Tensor3D, past?: KVSlot) {
-    const [B, T, D] = x.shape;
-    const H = this.cfg.numHeads;
-    const hd = D / H;
-    const x2 = tf.reshape(x, [B * T, D]) as tf.Tensor2D;
+  private projectNamed(proj: string, x: tf.Tensor2D): tf.Tensor2D {
+    const { w, b } = this.projs.get(proj)!;
+    return this.project(proj, x, w, b);
+  }
+
+  /** q [B*T,H·hd], k and v [B*T,KV·hd] of x [B*T,D] */
+  private projectQKV(x2: tf.Tensor2D): tf.Tensor2D[] {
+    if (this.llamaNames) return ["q_proj", "k_proj", "v_proj"].map((p) => this.projectNamed(p, x2));
     const qkv = ops.linear(
       x2,
       this.cAttnWeight.read() as tf.Tensor2D,
@@ -317,21 +401,63 @@ export class CausalSelfAttention extends GPTLayer<BlockConfig> {
       this.frozen(this.cAttnWeight),
     ); // [B*T,3D]
     // each [B*T,D]; head h owns columns h*hd..(h+1)*hd-1. LoRA adapts q, k and v apart (the book's three Linears)
-    const [q, k, v] = tf.split(qkv, 3, 1).map((t, i) => this.withAdapter(QKV[i], x2, t as tf.Tensor2D));
-    // [B,T,H,hd] permuted; for one position (a KV-cached token) these permutations keep the order in memory,
+    return tf.split(qkv, 3, 1).map((t, i) => this.withAdapter(QKV[i], x2, t as tf.Tensor2D));
+  }
+
+  /**
+   * q [B,H,T,hd], kᵀ [B,H,hd,Tk] and v [B,H,Tk,hd] of x [B,T,D] (with `past`, Tk counts the cached positions
+   * too, and the cache is extended), and the causal mask [T,Tk] (null for a single query, which sees every key).
+   * The cache holds the KV key/value heads; they are repeated for their query heads after it.
+   */
+  private queriesKeysValues(x: tf.Tensor3D, past?: KVSlot) {
+    const [B, T, D] = x.shape;
+    const { H, KV, hd } = this.dims;
+    const [q, k, v] = this.projectQKV(tf.reshape(x, [B * T, D]) as tf.Tensor2D);
+    // [B,T,n,hd] permuted; for one position (a KV-cached token) these permutations keep the order in memory,
     // so one reshape does what a reshape and a transpose do
-    const heads = (t: tf.Tensor, perm: number[]): tf.Tensor4D => {
-      const shape: [number, number, number, number] = [B, T, H, hd];
+    const heads = (t: tf.Tensor, n: number, perm: number[]): tf.Tensor4D => {
+      const shape: [number, number, number, number] = [B, T, n, hd];
       if (T > 1) return tf.transpose(tf.reshape(t, shape), perm);
       return tf.reshape(t, perm.map((i) => shape[i]) as typeof shape);
     };
-    let kT = heads(k, [0, 2, 3, 1]); // [B,H,hd,T]
-    let vh = heads(v, [0, 2, 1, 3]); // [B,H,T,hd]
-    if (past) ({ kT, v: vh } = past.extend(kT, vh)); // [B,H,hd,Tpast+T], [B,H,Tpast+T,hd]
+    let qh = heads(q, H, [0, 2, 1, 3]); // [B,H,T,hd]
+    let kT: tf.Tensor4D;
+    const rope = this.cfg.arch?.positions === "rope";
+    if (!rope && !this.qNormWeight) {
+      kT = heads(k, KV, [0, 2, 3, 1]); // [B,KV,hd,T]
+    } else {
+      let kh = heads(k, KV, [0, 2, 1, 3]); // [B,KV,T,hd]
+      if (this.qNormWeight && this.kNormWeight) {
+        const eps = this.cfg.arch!.normEps;
+        qh = ops.rmsNorm(qh, this.qNormWeight.read(), eps);
+        kh = ops.rmsNorm(kh, this.kNormWeight.read(), eps);
+      }
+      if (rope) {
+        const arch = this.cfg.arch!;
+        const start = past?.kv?.kT.shape[3] ?? 0; // the positions already cached
+        const { cos, sin } = ropeTables(hd, arch.ropeTheta, arch.ropeScaling, start, T); // [T,hd]
+        qh = ops.rope(qh, cos, sin);
+        kh = ops.rope(kh, cos, sin);
+      }
+      kT = tf.transpose(kh, [0, 1, 3, 2]); // [B,KV,hd,T]
+    }
+    let vh = heads(v, KV, [0, 2, 1, 3]); // [B,KV,T,hd]
+    if (past) ({ kT, v: vh } = past.extend(kT, vh)); // [B,KV,hd,Tpast+T], [B,KV,Tpast+T,hd]
+    if (KV < H) [kT, vh] = [repeatHeads(kT, H / KV), repeatHeads(vh, H / KV)]; // [B,H,…]
     const Tk = kT.shape[3];
     const mask = T > 1 ? causalMask(T, Tk) : null; // a single new query may see every key
-    return { q: heads(q, [0, 2, 1, 3]), kT, v: vh, mask };
+    return { q: qh, kT, v: vh, mask };
   }
+}
+
+/**
+ * Grouped-query attention's sharing: t [B,KV,a,b] → [B,KV·n,a,b], each key/value head repeated for the n query
+ * heads it serves (head h reads KV head ⌊h/n⌋, transformers' repeat_kv).
+ */
+function repeatHeads(t: tf.Tensor4D, n: number): tf.Tensor4D {
+  const [B, KV, a, b] = t.shape;
+  // rank 4 throughout: tfjs differentiates tile up to rank 4
+  return tf.reshape(tf.tile(tf.reshape(t, [B, KV, 1, a * b]), [1, 1, n, 1]), [B, KV * n, a, b]);
 }
 
 /** the adapters over c_attn's three column blocks */
@@ -356,29 +482,82 @@ function causalMask(Tq: number, Tk: number): tf.Tensor2D {
   return tf.tensor2d(data, [Tq, Tk]);
 }
 
-/** The MLP: `c_fc` [D,4D] + bias, GELU (tanh, GPT-2's "gelu_new"), `c_proj` [4D,D] + bias. */
-export class FeedForward extends GPTLayer<{ embDim: number; numLayers: number; seed: number }> {
+/**
+ * The MLP. GPT-2's: `c_fc` [D,F] + bias, GELU (tanh, GPT-2's "gelu_new"), `c_proj` [F,D] + bias. The Llama
+ * family's SwiGLU (`mlp` "swiglu"): `down_proj`(SiLU(`gate_proj` x) · `up_proj` x), [D,F], [D,F], [F,D], no biases.
+ * F is hidden_dim (default 4D).
+ */
+export class FeedForward extends GPTLayer<{
+  embDim: number;
+  numLayers: number;
+  seed: number;
+  mlp?: "gelu" | "swiglu";
+  hiddenDim?: number;
+}> {
   static readonly className = "FeedForward";
   cFcWeight!: tf.LayerVariable;
   cFcBias!: tf.LayerVariable;
   cProjWeight!: tf.LayerVariable;
   cProjBias!: tf.LayerVariable;
+  /** SwiGLU's gate_proj, up_proj, down_proj */
+  gateWeight!: tf.LayerVariable;
+  upWeight!: tf.LayerVariable;
+  downWeight!: tf.LayerVariable;
+
+  private get swiglu(): boolean {
+    return this.cfg.mlp === "swiglu";
+  }
+
+  private get hidden(): number {
+    return this.cfg.hiddenDim ?? 4 * this.cfg.embDim;
+  }
 
   override build(): void {
     const { embDim: D, seed, numLayers } = this.cfg;
-    this.cFcWeight = this.param("c_fc.weight", [D, 4 * D], normal(seed));
-    this.cFcBias = this.param("c_fc.bias", [4 * D], tf.initializers.zeros());
-    this.cProjWeight = this.param("c_proj.weight", [4 * D, D], normal(seed + 1, INIT_STD / Math.sqrt(2 * numLayers)));
-    this.cProjBias = this.param("c_proj.bias", [D], tf.initializers.zeros());
+    const F = this.hidden;
+    const residualInit = normal(seed + 1, INIT_STD / Math.sqrt(2 * numLayers));
+    if (this.swiglu) {
+      this.gateWeight = this.param("gate_proj.weight", [D, F], normal(seed));
+      this.upWeight = this.param("up_proj.weight", [D, F], normal(seed + 2));
+      this.downWeight = this.param("down_proj.weight", [F, D], residualInit);
+    } else {
+      this.cFcWeight = this.param("c_fc.weight", [D, F], normal(seed));
+      this.cFcBias = this.param("c_fc.bias", [F], tf.initializers.zeros());
+      this.cProjWeight = this.param("c_proj.weight", [F, D], residualInit);
+      this.cProjBias = this.param("c_proj.bias", [D], tf.initializers.zeros());
+    }
     this.built = true;
+  }
+
+  /** the projections LoRA may adapt: [local name, in, out] */
+  projections(): [string, number, number][] {
+    const [D, F] = [this.cfg.embDim, this.hidden];
+    if (this.swiglu)
+      return [
+        ["gate_proj", D, F],
+        ["up_proj", D, F],
+        ["down_proj", F, D],
+      ];
+    return [
+      ["c_fc", D, F],
+      ["c_proj", F, D],
+    ];
   }
 
   override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
     return tf.tidy(() => {
       const x = single(inputs) as tf.Tensor3D;
       const [B, T, D] = x.shape;
-      const h = ops.gelu(this.project("c_fc", tf.reshape(x, [B * T, D]) as tf.Tensor2D, this.cFcWeight, this.cFcBias)); // [B*T,4D]
-      const out = this.project("c_proj", h, this.cProjWeight, this.cProjBias); // [B*T,D]
+      const x2 = tf.reshape(x, [B * T, D]) as tf.Tensor2D;
+      let out: tf.Tensor2D;
+      if (this.swiglu) {
+        const gate = ops.silu(this.project("gate_proj", x2, this.gateWeight, null)); // [B*T,F]
+        const h = tf.mul(gate, this.project("up_proj", x2, this.upWeight, null)) as tf.Tensor2D; // [B*T,F]
+        out = this.project("down_proj", h, this.downWeight, null); // [B*T,D]
+      } else {
+        const h = ops.gelu(this.project("c_fc", x2, this.cFcWeight, this.cFcBias)); // [B*T,F]
+        out = this.project("c_proj", h, this.cProjWeight, this.cProjBias); // [B*T,D]
+      }
       return tf.reshape(out, [B, T, D]);
     });
   }
@@ -387,24 +566,31 @@ export class FeedForward extends GPTLayer<{ embDim: number; numLayers: number; s
 // ---------------------------------------------------------------------------------------------------------
 
 /**
- * One pre-LayerNorm transformer block `h.i`: x + drop(attn(ln_1(x))), then h + drop(mlp(ln_2(h))).
- * Its four parts are layers of their own (`h.i.ln_1`, `h.i.attn`, `h.i.ln_2`, `h.i.mlp`); the block reports
+ * One pre-norm transformer block `h.i`: x + drop(attn(ln_1(x))), then h + drop(mlp(ln_2(h))).
+ *
+ *     x ──┬─ ln_1 ─ attn ─ drop ─(+)──┬─ ln_2 ─ mlp ─ drop ─(+)── out
+ *         └───────────────────────────┘└──────────────────────────┘
+ *
+ * Its four parts are layers of their own (`h.i.ln_1`, `h.i.attn`, `h.i.ln_2`, `h.i.mlp`; in the Llama family's
+ * names `layers.i.input_layernorm`, `.self_attn`, `.post_attention_layernorm`, `.mlp`); the block reports
  * their weights as its own (as tfjs' Wrapper does), so setting `block.trainable = false` freezes all of them.
  */
 export class TransformerBlock extends GPTLayer<BlockConfig> {
   static readonly className = "TransformerBlock";
-  readonly ln1: LayerNorm;
+  readonly ln1: Norm;
   readonly attn: CausalSelfAttention;
-  readonly ln2: LayerNorm;
+  readonly ln2: Norm;
   readonly mlp: FeedForward;
 
   constructor(args: BlockConfig & LayerArgs) {
     super(args);
-    const { embDim, numLayers, seed } = this.cfg;
-    this.ln1 = new LayerNorm({ name: `${this.name}.ln_1`, embDim });
-    this.attn = new CausalSelfAttention({ ...this.cfg, name: `${this.name}.attn` });
-    this.ln2 = new LayerNorm({ name: `${this.name}.ln_2`, embDim });
-    this.mlp = new FeedForward({ name: `${this.name}.mlp`, embDim, numLayers, seed: seed + 2 });
+    const { embDim, numLayers, seed, arch } = this.cfg;
+    const n = NAMES[arch?.names ?? "gpt2"];
+    this.ln1 = makeNorm(`${this.name}.${n.ln1}`, embDim, arch);
+    this.attn = new CausalSelfAttention({ ...this.cfg, name: `${this.name}.${n.attn}` });
+    this.ln2 = makeNorm(`${this.name}.${n.ln2}`, embDim, arch);
+    const mlp = arch ? { mlp: arch.mlp, hiddenDim: arch.hiddenDim } : {};
+    this.mlp = new FeedForward({ name: `${this.name}.mlp`, embDim, numLayers, seed: seed + 2, ...mlp });
   }
 
   /** the parts in the order their weights are listed */
@@ -584,6 +770,7 @@ export class ClassifierHead extends OutputHead<{ numClasses: number; embDim: num
 
 for (const cls of [
   LayerNorm,
+  RMSNorm,
   TokenEmbedding,
   PositionEmbedding,
   CausalSelfAttention,

@@ -27,6 +27,13 @@ export async function openExportSource(
       "export the language model the classifier was finetuned from",
     );
   }
+  const family = meta.model.family ?? "gpt2";
+  if (family !== "gpt2" && format !== "llmctl") {
+    throw new UsageError(
+      `${modelDir} is a ${family} model; export --format ${format} writes GPT-2-family models only`,
+      "its Hugging Face checkpoint is the one `llmctl load` read",
+    );
+  }
   return openModelWeights(modelDir, meta);
 }
 

@@ -4,6 +4,7 @@ import { tokenizerCommand } from "./tokenizer.js";
 import { pretrainCommand } from "./pretrain.js";
 import { generateCommand } from "./generate.js";
 import { loadGpt2Command } from "./load-gpt2.js";
+import { loadCommand } from "./load.js";
 import { exportCommand } from "./export.js";
 import { finetuneCommand } from "./finetune.js";
 import { classifyCommand } from "./classify.js";
@@ -24,6 +25,7 @@ export const commands: CommandModule<any, any>[] = [
   pretrainCommand,
   generateCommand,
   loadGpt2Command,
+  loadCommand,
   exportCommand,
   finetuneCommand,
   classifyCommand,

@@ -1,7 +1,7 @@
 import type { CommandModule } from "yargs";
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { loadConfigFile } from "../../model/config.js";
+import { architecture, loadConfigFile } from "../../model/config.js";
 import { summarize } from "../../model/summary.js";
 import { printJson, printLine, type GlobalOptions } from "../output.js";
 
@@ -72,6 +72,13 @@ export const infoCommand: CommandModule<GlobalOptions, InfoArgs> = {
       `vocab ${model.vocab_size}, context ${model.context_length}, emb ${model.emb_dim}, ${model.n_layers} layers, ${model.n_heads} heads, ` +
         `drop ${model.drop_rate}, qkv_bias ${model.qkv_bias}, head ${head.kind === "classifier" ? `classifier (${head.num_classes} classes)` : model.tied_head ? "tied" : "untied"}`,
     );
+    if (model.family !== undefined && model.family !== "gpt2") {
+      const a = architecture(model);
+      printLine(
+        `${model.family}: ${a.norm} (eps ${a.normEps}), ${a.mlp} (hidden ${a.hiddenDim}), ${a.positions === "rope" ? `RoPE θ ${a.ropeTheta}${a.ropeScaling ? " with llama3 scaling" : ""}` : "learned positions"}, ` +
+          `${a.nKvHeads} key/value heads, head_dim ${a.headDim}${a.qkNorm ? ", q/k norm" : ""}${a.attentionBias ? ", attention bias" : ""}`,
+      );
+    }
     if (meta?.source) printLine(`source: ${meta.source}`);
     if (meta?.lora)
       printLine(
