@@ -23,6 +23,7 @@ import { runCli } from "./helpers/cli.js";
 import { cliEnv, testBackend } from "./helpers/backend.js";
 import { sharedPath } from "./helpers/shared.js";
 import { referenceGreedy, referenceLogits, type HFTextConfig } from "./helpers/llama-reference.js";
+import { hfTokenizerDirs } from "./helpers/hf-tokenizers.js";
 
 const PYTHON = process.env.LLMCTL_PYTHON ?? "python3";
 const PROMPT = "Every effort moves you";
@@ -507,6 +508,66 @@ test("Llama 3.2-style checkpoint from transformers (F32, BF16, F16, sharded): lo
     assert.equal(await infoParameters(model), ref.num_parameters);
     t.diagnostic(`parameters: ${ref.num_parameters} (transformers' num_parameters())`);
   } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+const MAKE_LLAMA_CHAT = String.raw`
+import json, shutil, sys, torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+out, tok_dir, question, n_new = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+for f in ("tokenizer.json", "tokenizer_config.json"):
+    shutil.copy(f"{tok_dir}/{f}", f"{out}/{f}")
+tok = AutoTokenizer.from_pretrained(out)
+torch.manual_seed(32)
+# Llama 3.2's real vocabulary and special tokens, in a model 64 wide
+cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, rope_theta=500000.0,
+    rope_scaling={"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                  "original_max_position_embeddings": 128},
+    tie_word_embeddings=True, initializer_range=0.5, bos_token_id=128000, eos_token_id=[128001, 128008, 128009])
+m = LlamaForCausalLM(cfg).eval()
+m.save_pretrained(out, safe_serialization=True)
+ids = tok.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True, tokenize=True)
+with torch.no_grad():
+    g = m.generate(torch.tensor([ids]), max_new_tokens=n_new, min_new_tokens=n_new, do_sample=False, pad_token_id=0)
+print(json.dumps({"prompt_ids": ids, "greedy": g[0, len(ids):].tolist()}))
+`;
+
+test("a Llama 3.2-style checkpoint with Llama 3.2's real tokenizer and chat template: load, then generate --chat gives transformers' prompt ids and greedy ids (needs python3 with transformers + jinja2, and npm)", async (t) => {
+  const probe = spawnSync(PYTHON, ["-c", "import torch, transformers, safetensors, jinja2"], { encoding: "utf8" });
+  if (probe.status !== 0) {
+    t.skip(`${PYTHON} with torch, transformers, safetensors and jinja2 is not available (LLMCTL_PYTHON picks it)`);
+    return;
+  }
+  const files = hfTokenizerDirs();
+  if ("skip" in files) {
+    t.skip(files.skip);
+    return;
+  }
+  const dir = await mkdtemp(join(tmpdir(), "llmctl-llama-chat-"));
+  try {
+    const question = "Name three primary colors.";
+    const hf = join(dir, "hf");
+    await mkdir(hf);
+    const made = spawnSync(PYTHON, ["-c", MAKE_LLAMA_CHAT, hf, files.dirs["llama3.1"], question, "8"], {
+      encoding: "utf8",
+    });
+    assert.equal(made.status, 0, made.stderr);
+    const ref = JSON.parse(made.stdout.trim().split("\n").at(-1)!) as { prompt_ids: number[]; greedy: number[] };
+    const model = join(dir, "model");
+    const loaded = await runCli(["load", "--from", hf, "--out", model]);
+    assert.equal(loaded.code, 0, loaded.stderr);
+    const r = await runCli(["generate", "-m", model, "--chat", "-p", question, "-t", "0", "-n", "8", "--json"], {
+      env: cliEnv(),
+    });
+    assert.equal(r.code, 0, r.stderr);
+    const ours = JSON.parse(r.stdout) as { prompt_ids: number[]; ids: number[] };
+    assert.deepEqual(ours.prompt_ids, ref.prompt_ids);
+    assert.deepEqual(ours.ids, ref.greedy);
+    t.diagnostic(`${ref.prompt_ids.length} prompt ids and 8 greedy ids as transformers on ${testBackend()}`);
+  } finally {
+    files.done();
     await rm(dir, { recursive: true, force: true });
   }
 });
