@@ -15,12 +15,13 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { UsageError } from "../errors.js";
+import { FileFormatError, LlmctlError, UsageError } from "../errors.js";
 import {
   CHAT_TEMPLATE_FILE,
   TOKENIZER_CONFIG_FILE,
   loadHfChatTemplate,
   type HfChatMessage,
+  type HfChatTemplate,
 } from "../tokenizer/hf-chat-template.js";
 import { readTextFile } from "../formats/file.js";
 import { formatExample, formatPrompt, responseHeader } from "./prompt-style.js";
@@ -40,7 +41,15 @@ export interface ChatPrompt {
   ids: number[];
   /** stop strings the reply must end before */
   stop: string[];
+  /**
+   * ids that end the reply (not part of it) besides the tokenizer's end-of-text: with a Hugging Face chat template,
+   * every eos_token_id of generation_config.json and the template's end-of-turn token (`modelStopIds`)
+   */
+  stopIds: number[];
 }
+
+/** A model directory's way of turning a conversation into its prompt, loaded once (`loadChatFormat`). */
+export type ChatFormat = (messages: readonly ChatMessage[]) => ChatPrompt;
 
 export const PLAIN_USER = "User:";
 export const PLAIN_ASSISTANT = "Assistant:";
@@ -59,7 +68,7 @@ export function chatPrompt(tokenizer: Tokenizer, messages: readonly ChatMessage[
     if (i > 0) ids.push(tokenizer.endOfTextId);
     for (const id of tokenizer.encode(segment, { allowedSpecial: [] })) ids.push(id);
   });
-  return { text: segments.join(tokenizer.endOfText), ids, stop: style ? [] : [`\n${PLAIN_USER}`] };
+  return { text: segments.join(tokenizer.endOfText), ids, stop: style ? [] : [`\n${PLAIN_USER}`], stopIds: [] };
 }
 
 function plainText(messages: readonly ChatMessage[]): string {
@@ -112,18 +121,91 @@ export async function hasHfChatTemplate(dir: string): Promise<boolean> {
 }
 
 /**
- * The prompt for the model's reply: the model directory's Hugging Face chat template when it has one (its text
- * encoded with the special tokens it writes, nothing added: transformers' apply_chat_template(tokenize=True)),
- * else llmctl's (`chatPrompt`).
+ * How a model directory's conversations become prompts: its Hugging Face chat template when it has one (the text
+ * encoded with the special tokens it writes, nothing added: transformers' apply_chat_template(tokenize=True); the
+ * reply ends at `modelStopIds`), else llmctl's (`chatPrompt`).
  */
+export async function loadChatFormat(dir: string, tokenizer: Tokenizer, style?: PromptStyle): Promise<ChatFormat> {
+  if (!(await hasHfChatTemplate(dir))) return (messages) => chatPrompt(tokenizer, messages, style);
+  const template = await loadHfChatTemplate(dir);
+  const stopIds = await modelStopIds(dir, tokenizer, template);
+  return (messages) => {
+    const text = template.render(messages as readonly HfChatMessage[], { addGenerationPrompt: true });
+    return { text, ids: tokenizer.encode(text), stop: [], stopIds };
+  };
+}
+
+/** The prompt for the model's reply to `messages` (`loadChatFormat`, for one conversation). */
 export async function modelChatPrompt(
   dir: string,
   tokenizer: Tokenizer,
   messages: readonly ChatMessage[],
   style?: PromptStyle,
 ): Promise<ChatPrompt> {
-  if (!(await hasHfChatTemplate(dir))) return chatPrompt(tokenizer, messages, style);
-  const template = await loadHfChatTemplate(dir);
-  const text = template.render(messages as readonly HfChatMessage[], { addGenerationPrompt: true });
-  return { text, ids: tokenizer.encode(text), stop: [] };
+  return (await loadChatFormat(dir, tokenizer, style))(messages);
+}
+
+/** Where a Hugging Face model names the ids its generation stops at (eos_token_id: one id or a list). */
+export const GENERATION_CONFIG_FILE = "generation_config.json";
+
+/**
+ * The ids a reply in the template ends at, as transformers' generate stops: every eos_token_id of the model
+ * directory's generation_config.json, and the special token the template writes right after an assistant's
+ * message (Llama 3's <|eot_id|>, Qwen's <|im_end|>), which a generation_config.json may leave out.
+ */
+export async function modelStopIds(dir: string, tokenizer: Tokenizer, template: HfChatTemplate): Promise<number[]> {
+  const ids = new Set(await generationConfigEosIds(dir, tokenizer.vocabSize));
+  const endOfTurn = templateEndOfTurnId(tokenizer, template);
+  if (endOfTurn !== undefined) ids.add(endOfTurn);
+  return [...ids];
+}
+
+/** generation_config.json's eos_token_id as a list (none when the file or the field is absent). */
+export async function generationConfigEosIds(dir: string, vocabSize: number): Promise<number[]> {
+  const path = join(dir, GENERATION_CONFIG_FILE);
+  if (!existsSync(path)) return [];
+  let config: unknown;
+  try {
+    config = JSON.parse(await readTextFile(path));
+  } catch (err) {
+    if (err instanceof LlmctlError) throw err;
+    throw new FileFormatError(`${path}: not valid JSON (${(err as Error).message.split("\n")[0]})`, "re-create it");
+  }
+  const eos = (config as { eos_token_id?: unknown } | null)?.eos_token_id;
+  if (eos === undefined || eos === null) return [];
+  const ids = Array.isArray(eos) ? eos : [eos];
+  for (const id of ids) {
+    if (!(Number.isInteger(id) && (id as number) >= 0 && (id as number) < vocabSize))
+      throw new FileFormatError(
+        `${path}: eos_token_id ${JSON.stringify(eos)} is not a token id of the vocabulary (0..${vocabSize - 1})`,
+        "give an id or a list of ids",
+      );
+  }
+  return ids as number[];
+}
+
+/**
+ * The special token the template writes right after an assistant's message, found by rendering one exchange:
+ * the text after the reply starts with it when encoding it with special tokens gives a different first id than
+ * encoding it as ordinary text. Undefined when the template writes none (or refuses the exchange).
+ */
+function templateEndOfTurnId(tokenizer: Tokenizer, template: HfChatTemplate): number | undefined {
+  const reply = "Reply-to-find-the-end-of-turn";
+  let text: string;
+  try {
+    text = template.render(
+      [
+        { role: "user", content: "Question" },
+        { role: "assistant", content: reply },
+      ],
+      { addGenerationPrompt: false },
+    );
+  } catch {
+    return undefined;
+  }
+  const at = text.lastIndexOf(reply);
+  const after = at < 0 ? "" : text.slice(at + reply.length);
+  if (after === "") return undefined;
+  const special = tokenizer.encode(after)[0];
+  return special !== tokenizer.encode(after, { allowedSpecial: [] })[0] ? special : undefined;
 }

@@ -1,6 +1,6 @@
 /**
  * Generation as text, the way a reply is shown or served: whole characters as they come (./text-stream.ts),
- * ending at <|endoftext|> (which is not part of the text), at a stop string (./stop-sequences.ts), at the token
+ * ending at <|endoftext|> or a model's other stop ids (which are not part of the text), at a stop string (./stop-sequences.ts), at the token
  * limit, or when the caller aborts. `generate` stays the one token loop underneath.
  */
 import type { GPTModel } from "../model/gpt.js";
@@ -18,6 +18,8 @@ export interface GenerateTextOptions extends SamplingOptions {
   seed?: number;
   /** end at <|endoftext|> (default true); false lets the model write past it, as `generate` does by default */
   stopAtEndOfText?: boolean;
+  /** also end at these ids (a model's EOS and end-of-turn tokens, `ChatPrompt.stopIds`); they are not part of the text */
+  stopIds?: readonly number[];
   /** end before the first of these strings; it is not part of the text */
   stop?: readonly string[];
   /** drop whitespace at the start (a reply after "Assistant:" or a response header begins with some) */
@@ -44,6 +46,7 @@ export async function generateText(
   opts: GenerateTextOptions,
 ): Promise<GenerateTextResult> {
   const stopAtEndOfText = opts.stopAtEndOfText ?? true;
+  const stopIds = new Set([...(stopAtEndOfText ? [tokenizer.endOfTextId] : []), ...(opts.stopIds ?? [])]);
   const stream = new TextStream((ids) => tokenizer.decode(ids));
   const stops = new StopSequences(opts.stop ?? []);
   const atStopString = new AbortController();
@@ -66,11 +69,11 @@ export async function generateText(
     topP: opts.topP,
     seed: opts.seed,
     maxNewTokens: opts.maxNewTokens,
-    eosId: stopAtEndOfText ? tokenizer.endOfTextId : null,
+    eosId: [...stopIds],
     vocabLimit: tokenizer.vocabSize,
     signal,
     onToken: (id) => {
-      if (stopAtEndOfText && id === tokenizer.endOfTextId) return;
+      if (stopIds.has(id)) return;
       emit(stops.push(stream.push(id)));
       if (stops.stopped) atStopString.abort();
     },

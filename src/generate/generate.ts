@@ -12,8 +12,11 @@ import { type SamplingOptions, checkSamplingOptions, sampleNext } from "./sample
 
 export interface GenerateOptions extends SamplingOptions {
   maxNewTokens: number;
-  /** stop after emitting this id (e.g. <|endoftext|> 50256); the id is included in the result */
-  eosId?: number | null;
+  /**
+   * stop after emitting this id (e.g. <|endoftext|> 50256), or any of these ids (a model's EOS and end-of-turn
+   * tokens); the id is included in the result
+   */
+  eosId?: number | readonly number[] | null;
   /** default true; false recomputes the whole window for every token (the book's generate_text_simple) */
   useCache?: boolean;
   /** seeds the sampling (default 123); ignored for greedy decoding */
@@ -76,6 +79,7 @@ export async function generate(
   const useCache = opts.useCache ?? true;
   const seq = promptIds.slice(-ctx);
   const croppedPromptTokens = promptIds.length - seq.length;
+  const eosIds = new Set(opts.eosId == null ? [] : typeof opts.eosId === "number" ? [opts.eosId] : opts.eosId);
   const out: number[] = [];
   let stoppedAtEos = false;
   let aborted = false;
@@ -120,7 +124,7 @@ export async function generate(
       out.push(id);
       pending = [id];
       opts.onToken?.(id);
-      if (opts.eosId != null && id === opts.eosId) {
+      if (eosIds.has(id)) {
         stoppedAtEos = true;
         break;
       }

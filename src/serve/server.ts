@@ -14,7 +14,7 @@ import { LlmctlError, UsageError } from "../errors.js";
 import type { GPTModel } from "../model/gpt.js";
 import { type PromptStyle } from "../model/model-meta.js";
 import type { Tokenizer } from "../tokenizer/index.js";
-import { chatPrompt } from "../generate/chat-template.js";
+import { chatPrompt, type ChatFormat } from "../generate/chat-template.js";
 import { generateText, type GenerateTextResult } from "../generate/generate-text.js";
 import * as api from "./openai.js";
 
@@ -34,6 +34,8 @@ export interface ServeOptions {
   modelId: string;
   /** an instruction model's prompt style; absent, chat uses the plain template (src/generate/chat-template.ts) */
   promptStyle?: PromptStyle;
+  /** the model directory's chat format (`loadChatFormat`: its own chat template); absent, llmctl's with promptStyle */
+  chatFormat?: ChatFormat;
   host: string;
   /** 0 picks a free port */
   port: number;
@@ -81,6 +83,7 @@ const shuttingDown = () => new api.ApiError(503, "the server is shutting down");
 
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const { gpt, tokenizer, modelId } = opts;
+  const chatFormat = opts.chatFormat ?? ((messages) => chatPrompt(tokenizer, messages, opts.promptStyle));
   const page = await readFile(CHAT_PAGE);
   const maxBody = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const context = gpt.config.context_length;
@@ -207,7 +210,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   async function chatCompletions(body: unknown, res: http.ServerResponse, signal: AbortSignal, t: Totals) {
     const r = api.parseChatRequest(body);
     checkModel(r.model);
-    const prompt = chatPrompt(tokenizer, r.messages, opts.promptStyle);
+    const prompt = chatFormat(r.messages);
     const maxNewTokens = budget("messages", prompt.ids.length, r.maxTokens, context);
     const h = header("chatcmpl");
     const withUsage = r.includeUsage ? { usage: null } : {};
@@ -217,6 +220,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       return generateText(gpt, tokenizer, prompt.ids, {
         ...sampling(r, maxNewTokens, signal),
         stop: [...prompt.stop, ...r.stop],
+        stopIds: prompt.stopIds,
         trimStart: true,
         onText: r.stream
           ? (content) => event(res, { ...api.chatChunk(h, { content }, null), ...withUsage })

@@ -4,7 +4,7 @@ import { createInterface } from "node:readline";
 import { UsageError } from "../../errors.js";
 import { withLanguageModel, modelOption } from "../load-model.js";
 import { modelTokenizer } from "../../tokenizer/bpe-file.js";
-import { chatPrompt, type ChatMessage } from "../../generate/chat-template.js";
+import { hasHfChatTemplate, loadChatFormat, type ChatMessage } from "../../generate/chat-template.js";
 import { checkSamplingOptions } from "../../generate/sampler.js";
 import { note, type GlobalOptions } from "../output.js";
 
@@ -44,6 +44,8 @@ export const chatCommand: CommandModule<GlobalOptions, ChatArgs> = {
       const { generateText } = await import("../../generate/generate-text.js");
       const tokenizer = await modelTokenizer(args.model, meta.tokenizer);
       const style = meta.prompt_style;
+      const chatFormat = await loadChatFormat(args.model, tokenizer, style);
+      const ownTemplate = await hasHfChatTemplate(args.model);
       const context = gpt.config.context_length;
       const maxNewTokens = args["max-new-tokens"];
       const tty = process.stdin.isTTY === true;
@@ -53,7 +55,7 @@ export const chatCommand: CommandModule<GlobalOptions, ChatArgs> = {
       /** the prompt for the next answer, leaving out the earliest exchanges when the context cannot hold them */
       const fitPrompt = () => {
         const room = Math.min(maxNewTokens, Math.floor(context / 2));
-        let prompt = chatPrompt(tokenizer, history, style);
+        let prompt = chatFormat(history);
         let dropped = false;
         for (;;) {
           const first = history.findIndex((m) => m.role === "user");
@@ -61,7 +63,7 @@ export const chatCommand: CommandModule<GlobalOptions, ChatArgs> = {
           if (prompt.ids.length + room <= context || next < 0) break;
           history.splice(first, next - first);
           dropped = true;
-          prompt = chatPrompt(tokenizer, history, style);
+          prompt = chatFormat(history);
         }
         if (dropped) note(`(the earliest messages were left out: the model's context is ${context} tokens)`);
         if (prompt.ids.length > context) note(`(the message is longer than the context; the model sees its end)`);
@@ -95,7 +97,7 @@ export const chatCommand: CommandModule<GlobalOptions, ChatArgs> = {
 
       if (tty) {
         note(
-          `chatting with ${args.model} (${style ? `prompt style ${style}` : "base model: plain chat template"}); ${HELP}`,
+          `chatting with ${args.model} (${ownTemplate ? "its chat template" : style ? `prompt style ${style}` : "base model: plain chat template"}); ${HELP}`,
         );
         rl.prompt();
       }
@@ -120,6 +122,7 @@ export const chatCommand: CommandModule<GlobalOptions, ChatArgs> = {
               seed: (args.seed ?? 123) + turn++,
               maxNewTokens,
               stop: prompt.stop,
+              stopIds: prompt.stopIds,
               trimStart: true,
               signal: answering.signal,
               onText: (piece) => process.stdout.write(piece),

@@ -94,7 +94,8 @@ export const generateCommand: CommandModule<GlobalOptions, GenerateArgs> = {
       const result = await generate(gpt, promptIds, {
         ...sampling,
         maxNewTokens: maxNew,
-        eosId: args["stop-at-eos"] ? tok.endOfTextId : null,
+        // a chat reply ends at the model's stop ids (its EOS and end-of-turn tokens), as transformers' generate does
+        eosId: [...(args["stop-at-eos"] ? [tok.endOfTextId] : []), ...(chat?.stopIds ?? [])],
         useCache: args.cache,
         seed: args.seed ?? 123,
         vocabLimit: tok.vocabSize,

@@ -63,11 +63,14 @@ export const serveCommand: CommandModule<GlobalOptions, ServeArgs> = {
     withLanguageModel(args, async ({ gpt, meta }) => {
       const modelId = args.name ?? basename(resolve(args.model)).replace(/[^\w.:-]/g, "_");
       const { startServer } = await import("../../serve/server.js");
+      const { loadChatFormat } = await import("../../generate/chat-template.js");
+      const tokenizer = await modelTokenizer(args.model, meta.tokenizer);
       const server = await startServer({
         gpt,
-        tokenizer: await modelTokenizer(args.model, meta.tokenizer),
+        tokenizer,
         modelId,
         promptStyle: meta.prompt_style,
+        chatFormat: await loadChatFormat(args.model, tokenizer, meta.prompt_style),
         host: args.host,
         port: args.port,
         onLog: args.verbose ? note : undefined,
