@@ -28,10 +28,11 @@ export async function openExportSource(
     );
   }
   const family = meta.model.family ?? "gpt2";
-  if (family !== "gpt2" && format !== "llmctl") {
+  const families = format === "llmctl" ? null : format === "hf" ? ["gpt2", "llama", "qwen3"] : ["gpt2"];
+  if (families && !families.includes(family)) {
     throw new UsageError(
-      `${modelDir} is a ${family} model; export --format ${format} writes GPT-2-family models only`,
-      "its Hugging Face checkpoint is the one `llmctl load` read",
+      `${modelDir} is a ${family} model; export --format ${format} writes ${families.join(", ")} models only`,
+      format === "hf" ? "export it with --format llmctl" : "export it with --format hf",
     );
   }
   return openModelWeights(modelDir, meta);

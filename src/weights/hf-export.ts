@@ -1,6 +1,6 @@
 /**
- * Export an llmctl model directory as a Hugging Face GPT-2 directory that transformers' GPT2LMHeadModel and
- * GPT2Tokenizer load: config.json (GPT2Config keys), model.safetensors (HF names, [in, out] Conv1D layout,
+ * Export an llmctl model directory as a Hugging Face directory (a llama or qwen3 model: `exportLlamaFamily`). A
+ * GPT-2 model becomes a directory that transformers' GPT2LMHeadModel and GPT2Tokenizer load: config.json (GPT2Config keys), model.safetensors (HF names, [in, out] Conv1D layout,
  * metadata format "pt" as transformers requires), and the tokenizer files vocab.json + merges.txt rebuilt
  * from js-tiktoken's GPT-2 ranks (../tokenizer/vocab.ts); a model with its own tokenizer (`pretrain --tokenizer`)
  * gets its tokenizer.json instead, which transformers' PreTrainedTokenizerFast (AutoTokenizer) loads.
@@ -21,6 +21,9 @@ import { END_OF_TEXT, END_OF_TEXT_ID } from "../tokenizer/index.js";
 import { gpt2TokenizerFiles } from "../tokenizer/vocab.js";
 import { TOKENIZER_FILE, modelTokenizer } from "../tokenizer/bpe-file.js";
 import { readFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import type { ModelWeights } from "../model/lora.js";
+import { KEPT_FILES, PROJECTION, hfLlamaConfig, transpose2d } from "./hf-llama.js";
 
 /** transformers' GPT2Config for our model config. */
 export function hfGpt2Config(cfg: GPTConfig): Record<string, unknown> {
@@ -74,6 +77,13 @@ export async function exportHuggingFace(
   const src = await openExportSource(modelDir, "hf");
   const { meta, shapes: ours } = src;
   const cfg = meta.model;
+  if ((cfg.family ?? "gpt2") !== "gpt2") {
+    try {
+      return await exportLlamaFamily(modelDir, outDir, src, opts);
+    } finally {
+      await src.close();
+    }
+  }
   try {
     // transformers loads an un-prefixed file only when it holds nothing but the base model (as the original
     // gpt2 upload does); next to lm_head.weight the base weights need GPT2LMHeadModel's `transformer.` prefix.
@@ -145,4 +155,49 @@ export async function exportHuggingFace(
   } finally {
     await src.close();
   }
+}
+
+/**
+ * A llama or qwen3 model as transformers' LlamaForCausalLM / Qwen3ForCausalLM directory, the inverse of `llmctl
+ * load` (./hf-llama.ts): config.json (`hfLlamaConfig`), model.safetensors with the `model.` prefix and every
+ * projection back in PyTorch's [out,in] layout (a tied head writes no lm_head.weight, as save_pretrained does), and
+ * the tokenizer and generation files the model directory kept (tokenizer.json, its config and chat template,
+ * generation_config.json) copied as they are.
+ */
+async function exportLlamaFamily(
+  modelDir: string,
+  outDir: string,
+  src: ModelWeights,
+  opts: { tokenizer?: boolean; onProgress?: (p: ExportProgress) => void },
+): Promise<ExportResult> {
+  const { meta, shapes } = src;
+  const generationPath = join(modelDir, "generation_config.json");
+  const generation = existsSync(generationPath)
+    ? (JSON.parse(await readFile(generationPath, "utf8")) as { bos_token_id?: unknown; eos_token_id?: unknown })
+    : undefined;
+  const config = hfLlamaConfig(meta.model, join(modelDir, CONFIG_FILE), generation ?? {});
+  let done = 0;
+  const entries: SafetensorsEntry[] = [...shapes].map(([name, shape]) => {
+    const transpose = PROJECTION.test(name) && shape.length === 2;
+    return {
+      name: name === "lm_head.weight" ? name : `model.${name}`,
+      shape: transpose ? [shape[1], shape[0]] : shape,
+      data: async () => {
+        const data = await src.read(name);
+        opts.onProgress?.({ done: ++done, total: shapes.size, name });
+        return transpose ? transpose2d(data, shape[0], shape[1]) : data;
+      },
+    };
+  });
+  await makeDirectory(outDir);
+  await writeSafetensors(join(outDir, "model.safetensors"), entries, { format: "pt" });
+  await writeFileAtomic(join(outDir, CONFIG_FILE), JSON.stringify(config, null, 2) + "\n");
+  const files = [CONFIG_FILE, "model.safetensors"];
+  for (const f of KEPT_FILES) {
+    if (f !== "generation_config.json" && (opts.tokenizer === false || meta.tokenizer !== TOKENIZER_FILE)) continue;
+    if (!existsSync(join(modelDir, f))) continue;
+    await writeFileAtomic(join(outDir, f), await readFile(join(modelDir, f)));
+    files.push(f);
+  }
+  return { out: outDir, config, tensors: entries.length, files };
 }

@@ -19,7 +19,13 @@ import { join } from "node:path";
 import { FileFormatError, UsageError } from "../errors.js";
 import { readTextFile } from "../formats/file.js";
 import { readSafetensors, type SafetensorsFile } from "../formats/safetensors.js";
-import { type GPTConfig, checkWeightShapes, parameterShapes, validateGPTConfig } from "../model/config.js";
+import {
+  type GPTConfig,
+  architecture,
+  checkWeightShapes,
+  parameterShapes,
+  validateGPTConfig,
+} from "../model/config.js";
 import { CONFIG_FILE, validateModelMeta, type ModelMeta } from "../model/model-meta.js";
 import { writeModelDir } from "../model/model-dir.js";
 import { makeDirectory, writeFileAtomic } from "../fs-atomic.js";
@@ -110,8 +116,60 @@ export function llamaConfigFrom(hf: Record<string, unknown>, where: string): GPT
   return validateGPTConfig(raw, where);
 }
 
+/**
+ * The inverse of `llamaConfigFrom`: transformers' LlamaConfig or Qwen3Config for a llama- or qwen3-family model
+ * config, refusing one whose architecture keys make it a model neither class computes (e.g. a llama with q/k
+ * norm). `ids`: bos/eos token ids for config.json (generation_config.json's, when the model has one).
+ */
+export function hfLlamaConfig(
+  cfg: GPTConfig,
+  where: string,
+  ids: { bos_token_id?: unknown; eos_token_id?: unknown } = {},
+): Record<string, unknown> {
+  const family = cfg.family ?? "gpt2";
+  const a = architecture(cfg);
+  const qwen3 = family === "qwen3";
+  const refuse = (what: string) => {
+    throw new UsageError(
+      `${where}: a ${family} model with ${what} has no Hugging Face ${qwen3 ? "Qwen3" : "Llama"} class`,
+      "export it with --format llmctl",
+    );
+  };
+  if (!(SUPPORTED_MODEL_TYPES as readonly string[]).includes(family)) refuse(`family ${family}`);
+  if (a.norm !== "rmsnorm") refuse(`norm ${a.norm}`);
+  if (a.mlp !== "swiglu") refuse(`mlp ${a.mlp}`);
+  if (a.positions !== "rope") refuse(`positions ${a.positions}`);
+  if (a.qkNorm !== qwen3) refuse(a.qkNorm ? "q/k norm" : "no q/k norm");
+  if (cfg.qkv_bias) refuse("qkv_bias (Llama's is attention_bias)");
+  return {
+    architectures: [qwen3 ? "Qwen3ForCausalLM" : "LlamaForCausalLM"],
+    model_type: family,
+    vocab_size: cfg.vocab_size,
+    max_position_embeddings: cfg.context_length,
+    hidden_size: cfg.emb_dim,
+    intermediate_size: a.hiddenDim,
+    num_hidden_layers: cfg.n_layers,
+    num_attention_heads: cfg.n_heads,
+    num_key_value_heads: a.nKvHeads,
+    head_dim: a.headDim,
+    hidden_act: "silu",
+    rms_norm_eps: a.normEps,
+    rope_theta: a.ropeTheta,
+    rope_scaling: a.ropeScaling ? { ...a.ropeScaling } : null,
+    attention_bias: a.attentionBias,
+    attention_dropout: 0.0,
+    ...(qwen3 ? { use_sliding_window: false, sliding_window: null } : { mlp_bias: false, pretraining_tp: 1 }),
+    tie_word_embeddings: cfg.tied_head,
+    initializer_range: 0.02,
+    bos_token_id: ids.bos_token_id ?? null,
+    eos_token_id: ids.eos_token_id ?? null,
+    torch_dtype: "float32",
+    use_cache: true,
+  };
+}
+
 /** Weights llmctl keeps [in,out] where PyTorch's Linear holds [out,in]. */
-const PROJECTION = /\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.weight$/;
+export const PROJECTION = /\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.weight$/;
 
 /**
  * Open a Llama or Qwen3 checkpoint directory: its config, and every tensor by llmctl's name, checked against the
@@ -190,7 +248,7 @@ async function openShards(dir: string): Promise<SafetensorsFile[]> {
 }
 
 /** [rows, cols] row-major → [cols, rows] */
-function transpose2d(data: Float32Array, rows: number, cols: number): Float32Array {
+export function transpose2d(data: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(data.length);
   for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c];
   return out;

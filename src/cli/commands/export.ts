@@ -31,7 +31,7 @@ export const exportCommand: CommandModule<GlobalOptions, ExportArgs> = {
         choices: ["hf", "gguf", "llmctl"] as const,
         default: "hf" as const,
         describe:
-          "hf: a transformers GPT2LMHeadModel directory; gguf: one file for llama.cpp / Ollama; llmctl: a plain model directory (LoRA adapters merged in)",
+          "hf: a transformers directory (GPT2LMHeadModel, LlamaForCausalLM, Qwen3ForCausalLM); gguf: one file for llama.cpp / Ollama; llmctl: a plain model directory (LoRA adapters merged in)",
       })
       .option("out", {
         alias: "o",
@@ -91,7 +91,7 @@ export const exportCommand: CommandModule<GlobalOptions, ExportArgs> = {
     } else {
       printLine(`wrote ${args.out} (${res.files.join(", ")})`);
       note(
-        `load it with: GPT2LMHeadModel.from_pretrained("${args.out}")${args.tokenizer ? ` and AutoTokenizer.from_pretrained("${args.out}")` : ""}`,
+        `load it with: ${(res.config.architectures as string[] | undefined)?.[0] ?? "GPT2LMHeadModel"}.from_pretrained("${args.out}")${args.tokenizer ? ` and AutoTokenizer.from_pretrained("${args.out}")` : ""}`,
       );
     }
   },
@@ -100,6 +100,8 @@ export const exportCommand: CommandModule<GlobalOptions, ExportArgs> = {
 /** What `export --format hf` writes into its directory (weights/hf-export.ts). */
 const HF_FILES = [
   "config.json",
+  "special_tokens_map.json",
+  "chat_template.jinja",
   "generation_config.json",
   "model.safetensors",
   "vocab.json",
