@@ -28,11 +28,11 @@ export async function openExportSource(
     );
   }
   const family = meta.model.family ?? "gpt2";
-  const families = format === "llmctl" ? null : format === "hf" ? ["gpt2", "llama", "qwen3"] : ["gpt2"];
+  const families = format === "llmctl" ? null : ["gpt2", "llama", "qwen3"];
   if (families && !families.includes(family)) {
     throw new UsageError(
       `${modelDir} is a ${family} model; export --format ${format} writes ${families.join(", ")} models only`,
-      format === "hf" ? "export it with --format llmctl" : "export it with --format hf",
+      "export it with --format llmctl",
     );
   }
   return openModelWeights(modelDir, meta);

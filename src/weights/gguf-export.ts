@@ -32,7 +32,9 @@
 import { basename, dirname, join, resolve } from "node:path";
 import { FileFormatError, LlmctlError, UsageError } from "../errors.js";
 import { writeFileAtomic } from "../fs-atomic.js";
-import { type GPTConfig } from "../model/config.js";
+import { type GPTConfig, architecture } from "../model/config.js";
+import { existsSync } from "node:fs";
+import { readTextFile } from "../formats/file.js";
 import {
   fitsType,
   writeGguf,
@@ -43,7 +45,7 @@ import {
 } from "../formats/gguf.js";
 import { formatPrompt, responseHeader } from "../generate/prompt-style.js";
 import { type PromptStyle } from "../model/model-meta.js";
-import { modelVocabulary, type TokenizerVocabulary } from "../tokenizer/bpe-file.js";
+import { TOKENIZER_FILE, modelVocabulary, type TokenizerVocabulary } from "../tokenizer/bpe-file.js";
 import { openExportSource } from "./export-source.js";
 import { type ExportProgress } from "./hf-export.js";
 
@@ -62,11 +64,16 @@ interface PlannedTensor {
   name: string;
   /** row-major, as written */
   shape: number[];
-  source: { name: string; transpose: boolean } | "zeros";
+  /**
+   * our tensor, maybe transposed, and for a llama's q/k projection its rows permuted per head (`permuteHeads`:
+   * the head count); zeros; or values computed here (rope_freqs)
+   */
+  source: { name: string; transpose: boolean; permuteHeads?: number } | "zeros" | { values: Float32Array };
 }
 
 /** Every tensor of the GGUF for this config, in llama.cpp's order. */
 function plan(cfg: GPTConfig): PlannedTensor[] {
+  if ((cfg.family ?? "gpt2") !== "gpt2") return planLlama(cfg);
   const D = cfg.emb_dim;
   const copy = (name: string, ours: string, shape: number[]): PlannedTensor => ({
     name,
@@ -106,6 +113,115 @@ function plan(cfg: GPTConfig): PlannedTensor[] {
   return out;
 }
 
+/**
+ * A llama or qwen3 model as llama.cpp's `llama` / `qwen3` architecture (llama.cpp's convert_hf_to_gguf.py):
+ *
+ *   ours (HF's names without model.)            GGUF
+ *   embed_tokens.weight                         token_embd.weight              [V, D]
+ *   layers.{i}.input_layernorm.weight           blk.{i}.attn_norm.weight       [D]
+ *   layers.{i}.self_attn.q_proj.weight | bias   blk.{i}.attn_q.weight | bias   [H·hd, D] (llama: rows permuted)
+ *   layers.{i}.self_attn.k_proj.weight | bias   blk.{i}.attn_k.weight | bias   [KV·hd, D] (llama: rows permuted)
+ *   layers.{i}.self_attn.v_proj.weight | bias   blk.{i}.attn_v.weight | bias   [KV·hd, D]
+ *   layers.{i}.self_attn.o_proj.weight | bias   blk.{i}.attn_output.weight | bias [D, H·hd]
+ *   layers.{i}.self_attn.q_norm / k_norm        blk.{i}.attn_q_norm / attn_k_norm .weight [hd] (qwen3)
+ *   layers.{i}.post_attention_layernorm.weight  blk.{i}.ffn_norm.weight        [D]
+ *   layers.{i}.mlp.gate_proj / up_proj          blk.{i}.ffn_gate / ffn_up .weight [F, D]
+ *   layers.{i}.mlp.down_proj.weight             blk.{i}.ffn_down.weight        [D, F]
+ *   norm.weight                                 output_norm.weight             [D]
+ *   lm_head.weight (untied only)                output.weight                  [V, D]
+ *   (llama3 rope_scaling)                       rope_freqs.weight              [hd/2]
+ *
+ * Our projections are [in, out]: transposed to PyTorch's [out, in]. llama.cpp's `llama` rotates adjacent pairs
+ * (x[2i], x[2i+1]) where transformers rotates halves (x[i], x[i+hd/2]), so each head's q and k rows are
+ * interleaved (convert_hf_to_gguf's LlamaModel.permute); qwen3 rotates halves in llama.cpp too and is not.
+ */
+function planLlama(cfg: GPTConfig): PlannedTensor[] {
+  const a = architecture(cfg);
+  const qwen3 = cfg.family === "qwen3";
+  const [D, hd, F] = [cfg.emb_dim, a.headDim, a.hiddenDim];
+  const [Q, KV] = [cfg.n_heads * hd, a.nKvHeads * hd];
+  const copy = (name: string, ours: string, shape: number[]): PlannedTensor => ({
+    name,
+    shape,
+    source: { name: ours, transpose: false },
+  });
+  const linear = (name: string, ours: string, shape: number[], permuteHeads?: number): PlannedTensor[] => [
+    { name: `${name}.weight`, shape, source: { name: `${ours}.weight`, transpose: true, permuteHeads } },
+    ...(a.attentionBias
+      ? [{ name: `${name}.bias`, shape: [shape[0]], source: { name: `${ours}.bias`, transpose: false, permuteHeads } }]
+      : []),
+  ];
+  const out: PlannedTensor[] = [copy("token_embd.weight", "embed_tokens.weight", [cfg.vocab_size, D])];
+  if (a.ropeScaling) out.push({ name: "rope_freqs.weight", shape: [hd / 2], source: { values: ropeFreqs(cfg) } });
+  for (let i = 0; i < cfg.n_layers; i++) {
+    const [l, blk] = [`layers.${i}.`, `blk.${i}.`];
+    out.push(
+      copy(`${blk}attn_norm.weight`, `${l}input_layernorm.weight`, [D]),
+      ...linear(`${blk}attn_q`, `${l}self_attn.q_proj`, [Q, D], qwen3 ? undefined : cfg.n_heads),
+      ...linear(`${blk}attn_k`, `${l}self_attn.k_proj`, [KV, D], qwen3 ? undefined : a.nKvHeads),
+      ...linear(`${blk}attn_v`, `${l}self_attn.v_proj`, [KV, D]),
+      ...linear(`${blk}attn_output`, `${l}self_attn.o_proj`, [D, Q]),
+    );
+    if (a.qkNorm)
+      out.push(
+        copy(`${blk}attn_q_norm.weight`, `${l}self_attn.q_norm.weight`, [hd]),
+        copy(`${blk}attn_k_norm.weight`, `${l}self_attn.k_norm.weight`, [hd]),
+      );
+    out.push(
+      copy(`${blk}ffn_norm.weight`, `${l}post_attention_layernorm.weight`, [D]),
+      ...linear(`${blk}ffn_gate`, `${l}mlp.gate_proj`, [F, D]),
+      ...linear(`${blk}ffn_up`, `${l}mlp.up_proj`, [F, D]),
+      ...linear(`${blk}ffn_down`, `${l}mlp.down_proj`, [D, F]),
+    );
+  }
+  out.push(copy("output_norm.weight", "norm.weight", [D]));
+  if (!cfg.tied_head) out.push(copy("output.weight", "lm_head.weight", [cfg.vocab_size, D]));
+  return out;
+}
+
+/**
+ * Llama 3's rope scaling as llama.cpp reads it: per frequency the factor its angle is divided by (1 for short
+ * wavelengths, `factor` for long ones, blended between), computed as convert_hf_to_gguf does (float32 frequencies,
+ * the rest in double).
+ */
+function ropeFreqs(cfg: GPTConfig): Float32Array {
+  const a = architecture(cfg);
+  const s = a.ropeScaling!;
+  const hd = a.headDim;
+  const old = s.original_max_position_embeddings;
+  const [lowWavelen, highWavelen] = [old / s.low_freq_factor, old / s.high_freq_factor];
+  const out = new Float32Array(hd / 2);
+  for (let i = 0; i < out.length; i++) {
+    const freq = Math.fround(1 / Math.fround(Math.fround(a.ropeTheta) ** Math.fround((2 * i) / hd)));
+    const wavelen = (2 * Math.PI) / freq;
+    if (wavelen < highWavelen) out[i] = 1;
+    else if (wavelen > lowWavelen) out[i] = s.factor;
+    else {
+      const smooth = (old / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+      out[i] = 1 / ((1 - smooth) / s.factor + smooth);
+    }
+  }
+  return out;
+}
+
+/**
+ * convert_hf_to_gguf's LlamaModel.permute: rows [heads, 2, hd/2, …] → [heads, hd/2, 2, …], so that the halves
+ * transformers rotates together become the adjacent pairs llama.cpp rotates. `cols` is 1 for a bias.
+ */
+function permuteHeads(data: Float32Array, heads: number, cols: number): Float32Array {
+  const rows = data.length / cols;
+  const half = rows / heads / 2;
+  const out = new Float32Array(data.length);
+  for (let h = 0; h < heads; h++)
+    for (let j = 0; j < 2; j++)
+      for (let i = 0; i < half; i++) {
+        const from = (h * 2 * half + j * half + i) * cols;
+        const to = (h * 2 * half + i * 2 + j) * cols;
+        out.set(data.subarray(from, from + cols), to);
+      }
+  return out;
+}
+
 /** [rows, cols] row-major → [cols, rows]. */
 function transpose(data: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(data.length);
@@ -120,6 +236,7 @@ function transpose(data: Float32Array, rows: number, cols: number): Float32Array
 function tokenizerMetadata(
   { vocab, merges, specialIds, endOfTextId }: TokenizerVocabulary,
   vocabSize: number,
+  ids: LlamaTokenIds = { pre: "gpt-2", bos: endOfTextId, eos: endOfTextId },
 ): [string, GgufValue][] {
   const tokens: string[] = [];
   for (const [text, id] of Object.entries(vocab)) tokens[id] = text;
@@ -131,15 +248,53 @@ function tokenizerMetadata(
   }
   return [
     ["tokenizer.ggml.model", { type: "string", value: "gpt2" }],
-    ["tokenizer.ggml.pre", { type: "string", value: "gpt-2" }],
+    ["tokenizer.ggml.pre", { type: "string", value: ids.pre }],
     ["tokenizer.ggml.tokens", { type: "array", itemType: "string", value: tokens }],
     ["tokenizer.ggml.token_type", { type: "array", itemType: "int32", value: types }],
     ["tokenizer.ggml.merges", { type: "array", itemType: "string", value: merges }],
-    ["tokenizer.ggml.bos_token_id", { type: "uint32", value: endOfTextId }],
-    ["tokenizer.ggml.eos_token_id", { type: "uint32", value: endOfTextId }],
+    ["tokenizer.ggml.bos_token_id", { type: "uint32", value: ids.bos }],
+    ["tokenizer.ggml.eos_token_id", { type: "uint32", value: ids.eos }],
     ["tokenizer.ggml.add_bos_token", { type: "bool", value: false }],
     ["tokenizer.ggml.add_eos_token", { type: "bool", value: false }],
   ];
+}
+
+/** A llama-family model's tokenizer keys: llama.cpp's pre-tokenizer name, bos and eos, its chat template. */
+interface LlamaTokenIds {
+  pre: string;
+  bos: number;
+  eos: number;
+  chatTemplate?: string;
+}
+
+/**
+ * llama.cpp's name for the pre-tokenizer of a tokenizer.json (convert_hf_to_gguf tells them by a hash of encoded
+ * text; their split regexes differ): Llama 3's splits digits in threes ("llama-bpe"), Qwen2/3's one by one
+ * ("qwen2"); anything else is read as GPT-2's.
+ */
+async function llamaTokenIds(dir: string, tokenizer: TokenizerVocabulary): Promise<LlamaTokenIds> {
+  const patterns = JSON.stringify(
+    (JSON.parse(await readTextFile(join(dir, TOKENIZER_FILE))) as { pre_tokenizer?: unknown }).pre_tokenizer ?? null,
+  );
+  // the regexes as JSON writes them (each backslash doubled)
+  const pre = patterns.includes(String.raw`\\p{N}{1,3}`)
+    ? "llama-bpe"
+    : patterns.includes(String.raw`[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}|`)
+      ? "qwen2"
+      : "gpt-2";
+  const readJson = async (f: string) =>
+    existsSync(join(dir, f)) ? (JSON.parse(await readTextFile(join(dir, f))) as Record<string, unknown>) : {};
+  const generation = await readJson("generation_config.json");
+  const first = (v: unknown) => (Array.isArray(v) ? v[0] : v);
+  const id = (v: unknown, fallback: number) => (Number.isInteger(first(v)) ? (first(v) as number) : fallback);
+  const template = (await readJson("tokenizer_config.json")).chat_template;
+  const jinja = join(dir, "chat_template.jinja");
+  return {
+    pre,
+    bos: id(generation.bos_token_id, tokenizer.endOfTextId),
+    eos: id(generation.eos_token_id, tokenizer.endOfTextId),
+    chatTemplate: existsSync(jinja) ? await readTextFile(jinja) : typeof template === "string" ? template : undefined,
+  };
 }
 
 function metadata(
@@ -147,8 +302,36 @@ function metadata(
   name: string,
   dtype: GgufDtype,
   tokenizer: TokenizerVocabulary,
+  llama?: LlamaTokenIds,
 ): Map<string, GgufValue> {
   const u32 = (value: number): GgufValue => ({ type: "uint32", value });
+  const f32 = (value: number): GgufValue => ({ type: "float32", value });
+  if (llama) {
+    const a = architecture(cfg);
+    const arch = cfg.family === "qwen3" ? "qwen3" : "llama";
+    return new Map<string, GgufValue>([
+      ["general.architecture", { type: "string", value: arch }],
+      ["general.name", { type: "string", value: name }],
+      ["general.file_type", u32(FILE_TYPE[dtype])],
+      ["general.quantization_version", u32(2)],
+      [`${arch}.vocab_size`, u32(cfg.vocab_size)],
+      [`${arch}.context_length`, u32(cfg.context_length)],
+      [`${arch}.embedding_length`, u32(cfg.emb_dim)],
+      [`${arch}.block_count`, u32(cfg.n_layers)],
+      [`${arch}.feed_forward_length`, u32(a.hiddenDim)],
+      [`${arch}.attention.head_count`, u32(cfg.n_heads)],
+      [`${arch}.attention.head_count_kv`, u32(a.nKvHeads)],
+      [`${arch}.attention.key_length`, u32(a.headDim)],
+      [`${arch}.attention.value_length`, u32(a.headDim)],
+      [`${arch}.rope.dimension_count`, u32(a.headDim)],
+      [`${arch}.rope.freq_base`, f32(a.ropeTheta)],
+      [`${arch}.attention.layer_norm_rms_epsilon`, f32(a.normEps)],
+      ...tokenizerMetadata(tokenizer, cfg.vocab_size, llama),
+      ...(llama.chatTemplate
+        ? ([["tokenizer.chat_template", { type: "string", value: llama.chatTemplate }]] as [string, GgufValue][])
+        : []),
+    ]);
+  }
   return new Map<string, GgufValue>([
     ["general.architecture", { type: "string", value: "gpt2" }],
     ["general.name", { type: "string", value: name }],
@@ -258,15 +441,19 @@ export async function exportGguf(
         data: async () => {
           opts.onProgress?.({ done: ++done, total: planned.length, name: t.name });
           if (source === "zeros") return new Float32Array(t.shape[0]!);
-          const values = await weights.read(source.name);
-          return source.transpose ? transpose(values, t.shape[1]!, t.shape[0]!) : values;
+          if ("values" in source) return source.values;
+          let values = await weights.read(source.name);
+          if (source.transpose) values = transpose(values, t.shape[1]!, t.shape[0]!);
+          return source.permuteHeads ? permuteHeads(values, source.permuteHeads, t.shape[1] ?? 1) : values;
         },
       };
     });
     const name = basename(resolve(modelDir));
     let bytes: number;
     try {
-      ({ bytes } = await writeGguf(out, metadata(cfg, name, dtype, tokenizer), tensors, { signal: opts.signal }));
+      const llama = (cfg.family ?? "gpt2") === "gpt2" ? undefined : await llamaTokenIds(modelDir, tokenizer);
+      const keys = metadata(cfg, name, dtype, tokenizer, llama);
+      ({ bytes } = await writeGguf(out, keys, tensors, { signal: opts.signal }));
     } catch (err) {
       throw writeError(out, err);
     }
