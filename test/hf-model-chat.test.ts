@@ -53,7 +53,7 @@ m.save_pretrained(out, safe_serialization=True)
 print(json.dumps({"prompt_ids": ids, "greedy": g, "single": single}))
 `;
 
-test("serve's /v1/chat/completions with a Llama 3.2-style checkpoint and its real chat template: transformers' prompt ids for 2 turns, and the reply ends at <|eot_id|> as transformers' generate does (needs python3 with transformers + jinja2, and npm)", async (t) => {
+test("serve's /v1/chat/completions with a Llama 3.2-style checkpoint and its real chat template: transformers' prompt ids for 2 turns, and the reply ends at <|eot_id|> as transformers' generate does; chat and generate --chat give transformers' single-turn reply (needs python3 with transformers + jinja2, and npm)", async (t) => {
   const probe = spawnSync(PYTHON, ["-c", "import torch, transformers, safetensors, jinja2"], { encoding: "utf8" });
   if (probe.status !== 0) {
     t.skip(`${PYTHON} with torch, transformers, safetensors and jinja2 is not available (LLMCTL_PYTHON picks it)`);
@@ -128,6 +128,15 @@ test("serve's /v1/chat/completions with a Llama 3.2-style checkpoint and its rea
     );
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual((JSON.parse(r.stdout) as { ids: number[] }).ids, ref.single);
+    // chat, one line on stdin: the same reply, ended where transformers ends it
+    const chat = await runCli(["chat", "-m", model, "-t", "0", "-n", "40"], {
+      env: cliEnv(),
+      input: `${messages[0].content}\n`,
+    });
+    assert.equal(chat.code, 0, chat.stderr);
+    const stopped = [128001, 128008, 128009].includes(ref.single.at(-1)!);
+    const replyIds = stopped ? ref.single.slice(0, -1) : ref.single;
+    assert.equal(chat.stdout, `${tokenizer.decode(replyIds).trimStart()}\n`);
     t.diagnostic(
       `${ref.prompt_ids.length} prompt ids as apply_chat_template; ${ref.greedy.length} reply ids ending at <|eot_id|> as transformers' generate, on ${testBackend()}; generate --chat: ${ref.single.length} ids as transformers' (${ref.single.length < 40 ? "stopped" : "not stopped"})`,
     );
