@@ -58,6 +58,21 @@ export async function readTextFile(path: string, hint: PathHint = {}): Promise<s
   return decodeUtf8(bytes, path);
 }
 
+/** A file holding one JSON object; anything else (bad JSON, an array, a number) is one line naming the file. */
+export async function readJsonObject(path: string, hint: PathHint = {}): Promise<Record<string, unknown>> {
+  const text = await readTextFile(path, hint);
+  try {
+    const v = JSON.parse(text) as unknown;
+    if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error("not an object");
+    return v as Record<string, unknown>;
+  } catch (err) {
+    throw new FileFormatError(
+      `${path} is not a valid JSON object (${(err as Error).message})`,
+      "fix or re-download it",
+    );
+  }
+}
+
 /** Offset of the first byte that does not belong to a well-formed UTF-8 sequence, or -1 (RFC 3629). */
 export function firstInvalidUtf8(b: Uint8Array): number {
   for (let i = 0; i < b.length;) {

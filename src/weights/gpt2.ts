@@ -20,7 +20,7 @@
  * Conversion streams: each tensor is read from the source, checked, written to model.safetensors and dropped,
  * so converting 1558M (6.2 GB of float32) needs memory for one tensor at a time, not the model.
  */
-import { readTextFile } from "../formats/file.js";
+import { readJsonObject } from "../formats/file.js";
 import { existsSync, statSync } from "node:fs";
 import { readFile, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
@@ -137,18 +137,9 @@ export function internalToOpenai(name: string): string {
   return `model/${layer !== undefined ? `h${layer}/` : ""}${mod!.replace(".", "/")}/${leaf}`;
 }
 
-async function readJson(path: string, what: string): Promise<Record<string, unknown>> {
-  const text = await readTextFile(path, { fix: `a GPT-2 ${what} directory needs it` });
-  try {
-    const v = JSON.parse(text) as unknown;
-    if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error("not an object");
-    return v as Record<string, unknown>;
-  } catch (err) {
-    throw new FileFormatError(
-      `${path} is not a valid JSON object (${(err as Error).message})`,
-      "fix or re-download it",
-    );
-  }
+/** config.json or hparams.json of a checkpoint directory */
+function readJson(path: string, what: string): Promise<Record<string, unknown>> {
+  return readJsonObject(path, { fix: `a GPT-2 ${what} directory needs it` });
 }
 
 function positiveInt(obj: Record<string, unknown>, keys: string[], path: string): number {

@@ -17,7 +17,7 @@ import { readFile, rm } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { FileFormatError, UsageError } from "../errors.js";
-import { readTextFile } from "../formats/file.js";
+import { readJsonObject } from "../formats/file.js";
 import { readSafetensors, type SafetensorsFile } from "../formats/safetensors.js";
 import {
   type GPTConfig,
@@ -48,20 +48,6 @@ export interface LlamaCheckpoint {
   /** llmctl's weight name → where it is read from */
   tensors: Map<string, { file: SafetensorsFile; sourceName: string; shape: number[]; transpose: boolean }>;
   close(): Promise<void>;
-}
-
-async function readJsonObject(path: string, fix: string): Promise<Record<string, unknown>> {
-  const text = await readTextFile(path, { fix });
-  try {
-    const v = JSON.parse(text) as unknown;
-    if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error("not an object");
-    return v as Record<string, unknown>;
-  } catch (err) {
-    throw new FileFormatError(
-      `${path} is not a valid JSON object (${(err as Error).message})`,
-      "fix or re-download it",
-    );
-  }
 }
 
 /** A Llama or Qwen3 config.json as llmctl's model config (refusing what the model cannot compute). */
@@ -179,7 +165,10 @@ export async function openLlamaCheckpoint(dir: string): Promise<LlamaCheckpoint>
   const configPath = join(dir, "config.json");
   if (!existsSync(configPath))
     throw new UsageError(`${dir} has no config.json`, "point --from at a Hugging Face checkpoint directory");
-  const config = llamaConfigFrom(await readJsonObject(configPath, "a checkpoint directory needs it"), configPath);
+  const config = llamaConfigFrom(
+    await readJsonObject(configPath, { fix: "a checkpoint directory needs it" }),
+    configPath,
+  );
   const modelType = config.family as LlamaCheckpoint["modelType"];
   const files = await openShards(dir);
   try {
@@ -224,7 +213,7 @@ async function openShards(dir: string): Promise<SafetensorsFile[]> {
       );
     return [await readSafetensors(single)];
   }
-  const index = await readJsonObject(indexPath, "a sharded checkpoint needs it");
+  const index = await readJsonObject(indexPath, { fix: "a sharded checkpoint needs it" });
   const map = index.weight_map;
   if (typeof map !== "object" || map === null)
     throw new FileFormatError(`${indexPath} has no weight_map`, "re-download the checkpoint");
