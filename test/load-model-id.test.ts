@@ -11,6 +11,7 @@ import { existsSync } from "node:fs";
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { writeSafetensors } from "../src/formats/safetensors.js";
 import { runCli } from "./helpers/cli.js";
 import { hfShape, hfWeights, trainTokenizer, writeHFCheckpoint } from "./helpers/hf-checkpoint.js";
@@ -148,6 +149,23 @@ test("load --model-id downloads single-file and sharded checkpoints (resuming a 
     assert.equal(
       server.requests.filter((q, i) => i >= before && !/generation_config|chat_template/.test(q.path)).length,
       0,
+    );
+
+    // a file:// mirror (a directory in the same layout): a missing optional file is its 404
+    const mirror = join(dir, "mirror");
+    const repo = join(mirror, "tiny-org", "file-llama", "resolve", "main");
+    await mkdir(repo, { recursive: true });
+    for (const f of ["config.json", "tokenizer.json", "model.safetensors"])
+      await copyFile(join(single, f), join(repo, f));
+    const fileEnv = { ...env, LLMCTL_GPT2_MIRROR: pathToFileURL(mirror).href };
+    const fromFiles = await runCli(["load", "--model-id", "tiny-org/file-llama", "--out", join(dir, "file-out")], {
+      env: fileEnv,
+    });
+    assert.equal(fromFiles.code, 0, fromFiles.stderr);
+    assert.ok(
+      (await readFile(join(dir, "file-out", "model.safetensors"))).equals(
+        await readFile(join(dir, "again", "model.safetensors")),
+      ),
     );
   } finally {
     await server.close();

@@ -12,6 +12,7 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { UsageError } from "../errors.js";
 import { cacheRoot, download, HttpStatusError } from "../data/download.js";
 import { readJsonObject } from "../formats/file.js";
@@ -71,6 +72,9 @@ export async function fetchHfModel(
     const i = index++;
     if (existsSync(dest)) return true;
     try {
+      // a file:// mirror (a directory of files): a missing file is its 404
+      if (url.startsWith("file:") && !existsSync(fileURLToPath(url)))
+        throw new HttpStatusError(`could not download ${url}: not found`, fix(url), 404);
       await download(url, dest, {
         signal: opts.signal,
         sha256Header: HF_SHA256_HEADER,
