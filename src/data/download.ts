@@ -26,6 +26,12 @@ import { InterruptedError, LlmctlError, NetworkError } from "../errors.js";
 export interface DownloadOptions {
   /** Expected sha256 (hex); a mismatch deletes the part file and throws. */
   sha256?: string;
+  /**
+   * A response header that may carry the file's sha256, used when `sha256` is not given: the value (quotes
+   * and a W/ prefix stripped) counts only if it is 64 hex digits. Every response of the redirect chain is
+   * looked at — Hugging Face sends `X-Linked-Etag: "<sha256>"` for LFS files on its 302 to the CDN.
+   */
+  sha256Header?: string;
   /** Expected size in bytes; lets a complete part file skip the network and catches short files. */
   expectedSize?: number;
   /** Bytes on disk so far (including a resumed part) and the total when the server says it. */
@@ -69,10 +75,24 @@ export async function download(url: string, dest: string, opts: DownloadOptions 
   }
   const part = dest + ".part";
   await makeDirectory(dirname(dest));
+  let headerSha256: string | undefined;
+  const seen = { onHeaders: undefined as ((h: http.IncomingHttpHeaders) => void) | undefined };
+  if (opts.sha256Header !== undefined && opts.sha256 === undefined) {
+    const name = opts.sha256Header.toLowerCase();
+    seen.onHeaders = (h) => {
+      const raw = h[name];
+      const value = (Array.isArray(raw) ? raw[0] : raw)
+        ?.trim()
+        .replace(/^W\//, "")
+        .replace(/^"(.*)"$/, "$1");
+      if (value !== undefined && /^[0-9a-f]{64}$/i.test(value)) headerSha256 = value.toLowerCase();
+    };
+  }
   if (parsed.protocol === "file:") await copyToPart(parsed, part, opts, fix);
-  else if (parsed.protocol === "http:" || parsed.protocol === "https:") await fetchToPart(parsed, part, opts, fix);
+  else if (parsed.protocol === "http:" || parsed.protocol === "https:")
+    await fetchToPart(parsed, part, { ...opts, ...seen }, fix);
   else throw new NetworkError(`cannot download ${url}: only http, https and file URLs are supported`, fix);
-  await verifyPart(url, part, opts, fix);
+  await verifyPart(url, part, { ...opts, sha256: opts.sha256 ?? headerSha256 }, fix);
   await rename(part, dest);
 }
 
@@ -149,6 +169,20 @@ async function copyToPart(url: URL, part: string, opts: DownloadOptions, fix: st
   }
 }
 
+/** An HTTP answer that is not the file (404, 401, …): a NetworkError that says which status it was. */
+export class HttpStatusError extends NetworkError {
+  constructor(
+    message: string,
+    fix: string,
+    readonly status: number,
+  ) {
+    super(message, fix);
+  }
+}
+
+/** fetchToPart's options: DownloadOptions plus a look at every response's headers (redirects included). */
+type FetchOptions = DownloadOptions & { onHeaders?: (headers: http.IncomingHttpHeaders) => void };
+
 /** A failure worth retrying: the connection dropped, timed out, or the server had a bad moment (5xx). */
 class TransientError extends Error {}
 
@@ -165,7 +199,7 @@ function describe(err: unknown): string {
   return e?.message ?? String(err);
 }
 
-async function fetchToPart(url: URL, part: string, opts: DownloadOptions, fix: string): Promise<void> {
+async function fetchToPart(url: URL, part: string, opts: FetchOptions, fix: string): Promise<void> {
   const retries = opts.retries ?? 3;
   const retryDelayMs = opts.retryDelayMs ?? 500;
   let failures = 0;
@@ -221,7 +255,7 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 function request(
   url: URL,
   headers: Record<string, string>,
-  opts: DownloadOptions,
+  opts: FetchOptions,
   fix: string,
   redirects = 0,
 ): Promise<{ res: http.IncomingMessage; url: URL }> {
@@ -234,6 +268,7 @@ function request(
       { method: "GET", headers, agent: false, timeout: timeoutMs, signal: opts.signal },
       (res) => {
         const status = res.statusCode ?? 0;
+        opts.onHeaders?.(res.headers);
         if (status >= 300 && status < 400 && status !== 304 && res.headers.location) {
           res.resume();
           if (redirects >= MAX_REDIRECTS) {
@@ -275,7 +310,7 @@ async function attempt(
   url: URL,
   part: string,
   offset: number,
-  opts: DownloadOptions,
+  opts: FetchOptions,
   fix: string,
 ): Promise<AttemptOutcome> {
   const headers: Record<string, string> = { "user-agent": "llmctl", "accept-encoding": "identity" };
@@ -307,7 +342,7 @@ async function attempt(
     const what = `HTTP ${status}${res.statusMessage ? " " + res.statusMessage : ""}`;
     if (status >= 500 || status === 429 || status === 408) throw new TransientError(what);
     const where = finalUrl.href === url.href ? url.href : `${url.href} (redirected to ${finalUrl.href})`;
-    throw new NetworkError(`could not download ${where}: ${what}`, fix);
+    throw new HttpStatusError(`could not download ${where}: ${what}`, fix, status);
   }
 
   opts.onProgress?.(start, total);

@@ -4,7 +4,9 @@
  * `gpt2/openai/<size>/` or `gpt2/hf/<size>/`, so a second load-gpt2 does not download again.
  *
  * No checksums are pinned here: integrity is checked by the formats themselves when the files are converted
- * (every TF tensor carries a CRC32C; the safetensors header must tile the file exactly).
+ * (every TF tensor carries a CRC32C; the safetensors header must tile the file exactly). Hugging Face files
+ * whose answer carries an `X-Linked-Etag` sha256 (LFS files such as model.safetensors) are also checked
+ * against it before they enter the cache.
  *
  * LLMCTL_GPT2_MIRROR replaces both hosts (tests point it at a local server): OpenAI files are fetched from
  * `<mirror>/<size>/<file>` and Hugging Face files from `<mirror>/<repo>/resolve/main/<file>`.
@@ -17,6 +19,14 @@ import { GPT2_HF_REPOS, type Gpt2Size } from "./gpt2-sizes.js";
 export const OPENAI_BASE = "https://openaipublic.blob.core.windows.net/gpt-2/models";
 export const HF_BASE = "https://huggingface.co";
 export type Gpt2Source = "openai" | "hf";
+
+/** Where Hugging Face files come from: LLMCTL_GPT2_MIRROR when set (load --model-id honours it too), else huggingface.co. */
+export function hfBase(env: NodeJS.ProcessEnv = process.env): string {
+  return env.LLMCTL_GPT2_MIRROR?.replace(/\/+$/, "") || HF_BASE;
+}
+
+/** The response header in which Hugging Face sends an LFS file's sha256. */
+export const HF_SHA256_HEADER = "x-linked-etag";
 
 /** The files a conversion needs (OpenAI also publishes checkpoint, encoder.json, vocab.bpe, model.ckpt.meta). */
 export const OPENAI_FILES = [
@@ -37,7 +47,7 @@ export function gpt2Urls(
     const base = mirror ?? OPENAI_BASE;
     return OPENAI_FILES.map((file) => ({ file, url: `${base}/${size}/${file}` }));
   }
-  const base = mirror ?? HF_BASE;
+  const base = hfBase(env);
   return HF_FILES.map((file) => ({ file, url: `${base}/${GPT2_HF_REPOS[size]}/resolve/main/${file}` }));
 }
 
@@ -73,6 +83,7 @@ export async function fetchGpt2(
     await download(url, dest, {
       onProgress: (received, total) => opts.onProgress?.({ file, index, count: files.length, received, total }),
       signal: opts.signal,
+      sha256Header: source === "hf" ? HF_SHA256_HEADER : undefined,
       fix: `check the network connection and run the command again (a partial download resumes), or download ${url} yourself and use --from`,
     });
   }

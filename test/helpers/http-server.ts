@@ -15,6 +15,8 @@ export interface Route {
   ignoreRange?: boolean;
   /** Accept the request and never answer (for timeouts). */
   stall?: boolean;
+  /** Extra response headers (e.g. Hugging Face's X-Linked-Etag) on 200 and 206 answers. */
+  headers?: http.OutgoingHttpHeaders;
 }
 
 export interface RequestLog {
@@ -30,14 +32,14 @@ export interface TestServer {
   requests: RequestLog[];
   /** Add or replace a route: a path such as "/the-verdict.txt" (as sent, percent-encoded). */
   set(path: string, route: Route | Buffer): void;
-  /** Answer `from` with a 302 to `to`. */
-  redirect(from: string, to: string): void;
+  /** Answer `from` with a 302 to `to`, with extra `headers` if given. */
+  redirect(from: string, to: string, headers?: http.OutgoingHttpHeaders): void;
   close(): Promise<void>;
 }
 
 export async function startTestServer(routes: Record<string, Route | Buffer> = {}): Promise<TestServer> {
   const table = new Map<string, Route>();
-  const redirects = new Map<string, string>();
+  const redirects = new Map<string, { to: string; headers?: http.OutgoingHttpHeaders }>();
   const drops = new Map<string, number>();
   const requests: RequestLog[] = [];
   const set = (path: string, route: Route | Buffer) =>
@@ -52,7 +54,7 @@ export async function startTestServer(routes: Record<string, Route | Buffer> = {
     const target = redirects.get(path);
     if (target !== undefined) {
       log(302);
-      res.writeHead(302, { location: target }).end();
+      res.writeHead(302, { ...target.headers, location: target.to }).end();
       return;
     }
     const route = table.get(path);
@@ -68,7 +70,11 @@ export async function startTestServer(routes: Record<string, Route | Buffer> = {
     const size = route.body.length;
     let start = 0;
     let status = 200;
-    const headers: http.OutgoingHttpHeaders = { "content-type": "application/octet-stream", "accept-ranges": "bytes" };
+    const headers: http.OutgoingHttpHeaders = {
+      ...route.headers,
+      "content-type": "application/octet-stream",
+      "accept-ranges": "bytes",
+    };
     const m = range && !route.ignoreRange ? /^bytes=(\d+)-$/.exec(range) : null;
     if (m) {
       start = Number(m[1]);
@@ -103,7 +109,7 @@ export async function startTestServer(routes: Record<string, Route | Buffer> = {
     url: (path) => new URL(path.replace(/^\//, ""), baseUrl).href,
     requests,
     set,
-    redirect: (from, to) => redirects.set(from, to),
+    redirect: (from, to, headers) => redirects.set(from, { to, headers }),
     close: () =>
       new Promise<void>((resolvePromise) => {
         server.closeAllConnections();
