@@ -101,6 +101,20 @@ export async function makeDirectory(dir: string): Promise<void> {
 }
 
 /**
+ * Let `fill` write into `dir`; a directory it had to create is removed again when it fails, so a conversion that
+ * fails (a CRC mismatch, Ctrl-C) leaves no trace. An existing directory is left as `fill` left it.
+ */
+export async function fillDirectory<T>(dir: string, fill: () => Promise<T>): Promise<T> {
+  const created = !existsSync(dir);
+  try {
+    return await fill();
+  } catch (err) {
+    if (created) await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/**
  * Let `write` fill a temporary file beside `path`, then fsync and rename it into place. If anything fails, the
  * temporary file is removed, `path` is left as it was, and a filesystem error (disk full, no permission, …)
  * comes back as a FileSystemError naming `path`.

@@ -47,6 +47,7 @@ import { formatPrompt, responseHeader } from "../generate/prompt-style.js";
 import { type PromptStyle } from "../model/model-meta.js";
 import { TOKENIZER_FILE, modelVocabulary, type TokenizerVocabulary } from "../tokenizer/bpe-file.js";
 import { openExportSource } from "./export-source.js";
+import { transpose2d } from "./hf-llama.js";
 import { type ExportProgress } from "./hf-export.js";
 
 const TENSOR_TYPE: Readonly<Record<GgufDtype, GgmlType>> = { f32: "F32", f16: "F16", bf16: "BF16", q8_0: "Q8_0" };
@@ -219,13 +220,6 @@ function permuteHeads(data: Float32Array, heads: number, cols: number): Float32A
         const to = (h * 2 * half + i * 2 + j) * cols;
         out.set(data.subarray(from, from + cols), to);
       }
-  return out;
-}
-
-/** [rows, cols] row-major → [cols, rows]. */
-function transpose(data: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(data.length);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c]!;
   return out;
 }
 
@@ -443,7 +437,7 @@ export async function exportGguf(
           if (source === "zeros") return new Float32Array(t.shape[0]!);
           if ("values" in source) return source.values;
           let values = await weights.read(source.name);
-          if (source.transpose) values = transpose(values, t.shape[1]!, t.shape[0]!);
+          if (source.transpose) values = transpose2d(values, t.shape[1]!, t.shape[0]!);
           return source.permuteHeads ? permuteHeads(values, source.permuteHeads, t.shape[1] ?? 1) : values;
         },
       };

@@ -22,7 +22,8 @@
  */
 import { readJsonObject } from "../formats/file.js";
 import { existsSync, statSync } from "node:fs";
-import { readFile, rm } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
+import { fillDirectory } from "../fs-atomic.js";
 import { basename, dirname, join } from "node:path";
 import { FileFormatError, UsageError } from "../errors.js";
 import {
@@ -453,12 +454,5 @@ export async function writeModelDirFromCheckpoint(
     opts.onProgress?.({ done, total, bytes, totalBytes, name });
     return data;
   };
-  // a conversion that fails (a CRC mismatch, Ctrl-C) leaves no trace: a directory it created goes again
-  const created = !existsSync(outDir);
-  try {
-    return await writeModelDir(outDir, meta, read, { signal: opts.signal });
-  } catch (err) {
-    if (created) await rm(outDir, { recursive: true, force: true });
-    throw err;
-  }
+  return fillDirectory(outDir, () => writeModelDir(outDir, meta, read, { signal: opts.signal }));
 }

@@ -13,7 +13,7 @@
  * every projection's PyTorch Linear weight [out,in] is transposed to llmctl's [in,out]; embed_tokens, the norms
  * and lm_head [V,D] are taken as they are. A tied checkpoint's lm_head.weight, when saved, is not kept.
  */
-import { readFile, rm } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { FileFormatError, UsageError } from "../errors.js";
@@ -28,7 +28,7 @@ import {
 } from "../model/config.js";
 import { CONFIG_FILE, validateModelMeta, type ModelMeta } from "../model/model-meta.js";
 import { writeModelDir } from "../model/model-dir.js";
-import { makeDirectory, writeFileAtomic } from "../fs-atomic.js";
+import { fillDirectory, makeDirectory, writeFileAtomic } from "../fs-atomic.js";
 
 export const SUPPORTED_MODEL_TYPES = ["llama", "qwen3"] as const;
 
@@ -276,8 +276,7 @@ export async function writeModelDirFromLlama(
     opts.onTensor?.(name, ++done, ck.tensors.size);
     return t.transpose ? transpose2d(data, t.shape[1], t.shape[0]) : data;
   };
-  const created = !existsSync(outDir);
-  try {
+  return fillDirectory(outDir, async () => {
     // the tokenizer first: a config.json naming tokenizer.json never stands without it
     await makeDirectory(outDir);
     const copied: string[] = [];
@@ -288,8 +287,5 @@ export async function writeModelDirFromLlama(
     }
     await writeModelDir(outDir, meta, read, { signal: opts.signal });
     return { meta, copied };
-  } catch (err) {
-    if (created) await rm(outDir, { recursive: true, force: true });
-    throw err;
-  }
+  });
 }
