@@ -15,14 +15,13 @@ import * as tf from "@tensorflow/tfjs";
 import { useBackend } from "../src/backend/index.js";
 import { countParameters, parameterShapes, validateGPTConfig, type GPTConfig } from "../src/model/config.js";
 import { buildGPT } from "../src/model/gpt.js";
-import { loadModelDir } from "../src/model/model-dir.js";
 import { summarize } from "../src/model/summary.js";
 import { loadTokenizerDir } from "../src/tokenizer/bpe-file.js";
 import { runCli } from "./helpers/cli.js";
 import { cliEnv, testBackend } from "./helpers/backend.js";
 import { referenceGreedy, referenceLogits, type HFTextConfig } from "./helpers/llama-reference.js";
-import { hfTokenizerDirs } from "./helpers/hf-tokenizers.js";
-import { hfWeights, trainTokenizer, uniform, writeHFCheckpoint } from "./helpers/hf-checkpoint.js";
+import { chatTemplateOracle } from "./helpers/hf-tokenizers.js";
+import { hfWeights, llmctlLogits, trainTokenizer, uniform, writeHFCheckpoint } from "./helpers/hf-checkpoint.js";
 
 const PYTHON = process.env.LLMCTL_PYTHON ?? "python3";
 const PROMPT = "Every effort moves you";
@@ -174,19 +173,6 @@ test("RMSNorm, SwiGLU, RoPE, GQA and q/k norm differentiate: tf.grads of the los
 });
 
 // ---- checkpoints in Hugging Face's form, written here (test/helpers/hf-checkpoint.ts) ---------------------------
-
-async function llmctlLogits(modelDir: string, ids: number[]): Promise<number[][]> {
-  await useBackend(testBackend());
-  const { gpt } = await loadModelDir(modelDir);
-  try {
-    const logits = tf.tidy(() => gpt.forward(tf.tensor2d([ids], [1, ids.length], "int32")));
-    const rows = ((await logits.array()) as number[][][])[0];
-    logits.dispose();
-    return rows;
-  } finally {
-    gpt.dispose();
-  }
-}
 
 function maxDiff(a: ArrayLike<number>[], b: ArrayLike<number>[]): number {
   let d = 0;
@@ -444,16 +430,8 @@ print(json.dumps({"prompt_ids": ids, "greedy": g[0, len(ids):].tolist()}))
 `;
 
 test("a Llama 3.2-style checkpoint with Llama 3.2's real tokenizer and chat template: load, then generate --chat gives transformers' prompt ids and greedy ids (needs python3 with transformers + jinja2, and npm)", async (t) => {
-  const probe = spawnSync(PYTHON, ["-c", "import torch, transformers, safetensors, jinja2"], { encoding: "utf8" });
-  if (probe.status !== 0) {
-    t.skip(`${PYTHON} with torch, transformers, safetensors and jinja2 is not available (LLMCTL_PYTHON picks it)`);
-    return;
-  }
-  const files = hfTokenizerDirs();
-  if ("skip" in files) {
-    t.skip(files.skip);
-    return;
-  }
+  const files = chatTemplateOracle(t, PYTHON);
+  if (!files) return;
   const dir = await mkdtemp(join(tmpdir(), "llmctl-llama-chat-"));
   try {
     const question = "Name three primary colors.";

@@ -9,13 +9,10 @@ import { spawnSync } from "node:child_process";
 import { copyFile, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import * as tf from "@tensorflow/tfjs";
-import { useBackend } from "../src/backend/index.js";
-import { loadModelDir } from "../src/model/model-dir.js";
 import { loadTokenizerDir } from "../src/tokenizer/bpe-file.js";
 import { testBackend } from "./helpers/backend.js";
 import { runCli } from "./helpers/cli.js";
-import { sharedPath } from "./helpers/shared.js";
+import { llmctlLogits, trainTokenizer } from "./helpers/hf-checkpoint.js";
 
 const PYTHON = process.env.LLMCTL_PYTHON ?? "python3";
 const PROMPT = "Every effort moves you";
@@ -107,27 +104,6 @@ function python(script: string, args: string[]): Record<string, unknown> {
   return JSON.parse(r.stdout.trim().split("\n").at(-1) || "{}") as Record<string, unknown>;
 }
 
-async function trainTokenizer(dir: string): Promise<string> {
-  const out = join(dir, "tokenizer");
-  const args = ["tokenizer", "train", "--file", sharedPath("datasets", "the-verdict.txt"), "--vocab-size", "300"];
-  const r = await runCli([...args, "--out", out]);
-  assert.equal(r.code, 0, r.stderr);
-  return join(out, "tokenizer.json");
-}
-
-async function llmctlLogits(modelDir: string, ids: number[]): Promise<number[][]> {
-  await useBackend(testBackend());
-  const { gpt } = await loadModelDir(modelDir);
-  try {
-    const logits = tf.tidy(() => gpt.forward(tf.tensor2d([ids], [1, ids.length], "int32")));
-    const rows = ((await logits.array()) as number[][][])[0];
-    logits.dispose();
-    return rows;
-  } finally {
-    gpt.dispose();
-  }
-}
-
 /** load HF → model, export → HF again, load that → model2: the two model directories' weights are the same bytes */
 async function roundTrip(dir: string, hf: string, name: string): Promise<{ model: string; exported: string }> {
   const model = join(dir, `model-${name}`);
@@ -156,7 +132,7 @@ test("export --format hf of llama models (tied, untied with attention biases): t
   }
   const dir = await mkdtemp(join(tmpdir(), "llmctl-llama-export-"));
   try {
-    const tokenizer = await trainTokenizer(dir);
+    const tokenizer = join(await trainTokenizer(dir), "tokenizer.json");
     const ids = (await loadTokenizerDir(join(dir, "tokenizer"))).encode(PROMPT);
     python(MAKE_LLAMA, [dir]);
     for (const variant of ["untied", "tied"]) {
@@ -185,7 +161,7 @@ test("export --format hf of a qwen3 model: Qwen3Config's values and every tensor
   }
   const dir = await mkdtemp(join(tmpdir(), "llmctl-qwen3-export-"));
   try {
-    const tokenizer = await trainTokenizer(dir);
+    const tokenizer = join(await trainTokenizer(dir), "tokenizer.json");
     const hf = join(dir, "qwen3");
     python(MAKE_QWEN3, [hf]);
     await copyFile(tokenizer, join(hf, "tokenizer.json"));

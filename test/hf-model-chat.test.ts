@@ -14,7 +14,7 @@ import { loadChatFormat, type ChatMessage } from "../src/generate/chat-template.
 import { loadTokenizerDir } from "../src/tokenizer/bpe-file.js";
 import { cliEnv, testBackend } from "./helpers/backend.js";
 import { runCli } from "./helpers/cli.js";
-import { hfTokenizerDirs } from "./helpers/hf-tokenizers.js";
+import { chatTemplateOracle } from "./helpers/hf-tokenizers.js";
 import { startServe } from "./helpers/serve.js";
 
 const PYTHON = process.env.LLMCTL_PYTHON ?? "python3";
@@ -54,16 +54,8 @@ print(json.dumps({"prompt_ids": ids, "greedy": g, "single": single}))
 `;
 
 test("serve's /v1/chat/completions with a Llama 3.2-style checkpoint and its real chat template: transformers' prompt ids for 2 turns, and the reply ends at <|eot_id|> as transformers' generate does; chat and generate --chat give transformers' single-turn reply (needs python3 with transformers + jinja2, and npm)", async (t) => {
-  const probe = spawnSync(PYTHON, ["-c", "import torch, transformers, safetensors, jinja2"], { encoding: "utf8" });
-  if (probe.status !== 0) {
-    t.skip(`${PYTHON} with torch, transformers, safetensors and jinja2 is not available (LLMCTL_PYTHON picks it)`);
-    return;
-  }
-  const files = hfTokenizerDirs();
-  if ("skip" in files) {
-    t.skip(files.skip);
-    return;
-  }
+  const files = chatTemplateOracle(t, PYTHON);
+  if (!files) return;
   const dir = await mkdtemp(join(tmpdir(), "llmctl-model-chat-"));
   try {
     const messages: ChatMessage[] = [

@@ -2,7 +2,11 @@
 import assert from "node:assert/strict";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import * as tf from "@tensorflow/tfjs";
 import { writeSafetensors } from "../../src/formats/safetensors.js";
+import { useBackend } from "../../src/backend/index.js";
+import { loadModelDir } from "../../src/model/model-dir.js";
+import { testBackend } from "./backend.js";
 import { runCli } from "./cli.js";
 import { sharedPath } from "./shared.js";
 import type { HFTextConfig } from "./llama-reference.js";
@@ -99,4 +103,18 @@ export async function trainTokenizer(dir: string): Promise<string> {
   ]);
   assert.equal(r.code, 0, r.stderr);
   return out;
+}
+
+/** An llmctl model directory's logits [T, V] for ids, on the test pass's backend. */
+export async function llmctlLogits(modelDir: string, ids: number[]): Promise<number[][]> {
+  await useBackend(testBackend());
+  const { gpt } = await loadModelDir(modelDir);
+  try {
+    const logits = tf.tidy(() => gpt.forward(tf.tensor2d([ids], [1, ids.length], "int32")));
+    const rows = ((await logits.array()) as number[][][])[0];
+    logits.dispose();
+    return rows;
+  } finally {
+    gpt.dispose();
+  }
 }

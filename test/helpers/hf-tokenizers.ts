@@ -74,3 +74,24 @@ export function pythonWith(modules: string[]): { python: string } | { skip: stri
   if (probe.status !== 0) return { skip: `${python} lacks one of ${modules.join(", ")}` };
   return { python };
 }
+
+/**
+ * What a test against transformers' chat templates needs: the real tokenizer files, and a python with torch,
+ * transformers, safetensors and jinja2. Undefined, with the test skipped saying which is missing, without them.
+ */
+export function chatTemplateOracle(
+  t: { skip(message: string): void },
+  python: string,
+): { dirs: Record<HfTokenizerName, string>; done: () => void } | undefined {
+  const probe = spawnSync(python, ["-c", "import torch, transformers, safetensors, jinja2"], { encoding: "utf8" });
+  if (probe.status !== 0) {
+    t.skip(`${python} with torch, transformers, safetensors and jinja2 is not available (LLMCTL_PYTHON picks it)`);
+    return undefined;
+  }
+  const files = hfTokenizerDirs();
+  if ("skip" in files) {
+    t.skip(files.skip);
+    return undefined;
+  }
+  return files;
+}
